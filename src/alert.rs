@@ -1,0 +1,500 @@
+//! Alerts as clients send them, and as the store keeps them.
+//!
+//! Parsing is done by hand over `serde_json::Value` rather than with a derived `Deserialize`, so that
+//! every rejection names the exact path (`[3].labels.job`) and what was expected there. The HTTP layer
+//! turns [`AlertError`] into 400 (not JSON at all) or 422 (JSON, but not a valid alert).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Longest accepted `title`, in bytes. Digest lines are cut much shorter; this only bounds what a
+/// client can make the store hold.
+pub const MAX_TITLE_BYTES: usize = 1024;
+/// Longest accepted `text`, in bytes.
+pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+/// Most labels on one alert.
+pub const MAX_LABELS: usize = 64;
+
+/// How bad an alert is. The derived order puts the most severe first, which is the order in which
+/// digests list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Error,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::Critical,
+        Severity::Error,
+        Severity::Warning,
+        Severity::Info,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Index into per-severity arrays such as [`crate::digest::Counts`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Firing,
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+/// One alert as the store keeps it. `seq` is its position in its robot's sequence; the robot itself
+/// is part of the store key, not of the record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub severity: Severity,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Given by the client, or derived from title, severity and labels ([`default_fingerprint`]).
+    pub fingerprint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// When the condition happened, as the client says (Unix ms); `None` if not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_ms: Option<i64>,
+    /// When sluice accepted it (Unix ms).
+    pub received_ms: i64,
+}
+
+impl Alert {
+    /// The label that groups alerts inside a severity: `alertname`, else `job`.
+    pub fn group(&self) -> Option<&str> {
+        self.labels
+            .get("alertname")
+            .or_else(|| self.labels.get("job"))
+            .map(String::as_str)
+    }
+}
+
+/// An alert parsed from a request, with the robot it names (if any) not yet resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingAlert {
+    pub robot: Option<String>,
+    pub alert: Alert,
+}
+
+/// Why a request body is not a list of valid alerts.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AlertError {
+    /// The bytes are not JSON (or not UTF-8). Maps to HTTP 400.
+    #[error("{0}")]
+    Malformed(String),
+    /// JSON, but a field is missing or wrong. Maps to HTTP 422.
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl AlertError {
+    pub fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
+        AlertError::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+const FIELDS: &str =
+    "robot, title, text, severity, status, labels, fingerprint, source, time";
+
+/// Parses a request body: one alert object or an array of them. `received_ms` stamps every alert.
+pub fn parse_body(body: &[u8], received_ms: i64) -> Result<Vec<IncomingAlert>, AlertError> {
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(AlertError::Malformed(format!(
+            "body is not valid UTF-8 at byte {}",
+            e.valid_up_to()
+        )));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        AlertError::Malformed(format!(
+            "malformed JSON at line {} column {}: {}",
+            e.line(),
+            e.column(),
+            strip_position(&e.to_string())
+        ))
+    })?;
+    parse_value(value, received_ms)
+}
+
+/// Parses an already decoded JSON value: one alert object or an array of them.
+pub fn parse_value(value: Value, received_ms: i64) -> Result<Vec<IncomingAlert>, AlertError> {
+    match value {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(AlertError::invalid("$", "empty array; send at least one alert"));
+            }
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| parse_one(v, &format!("[{i}]"), received_ms))
+                .collect()
+        }
+        Value::Object(_) => Ok(vec![parse_one(value, "$", received_ms)?]),
+        other => Err(AlertError::invalid(
+            "$",
+            format!(
+                "expected an alert object or an array of them, found {}",
+                kind(&other)
+            ),
+        )),
+    }
+}
+
+fn parse_one(value: Value, path: &str, received_ms: i64) -> Result<IncomingAlert, AlertError> {
+    let Value::Object(map) = value else {
+        return Err(AlertError::invalid(
+            path,
+            format!("expected an alert object, found {}", kind(&value)),
+        ));
+    };
+    let at = |field: &str| {
+        if path == "$" {
+            field.to_string()
+        } else {
+            format!("{path}.{field}")
+        }
+    };
+    for key in map.keys() {
+        if !FIELDS.split(", ").any(|f| f == key) {
+            return Err(AlertError::invalid(
+                at(key),
+                format!("unknown field; expected one of {FIELDS}"),
+            ));
+        }
+    }
+    let string = |field: &str, max: usize| -> Result<Option<String>, AlertError> {
+        match map.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.len() > max => Err(AlertError::invalid(
+                at(field),
+                format!("too long: {} bytes, at most {max}", s.len()),
+            )),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(AlertError::invalid(
+                at(field),
+                format!("expected a string, found {}", kind(other)),
+            )),
+        }
+    };
+
+    let title = string("title", MAX_TITLE_BYTES)?
+        .ok_or_else(|| AlertError::invalid(at("title"), "missing; every alert needs a title"))?;
+    if title.trim().is_empty() {
+        return Err(AlertError::invalid(at("title"), "empty; every alert needs a title"));
+    }
+    let robot = string("robot", 64)?;
+    let text = string("text", MAX_TEXT_BYTES)?.filter(|t| !t.trim().is_empty());
+    let severity = match string("severity", 32)? {
+        None => Severity::Warning,
+        Some(s) => Severity::parse(&s.to_ascii_lowercase()).ok_or_else(|| {
+            AlertError::invalid(
+                at("severity"),
+                format!("unknown severity {s:?}; expected critical, error, warning or info"),
+            )
+        })?,
+    };
+    let status = match string("status", 32)?.as_deref() {
+        None | Some("firing") => Status::Firing,
+        Some("resolved") => Status::Resolved,
+        Some(s) => {
+            return Err(AlertError::invalid(
+                at("status"),
+                format!("unknown status {s:?}; expected firing or resolved"),
+            ));
+        }
+    };
+    let mut labels = BTreeMap::new();
+    match map.get("labels") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(l)) => {
+            if l.len() > MAX_LABELS {
+                return Err(AlertError::invalid(
+                    at("labels"),
+                    format!("{} labels, at most {MAX_LABELS}", l.len()),
+                ));
+            }
+            for (k, v) in l {
+                let value = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    other => {
+                        return Err(AlertError::invalid(
+                            format!("{}.{k}", at("labels")),
+                            format!("expected a string, found {}", kind(other)),
+                        ));
+                    }
+                };
+                if k.len() > 256 || value.len() > 1024 {
+                    return Err(AlertError::invalid(
+                        format!("{}.{k}", at("labels")),
+                        "label too long: names at most 256 bytes, values at most 1024",
+                    ));
+                }
+                labels.insert(k.clone(), value);
+            }
+        }
+        Some(other) => {
+            return Err(AlertError::invalid(
+                at("labels"),
+                format!(
+                    "expected an object of string values, found {}",
+                    kind(other)
+                ),
+            ));
+        }
+    }
+    let source = string("source", 256)?;
+    let time_ms = match string("time", 64)? {
+        None => None,
+        Some(t) => Some(parse_rfc3339_ms(&t).ok_or_else(|| {
+            AlertError::invalid(
+                at("time"),
+                format!("invalid time {t:?}; expected RFC 3339, e.g. \"2026-11-28T10:00:31+08:00\""),
+            )
+        })?),
+    };
+    let fingerprint = match string("fingerprint", 256)? {
+        Some(f) if !f.is_empty() => f,
+        _ => default_fingerprint(&title, severity, &labels),
+    };
+
+    Ok(IncomingAlert {
+        robot,
+        alert: Alert {
+            title,
+            text,
+            severity,
+            status,
+            labels,
+            fingerprint,
+            source,
+            time_ms,
+            received_ms,
+        },
+    })
+}
+
+/// The fingerprint of an alert that brings none: equal title, severity and labels are the same
+/// alert, so repeats of it merge into one digest line. FNV-1a, so the value is stable across builds.
+pub fn default_fingerprint(title: &str, severity: Severity, labels: &BTreeMap<String, String>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes.iter().chain(std::iter::once(&0xff)) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    feed(title.as_bytes());
+    feed(severity.as_str().as_bytes());
+    for (k, v) in labels {
+        feed(k.as_bytes());
+        feed(v.as_bytes());
+    }
+    format!("{h:016x}")
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// serde_json appends " at line L column C" to its messages; we print the position ourselves.
+fn strip_position(msg: &str) -> &str {
+    match msg.rfind(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    }
+}
+
+/// Parses an RFC 3339 timestamp (`2026-11-28T10:00:31Z`, `…+08:00`, fractional seconds allowed)
+/// into Unix milliseconds.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        if !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0i64;
+    if b[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let frac = &s[start..i.min(start + 3)];
+        millis = frac.parse::<i64>().ok()? * 10i64.pow(3 - frac.len() as u32);
+    }
+    let offset_min = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let m = oh * 60 + om;
+            if *sign == b'-' { -m } else { m }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset_min * 60;
+    Some(secs * 1000 + millis)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Vec<IncomingAlert>, AlertError> {
+        parse_body(s.as_bytes(), 1)
+    }
+
+    #[test]
+    fn one_object_and_an_array_both_parse() {
+        let one = parse(r#"{"title":"a","robot":"ops","severity":"critical","labels":{"job":"dq"}}"#).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].robot.as_deref(), Some("ops"));
+        assert_eq!(one[0].alert.severity, Severity::Critical);
+        assert_eq!(one[0].alert.group(), Some("dq"));
+        let many = parse(r#"[{"title":"a"},{"title":"b","status":"resolved"}]"#).unwrap();
+        assert_eq!(many.len(), 2);
+        assert_eq!(many[0].alert.severity, Severity::Warning);
+        assert_eq!(many[1].alert.status, Status::Resolved);
+    }
+
+    #[test]
+    fn errors_name_the_path_and_the_expectation() {
+        let cases = [
+            (r#"[{"title":"a"},{"text":"x"}]"#, "[1].title: missing"),
+            (r#"{"title":"a","severity":"bad"}"#, "severity: unknown severity \"bad\""),
+            (r#"[{"title":"a","labels":{"job":[1]}}]"#, "[0].labels.job: expected a string"),
+            (r#"{"title":"a","serverity":"x"}"#, "serverity: unknown field"),
+            (r#"{"title":"a","time":"yesterday"}"#, "time: invalid time"),
+            (r#"{"title":5}"#, "title: expected a string, found a number"),
+            (r#"[]"#, "$: empty array"),
+            (r#""x""#, "$: expected an alert object"),
+        ];
+        for (body, want) in cases {
+            let err = parse(body).unwrap_err();
+            assert!(matches!(err, AlertError::Invalid { .. }), "{body}: {err}");
+            assert!(err.to_string().starts_with(want), "{body}: got {err}, want {want}");
+        }
+    }
+
+    #[test]
+    fn malformed_json_and_bad_utf8_give_positions() {
+        let err = parse("{\"title\": \n oops}").unwrap_err();
+        assert!(matches!(err, AlertError::Malformed(_)));
+        assert!(err.to_string().contains("line 2 column"), "{err}");
+        let err = parse_body(b"{\"title\":\"\xff\"}", 0).unwrap_err();
+        assert_eq!(err.to_string(), "body is not valid UTF-8 at byte 10");
+    }
+
+    #[test]
+    fn default_fingerprint_merges_equal_alerts_only() {
+        let a = parse(r#"[{"title":"x","labels":{"a":"1"}},{"title":"x","labels":{"a":"1"}},{"title":"x","labels":{"a":"2"}}]"#).unwrap();
+        assert_eq!(a[0].alert.fingerprint, a[1].alert.fingerprint);
+        assert_ne!(a[0].alert.fingerprint, a[2].alert.fingerprint);
+        let given = parse(r#"{"title":"x","fingerprint":"abc"}"#).unwrap();
+        assert_eq!(given[0].alert.fingerprint, "abc");
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_ms("2023-11-14T22:13:20Z"), Some(1_700_000_000_000));
+        assert_eq!(parse_rfc3339_ms("2023-11-15T06:13:20.5+08:00"), Some(1_700_000_000_500));
+        assert_eq!(parse_rfc3339_ms("2024-02-29T00:00:00-01:30"), Some(1_709_170_200_000));
+        assert_eq!(parse_rfc3339_ms("2023-02-29T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_ms("2023-11-14 22:13:20"), None);
+        assert_eq!(parse_rfc3339_ms("2023-11-14T22:13:20+0800"), None);
+    }
+}

@@ -1,0 +1,270 @@
+//! The client side of the CLI: `sluice send` and `sluice status` talk to a running daemon over its
+//! HTTP API (the daemon holds the store's lock, so there is no other way in).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach sluice at {url} ({detail}); is `sluice serve` running there? Set --server or SLUICE_SERVER")]
+    Unreachable { url: String, detail: String },
+    #[error("sluice at {url} answered HTTP {status}: {message}")]
+    Refused { url: String, status: u16, message: String },
+    #[error("{0}")]
+    Input(String),
+}
+
+/// Largest request `send` builds; well under the daemon's default `max_body` of 1 MiB.
+const CHUNK_BYTES: usize = 512 * 1024;
+const CHUNK_ALERTS: usize = 2_000;
+
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// `server` is `HOST:PORT` or a full `http://` URL.
+    pub fn new(server: &str, token: Option<String>) -> Client {
+        let base = if server.starts_with("http://") || server.starts_with("https://") {
+            server.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{server}")
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("the HTTP client builds");
+        Client { base, token, http }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn call(&self, req: reqwest::RequestBuilder, url: &str) -> Result<Value, ClientError> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+            url: url.to_string(),
+            detail: chain(&e.without_url()),
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| ClientError::Unreachable {
+            url: url.to_string(),
+            detail: chain(&e.without_url()),
+        })?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if (200..300).contains(&status) {
+            Ok(value)
+        } else {
+            let message = value
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| value.to_string());
+            Err(ClientError::Refused {
+                url: url.to_string(),
+                status,
+                message,
+            })
+        }
+    }
+
+    /// Posts alerts in chunks; returns every id. On a failure, says how many went before it.
+    pub async fn send(&self, alerts: Vec<Value>) -> Result<Vec<String>, ClientError> {
+        let url = format!("{}/v1/alerts", self.base);
+        let total = alerts.len();
+        let mut ids = Vec::with_capacity(total);
+        let mut chunk: Vec<Value> = Vec::new();
+        let mut chunk_bytes = 0;
+        let mut items = alerts.into_iter().peekable();
+        while let Some(a) = items.next() {
+            chunk_bytes += serde_json::to_vec(&a).map_or(0, |v| v.len()) + 1;
+            chunk.push(a);
+            let full = chunk.len() >= CHUNK_ALERTS || chunk_bytes >= CHUNK_BYTES;
+            if full || items.peek().is_none() {
+                let body = Value::Array(std::mem::take(&mut chunk));
+                chunk_bytes = 0;
+                let answer = self
+                    .call(self.http.post(&url).json(&body), &url)
+                    .await
+                    .map_err(|e| match e {
+                        e if ids.is_empty() => e,
+                        ClientError::Refused { url, status, message } => ClientError::Refused {
+                            url,
+                            status,
+                            message: format!(
+                                "{message} (the first {} of {total} alerts were accepted)",
+                                ids.len()
+                            ),
+                        },
+                        other => other,
+                    })?;
+                if let Some(got) = answer.get("ids").and_then(Value::as_array) {
+                    ids.extend(got.iter().filter_map(Value::as_str).map(str::to_string));
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    pub async fn status(&self) -> Result<Value, ClientError> {
+        let url = format!("{}/v1/status", self.base);
+        self.call(self.http.get(&url), &url).await
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Reads `sluice send --json` input: one object, an array, or JSON lines. Errors give the line.
+pub fn parse_json_input(text: &str) -> Result<Vec<Value>, ClientError> {
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(ClientError::Input("--json input is empty".into()));
+    }
+    if let Ok(v) = serde_json::from_str::<Value>(text) {
+        return match v {
+            Value::Array(items) => Ok(items),
+            Value::Object(_) => Ok(vec![v]),
+            other => Err(ClientError::Input(format!(
+                "--json input must be an alert object, an array of them, or one object per line; found {other}"
+            ))),
+        };
+    }
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line).map_err(|e| {
+            ClientError::Input(format!(
+                "--json input line {}: {} (expected one alert object per line)",
+                i + 1,
+                e
+            ))
+        })?;
+        if !v.is_object() {
+            return Err(ClientError::Input(format!(
+                "--json input line {}: expected an alert object",
+                i + 1
+            )));
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// Builds the alert for `sluice send --title ...`.
+pub fn alert_from_flags(
+    robot: Option<&str>,
+    title: &str,
+    text: Option<&str>,
+    severity: Option<&str>,
+    status: Option<&str>,
+    labels: &[(String, String)],
+) -> Value {
+    let mut a = json!({ "title": title });
+    let m = a.as_object_mut().expect("an object");
+    if let Some(r) = robot {
+        m.insert("robot".into(), json!(r));
+    }
+    if let Some(t) = text {
+        m.insert("text".into(), json!(t));
+    }
+    if let Some(s) = severity {
+        m.insert("severity".into(), json!(s));
+    }
+    if let Some(s) = status {
+        m.insert("status".into(), json!(s));
+    }
+    if !labels.is_empty() {
+        let l: serde_json::Map<String, Value> =
+            labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        m.insert("labels".into(), Value::Object(l));
+    }
+    a
+}
+
+/// Prints `sluice status` as a table.
+pub fn status_table(status: &Value) -> String {
+    let mut rows = vec![[
+        "ROBOT".to_string(),
+        "STATE".into(),
+        "PENDING".into(),
+        "OUTBOX".into(),
+        "SENDS".into(),
+        "DELIVERED".into(),
+        "DEAD".into(),
+        "LAST ERROR".into(),
+    ]];
+    let empty = Vec::new();
+    for r in status["robots"].as_array().unwrap_or(&empty) {
+        let s = |k: &str| match &r[k] {
+            Value::String(s) => s.clone(),
+            Value::Null => "-".into(),
+            v => v.to_string(),
+        };
+        rows.push([
+            s("robot"),
+            s("state"),
+            s("pending"),
+            s("outbox"),
+            format!("{}/{} per {}", s("sends_in_period"), s("rate_limit"), s("rate_period")),
+            format!("{} in {} digests", s("alerts_delivered"), s("digests_sent")),
+            s("dead"),
+            s("last_error"),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(c, v)| {
+                if c == 7 {
+                    v.clone()
+                } else {
+                    format!("{v:<w$}", w = widths[c])
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_input_takes_objects_arrays_and_lines() {
+        assert_eq!(parse_json_input(r#"{"title":"a"}"#).unwrap().len(), 1);
+        assert_eq!(parse_json_input(r#"[{"title":"a"},{"title":"b"}]"#).unwrap().len(), 2);
+        assert_eq!(parse_json_input("{\"title\":\"a\"}\n\n{\"title\":\"b\"}\n").unwrap().len(), 2);
+        let err = parse_json_input("{\"title\":\"a\"}\n{oops}\n").unwrap_err().to_string();
+        assert!(err.starts_with("--json input line 2:"), "{err}");
+        assert!(parse_json_input("  ").is_err());
+        assert!(parse_json_input("42").is_err());
+    }
+}

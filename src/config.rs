@@ -1,0 +1,646 @@
+//! The TOML file, turned into a validated [`Config`].
+//!
+//! Every check lives here, so the rest of sluice can trust what it is given. Errors name the file,
+//! the key (`robots.ops.window`) and what was expected. `${VAR}` is expanded from the environment
+//! in every string value; an unset variable is an error that names it and the key that used it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The configuration used when `sluice serve` is given no file: everything local, one robot that
+/// prints digests to standard output.
+pub const DEFAULT_CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:9780"
+data_dir = "./sluice-data"
+
+[robots.console]
+provider = "console"
+window = "5s"
+"#;
+
+/// The largest body DingTalk accepts is 20 000 bytes; a digest never serializes to more.
+pub const DINGTALK_MAX_BODY: usize = 20_000;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct ConfigError {
+    /// The file, with `:line:column` when known, or "built-in default".
+    pub origin: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the configuration came from, for messages.
+    pub origin: String,
+    pub server: Server,
+    pub robots: BTreeMap<String, Robot>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub auth_tokens: Vec<String>,
+    pub public_url: Option<String>,
+    /// Largest accepted request body, in bytes.
+    pub max_body: usize,
+    /// sled's page cache, in bytes.
+    pub cache_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    DingTalk,
+    Console,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::DingTalk => "dingtalk",
+            ProviderKind::Console => "console",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Robot {
+    pub name: String,
+    pub provider: ProviderKind,
+    /// Full webhook URL including its access token; print it only through [`redact_url`].
+    pub webhook: Option<String>,
+    pub secret: Option<String>,
+    pub keywords: Vec<String>,
+    pub timing: Timing,
+}
+
+impl fmt::Debug for Robot {
+    // Hand-written so that a `{:?}` anywhere can never print the token or the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Robot")
+            .field("name", &self.name)
+            .field("provider", &self.provider)
+            .field("webhook", &self.webhook.as_deref().map(redact_url))
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("keywords", &self.keywords)
+            .field("timing", &self.timing)
+            .finish()
+    }
+}
+
+/// The per-robot durations and limits; `[defaults]` supplies each one a robot does not set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timing {
+    pub window: Duration,
+    pub rate_limit: u32,
+    pub rate_period: Duration,
+    pub retry_initial_backoff: Duration,
+    pub retry_max_backoff: Duration,
+    pub throttle_backoff: Duration,
+    pub blocked_probe: Duration,
+    pub request_timeout: Duration,
+    pub retention: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            window: Duration::from_secs(30),
+            rate_limit: 20,
+            rate_period: Duration::from_secs(60),
+            retry_initial_backoff: Duration::from_secs(1),
+            retry_max_backoff: Duration::from_secs(300),
+            throttle_backoff: Duration::from_secs(600),
+            blocked_probe: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(10),
+            retention: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+// ---- the file as written -------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    defaults: RawTiming,
+    #[serde(default)]
+    robots: BTreeMap<String, RawRobot>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    data_dir: Option<String>,
+    #[serde(default)]
+    auth_tokens: Vec<String>,
+    public_url: Option<String>,
+    max_body: Option<RawSize>,
+    cache_size: Option<RawSize>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawTiming {
+    window: Option<String>,
+    rate_limit: Option<i64>,
+    rate_period: Option<String>,
+    retry_initial_backoff: Option<String>,
+    retry_max_backoff: Option<String>,
+    throttle_backoff: Option<String>,
+    blocked_probe: Option<String>,
+    request_timeout: Option<String>,
+    retention: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRobot {
+    provider: Option<String>,
+    webhook: Option<String>,
+    secret: Option<String>,
+    #[serde(default)]
+    keywords: Vec<String>,
+    // The [defaults] keys, spelled out: serde cannot combine `flatten` with
+    // `deny_unknown_fields`, and unknown keys must be rejected with their position.
+    window: Option<String>,
+    rate_limit: Option<i64>,
+    rate_period: Option<String>,
+    retry_initial_backoff: Option<String>,
+    retry_max_backoff: Option<String>,
+    throttle_backoff: Option<String>,
+    blocked_probe: Option<String>,
+    request_timeout: Option<String>,
+    retention: Option<String>,
+}
+
+impl RawRobot {
+    fn timing(&self) -> RawTiming {
+        RawTiming {
+            window: self.window.clone(),
+            rate_limit: self.rate_limit,
+            rate_period: self.rate_period.clone(),
+            retry_initial_backoff: self.retry_initial_backoff.clone(),
+            retry_max_backoff: self.retry_max_backoff.clone(),
+            throttle_backoff: self.throttle_backoff.clone(),
+            blocked_probe: self.blocked_probe.clone(),
+            request_timeout: self.request_timeout.clone(),
+            retention: self.retention.clone(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        Config::parse(&text, &origin, &|name| std::env::var(name).ok())
+    }
+
+    /// The built-in configuration (see [`DEFAULT_CONFIG`]).
+    pub fn builtin() -> Config {
+        Config::parse(DEFAULT_CONFIG, "built-in default", &|_| None)
+            .expect("the built-in config is valid")
+    }
+
+    /// Parses and validates TOML text. `env` looks up `${VAR}`s; `origin` names the text in errors.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError {
+            origin: match e.span() {
+                Some(span) => {
+                    let (line, col) = line_col(text, span.start);
+                    format!("{origin}:{line}:{col}")
+                }
+                None => origin.to_string(),
+            },
+            message: e.message().trim().replace('\n', "; "),
+        })?;
+        let fail = |message: String| ConfigError {
+            origin: origin.to_string(),
+            message,
+        };
+        let expand = |key: &str, v: &str| expand_vars(v, env).map_err(|var| {
+            fail(format!("{key}: environment variable `{var}` is not set"))
+        });
+        let expand_opt = |key: &str, v: &Option<String>| -> Result<Option<String>, ConfigError> {
+            v.as_deref().map(|v| expand(key, v)).transpose()
+        };
+
+        let s = &raw.server;
+        let listen_text = expand_opt("server.listen", &s.listen)?
+            .unwrap_or_else(|| "127.0.0.1:9780".to_string());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            fail(format!(
+                "server.listen: {listen_text:?} is not an address; expected IP:PORT, e.g. \"127.0.0.1:9780\""
+            ))
+        })?;
+        let data_dir = expand_opt("server.data_dir", &s.data_dir)?
+            .unwrap_or_else(|| "./sluice-data".to_string());
+        if data_dir.trim().is_empty() {
+            return Err(fail("server.data_dir: must not be empty".into()));
+        }
+        let mut auth_tokens = Vec::new();
+        for (i, t) in s.auth_tokens.iter().enumerate() {
+            let key = format!("server.auth_tokens[{i}]");
+            let t = expand(&key, t)?;
+            if t.len() < 8 {
+                return Err(fail(format!("{key}: a token must be at least 8 characters")));
+            }
+            auth_tokens.push(t);
+        }
+        let public_url = expand_opt("server.public_url", &s.public_url)?
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                if u.starts_with("http://") || u.starts_with("https://") {
+                    Ok(u.trim_end_matches('/').to_string())
+                } else {
+                    Err(fail(format!(
+                        "server.public_url: {u:?} must start with http:// or https://"
+                    )))
+                }
+            })
+            .transpose()?;
+        let size = |key: &str, v: &Option<RawSize>, default: u64| -> Result<u64, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(RawSize::Bytes(n)) => Ok(*n),
+                Some(RawSize::Text(t)) => parse_size(&expand(key, t)?)
+                    .map_err(|m| fail(format!("{key}: {m}"))),
+            }
+        };
+        let max_body = size("server.max_body", &s.max_body, 1 << 20)?;
+        if max_body < 1024 {
+            return Err(fail("server.max_body: at least 1KiB".into()));
+        }
+        let cache_bytes = size("server.cache_size", &s.cache_size, 64 << 20)?;
+
+        let defaults = timing(&Timing::default(), &raw.defaults, "defaults", &expand, &fail)?;
+
+        let mut robots = BTreeMap::new();
+        for (name, r) in &raw.robots {
+            let at = |k: &str| format!("robots.{name}.{k}");
+            if name.is_empty()
+                || name.len() > 64
+                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(fail(format!(
+                    "robots.{name}: a robot name is 1 to 64 letters, digits, '_' or '-'"
+                )));
+            }
+            let provider = match expand_opt(&at("provider"), &r.provider)?.as_deref() {
+                Some("dingtalk") | None => ProviderKind::DingTalk,
+                Some("console") => ProviderKind::Console,
+                Some(other) => {
+                    return Err(fail(format!(
+                        "{}: unknown provider {other:?}; expected \"dingtalk\" or \"console\"",
+                        at("provider")
+                    )));
+                }
+            };
+            let webhook = expand_opt(&at("webhook"), &r.webhook)?.filter(|w| !w.is_empty());
+            let secret = expand_opt(&at("secret"), &r.secret)?.filter(|s| !s.is_empty());
+            let mut keywords = Vec::new();
+            for (i, k) in r.keywords.iter().enumerate() {
+                let k = expand(&format!("{}[{i}]", at("keywords")), k)?;
+                if k.trim().is_empty() {
+                    return Err(fail(format!("{}[{i}]: must not be empty", at("keywords"))));
+                }
+                keywords.push(k);
+            }
+            if keywords.len() > 10 {
+                return Err(fail(format!(
+                    "{}: DingTalk allows at most 10 keywords, found {}",
+                    at("keywords"),
+                    keywords.len()
+                )));
+            }
+            match provider {
+                ProviderKind::DingTalk => {
+                    let Some(w) = &webhook else {
+                        return Err(fail(format!(
+                            "{}: required for provider \"dingtalk\"; expected e.g. \"https://oapi.dingtalk.com/robot/send?access_token=${{OPS_TOKEN}}\"",
+                            at("webhook")
+                        )));
+                    };
+                    if !(w.starts_with("https://") || w.starts_with("http://"))
+                        || !w.contains("access_token=")
+                    {
+                        return Err(fail(format!(
+                            "{}: {:?} is not a DingTalk webhook; expected an http(s) URL with ?access_token=...",
+                            at("webhook"),
+                            redact_url(w)
+                        )));
+                    }
+                }
+                ProviderKind::Console => {
+                    if webhook.is_some() || secret.is_some() {
+                        return Err(fail(format!(
+                            "robots.{name}: provider \"console\" prints digests and takes no webhook or secret"
+                        )));
+                    }
+                }
+            }
+            let timing = timing(&defaults, &r.timing(), &format!("robots.{name}"), &expand, &fail)?;
+            robots.insert(
+                name.clone(),
+                Robot {
+                    name: name.clone(),
+                    provider,
+                    webhook,
+                    secret,
+                    keywords,
+                    timing,
+                },
+            );
+        }
+        if robots.is_empty() {
+            return Err(fail(
+                "no robots configured; add a [robots.NAME] table (see config.toml.example)".into(),
+            ));
+        }
+
+        Ok(Config {
+            origin: origin.to_string(),
+            server: Server {
+                listen,
+                data_dir: PathBuf::from(data_dir),
+                auth_tokens,
+                public_url,
+                max_body: max_body as usize,
+                cache_bytes,
+            },
+            robots,
+        })
+    }
+
+    /// Names of the configured robots, for error messages.
+    pub fn robot_names(&self) -> String {
+        self.robots.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn timing(
+    base: &Timing,
+    raw: &RawTiming,
+    section: &str,
+    expand: &dyn Fn(&str, &str) -> Result<String, ConfigError>,
+    fail: &dyn Fn(String) -> ConfigError,
+) -> Result<Timing, ConfigError> {
+    let dur = |k: &str, v: &Option<String>, base: Duration| -> Result<Duration, ConfigError> {
+        let key = format!("{section}.{k}");
+        match v {
+            None => Ok(base),
+            Some(text) => parse_duration(&expand(&key, text)?).map_err(|m| fail(format!("{key}: {m}"))),
+        }
+    };
+    let t = Timing {
+        window: dur("window", &raw.window, base.window)?,
+        rate_limit: match raw.rate_limit {
+            None => base.rate_limit,
+            Some(n) if (1..=10_000).contains(&n) => n as u32,
+            Some(n) => {
+                return Err(fail(format!(
+                    "{section}.rate_limit: {n} is out of range; expected 1 to 10000 requests per rate_period"
+                )));
+            }
+        },
+        rate_period: dur("rate_period", &raw.rate_period, base.rate_period)?,
+        retry_initial_backoff: dur(
+            "retry_initial_backoff",
+            &raw.retry_initial_backoff,
+            base.retry_initial_backoff,
+        )?,
+        retry_max_backoff: dur("retry_max_backoff", &raw.retry_max_backoff, base.retry_max_backoff)?,
+        throttle_backoff: dur("throttle_backoff", &raw.throttle_backoff, base.throttle_backoff)?,
+        blocked_probe: dur("blocked_probe", &raw.blocked_probe, base.blocked_probe)?,
+        request_timeout: dur("request_timeout", &raw.request_timeout, base.request_timeout)?,
+        retention: dur("retention", &raw.retention, base.retention)?,
+    };
+    let positive = [
+        ("rate_period", t.rate_period),
+        ("retry_initial_backoff", t.retry_initial_backoff),
+        ("retry_max_backoff", t.retry_max_backoff),
+        ("throttle_backoff", t.throttle_backoff),
+        ("blocked_probe", t.blocked_probe),
+        ("request_timeout", t.request_timeout),
+    ];
+    for (k, d) in positive {
+        if d < Duration::from_millis(10) {
+            return Err(fail(format!("{section}.{k}: must be at least 10ms")));
+        }
+    }
+    if t.retry_max_backoff < t.retry_initial_backoff {
+        return Err(fail(format!(
+            "{section}.retry_max_backoff: {} is shorter than retry_initial_backoff {}",
+            humantime::format_duration(t.retry_max_backoff),
+            humantime::format_duration(t.retry_initial_backoff)
+        )));
+    }
+    Ok(t)
+}
+
+/// `"30s"`, `"1m 30s"`, `"250ms"`, `"7d"` (humantime's syntax).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration {text:?} ({e}); expected e.g. \"30s\", \"5m\", \"250ms\", \"7d\"")
+    })
+}
+
+/// `"1MiB"`, `"512KiB"`, `"2000000"` bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}; expected e.g. \"1MiB\", \"512KiB\" or a number of bytes"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" | "K" => 1 << 10,
+        "MiB" | "MB" | "M" => 1 << 20,
+        "GiB" | "GB" | "G" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {text:?}; expected B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+/// Replaces `${NAME}` with the variable's value; returns the name of the first unset variable.
+/// `$$` stands for a literal `$`.
+fn expand_vars(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = body.find('}') else {
+                return Err(format!("{} (no closing brace)", &rest[i..]));
+            };
+            let name = &body[..end];
+            match env(name) {
+                Some(v) => out.push_str(&v),
+                None => return Err(name.to_string()),
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    (line, col)
+}
+
+/// A webhook URL fit to print: the query values (access tokens, signatures) become `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) => format!("{k}=***"),
+            None => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", redacted.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let env = |name: &str| match name {
+            "OPS_TOKEN" => Some("tok123".to_string()),
+            "OPS_SECRET" => Some("SECabc".to_string()),
+            _ => None,
+        };
+        Config::parse(text, "test.toml", &env)
+    }
+
+    const GOOD: &str = r#"
+        [server]
+        listen = "127.0.0.1:9999"
+        [defaults]
+        window = "10s"
+        rate_limit = 10
+        [robots.ops]
+        webhook = "https://oapi.dingtalk.com/robot/send?access_token=${OPS_TOKEN}"
+        secret = "${OPS_SECRET}"
+        keywords = ["告警"]
+        window = "2s"
+        [robots.dq]
+        provider = "console"
+    "#;
+
+    #[test]
+    fn robots_inherit_defaults_and_override_them() {
+        let c = parse(GOOD).unwrap();
+        let ops = &c.robots["ops"];
+        assert_eq!(ops.webhook.as_deref(), Some("https://oapi.dingtalk.com/robot/send?access_token=tok123"));
+        assert_eq!(ops.secret.as_deref(), Some("SECabc"));
+        assert_eq!(ops.timing.window, Duration::from_secs(2));
+        assert_eq!(ops.timing.rate_limit, 10);
+        assert_eq!(c.robots["dq"].timing.window, Duration::from_secs(10));
+        assert_eq!(c.robots["dq"].timing.rate_period, Duration::from_secs(60));
+        assert_eq!(c.server.listen.port(), 9999);
+        assert_eq!(c.server.max_body, 1 << 20);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_expectation() {
+        let cases = [
+            (GOOD.replace("${OPS_SECRET}", "${NOPE}"), "robots.ops.secret: environment variable `NOPE` is not set"),
+            (GOOD.replace("window = \"2s\"", "window = \"2 parsecs\""), "robots.ops.window: invalid duration"),
+            (GOOD.replace("rate_limit = 10", "rate_limit = 0"), "defaults.rate_limit: 0 is out of range"),
+            (GOOD.replace("provider = \"console\"", "provider = \"slack\""), "robots.dq.provider: unknown provider \"slack\""),
+            (GOOD.replace("listen = \"127.0.0.1:9999\"", "listen = \"localhost\""), "server.listen: \"localhost\" is not an address"),
+            ("[robots.x]\nprovider = \"dingtalk\"\n".to_string(), "robots.x.webhook: required"),
+            ("[server]\n".to_string(), "no robots configured"),
+            ("[robots.\"a b\"]\nprovider = \"console\"\n".to_string(), "robots.a b: a robot name"),
+        ];
+        for (text, want) in cases {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.starts_with("test.toml: ") && err.contains(want), "got {err:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_position() {
+        let err = parse("[robots.ops]\nprovider = \"console\"\nwindw = \"1s\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:3:1: unknown field `windw`"), "{err}");
+        let err = parse("[sever]\n").unwrap_err().to_string();
+        assert!(err.contains("unknown field `sever`"), "{err}");
+    }
+
+    #[test]
+    fn builtin_default_has_one_console_robot() {
+        let c = Config::builtin();
+        assert_eq!(c.robot_names(), "console");
+        assert_eq!(c.robots["console"].provider, ProviderKind::Console);
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:9780");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let c = parse(GOOD).unwrap();
+        let dbg = format!("{:?}", c.robots["ops"]);
+        assert!(!dbg.contains("tok123") && !dbg.contains("SECabc"), "{dbg}");
+        assert_eq!(
+            redact_url("https://x/robot/send?access_token=abc&timestamp=1&sign=zz"),
+            "https://x/robot/send?access_token=***&timestamp=***&sign=***"
+        );
+    }
+
+    #[test]
+    fn sizes_and_vars() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert!(parse_size("1 parsec").is_err());
+        let env = |n: &str| (n == "A").then(|| "x".to_string());
+        assert_eq!(expand_vars("a${A}b$$c$d", &env), Ok("axb$c$d".into()));
+        assert_eq!(expand_vars("${B}", &env), Err("B".into()));
+    }
+}

@@ -1,0 +1,236 @@
+//! The `sluice` command: parses the command line and calls into the library. Errors are printed
+//! once, here, as `sluice: <reason>` on one line; exit 1 for failures, 2 for usage (clap).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use sluice::client::{self, Client};
+use sluice::config::{Config, redact_url};
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Durable, rate-limited alert digests for chat robots")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (with no -c: the built-in config, one console robot, data in ./sluice-data).
+    Serve {
+        /// Config file (TOML).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Queue an alert (or many, with --json) with a running daemon.
+    Send(SendArgs),
+    /// Show each robot's state, queue and rate use.
+    Status {
+        #[command(flatten)]
+        conn: Conn,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a config file and print the robots it defines (secrets redacted).
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct Conn {
+    /// Daemon address, HOST:PORT or URL [default: SLUICE_SERVER, else the config's listen, else 127.0.0.1:9780].
+    #[arg(long, env = "SLUICE_SERVER")]
+    server: Option<String>,
+    /// Config file to take server.listen from.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Bearer token, if the daemon has server.auth_tokens.
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Robot to deliver to (with --json: the default for alerts that name none).
+    #[arg(long)]
+    robot: Option<String>,
+    /// One-line summary of what is wrong.
+    #[arg(long, required_unless_present = "json", conflicts_with = "json")]
+    title: Option<String>,
+    /// Details (markdown); `-` reads standard input.
+    #[arg(long)]
+    text: Option<String>,
+    /// critical, error, warning (default) or info.
+    #[arg(long)]
+    severity: Option<String>,
+    /// firing (default) or resolved.
+    #[arg(long)]
+    status: Option<String>,
+    /// A label, repeatable: --label job=dq_orders.
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Alerts as JSON from a file or `-` (stdin): one object, an array, or one object per line.
+    #[arg(long, conflicts_with_all = ["text", "severity", "status", "labels"])]
+    json: Option<String>,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sluice: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("sluice: {line}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config } => serve(config).await,
+        Command::Send(args) => send(args).await,
+        Command::Status { conn, json } => {
+            let status = connect(&conn)?.status().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", client::status_table(&status));
+            }
+            Ok(())
+        }
+        Command::Check { config } => {
+            let c = Config::load(&config)?;
+            println!("{}: ok", c.origin);
+            println!("listen {}  data_dir {}", c.server.listen, c.server.data_dir.display());
+            for r in c.robots.values() {
+                let t = &r.timing;
+                println!(
+                    "robot {}: provider {}, webhook {}, secret {}, keywords [{}], window {}, {} per {}",
+                    r.name,
+                    r.provider.as_str(),
+                    r.webhook.as_deref().map_or("-".into(), redact_url),
+                    if r.secret.is_some() { "set" } else { "none" },
+                    r.keywords.join(", "),
+                    humantime::format_duration(t.window),
+                    t.rate_limit,
+                    humantime::format_duration(t.rate_period),
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = match config {
+        Some(path) => Config::load(&path)?,
+        None => Config::builtin(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
+    sluice::serve(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn connect(conn: &Conn) -> anyhow::Result<Client> {
+    let server = match (&conn.server, &conn.config) {
+        (Some(s), _) => s.clone(),
+        (None, Some(path)) => Config::load(path)?.server.listen.to_string(),
+        (None, None) => Config::builtin().server.listen.to_string(),
+    };
+    Ok(Client::new(&server, conn.token.clone()))
+}
+
+async fn send(args: SendArgs) -> anyhow::Result<()> {
+    let client = connect(&args.conn)?;
+    let alerts = if let Some(source) = &args.json {
+        let text = read_source(source)?;
+        let mut alerts = client::parse_json_input(&text)?;
+        if let Some(robot) = &args.robot {
+            for a in &mut alerts {
+                if let Some(m) = a.as_object_mut() {
+                    m.entry("robot").or_insert_with(|| robot.clone().into());
+                }
+            }
+        }
+        alerts
+    } else {
+        let Some(title) = &args.title else {
+            bail!("--title is required (or give --json)");
+        };
+        let text = match args.text.as_deref() {
+            Some("-") => Some(read_source("-")?),
+            other => other.map(str::to_string),
+        };
+        vec![client::alert_from_flags(
+            args.robot.as_deref(),
+            title,
+            text.as_deref(),
+            args.severity.as_deref(),
+            args.status.as_deref(),
+            &args.labels,
+        )]
+    };
+    let n = alerts.len();
+    let ids = client.send(alerts).await?;
+    match ids.as_slice() {
+        [one] => println!("queued 1 alert ({one})"),
+        [first, .., last] => println!("queued {n} alerts ({first} … {last})"),
+        [] => println!("queued {n} alerts"),
+    }
+    Ok(())
+}
+
+fn read_source(source: &str) -> anyhow::Result<String> {
+    if source == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read standard input")?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(source).with_context(|| format!("cannot read {source}"))
+    }
+}

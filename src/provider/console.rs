@@ -1,0 +1,33 @@
+//! Prints digests to standard output: the built-in robot, for trying sluice with nothing else.
+//! It runs behind the same window, rate guard and store as a real robot.
+
+use std::io::Write;
+
+use super::Outcome;
+use crate::store::DigestRecord;
+
+pub struct Console {
+    name: String,
+}
+
+impl Console {
+    pub fn new(name: &str) -> Console {
+        Console {
+            name: name.to_string(),
+        }
+    }
+
+    pub fn send(&self, digest: &DigestRecord) -> Outcome {
+        let mut out = std::io::stdout().lock();
+        let printed = writeln!(
+            out,
+            "──── robot {} · digest #{} · {} ────\n{}\n",
+            self.name, digest.id, digest.title, digest.text
+        )
+        .and_then(|_| out.flush());
+        match printed {
+            Ok(()) => Outcome::Ok,
+            Err(e) => Outcome::Transient(format!("cannot write to stdout: {e}")),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! DingTalk custom robots: 加签 signing, the markdown message, and the answer table.
+//!
+//! DingTalk answers business errors with HTTP 200 and a non-zero `errcode`; the `errmsg` text has
+//! changed over the years (English, then Chinese), so we classify on the number alone and keep the
+//! text only as a hint for humans.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::json;
+use sha2::Sha256;
+
+use super::Outcome;
+use crate::config::{DINGTALK_MAX_BODY, Robot};
+use crate::store::DigestRecord;
+
+/// Budget for title + text (JSON-escaped bytes). The rest of the 20 000-byte body is the JSON
+/// envelope (about 60 bytes) and room for the `at` object.
+pub const TEXT_BUDGET: usize = DINGTALK_MAX_BODY - 1_000;
+
+pub struct DingTalk {
+    client: reqwest::Client,
+    webhook: String,
+    secret: Option<String>,
+}
+
+impl DingTalk {
+    pub fn new(robot: &Robot) -> DingTalk {
+        let client = reqwest::Client::builder()
+            .timeout(robot.timing.request_timeout)
+            .connect_timeout(robot.timing.request_timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client builds with a valid configuration");
+        DingTalk {
+            client,
+            webhook: robot.webhook.clone().unwrap_or_default(),
+            secret: robot.secret.clone(),
+        }
+    }
+
+    pub async fn send(&self, digest: &DigestRecord) -> Outcome {
+        let body = message_body(&digest.title, &digest.text);
+        let mut request = self.client.post(&self.webhook).json(&body);
+        if let Some(secret) = &self.secret {
+            // A fresh timestamp per request: DingTalk rejects one more than an hour off.
+            let ts = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            // `.query` percent-encodes, so the raw base64 goes in: encoded exactly once.
+            request = request.query(&[("timestamp", ts.to_string()), ("sign", sign(secret, ts))]);
+        }
+        match request.send().await {
+            Err(e) => Outcome::Transient(describe_transport_error(e)),
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                match resp.text().await {
+                    Ok(text) => classify(status, &text),
+                    Err(e) => Outcome::Transient(describe_transport_error(e)),
+                }
+            }
+        }
+    }
+}
+
+/// The JSON body DingTalk receives for a digest.
+pub fn message_body(title: &str, text: &str) -> serde_json::Value {
+    json!({"msgtype": "markdown", "markdown": {"title": title, "text": text}})
+}
+
+/// 加签: base64(HMAC-SHA256(key = secret, message = "{timestamp_ms}\n{secret}")), not URL-encoded.
+pub fn sign(secret: &str, timestamp_ms: i64) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+    mac.update(format!("{timestamp_ms}\n{secret}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Classifies an answer by HTTP status and, for 2xx, by `errcode` (ROBOTS.md §1.4, §1.5).
+pub fn classify(status: u16, body: &str) -> Outcome {
+    match status {
+        200..=299 => {}
+        429 => return Outcome::Throttled(format!("HTTP {status}")),
+        408 | 500..=599 => return Outcome::Transient(format!("HTTP {status}")),
+        401 | 403 | 404 | 410 => {
+            return Outcome::Robot(format!("HTTP {status}: the webhook URL is refused"));
+        }
+        _ => return Outcome::Message(format!("HTTP {status}: {}", hint(body))),
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        errcode: Option<i64>,
+        errmsg: Option<String>,
+    }
+    let Ok(Answer { errcode, errmsg }) = serde_json::from_str::<Answer>(body) else {
+        return Outcome::Transient(format!("unreadable answer: {}", hint(body)));
+    };
+    let Some(code) = errcode else {
+        return Outcome::Transient(format!("answer without errcode: {}", hint(body)));
+    };
+    let why = |meaning: &str| {
+        let msg = errmsg.as_deref().unwrap_or("");
+        format!("errcode {code} ({meaning}): {}", hint(msg))
+    };
+    match code {
+        0 => Outcome::Ok,
+        130101 | 410100 => Outcome::Throttled(why("sending too fast")),
+        90030 => Outcome::Throttled(why("webhook call quota exceeded")),
+        -1 => Outcome::Transient(why("system busy")),
+        310000 => Outcome::Robot(why("keyword, signature, timestamp or IP check failed")),
+        300001 | 300005 | 400101 => Outcome::Robot(why("access token does not exist")),
+        400013 => Outcome::Robot(why("group dissolved")),
+        400102 => Outcome::Robot(why("robot disabled")),
+        400106 => Outcome::Robot(why("robot not in the group")),
+        400105 => Outcome::Message(why("unsupported message type")),
+        430101..=430104 => Outcome::Message(why("content refused")),
+        460101 | 101002 => Outcome::Message(why("message too long")),
+        _ => Outcome::Message(why("unrecognised error")),
+    }
+}
+
+/// The first 200 bytes of a text, on one line.
+fn hint(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let cut = crate::digest::cut_utf8(one_line.trim(), 200);
+    if cut.len() < one_line.trim().len() {
+        format!("{cut}…")
+    } else {
+        cut.to_string()
+    }
+}
+
+/// The error and its causes on one line, without the URL (it carries the access token).
+fn describe_transport_error(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let e = e.without_url();
+    let mut parts = vec![e.to_string()];
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&s_text)) {
+            parts.push(s_text);
+        }
+        source = s.source();
+    }
+    format!("{kind}: {}", parts.join(": "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signing_matches_the_known_answer_vectors() {
+        assert_eq!(
+            sign("secret", 1_700_000_000_000),
+            "OuzzJR5+xZ4/EYwqtNt6sMYZQMTa/HEGvc9miJe7XzY="
+        );
+        assert_eq!(
+            sign("SEC000000000000000000000", 1_700_000_000_000),
+            "1zJ/w34EOSVAYr7cu7Vo8LnebmK2/GrCgegtr8mQrqM="
+        );
+    }
+
+    #[test]
+    fn the_sign_is_url_encoded_exactly_once() {
+        let client = reqwest::Client::new();
+        let req = client
+            .post("http://127.0.0.1:1/robot/send?access_token=abc")
+            .query(&[("timestamp", "1700000000000".to_string()), ("sign", sign("secret", 1_700_000_000_000))])
+            .build()
+            .unwrap();
+        assert_eq!(
+            req.url().query(),
+            Some("access_token=abc&timestamp=1700000000000&sign=OuzzJR5%2BxZ4%2FEYwqtNt6sMYZQMTa%2FHEGvc9miJe7XzY%3D")
+        );
+    }
+
+    #[test]
+    fn every_known_answer_is_classified() {
+        let e = |code: i64, msg: &str| format!(r#"{{"errcode":{code},"errmsg":"{msg}"}}"#);
+        let table: &[(u16, String, &str)] = &[
+            (200, e(0, "ok"), "ok"),
+            (200, e(130101, "send too fast, exceed 20 times per minute"), "throttled"),
+            (200, e(410100, "发送速度太快而限流"), "throttled"),
+            (200, e(90030, "webhook over limit"), "throttled"),
+            (429, String::new(), "throttled"),
+            (200, e(-1, "系统繁忙"), "transient"),
+            (500, "oops".into(), "transient"),
+            (502, String::new(), "transient"),
+            (503, String::new(), "transient"),
+            (200, "<html>proxy error</html>".into(), "transient"),
+            (200, "{}".into(), "transient"),
+            (200, e(310000, "keywords not in content"), "robot"),
+            (200, e(310000, "sign not match"), "robot"),
+            (200, e(310000, "invalid timestamp"), "robot"),
+            (200, e(310000, "ip 1.2.3.4 not in whitelist"), "robot"),
+            (200, e(300001, "token is not exist"), "robot"),
+            (200, e(300005, "token is not exist"), "robot"),
+            (200, e(400013, "群已被解散"), "robot"),
+            (200, e(400101, "access_token不存在"), "robot"),
+            (200, e(400102, "机器人已停用"), "robot"),
+            (200, e(400106, "机器人不存在"), "robot"),
+            (404, String::new(), "robot"),
+            (200, e(400105, "不支持的消息类型"), "message"),
+            (200, e(430101, "含有不安全的外链"), "message"),
+            (200, e(430102, "含有不合适的文本"), "message"),
+            (200, e(430103, "含有不合适的图片"), "message"),
+            (200, e(430104, "含有不合适的内容"), "message"),
+            (200, e(460101, "message too long, exceed 20000 bytes"), "message"),
+            (200, e(101002, "message is too long"), "message"),
+            (200, e(777777, "something new"), "message"),
+            (400, "bad".into(), "message"),
+        ];
+        for (status, body, class) in table {
+            let got = classify(*status, body);
+            assert_eq!(got.class(), *class, "HTTP {status} {body}: got {got}");
+        }
+        // The reason carries the number and the server's words.
+        let got = classify(200, &e(310000, "sign not match"));
+        assert_eq!(
+            got.reason(),
+            Some("errcode 310000 (keyword, signature, timestamp or IP check failed): sign not match")
+        );
+    }
+
+    #[test]
+    fn the_envelope_fits_inside_the_body_limit() {
+        let title = "x".repeat(100);
+        let text = "y".repeat(TEXT_BUDGET - 100);
+        let body = serde_json::to_vec(&message_body(&title, &text)).unwrap();
+        assert!(body.len() <= DINGTALK_MAX_BODY - 800, "{}", body.len());
+    }
+}

@@ -1,0 +1,534 @@
+//! The durable queue: one sled database in `server.data_dir`, three trees.
+//!
+//! ```text
+//! alerts   <robot> 0x00 <seq u64 BE>  → Alert (JSON)      pending, then covered by a digest
+//! digests  <id u64 BE>                → DigestRecord (JSON)
+//! meta     "cursor" 0x00 <robot>      → u64 BE            first seq not yet in a digest
+//!          "sends"  0x00 <robot>      → [i64] (JSON)      wall-clock ms of recent sends
+//! ```
+//!
+//! What this module guarantees, and what would break it:
+//! 1. **Acknowledged means durable.** [`Store::append`] writes into sled's memory; only after
+//!    [`Store::commit`] returns has the data reached the disk. The HTTP layer acknowledges after
+//!    `commit`. Commits are grouped: one flusher thread serves every caller that arrived while the
+//!    previous flush ran, so a thousand concurrent requests cost a few fsyncs, not a thousand.
+//! 2. **A robot's sequence has no holes below its `next_seq`.** Sequence numbers are allocated and
+//!    written under the robot's lane lock, and sealing reads `next_seq` under the same lock, so a
+//!    digest can never skip an alert that a slower request is still writing.
+//! 3. **Sealing is one atomic step.** The digest record and the cursor move are one sled
+//!    transaction: after a crash either both happened or neither did. A digest covers the half-open
+//!    range `[first_seq, end_seq)` of one robot's sequence; alerts are never copied.
+//! 4. **Only the robot's own task moves its cursor or changes its digests' state**, so those
+//!    read-modify-write steps need no locks. The pruner only deletes digests already sent.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use tokio::sync::oneshot;
+
+use crate::alert::Alert;
+use crate::digest::{Counts, Rendered};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "data directory {dir} is in use by another sluice process (sled holds an exclusive lock on it); stop that process or set another server.data_dir"
+    )]
+    Locked { dir: PathBuf },
+    #[error(
+        "data directory {dir} is unreadable or corrupted ({detail}); sluice will not start empty over it: move it aside (mv {dir} {dir}.broken) and start again, or restore it from a backup"
+    )]
+    Corrupt { dir: PathBuf, detail: String },
+    #[error("cannot open data directory {dir}: {detail}")]
+    Open { dir: PathBuf, detail: String },
+    #[error("store write failed: {0}")]
+    Io(String),
+    #[error("stored record {key} is unreadable: {detail}")]
+    Decode { key: String, detail: String },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+impl From<sled::transaction::TransactionError<()>> for StoreError {
+    fn from(e: sled::transaction::TransactionError<()>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Storage(e) => StoreError::Io(e.to_string()),
+            sled::transaction::TransactionError::Abort(()) => {
+                StoreError::Io("transaction aborted".into())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestState {
+    /// Sealed, not yet accepted by the robot.
+    Pending,
+    /// The robot answered ok.
+    Sent,
+    /// The robot refused this message for good (message-level error); replayable.
+    Dead,
+}
+
+impl DigestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestState::Pending => "pending",
+            DigestState::Sent => "sent",
+            DigestState::Dead => "dead",
+        }
+    }
+}
+
+/// A sealed digest. `title` and `text` are rendered once, at sealing, so every retry sends the
+/// same bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DigestRecord {
+    pub id: u64,
+    pub robot: String,
+    pub first_seq: u64,
+    pub end_seq: u64,
+    pub counts: Counts,
+    /// Alerts shown on their own lines; the rest are summarized as counts.
+    pub listed: u64,
+    pub state: DigestState,
+    pub attempts: u32,
+    pub sealed_ms: i64,
+    /// `received_ms` of the oldest alert covered, for latency figures.
+    pub oldest_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub title: String,
+    /// The markdown body; dropped once sent (the alerts stay until `retention` for the API).
+    #[serde(default)]
+    pub text: String,
+}
+
+impl DigestRecord {
+    /// How many alerts the digest covers.
+    pub fn count(&self) -> u64 {
+        self.end_seq - self.first_seq
+    }
+}
+
+/// Per-robot sequence state, guarded by its own lock.
+#[derive(Debug)]
+struct Lane {
+    next_seq: u64,
+    cursor: u64,
+}
+
+type Waiter = oneshot::Sender<Result<(), StoreError>>;
+
+pub struct Store {
+    dir: PathBuf,
+    db: sled::Db,
+    alerts: sled::Tree,
+    digests: sled::Tree,
+    meta: sled::Tree,
+    lanes: Mutex<HashMap<String, Arc<Mutex<Lane>>>>,
+    flusher: Mutex<Option<mpsc::Sender<Waiter>>>,
+    stats: Arc<CommitStats>,
+}
+
+/// Group-commit figures: `requests / flushes` is the mean batch size.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub flushes: std::sync::atomic::AtomicU64,
+    pub requests: std::sync::atomic::AtomicU64,
+    pub largest_batch: std::sync::atomic::AtomicU64,
+}
+
+fn alert_key(robot: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(robot.len() + 9);
+    k.extend_from_slice(robot.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn meta_key(kind: &str, robot: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(kind.len() + robot.len() + 1);
+    k.extend_from_slice(kind.as_bytes());
+    k.push(0);
+    k.extend_from_slice(robot.as_bytes());
+    k
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = bytes.len().min(8);
+    b[8 - n..].copy_from_slice(&bytes[bytes.len() - n..]);
+    u64::from_be_bytes(b)
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Decode {
+        key: String::from_utf8_lossy(key).into_owned(),
+        detail: e.to_string(),
+    })
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`. A locked or corrupted directory is an error that
+    /// says what to do; a broken store is never replaced by an empty one.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        let dir = dir.to_path_buf();
+        let db = sled::Config::new()
+            .path(&dir)
+            .cache_capacity(cache_bytes)
+            // We flush on every commit ourselves; sled's timer flush only adds background writes.
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| classify_open_error(&dir, e))?;
+        let open_tree = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| classify_open_error(&dir, e))
+        };
+        let store = Store {
+            alerts: open_tree("alerts")?,
+            digests: open_tree("digests")?,
+            meta: open_tree("meta")?,
+            dir,
+            db,
+            lanes: Mutex::new(HashMap::new()),
+            flusher: Mutex::new(None),
+            stats: Arc::new(CommitStats::default()),
+        };
+        store.check_readable()?;
+        store.start_flusher();
+        Ok(store)
+    }
+
+    /// Decodes the last record of every tree once, so that a store whose records cannot be read
+    /// is refused at start-up instead of failing later on a robot's first seal.
+    fn check_readable(&self) -> Result<(), StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            dir: self.dir.clone(),
+            detail,
+        };
+        if let Some(item) = self.digests.last().map_err(|e| corrupt(e.to_string()))? {
+            decode::<DigestRecord>(&item.0, &item.1).map_err(|e| corrupt(e.to_string()))?;
+        }
+        if let Some(item) = self.alerts.last().map_err(|e| corrupt(e.to_string()))? {
+            decode::<Alert>(&item.0, &item.1).map_err(|e| corrupt(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn start_flusher(&self) {
+        let (tx, rx) = mpsc::channel::<Waiter>();
+        let db = self.db.clone();
+        let stats = self.stats.clone();
+        std::thread::Builder::new()
+            .name("sluice-commit".into())
+            .spawn(move || group_commit(db, rx, stats))
+            .expect("spawn the commit thread");
+        *self.flusher.lock().expect("flusher lock") = Some(tx);
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn commit_stats(&self) -> &CommitStats {
+        &self.stats
+    }
+
+    fn lane(&self, robot: &str) -> Result<Arc<Mutex<Lane>>, StoreError> {
+        let mut lanes = self.lanes.lock().expect("lanes lock");
+        if let Some(l) = lanes.get(robot) {
+            return Ok(l.clone());
+        }
+        // After a restart the sequence resumes above both the newest stored alert and the cursor
+        // (alerts of delivered digests may already be pruned).
+        let cursor = self
+            .meta
+            .get(meta_key("cursor", robot))?
+            .map_or(0, |v| be_u64(&v));
+        let last = self
+            .alerts
+            .range(alert_key(robot, 0)..=alert_key(robot, u64::MAX))
+            .next_back()
+            .transpose()?
+            .map_or(0, |(k, _)| be_u64(&k) + 1);
+        let lane = Arc::new(Mutex::new(Lane {
+            next_seq: last.max(cursor),
+            cursor,
+        }));
+        lanes.insert(robot.to_string(), lane.clone());
+        Ok(lane)
+    }
+
+    /// Adds alerts to a robot's pending set and returns their sequence numbers. Not durable until
+    /// [`Store::commit`] returns.
+    pub fn append(&self, robot: &str, alerts: &[Alert]) -> Result<Vec<u64>, StoreError> {
+        let lane = self.lane(robot)?;
+        let mut lane = lane.lock().expect("lane lock");
+        let first = lane.next_seq;
+        let mut batch = sled::Batch::default();
+        for (i, a) in alerts.iter().enumerate() {
+            let bytes = serde_json::to_vec(a).map_err(|e| StoreError::Io(e.to_string()))?;
+            batch.insert(alert_key(robot, first + i as u64), bytes);
+        }
+        self.alerts.apply_batch(batch)?;
+        lane.next_seq = first + alerts.len() as u64;
+        Ok((first..lane.next_seq).collect())
+    }
+
+    /// Waits until everything written before the call is on disk. Concurrent callers share flushes.
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let sent = match self.flusher.lock().expect("flusher lock").as_ref() {
+            Some(f) => f.send(tx).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(StoreError::Io("the store is closed".into()));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Io("the commit thread stopped".into())))
+    }
+
+    /// Flushes synchronously (shutdown, and the send log before a POST).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Alerts waiting for a robot's next digest.
+    pub fn pending(&self, robot: &str) -> Result<u64, StoreError> {
+        let lane = self.lane(robot)?;
+        let lane = lane.lock().expect("lane lock");
+        Ok(lane.next_seq - lane.cursor)
+    }
+
+    /// `received_ms` of the oldest pending alert, if any.
+    pub fn oldest_pending_ms(&self, robot: &str) -> Result<Option<i64>, StoreError> {
+        let cursor = self.lane(robot)?.lock().expect("lane lock").cursor;
+        match self
+            .alerts
+            .range(alert_key(robot, cursor)..=alert_key(robot, u64::MAX))
+            .next()
+            .transpose()?
+        {
+            Some((k, v)) => Ok(Some(decode::<Alert>(&k, &v)?.received_ms)),
+            None => Ok(None),
+        }
+    }
+
+    /// Seals up to `max_alerts` of the robot's pending alerts into a new digest, rendered by
+    /// `render(id, alerts)`. Returns `None` when nothing is pending.
+    pub fn seal(
+        &self,
+        robot: &str,
+        max_alerts: u64,
+        now_ms: i64,
+        render: impl FnOnce(u64, &[Alert]) -> Rendered,
+    ) -> Result<Option<DigestRecord>, StoreError> {
+        let lane = self.lane(robot)?;
+        let (first, end) = {
+            let lane = lane.lock().expect("lane lock");
+            (lane.cursor, lane.next_seq.min(lane.cursor + max_alerts))
+        };
+        if first == end {
+            return Ok(None);
+        }
+        let mut alerts = Vec::with_capacity((end - first) as usize);
+        for item in self
+            .alerts
+            .range(alert_key(robot, first)..alert_key(robot, end))
+        {
+            let (k, v) = item?;
+            alerts.push(decode::<Alert>(&k, &v)?);
+        }
+        if alerts.len() as u64 != end - first {
+            return Err(StoreError::Corrupt {
+                dir: self.dir.clone(),
+                detail: format!(
+                    "robot {robot}: expected alerts {first}..{end}, found {}",
+                    alerts.len()
+                ),
+            });
+        }
+        let id = self.db.generate_id()? + 1;
+        let rendered = render(id, &alerts);
+        let record = DigestRecord {
+            id,
+            robot: robot.to_string(),
+            first_seq: first,
+            end_seq: end,
+            counts: rendered.counts,
+            listed: rendered.listed as u64,
+            state: DigestState::Pending,
+            attempts: 0,
+            sealed_ms: now_ms,
+            oldest_ms: alerts.iter().map(|a| a.received_ms).min().unwrap_or(now_ms),
+            sent_ms: None,
+            last_error: None,
+            title: rendered.title,
+            text: rendered.text,
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Io(e.to_string()))?;
+        let cursor_key = meta_key("cursor", robot);
+        (&self.digests, &self.meta).transaction(|(d, m)| {
+            d.insert(&id.to_be_bytes(), bytes.as_slice())?;
+            m.insert(cursor_key.as_slice(), &end.to_be_bytes())?;
+            Ok(())
+        })?;
+        lane.lock().expect("lane lock").cursor = end;
+        Ok(Some(record))
+    }
+
+    /// Writes back a digest's changed state (attempts, errors, sent or dead).
+    pub fn update_digest(&self, record: &DigestRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.digests.insert(record.id.to_be_bytes(), bytes)?;
+        Ok(())
+    }
+
+    pub fn digest(&self, id: u64) -> Result<Option<DigestRecord>, StoreError> {
+        let key = id.to_be_bytes();
+        match self.digests.get(key)? {
+            Some(v) => Ok(Some(decode(&key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The alerts a digest covers, with their sequence numbers. Empty once pruned.
+    pub fn digest_alerts(&self, d: &DigestRecord) -> Result<Vec<(u64, Alert)>, StoreError> {
+        self.alerts
+            .range(alert_key(&d.robot, d.first_seq)..alert_key(&d.robot, d.end_seq))
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((be_u64(&k), decode::<Alert>(&k, &v)?))
+            })
+            .collect()
+    }
+
+    /// Every digest, oldest first (start-up recovery, pruning and counts).
+    pub fn digests(&self) -> impl Iterator<Item = Result<DigestRecord, StoreError>> + '_ {
+        self.digests.iter().map(|item| {
+            let (k, v) = item?;
+            decode(&k, &v)
+        })
+    }
+
+    /// Wall-clock ms of the robot's recent sends, oldest first.
+    pub fn send_log(&self, robot: &str) -> Result<Vec<i64>, StoreError> {
+        let key = meta_key("sends", robot);
+        match self.meta.get(&key)? {
+            Some(v) => decode(&key, &v),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Replaces the robot's send log and, if `durable`, flushes before returning: a send recorded
+    /// this way counts against the limit even if the process dies during the POST.
+    pub fn set_send_log(&self, robot: &str, log: &[i64], durable: bool) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(log).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.meta.insert(meta_key("sends", robot), bytes)?;
+        if durable {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes sent digests, and the alerts they cover, whose `sent_ms` is older than the robot's
+    /// retention. Returns how many digests went.
+    pub fn prune(
+        &self,
+        now_ms: i64,
+        retention: impl Fn(&str) -> Duration,
+    ) -> Result<usize, StoreError> {
+        let mut gone = 0;
+        for d in self.digests() {
+            let d = d?;
+            let Some(sent) = d.sent_ms else { continue };
+            if d.state != DigestState::Sent
+                || sent + retention(&d.robot).as_millis() as i64 > now_ms
+            {
+                continue;
+            }
+            let mut batch = sled::Batch::default();
+            for item in self
+                .alerts
+                .range(alert_key(&d.robot, d.first_seq)..alert_key(&d.robot, d.end_seq))
+                .keys()
+            {
+                batch.remove(item?);
+            }
+            self.alerts.apply_batch(batch)?;
+            self.digests.remove(d.id.to_be_bytes())?;
+            gone += 1;
+        }
+        Ok(gone)
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Closing the channel ends the commit thread after it has served what is queued.
+        self.flusher.lock().map(|mut f| f.take()).ok();
+        let _ = self.db.flush();
+    }
+}
+
+fn group_commit(db: sled::Db, rx: mpsc::Receiver<Waiter>, stats: Arc<CommitStats>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    while let Ok(first) = rx.recv() {
+        // Everyone who queued up while the previous flush ran rides on this one.
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let result = db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| StoreError::Io(format!("flush failed: {e}")));
+        stats.flushes.fetch_add(1, Relaxed);
+        stats.requests.fetch_add(batch.len() as u64, Relaxed);
+        stats.largest_batch.fetch_max(batch.len() as u64, Relaxed);
+        for w in batch {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+fn classify_open_error(dir: &Path, e: sled::Error) -> StoreError {
+    let detail = e.to_string();
+    match e {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Locked {
+            dir: dir.to_path_buf(),
+        },
+        sled::Error::Io(io) if detail.contains("could not acquire lock") => {
+            let _ = io;
+            StoreError::Locked {
+                dir: dir.to_path_buf(),
+            }
+        }
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) | sled::Error::ReportableBug(_) => {
+            StoreError::Corrupt {
+                dir: dir.to_path_buf(),
+                detail,
+            }
+        }
+        _ => StoreError::Open {
+            dir: dir.to_path_buf(),
+            detail,
+        },
+    }
+}
