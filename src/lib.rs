@@ -121,7 +121,7 @@ pub async fn serve(
     for t in tasks {
         let _ = t.await;
     }
-    let flushed = store.flush();
+    let flushed = store.close();
     tracing::info!("sluice stopped");
     served.map_err(ServeError::Http)?;
     flushed?;

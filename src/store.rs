@@ -20,6 +20,11 @@
 //!    range `[first_seq, end_seq)` of one robot's sequence; alerts are never copied.
 //! 4. **Only the robot's own task moves its cursor or changes its digests' state**, so those
 //!    read-modify-write steps need no locks. The pruner only deletes digests already sent.
+//! 5. **A damaged store is refused, not emptied.** sled treats a damaged log tail as a torn write
+//!    and silently drops it, even down to an empty database. So the store keeps a marker file
+//!    beside sled's ([`MARKER`]): the store's id (also kept inside sled) and, written at every
+//!    clean shutdown, each robot's next sequence number. At open, a missing id or a sequence that
+//!    went backwards means records were lost, and sluice refuses to start.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -131,6 +136,17 @@ struct Lane {
 
 type Waiter = oneshot::Sender<Result<(), StoreError>>;
 
+/// The marker file in the data directory (invariant 5).
+pub const MARKER: &str = "sluice-store.json";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Marker {
+    store_id: String,
+    /// Each robot's `next_seq` at the last clean shutdown: a lower bound for the next open.
+    #[serde(default)]
+    next_seq: std::collections::BTreeMap<String, u64>,
+}
+
 pub struct Store {
     dir: PathBuf,
     db: sled::Db,
@@ -207,8 +223,98 @@ impl Store {
             stats: Arc::new(CommitStats::default()),
         };
         store.check_readable()?;
+        store.check_marker()?;
         store.start_flusher();
         Ok(store)
+    }
+
+    /// Invariant 5: the marker and sled must agree, or records were lost.
+    fn check_marker(&self) -> Result<(), StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            dir: self.dir.clone(),
+            detail,
+        };
+        let path = self.dir.join(MARKER);
+        let marker: Option<Marker> = match std::fs::read(&path) {
+            Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
+                corrupt(format!("{MARKER} is unreadable: {e}"))
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(corrupt(format!("cannot read {MARKER}: {e}"))),
+        };
+        let stored_id = self
+            .meta
+            .get("store_id")?
+            .map(|v| String::from_utf8_lossy(&v).into_owned());
+        match (&marker, stored_id) {
+            (Some(m), None) => {
+                return Err(corrupt(format!(
+                    "{MARKER} names store {} but the database has no records of it (sled dropped its log)",
+                    m.store_id
+                )));
+            }
+            (Some(m), Some(id)) if m.store_id != id => {
+                return Err(corrupt(format!(
+                    "{MARKER} names store {} but the database is store {id}",
+                    m.store_id
+                )));
+            }
+            (Some(m), Some(_)) => {
+                for (robot, &expected) in &m.next_seq {
+                    let found = self.lane(robot)?.lock().expect("lane lock").next_seq;
+                    if found < expected {
+                        return Err(corrupt(format!(
+                            "robot {robot}: alerts up to #{expected} were stored at the last clean shutdown, the database now ends at #{found}"
+                        )));
+                    }
+                }
+            }
+            (None, stored) => {
+                // A new store, or one whose marker was lost: (re)write it.
+                let id = match stored {
+                    Some(id) => id,
+                    None => {
+                        let id = new_store_id();
+                        self.meta.insert("store_id", id.as_bytes())?;
+                        self.db.flush()?;
+                        id
+                    }
+                };
+                self.write_marker(&Marker {
+                    store_id: id,
+                    next_seq: Default::default(),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_marker(&self, marker: &Marker) -> Result<(), StoreError> {
+        let io = |e: std::io::Error| StoreError::Io(format!("cannot write {MARKER}: {e}"));
+        let tmp = self.dir.join(format!("{MARKER}.tmp"));
+        let bytes = serde_json::to_vec_pretty(marker).map_err(|e| StoreError::Io(e.to_string()))?;
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        std::io::Write::write_all(&mut f, &bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, self.dir.join(MARKER)).map_err(io)?;
+        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)?;
+        Ok(())
+    }
+
+    /// Clean shutdown: flushes, then records each robot's sequence in the marker (invariant 5).
+    pub fn close(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        let Some(id) = self.meta.get("store_id")? else {
+            return Ok(());
+        };
+        let mut next_seq = std::collections::BTreeMap::new();
+        for (robot, lane) in self.lanes.lock().expect("lanes lock").iter() {
+            next_seq.insert(robot.clone(), lane.lock().expect("lane lock").next_seq);
+        }
+        self.write_marker(&Marker {
+            store_id: String::from_utf8_lossy(&id).into_owned(),
+            next_seq,
+        })
     }
 
     /// Decodes the last record of every tree once, so that a store whose records cannot be read
@@ -487,6 +593,13 @@ impl Drop for Store {
         self.flusher.lock().map(|mut f| f.take()).ok();
         let _ = self.db.flush();
     }
+}
+
+fn new_store_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}-{:x}", nanos, std::process::id())
 }
 
 fn group_commit(db: sled::Db, rx: mpsc::Receiver<Waiter>, stats: Arc<CommitStats>) {

@@ -1,0 +1,326 @@
+//! End to end, in-process: sluice (real sled in a temp dir) → real HTTP on 127.0.0.1 → the fake
+//! DingTalk robot, which checks signatures and keywords and enforces the rolling limit with a
+//! lockout. Durations are scaled down in the config (20 per 2 s instead of 20 per minute).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::daemon::{Daemon, footer_of, num};
+use support::fake_robot::{Accepted, Fault, FakeRobot, Limits};
+
+const SECRET: &str = "SECtest0123456789";
+
+fn limits() -> Limits {
+    Limits {
+        limit: 20,
+        period: Duration::from_secs(2),
+        lockout: Duration::from_secs(3),
+    }
+}
+
+/// One DingTalk robot `ops` (signed, with a keyword) plus whatever `extra` adds.
+fn config(fake: &FakeRobot, window: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "{{listen}}"
+data_dir = "{{data_dir}}"
+
+[defaults]
+window = "{window}"
+rate_limit = 20
+rate_period = "2s"
+retry_initial_backoff = "100ms"
+retry_max_backoff = "400ms"
+throttle_backoff = "1s"
+blocked_probe = "400ms"
+request_timeout = "2s"
+
+[robots.ops]
+webhook = "{webhook}"
+secret = "{SECRET}"
+keywords = ["告警"]
+{extra}
+"#,
+        webhook = fake.webhook("ops-token"),
+    )
+}
+
+async fn fake() -> FakeRobot {
+    let fake = FakeRobot::start(limits()).await;
+    fake.add_robot("ops-token", Some(SECRET), &["告警"]);
+    fake
+}
+
+fn alerts(robot: &str, prefix: &str, n: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| {
+                let severity = ["critical", "error", "warning", "info"][i % 4];
+                json!({
+                    "robot": robot,
+                    "title": format!("{prefix} {i}"),
+                    "severity": severity,
+                    "labels": {"job": format!("dq_{}", i % 7)},
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Sum of the footers' alert counts.
+fn footers_total(accepted: &[Accepted]) -> u64 {
+    accepted.iter().map(|a| footer_of(&a.text).1).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_batch_lists_every_title() {
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&config(&fake, "300ms", ""), dir.path()).await;
+
+    let (status, body) = d.post(&alerts("ops", "ods_orders null check", 5)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["accepted"], 5);
+    assert_eq!(body["ids"].as_array().unwrap().len(), 5);
+
+    let got = fake
+        .wait_for("ops-token", Duration::from_secs(5), |a| !a.is_empty())
+        .await;
+    assert_eq!(got.len(), 1, "one digest for one small batch");
+    let text = &got[0].text;
+    for i in 0..5 {
+        assert!(text.contains(&format!("ods_orders null check {i}")), "{text}");
+    }
+    assert_eq!(footer_of(text).1, 5);
+    assert!(got[0].title.contains("告警") && text.contains("告警"), "keyword in title and text");
+    assert!(got[0].title.contains("ops"), "title names the robot: {}", got[0].title);
+    // The fake only accepts correctly signed requests, so being here proves the signature.
+    assert!(fake.requests("ops-token").iter().all(|r| r.errcode == Some(0)));
+
+    let s = d.wait_status("ops", Duration::from_secs(2), |s| s["state"] == "idle").await;
+    assert_eq!(num(&s, "alerts_delivered"), 5);
+    assert_eq!(num(&s, "pending"), 0);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_10000_alerts_is_fully_accounted_in_a_handful_of_digests_without_throttling() {
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&config(&fake, "500ms", ""), dir.path()).await;
+
+    // 20 concurrent clients, 500 alerts each.
+    let mut posts = Vec::new();
+    for c in 0..20 {
+        let body = alerts("ops", &format!("check c{c}"), 500);
+        let url = d.url("/v1/alerts");
+        posts.push(tokio::spawn(async move {
+            support::daemon::post_json(&reqwest::Client::new(), &url, &body).await
+        }));
+    }
+    for p in posts {
+        let (status, body) = p.await.unwrap();
+        assert_eq!(status, 202, "{body}");
+    }
+
+    let got = fake
+        .wait_for("ops-token", Duration::from_secs(20), |a| footers_total(a) >= 10_000)
+        .await;
+    assert_eq!(footers_total(&got), 10_000, "every alert counted exactly once");
+    assert!(got.len() <= 6, "{} digests for one burst", got.len());
+    assert_eq!(fake.throttled("ops-token"), 0);
+    for a in &got {
+        let body = serde_json::to_vec(&a.body).unwrap();
+        assert!(body.len() <= 20_000, "body of {} bytes", body.len());
+    }
+
+    // The API lists every alert a digest covers, listed in the message or not.
+    let mut seen = 0;
+    for a in &got {
+        let (id, n) = footer_of(&a.text);
+        let (status, digest) = d.get(&format!("/v1/digests/{id}")).await;
+        assert_eq!(status, 200, "{digest}");
+        assert_eq!(digest["state"], "sent");
+        assert_eq!(digest["alerts"].as_array().unwrap().len() as u64, n);
+        seen += n;
+    }
+    assert_eq!(seen, 10_000);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robot_throttled_by_another_sender_is_waited_out_without_hammering_it() {
+    let fake = fake().await;
+    // Someone else used up the robot's budget: it answers 130101 for the next 2.5 s.
+    fake.lock_out("ops-token", Duration::from_millis(2500));
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&config(&fake, "50ms", ""), dir.path()).await;
+
+    let (status, _) = d.post(&alerts("ops", "late load", 3)).await;
+    assert_eq!(status, 202);
+    let s = d
+        .wait_status("ops", Duration::from_secs(3), |s| s["state"] == "throttled")
+        .await;
+    assert!(s["last_error"].as_str().unwrap().contains("130101"), "{s}");
+
+    // More alerts while throttled join the waiting digest's successor, not new requests.
+    let (status, _) = d.post(&alerts("ops", "during throttle", 4)).await;
+    assert_eq!(status, 202);
+
+    let got = fake
+        .wait_for("ops-token", Duration::from_secs(8), |a| footers_total(a) >= 7)
+        .await;
+    assert_eq!(footers_total(&got), 7);
+    // throttle_backoff is 1 s, the lockout 2.5 s: three tries at most while locked out.
+    let refused = fake
+        .requests("ops-token")
+        .iter()
+        .filter(|r| r.errcode == Some(130101))
+        .count();
+    assert!((1..=3).contains(&refused), "{refused} requests during the lockout");
+    assert!(got.len() <= 2, "{} digests", got.len());
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_backlog_is_delivered_as_a_few_digests() {
+    let fake = fake().await;
+    fake.go_offline().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&config(&fake, "50ms", ""), dir.path()).await;
+
+    // Alerts keep coming for 1.5 s while the robot is unreachable.
+    for wave in 0..15 {
+        let (status, _) = d.post(&alerts("ops", &format!("wave {wave}"), 40)).await;
+        assert_eq!(status, 202);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let s = d.robot_status("ops").await;
+    assert_eq!(s["state"], "backoff", "{s}");
+    assert!(s["last_error"].as_str().unwrap().contains("cannot connect"), "{s}");
+    assert!(!s.to_string().contains("ops-token"), "status leaks the token: {s}");
+
+    fake.come_online().await;
+    let got = fake
+        .wait_for("ops-token", Duration::from_secs(10), |a| footers_total(a) >= 600)
+        .await;
+    assert_eq!(footers_total(&got), 600);
+    assert!(got.len() <= 3, "the backlog came as {} digests", got.len());
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robot_level_error_blocks_the_robot_and_keeps_its_alerts() {
+    let fake = fake().await;
+    fake.set_sticky("ops-token", Some(Fault::Errcode(300001, "token is not exist")));
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&config(&fake, "50ms", ""), dir.path()).await;
+
+    d.post(&alerts("ops", "before the fix", 10)).await;
+    let s = d
+        .wait_status("ops", Duration::from_secs(3), |s| s["state"] == "blocked")
+        .await;
+    assert!(s["last_error"].as_str().unwrap().contains("300001"), "{s}");
+    assert_eq!(num(&s, "outbox"), 1);
+    d.post(&alerts("ops", "while blocked", 5)).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let s = d.robot_status("ops").await;
+    assert_eq!(num(&s, "pending"), 5, "{s}");
+    assert_eq!(num(&s, "dead"), 0, "a robot-level error never dead-letters");
+    // Probes are rare: every 400 ms here, not a retry storm.
+    let probes = fake.requests("ops-token").len();
+    assert!(probes <= 5, "{probes} requests while blocked");
+
+    // The robot is fixed; the next probe gets through and everything follows.
+    fake.set_sticky("ops-token", None);
+    let got = fake
+        .wait_for("ops-token", Duration::from_secs(5), |a| footers_total(a) >= 15)
+        .await;
+    assert_eq!(footers_total(&got), 15);
+    d.wait_status("ops", Duration::from_secs(2), |s| s["state"] == "idle").await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_level_error_dead_letters_one_digest_and_the_next_goes_out() {
+    let fake = fake().await;
+    fake.push_fault("ops-token", Fault::Errcode(460101, "message too long, exceed 20000 bytes"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&config(&fake, "50ms", ""), dir.path()).await;
+
+    d.post(&alerts("ops", "refused", 3)).await;
+    let s = d
+        .wait_status("ops", Duration::from_secs(3), |s| num(s, "dead") == 1)
+        .await;
+    assert!(s["last_error"].as_str().unwrap().contains("460101"), "{s}");
+
+    d.post(&alerts("ops", "accepted", 2)).await;
+    let got = fake
+        .wait_for("ops-token", Duration::from_secs(3), |a| !a.is_empty())
+        .await;
+    assert_eq!(footers_total(&got), 2);
+    assert!(got[0].text.contains("accepted 0"));
+
+    // The dead digest keeps its alerts and says why.
+    let dead_id = 1;
+    let (status, digest) = d.get(&format!("/v1/digests/{dead_id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(digest["state"], "dead");
+    assert_eq!(digest["alerts"].as_array().unwrap().len(), 3);
+    assert!(digest["last_error"].as_str().unwrap().contains("460101"));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_robots_stay_isolated() {
+    let fake = fake().await;
+    fake.add_robot("dq-token", None, &[]);
+    fake.set_sticky("ops-token", Some(Fault::Errcode(310000, "sign not match")));
+    let extra = format!(
+        "\n[robots.dq]\nwebhook = \"{}\"\nwindow = \"50ms\"\n",
+        fake.webhook("dq-token")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&config(&fake, "50ms", &extra), dir.path()).await;
+
+    d.post(&alerts("ops", "stuck", 5)).await;
+    d.wait_status("ops", Duration::from_secs(3), |s| s["state"] == "blocked").await;
+    for wave in 0..3 {
+        d.post(&alerts("dq", &format!("flowing {wave}"), 5)).await;
+        fake.wait_for("dq-token", Duration::from_secs(3), |a| footers_total(a) >= 5 * (wave + 1))
+            .await;
+    }
+    assert_eq!(d.robot_status("ops").await["state"], "blocked");
+    assert!(fake.accepted("ops-token").is_empty());
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_resends_sealed_digests_and_seals_pending_alerts() {
+    let fake = fake().await;
+    fake.go_offline().await;
+    let dir = tempfile::tempdir().unwrap();
+    let template = config(&fake, "50ms", "");
+
+    let d = Daemon::start(&template, dir.path()).await;
+    d.post(&alerts("ops", "first", 4)).await;
+    d.wait_status("ops", Duration::from_secs(3), |s| num(s, "outbox") == 1).await;
+    d.post(&alerts("ops", "second", 6)).await;
+    d.stop().await;
+
+    fake.come_online().await;
+    let d = Daemon::start(&template, dir.path()).await;
+    let got = fake
+        .wait_for("ops-token", Duration::from_secs(5), |a| footers_total(a) >= 10)
+        .await;
+    assert_eq!(footers_total(&got), 10);
+    // The digest sealed before the restart goes first, unchanged.
+    assert_eq!(footer_of(&got[0].text).1, 4);
+    let titles: BTreeSet<String> = got.iter().map(|a| a.text.clone()).collect();
+    assert!(titles.iter().any(|t| t.contains("second 5")));
+    d.stop().await;
+}

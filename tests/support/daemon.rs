@@ -1,0 +1,301 @@
+//! Running sluice for a test: in-process (fast, via `sluice::serve`) or as a child process of the
+//! real binary (for `kill -9`, signals and start-up failures). Both listen on 127.0.0.1 only and
+//! keep their data in a temporary directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Replaces `{data_dir}` and `{listen}` in a config template.
+pub fn render_config(template: &str, data_dir: &Path, listen: SocketAddr) -> String {
+    template
+        .replace("{data_dir}", &data_dir.display().to_string())
+        .replace("{listen}", &listen.to_string())
+}
+
+/// A free port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr")
+}
+
+pub struct Daemon {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), sluice::ServeError>>>,
+    http: reqwest::Client,
+}
+
+impl Daemon {
+    /// Starts sluice in this process with a config template (see [`render_config`]).
+    pub async fn start(template: &str, data_dir: &Path) -> Daemon {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let text = render_config(template, data_dir, addr);
+        let config = sluice::config::Config::parse(&text, "test config", &|_| None)
+            .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(sluice::serve(config, listener, async move {
+            let _ = rx.await;
+        }));
+        let mut d = Daemon {
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            stop: Some(tx),
+            task: Some(task),
+            http: reqwest::Client::new(),
+        };
+        d.wait_healthy().await;
+        d
+    }
+
+    async fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(r) = self.http.get(self.url("/healthz")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+                let result = self.task.take().expect("task").await;
+                panic!("sluice stopped during start-up: {result:?}");
+            }
+            assert!(Instant::now() < deadline, "sluice did not become healthy");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Posts a JSON value to `/v1/alerts`; returns status and body.
+    pub async fn post(&self, body: &Value) -> (u16, Value) {
+        post_json(&self.http, &self.url("/v1/alerts"), body).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).send().await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The status entry of one robot.
+    pub async fn robot_status(&self, robot: &str) -> Value {
+        let (_, s) = self.get("/v1/status").await;
+        s["robots"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["robot"] == robot).cloned())
+            .unwrap_or_else(|| panic!("no robot {robot} in status: {s}"))
+    }
+
+    /// Polls the robot's status until `f` holds.
+    pub async fn wait_status(&self, robot: &str, timeout: Duration, f: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.robot_status(robot).await;
+            if f(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "robot {robot} status never matched; last: {s}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Stops it the way SIGTERM would, and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("serve task").expect("serve returns Ok");
+        }
+    }
+}
+
+pub async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
+    let r = http.post(url).json(body).send().await.expect("POST");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The real `sluice` binary, run as a child process.
+pub struct ChildDaemon {
+    pub addr: SocketAddr,
+    pub config_path: PathBuf,
+    pub stderr_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl ChildDaemon {
+    /// Writes the config into `dir/sluice.toml` (data in `dir/data`) and starts the binary.
+    pub fn start(template: &str, dir: &Path) -> ChildDaemon {
+        let addr = free_port();
+        let config_path = dir.join("sluice.toml");
+        std::fs::write(&config_path, render_config(template, &dir.join("data"), addr)).expect("write config");
+        let mut d = ChildDaemon {
+            addr,
+            config_path,
+            stderr_path: dir.join("stderr.log"),
+            child: None,
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_path)
+            .expect("stderr log");
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["serve", "-c"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "sluice=debug,info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn sluice");
+        self.child = Some(child);
+    }
+
+    /// Waits until `/healthz` answers (panics after 10 s, or if the process exits).
+    pub async fn wait_healthy(&mut self) {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(r) = http.get(format!("http://{}/healthz", self.addr)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("sluice exited early with {status}: {}", self.stderr());
+            }
+            assert!(Instant::now() < deadline, "sluice did not become healthy: {}", self.stderr());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("SIGKILL");
+            c.wait().expect("reap");
+        }
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit; returns the exit code and how long it took.
+    pub fn terminate(&mut self, timeout: Duration) -> (Option<i32>, Duration) {
+        let mut c = self.child.take().expect("running");
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        loop {
+            if let Some(status) = c.try_wait().expect("wait") {
+                return (status.code(), started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                let _ = c.kill();
+                let _ = c.wait();
+                return (None, started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart after kill9 or terminate");
+        self.spawn();
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for ChildDaemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs the binary to completion with arguments; returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str], stdin: Option<&str>, envs: &[(&str, &str)]) -> (i32, String, String) {
+    use std::io::Write;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args(args)
+        .env_remove("SLUICE_SERVER")
+        .env_remove("SLUICE_TOKEN")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn sluice");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    // A command that should end but does not (a daemon that started when it should have refused)
+    // fails the test instead of hanging it.
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("`sluice {}` did not finish within 20 s", args.join(" "));
+        }
+    };
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Parses the footer of a digest text: `(id, alerts)`.
+pub fn footer_of(text: &str) -> (u64, u64) {
+    let last = text.lines().last().unwrap_or("");
+    let rest = last
+        .strip_prefix("sluice digest #")
+        .unwrap_or_else(|| panic!("no footer in last line {last:?}"));
+    let (id, n) = rest.split_once(" · ").expect("footer separator");
+    let n = n
+        .strip_suffix(" alerts")
+        .or_else(|| n.strip_suffix(" alert"))
+        .expect("footer count");
+    (id.parse().expect("id"), n.replace(',', "").parse().expect("count"))
+}
+
+/// The value at `v[key]` as u64 (status fields).
+pub fn num(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+}

@@ -1,0 +1,9 @@
+//! Shared helpers for integration tests.
+//!
+//! Every test binary compiles this module but uses only part of it.
+
+#[allow(dead_code)]
+pub mod fake_robot;
+
+#[allow(dead_code)]
+pub mod daemon;
