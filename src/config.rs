@@ -635,6 +635,19 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let c = Config::parse(
+            include_str!("../config.toml.example"),
+            "config.toml.example",
+            &|_| Some("x".to_string()),
+        )
+        .unwrap();
+        assert_eq!(c.robot_names(), "dq, local, ops");
+        assert_eq!(c.robots["ops"].timing.window, Duration::from_secs(10));
+        assert_eq!(c.robots["dq"].timing.throttle_backoff, Duration::from_secs(600));
+    }
+
+    #[test]
     fn sizes_and_vars() {
         assert_eq!(parse_size("1MiB"), Ok(1 << 20));
         assert_eq!(parse_size("512 KiB"), Ok(512 << 10));

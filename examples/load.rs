@@ -1,0 +1,132 @@
+//! Load tool: posts alerts to a running sluice and reports acknowledged alerts per second and
+//! request latency percentiles. Bounded: it stops after `--alerts` alerts or `--seconds`.
+//!
+//! ```text
+//! cargo run --release --example load -- --server 127.0.0.1:9780 --robot console \
+//!     --alerts 200000 --clients 16 --batch 100
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Args {
+    server: String,
+    robot: String,
+    alerts: u64,
+    clients: usize,
+    batch: usize,
+    seconds: u64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        server: "127.0.0.1:9780".into(),
+        robot: "console".into(),
+        alerts: 100_000,
+        clients: 16,
+        batch: 100,
+        seconds: 60,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--server" => a.server = value()?,
+            "--robot" => a.robot = value()?,
+            "--alerts" => a.alerts = value()?.parse().map_err(|e| format!("--alerts: {e}"))?,
+            "--clients" => a.clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?,
+            "--batch" => a.batch = value()?.parse().map_err(|e| format!("--batch: {e}"))?,
+            "--seconds" => a.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
+            other => return Err(format!("unknown flag {other}; flags: --server --robot --alerts --clients --batch --seconds")),
+        }
+    }
+    if a.clients == 0 || a.batch == 0 {
+        return Err("--clients and --batch must be at least 1".into());
+    }
+    Ok(a)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse_args() {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            eprintln!("load: {e}");
+            std::process::exit(2);
+        }
+    };
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()
+        .unwrap();
+    let url = format!("http://{}/v1/alerts", args.server);
+    let next = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        let (http, url, args, next, failed) = (http.clone(), url.clone(), args.clone(), next.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut acked = 0u64;
+            loop {
+                let first = next.fetch_add(args.batch as u64, Ordering::Relaxed);
+                if first >= args.alerts || Instant::now() > deadline {
+                    break;
+                }
+                let n = (args.alerts - first).min(args.batch as u64);
+                let body: Vec<Value> = (first..first + n)
+                    .map(|i| json!({"robot": args.robot, "title": format!("load c{c} alert {i}"), "severity": "warning", "labels": {"job": format!("dq_{}", i % 50)}}))
+                    .collect();
+                let body = if n == 1 { body.into_iter().next().unwrap() } else { Value::Array(body) };
+                let t = Instant::now();
+                match http.post(&url).json(&body).send().await {
+                    Ok(r) if r.status().as_u16() == 202 => {
+                        latencies.push(t.elapsed());
+                        acked += n;
+                    }
+                    Ok(r) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("load: HTTP {}", r.status());
+                    }
+                    Err(e) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("load: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+            (acked, latencies)
+        }));
+    }
+    let mut acked = 0;
+    let mut latencies = Vec::new();
+    for t in tasks {
+        let (a, l) = t.await.unwrap();
+        acked += a;
+        latencies.extend(l);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "clients {} batch {}: {acked} alerts acknowledged in {elapsed:.2} s = {:.0} alerts/s, {:.0} requests/s; latency ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}; failed requests {}",
+        args.clients,
+        args.batch,
+        acked as f64 / elapsed,
+        latencies.len() as f64 / elapsed,
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        failed.load(Ordering::Relaxed),
+    );
+}
