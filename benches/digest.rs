@@ -1,1 +1,81 @@
-fn main(){}
+//! Rendering cost by batch size. A digest lists at most a few hundred lines, so the large batches
+//! measure grouping and counting, which is what must stay cheap when a robot is flooded.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sluice::alert::{Alert, Severity, Status};
+use sluice::digest::{DigestSpec, render};
+
+/// `n` alerts over 200 groups with mixed severities; fingerprints repeat often enough that lines
+/// merge. A fixed xorshift seed keeps runs comparable.
+fn alerts(n: usize) -> Vec<Alert> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let severities = [
+        Severity::Critical,
+        Severity::Error,
+        Severity::Error,
+        Severity::Warning,
+        Severity::Warning,
+        Severity::Warning,
+        Severity::Info,
+        Severity::Info,
+    ];
+    (0..n)
+        .map(|i| {
+            let r = next();
+            let group = r % 200;
+            let table = (r >> 8) % 5_000;
+            let mut labels = BTreeMap::new();
+            labels.insert("alertname".to_string(), format!("dq_check_{group}"));
+            labels.insert("job".to_string(), "data-quality".to_string());
+            labels.insert("table".to_string(), format!("ods_table_{table}"));
+            Alert {
+                title: format!("ods_table_{table}: {}% null user_id", (r >> 40) % 100),
+                text: (i % 3 != 0).then(|| {
+                    format!("\ncheck dq_check_{group} failed on partition {i}\nrows: {r}")
+                }),
+                severity: severities[((r >> 20) % 8) as usize],
+                status: if (r >> 24) % 10 == 0 {
+                    Status::Resolved
+                } else {
+                    Status::Firing
+                },
+                labels,
+                fingerprint: format!("{:016x}", (r >> 28) % (n as u64 / 3 + 1)),
+                source: None,
+                time_ms: None,
+                received_ms: 1_700_000_000_000 + i as i64,
+            }
+        })
+        .collect()
+}
+
+fn bench_render(c: &mut Criterion) {
+    let spec = DigestSpec {
+        robot: "ops",
+        id: 42,
+        keyword: Some("告警"),
+        link: Some("https://sluice.example/r/ops/digests/42"),
+        max_bytes: 19_000,
+    };
+    let mut group = c.benchmark_group("render");
+    for n in [10, 1_000, 100_000] {
+        let input = alerts(n);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &input, |b, input| {
+            b.iter(|| render(black_box(&spec), black_box(input)));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_render);
+criterion_main!(benches);

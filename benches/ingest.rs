@@ -10,7 +10,9 @@ use sluice::store::Store;
 
 fn alert(i: u64) -> Alert {
     let title = format!("ods_orders: null user_id in partition {i}");
-    let labels = [("job".to_string(), format!("dq_{}", i % 50))].into_iter().collect();
+    let labels = [("job".to_string(), format!("dq_{}", i % 50))]
+        .into_iter()
+        .collect();
     Alert {
         fingerprint: default_fingerprint(&title, Severity::Error, &labels),
         title,
@@ -34,10 +36,15 @@ fn ingest(c: &mut Criterion) {
     let mut g = c.benchmark_group("ingest");
     g.sample_size(20).measurement_time(Duration::from_secs(5));
     // `clients` concurrent requests, each appending `per_request` alerts and awaiting the commit.
-    for (clients, per_request, alerts) in [(1usize, 100usize, &batch), (16, 100, &batch), (64, 1, &one)] {
+    for (clients, per_request, alerts) in
+        [(1usize, 100usize, &batch), (16, 100, &batch), (64, 1, &one)]
+    {
         g.throughput(Throughput::Elements((clients * per_request) as u64));
         g.bench_with_input(
-            BenchmarkId::new(format!("{per_request}_per_request"), format!("{clients}_clients")),
+            BenchmarkId::new(
+                format!("{per_request}_per_request"),
+                format!("{clients}_clients"),
+            ),
             &clients,
             |b, &clients| {
                 b.to_async(&rt).iter_custom(|iters| {

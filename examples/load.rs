@@ -40,7 +40,11 @@ fn parse_args() -> Result<Args, String> {
             "--clients" => a.clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?,
             "--batch" => a.batch = value()?.parse().map_err(|e| format!("--batch: {e}"))?,
             "--seconds" => a.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
-            other => return Err(format!("unknown flag {other}; flags: --server --robot --alerts --clients --batch --seconds")),
+            other => {
+                return Err(format!(
+                    "unknown flag {other}; flags: --server --robot --alerts --clients --batch --seconds"
+                ));
+            }
         }
     }
     if a.clients == 0 || a.batch == 0 {
@@ -69,7 +73,13 @@ async fn main() {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.clients {
-        let (http, url, args, next, failed) = (http.clone(), url.clone(), args.clone(), next.clone(), failed.clone());
+        let (http, url, args, next, failed) = (
+            http.clone(),
+            url.clone(),
+            args.clone(),
+            next.clone(),
+            failed.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut acked = 0u64;

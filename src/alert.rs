@@ -137,8 +137,7 @@ impl AlertError {
     }
 }
 
-const FIELDS: &str =
-    "robot, title, text, severity, status, labels, fingerprint, source, time";
+const FIELDS: &str = "robot, title, text, severity, status, labels, fingerprint, source, time";
 
 /// Parses a request body: one alert object or an array of them. `received_ms` stamps every alert.
 pub fn parse_body(body: &[u8], received_ms: i64) -> Result<Vec<IncomingAlert>, AlertError> {
@@ -164,7 +163,10 @@ pub fn parse_value(value: Value, received_ms: i64) -> Result<Vec<IncomingAlert>,
     match value {
         Value::Array(items) => {
             if items.is_empty() {
-                return Err(AlertError::invalid("$", "empty array; send at least one alert"));
+                return Err(AlertError::invalid(
+                    "$",
+                    "empty array; send at least one alert",
+                ));
             }
             items
                 .into_iter()
@@ -223,7 +225,10 @@ fn parse_one(value: Value, path: &str, received_ms: i64) -> Result<IncomingAlert
     let title = string("title", MAX_TITLE_BYTES)?
         .ok_or_else(|| AlertError::invalid(at("title"), "missing; every alert needs a title"))?;
     if title.trim().is_empty() {
-        return Err(AlertError::invalid(at("title"), "empty; every alert needs a title"));
+        return Err(AlertError::invalid(
+            at("title"),
+            "empty; every alert needs a title",
+        ));
     }
     let robot = string("robot", 64)?;
     let text = string("text", MAX_TEXT_BYTES)?.filter(|t| !t.trim().is_empty());
@@ -280,10 +285,7 @@ fn parse_one(value: Value, path: &str, received_ms: i64) -> Result<IncomingAlert
         Some(other) => {
             return Err(AlertError::invalid(
                 at("labels"),
-                format!(
-                    "expected an object of string values, found {}",
-                    kind(other)
-                ),
+                format!("expected an object of string values, found {}", kind(other)),
             ));
         }
     }
@@ -293,7 +295,9 @@ fn parse_one(value: Value, path: &str, received_ms: i64) -> Result<IncomingAlert
         Some(t) => Some(parse_rfc3339_ms(&t).ok_or_else(|| {
             AlertError::invalid(
                 at("time"),
-                format!("invalid time {t:?}; expected RFC 3339, e.g. \"2026-11-28T10:00:31+08:00\""),
+                format!(
+                    "invalid time {t:?}; expected RFC 3339, e.g. \"2026-11-28T10:00:31+08:00\""
+                ),
             )
         })?),
     };
@@ -320,7 +324,11 @@ fn parse_one(value: Value, path: &str, received_ms: i64) -> Result<IncomingAlert
 
 /// The fingerprint of an alert that brings none: equal title, severity and labels are the same
 /// alert, so repeats of it merge into one digest line. FNV-1a, so the value is stable across builds.
-pub fn default_fingerprint(title: &str, severity: Severity, labels: &BTreeMap<String, String>) -> String {
+pub fn default_fingerprint(
+    title: &str,
+    severity: Severity,
+    labels: &BTreeMap<String, String>,
+) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut feed = |bytes: &[u8]| {
         for b in bytes.iter().chain(std::iter::once(&0xff)) {
@@ -372,10 +380,21 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     let mut i = 19;
@@ -439,7 +458,9 @@ mod tests {
 
     #[test]
     fn one_object_and_an_array_both_parse() {
-        let one = parse(r#"{"title":"a","robot":"ops","severity":"critical","labels":{"job":"dq"}}"#).unwrap();
+        let one =
+            parse(r#"{"title":"a","robot":"ops","severity":"critical","labels":{"job":"dq"}}"#)
+                .unwrap();
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].robot.as_deref(), Some("ops"));
         assert_eq!(one[0].alert.severity, Severity::Critical);
@@ -454,9 +475,18 @@ mod tests {
     fn errors_name_the_path_and_the_expectation() {
         let cases = [
             (r#"[{"title":"a"},{"text":"x"}]"#, "[1].title: missing"),
-            (r#"{"title":"a","severity":"bad"}"#, "severity: unknown severity \"bad\""),
-            (r#"[{"title":"a","labels":{"job":[1]}}]"#, "[0].labels.job: expected a string"),
-            (r#"{"title":"a","serverity":"x"}"#, "serverity: unknown field"),
+            (
+                r#"{"title":"a","severity":"bad"}"#,
+                "severity: unknown severity \"bad\"",
+            ),
+            (
+                r#"[{"title":"a","labels":{"job":[1]}}]"#,
+                "[0].labels.job: expected a string",
+            ),
+            (
+                r#"{"title":"a","serverity":"x"}"#,
+                "serverity: unknown field",
+            ),
             (r#"{"title":"a","time":"yesterday"}"#, "time: invalid time"),
             (r#"{"title":5}"#, "title: expected a string, found a number"),
             (r#"[]"#, "$: empty array"),
@@ -465,7 +495,10 @@ mod tests {
         for (body, want) in cases {
             let err = parse(body).unwrap_err();
             assert!(matches!(err, AlertError::Invalid { .. }), "{body}: {err}");
-            assert!(err.to_string().starts_with(want), "{body}: got {err}, want {want}");
+            assert!(
+                err.to_string().starts_with(want),
+                "{body}: got {err}, want {want}"
+            );
         }
     }
 
@@ -490,9 +523,18 @@ mod tests {
     #[test]
     fn rfc3339_times() {
         assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339_ms("2023-11-14T22:13:20Z"), Some(1_700_000_000_000));
-        assert_eq!(parse_rfc3339_ms("2023-11-15T06:13:20.5+08:00"), Some(1_700_000_000_500));
-        assert_eq!(parse_rfc3339_ms("2024-02-29T00:00:00-01:30"), Some(1_709_170_200_000));
+        assert_eq!(
+            parse_rfc3339_ms("2023-11-14T22:13:20Z"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2023-11-15T06:13:20.5+08:00"),
+            Some(1_700_000_000_500)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2024-02-29T00:00:00-01:30"),
+            Some(1_709_170_200_000)
+        );
         assert_eq!(parse_rfc3339_ms("2023-02-29T00:00:00Z"), None);
         assert_eq!(parse_rfc3339_ms("2023-11-14 22:13:20"), None);
         assert_eq!(parse_rfc3339_ms("2023-11-14T22:13:20+0800"), None);

@@ -7,10 +7,16 @@ use serde_json::{Value, json};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach sluice at {url} ({detail}); is `sluice serve` running there? Set --server or SLUICE_SERVER")]
+    #[error(
+        "cannot reach sluice at {url} ({detail}); is `sluice serve` running there? Set --server or SLUICE_SERVER"
+    )]
     Unreachable { url: String, detail: String },
     #[error("sluice at {url} answered HTTP {status}: {message}")]
-    Refused { url: String, status: u16, message: String },
+    Refused {
+        url: String,
+        status: u16,
+        message: String,
+    },
     #[error("{0}")]
     Input(String),
 }
@@ -95,7 +101,11 @@ impl Client {
                     .await
                     .map_err(|e| match e {
                         e if ids.is_empty() => e,
-                        ClientError::Refused { url, status, message } => ClientError::Refused {
+                        ClientError::Refused {
+                            url,
+                            status,
+                            message,
+                        } => ClientError::Refused {
                             url,
                             status,
                             message: format!(
@@ -225,7 +235,12 @@ pub fn status_table(status: &Value) -> String {
             s("state"),
             s("pending"),
             s("outbox"),
-            format!("{}/{} per {}", s("sends_in_period"), s("rate_limit"), s("rate_period")),
+            format!(
+                "{}/{} per {}",
+                s("sends_in_period"),
+                s("rate_limit"),
+                s("rate_period")
+            ),
             format!("{} in {} digests", s("alerts_delivered"), s("digests_sent")),
             s("dead"),
             s("last_error"),
@@ -260,9 +275,21 @@ mod tests {
     #[test]
     fn json_input_takes_objects_arrays_and_lines() {
         assert_eq!(parse_json_input(r#"{"title":"a"}"#).unwrap().len(), 1);
-        assert_eq!(parse_json_input(r#"[{"title":"a"},{"title":"b"}]"#).unwrap().len(), 2);
-        assert_eq!(parse_json_input("{\"title\":\"a\"}\n\n{\"title\":\"b\"}\n").unwrap().len(), 2);
-        let err = parse_json_input("{\"title\":\"a\"}\n{oops}\n").unwrap_err().to_string();
+        assert_eq!(
+            parse_json_input(r#"[{"title":"a"},{"title":"b"}]"#)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse_json_input("{\"title\":\"a\"}\n\n{\"title\":\"b\"}\n")
+                .unwrap()
+                .len(),
+            2
+        );
+        let err = parse_json_input("{\"title\":\"a\"}\n{oops}\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("--json input line 2:"), "{err}");
         assert!(parse_json_input("  ").is_err());
         assert!(parse_json_input("42").is_err());

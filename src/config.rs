@@ -245,16 +245,17 @@ impl Config {
             origin: origin.to_string(),
             message,
         };
-        let expand = |key: &str, v: &str| expand_vars(v, env).map_err(|var| {
-            fail(format!("{key}: environment variable `{var}` is not set"))
-        });
+        let expand = |key: &str, v: &str| {
+            expand_vars(v, env)
+                .map_err(|var| fail(format!("{key}: environment variable `{var}` is not set")))
+        };
         let expand_opt = |key: &str, v: &Option<String>| -> Result<Option<String>, ConfigError> {
             v.as_deref().map(|v| expand(key, v)).transpose()
         };
 
         let s = &raw.server;
-        let listen_text = expand_opt("server.listen", &s.listen)?
-            .unwrap_or_else(|| "127.0.0.1:9780".to_string());
+        let listen_text =
+            expand_opt("server.listen", &s.listen)?.unwrap_or_else(|| "127.0.0.1:9780".to_string());
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
             fail(format!(
                 "server.listen: {listen_text:?} is not an address; expected IP:PORT, e.g. \"127.0.0.1:9780\""
@@ -270,7 +271,9 @@ impl Config {
             let key = format!("server.auth_tokens[{i}]");
             let t = expand(&key, t)?;
             if t.len() < 8 {
-                return Err(fail(format!("{key}: a token must be at least 8 characters")));
+                return Err(fail(format!(
+                    "{key}: a token must be at least 8 characters"
+                )));
             }
             auth_tokens.push(t);
         }
@@ -290,8 +293,9 @@ impl Config {
             match v {
                 None => Ok(default),
                 Some(RawSize::Bytes(n)) => Ok(*n),
-                Some(RawSize::Text(t)) => parse_size(&expand(key, t)?)
-                    .map_err(|m| fail(format!("{key}: {m}"))),
+                Some(RawSize::Text(t)) => {
+                    parse_size(&expand(key, t)?).map_err(|m| fail(format!("{key}: {m}")))
+                }
             }
         };
         let max_body = size("server.max_body", &s.max_body, 1 << 20)?;
@@ -300,14 +304,22 @@ impl Config {
         }
         let cache_bytes = size("server.cache_size", &s.cache_size, 64 << 20)?;
 
-        let defaults = timing(&Timing::default(), &raw.defaults, "defaults", &expand, &fail)?;
+        let defaults = timing(
+            &Timing::default(),
+            &raw.defaults,
+            "defaults",
+            &expand,
+            &fail,
+        )?;
 
         let mut robots = BTreeMap::new();
         for (name, r) in &raw.robots {
             let at = |k: &str| format!("robots.{name}.{k}");
             if name.is_empty()
                 || name.len() > 64
-                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             {
                 return Err(fail(format!(
                     "robots.{name}: a robot name is 1 to 64 letters, digits, '_' or '-'"
@@ -328,8 +340,11 @@ impl Config {
             let mut keywords = Vec::new();
             for (i, k) in r.keywords.iter().enumerate() {
                 let k = expand(&format!("{}[{i}]", at("keywords")), k)?;
-                if k.trim().is_empty() {
-                    return Err(fail(format!("{}[{i}]: must not be empty", at("keywords"))));
+                if k.trim().is_empty() || k.len() > 64 || k.chars().any(char::is_control) {
+                    return Err(fail(format!(
+                        "{}[{i}]: a keyword is 1 to 64 bytes of text on one line",
+                        at("keywords")
+                    )));
                 }
                 keywords.push(k);
             }
@@ -366,7 +381,13 @@ impl Config {
                     }
                 }
             }
-            let timing = timing(&defaults, &r.timing(), &format!("robots.{name}"), &expand, &fail)?;
+            let timing = timing(
+                &defaults,
+                &r.timing(),
+                &format!("robots.{name}"),
+                &expand,
+                &fail,
+            )?;
             robots.insert(
                 name.clone(),
                 Robot {
@@ -416,7 +437,9 @@ fn timing(
         let key = format!("{section}.{k}");
         match v {
             None => Ok(base),
-            Some(text) => parse_duration(&expand(&key, text)?).map_err(|m| fail(format!("{key}: {m}"))),
+            Some(text) => {
+                parse_duration(&expand(&key, text)?).map_err(|m| fail(format!("{key}: {m}")))
+            }
         }
     };
     let t = Timing {
@@ -436,10 +459,22 @@ fn timing(
             &raw.retry_initial_backoff,
             base.retry_initial_backoff,
         )?,
-        retry_max_backoff: dur("retry_max_backoff", &raw.retry_max_backoff, base.retry_max_backoff)?,
-        throttle_backoff: dur("throttle_backoff", &raw.throttle_backoff, base.throttle_backoff)?,
+        retry_max_backoff: dur(
+            "retry_max_backoff",
+            &raw.retry_max_backoff,
+            base.retry_max_backoff,
+        )?,
+        throttle_backoff: dur(
+            "throttle_backoff",
+            &raw.throttle_backoff,
+            base.throttle_backoff,
+        )?,
         blocked_probe: dur("blocked_probe", &raw.blocked_probe, base.blocked_probe)?,
-        request_timeout: dur("request_timeout", &raw.request_timeout, base.request_timeout)?,
+        request_timeout: dur(
+            "request_timeout",
+            &raw.request_timeout,
+            base.request_timeout,
+        )?,
         retention: dur("retention", &raw.retention, base.retention)?,
     };
     let positive = [
@@ -477,9 +512,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {text:?}; expected e.g. \"1MiB\", \"512KiB\" or a number of bytes"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("invalid size {text:?}; expected e.g. \"1MiB\", \"512KiB\" or a number of bytes")
+    })?;
     let mult = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "KB" | "K" => 1 << 10,
@@ -528,7 +563,10 @@ fn expand_vars(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, col)
 }
 
@@ -579,7 +617,10 @@ mod tests {
     fn robots_inherit_defaults_and_override_them() {
         let c = parse(GOOD).unwrap();
         let ops = &c.robots["ops"];
-        assert_eq!(ops.webhook.as_deref(), Some("https://oapi.dingtalk.com/robot/send?access_token=tok123"));
+        assert_eq!(
+            ops.webhook.as_deref(),
+            Some("https://oapi.dingtalk.com/robot/send?access_token=tok123")
+        );
         assert_eq!(ops.secret.as_deref(), Some("SECabc"));
         assert_eq!(ops.timing.window, Duration::from_secs(2));
         assert_eq!(ops.timing.rate_limit, 10);
@@ -592,25 +633,54 @@ mod tests {
     #[test]
     fn errors_name_the_key_and_the_expectation() {
         let cases = [
-            (GOOD.replace("${OPS_SECRET}", "${NOPE}"), "robots.ops.secret: environment variable `NOPE` is not set"),
-            (GOOD.replace("window = \"2s\"", "window = \"2 parsecs\""), "robots.ops.window: invalid duration"),
-            (GOOD.replace("rate_limit = 10", "rate_limit = 0"), "defaults.rate_limit: 0 is out of range"),
-            (GOOD.replace("provider = \"console\"", "provider = \"slack\""), "robots.dq.provider: unknown provider \"slack\""),
-            (GOOD.replace("listen = \"127.0.0.1:9999\"", "listen = \"localhost\""), "server.listen: \"localhost\" is not an address"),
-            ("[robots.x]\nprovider = \"dingtalk\"\n".to_string(), "robots.x.webhook: required"),
+            (
+                GOOD.replace("${OPS_SECRET}", "${NOPE}"),
+                "robots.ops.secret: environment variable `NOPE` is not set",
+            ),
+            (
+                GOOD.replace("window = \"2s\"", "window = \"2 parsecs\""),
+                "robots.ops.window: invalid duration",
+            ),
+            (
+                GOOD.replace("rate_limit = 10", "rate_limit = 0"),
+                "defaults.rate_limit: 0 is out of range",
+            ),
+            (
+                GOOD.replace("provider = \"console\"", "provider = \"slack\""),
+                "robots.dq.provider: unknown provider \"slack\"",
+            ),
+            (
+                GOOD.replace("listen = \"127.0.0.1:9999\"", "listen = \"localhost\""),
+                "server.listen: \"localhost\" is not an address",
+            ),
+            (
+                "[robots.x]\nprovider = \"dingtalk\"\n".to_string(),
+                "robots.x.webhook: required",
+            ),
             ("[server]\n".to_string(), "no robots configured"),
-            ("[robots.\"a b\"]\nprovider = \"console\"\n".to_string(), "robots.a b: a robot name"),
+            (
+                "[robots.\"a b\"]\nprovider = \"console\"\n".to_string(),
+                "robots.a b: a robot name",
+            ),
         ];
         for (text, want) in cases {
             let err = parse(&text).unwrap_err().to_string();
-            assert!(err.starts_with("test.toml: ") && err.contains(want), "got {err:?}, want {want:?}");
+            assert!(
+                err.starts_with("test.toml: ") && err.contains(want),
+                "got {err:?}, want {want:?}"
+            );
         }
     }
 
     #[test]
     fn unknown_keys_are_rejected_with_their_position() {
-        let err = parse("[robots.ops]\nprovider = \"console\"\nwindw = \"1s\"\n").unwrap_err().to_string();
-        assert!(err.starts_with("test.toml:3:1: unknown field `windw`"), "{err}");
+        let err = parse("[robots.ops]\nprovider = \"console\"\nwindw = \"1s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("test.toml:3:1: unknown field `windw`"),
+            "{err}"
+        );
         let err = parse("[sever]\n").unwrap_err().to_string();
         assert!(err.contains("unknown field `sever`"), "{err}");
     }
@@ -644,7 +714,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.robot_names(), "dq, local, ops");
         assert_eq!(c.robots["ops"].timing.window, Duration::from_secs(10));
-        assert_eq!(c.robots["dq"].timing.throttle_backoff, Duration::from_secs(600));
+        assert_eq!(
+            c.robots["dq"].timing.throttle_backoff,
+            Duration::from_secs(600)
+        );
     }
 
     #[test]

@@ -37,7 +37,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .route("/healthz", get(|| async { "ok\n" }))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route; see README for the API") })
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such route; see README for the API",
+            )
+        })
         .with_state(state)
 }
 
@@ -64,9 +69,9 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     // Compare against every token without stopping early, so timing tells nothing.
-    let ok = tokens
-        .iter()
-        .fold(false, |acc, t| acc | constant_time_eq(t.as_bytes(), presented.as_bytes()));
+    let ok = tokens.iter().fold(false, |acc, t| {
+        acc | constant_time_eq(t.as_bytes(), presented.as_bytes())
+    });
     if ok {
         next.run(request).await
     } else {
@@ -113,11 +118,17 @@ async fn post_alerts(State(state): State<AppState>, headers: HeaderMap, body: Bo
     };
 
     // Resolve every robot before writing anything: a batch is accepted whole or not at all.
-    let single = (state.robots.len() == 1).then(|| state.robots.keys().next()).flatten();
+    let single = (state.robots.len() == 1)
+        .then(|| state.robots.keys().next())
+        .flatten();
     let mut by_robot: HashMap<&str, Vec<(usize, crate::alert::Alert)>> = HashMap::new();
     let n = incoming.len();
     for (i, inc) in incoming.into_iter().enumerate() {
-        let path = if n == 1 { "robot".to_string() } else { format!("[{i}].robot") };
+        let path = if n == 1 {
+            "robot".to_string()
+        } else {
+            format!("[{i}].robot")
+        };
         let robot = match inc.robot.as_deref() {
             Some(r) => match state.robots.get_key_value(r) {
                 Some((k, _)) => k.as_str(),
@@ -164,14 +175,20 @@ async fn post_alerts(State(state): State<AppState>, headers: HeaderMap, body: Bo
     }
     if let Err(e) = state.store.commit().await {
         tracing::error!("ingest: {e}");
-        return unavailable(format!("the store cannot make alerts durable right now: {e}"));
+        return unavailable(format!(
+            "the store cannot make alerts durable right now: {e}"
+        ));
     }
     for robot in by_robot.keys() {
         if let Some(h) = state.robots.get(*robot) {
             h.wake.notify_one();
         }
     }
-    (StatusCode::ACCEPTED, Json(json!({"accepted": n, "ids": ids}))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"accepted": n, "ids": ids})),
+    )
+        .into_response()
 }
 
 fn too_large(len: usize, max: usize) -> Response {
@@ -240,7 +257,9 @@ async fn get_digest(State(state): State<AppState>, Path(id): Path<String>) -> Re
         Ok(None) => {
             return error(
                 StatusCode::NOT_FOUND,
-                format!("no digest #{id}: never sealed, or delivered longer ago than its robot's retention"),
+                format!(
+                    "no digest #{id}: never sealed, or delivered longer ago than its robot's retention"
+                ),
             );
         }
         Err(e) => return unavailable(format!("cannot read digest #{id}: {e}")),

@@ -158,7 +158,9 @@ async fn prune_loop(
         })
         .await;
         match pruned {
-            Ok(Ok(n)) if n > 0 => tracing::debug!(digests = n, "pruned delivered digests past retention"),
+            Ok(Ok(n)) if n > 0 => {
+                tracing::debug!(digests = n, "pruned delivered digests past retention")
+            }
             Ok(Err(e)) => tracing::warn!("pruning failed: {e}"),
             _ => {}
         }

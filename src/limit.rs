@@ -218,7 +218,10 @@ mod tests {
                 let period = Duration::from_millis(period_ms);
                 let (b, t) = pacer_quota(limit, period);
                 let cells = (period.as_nanos()).div_ceil(t.as_nanos()) as u32;
-                assert!(b + cells - 1 <= limit, "limit {limit}: burst {b} period {t:?}");
+                assert!(
+                    b + cells - 1 <= limit,
+                    "limit {limit}: burst {b} period {t:?}"
+                );
             }
         }
     }
@@ -273,9 +276,17 @@ mod tests {
                 Err(wait) => tokio::time::sleep(wait).await,
             }
         }
-        assert!(max_in_window(&sent, 60_000) <= 20, "{}", max_in_window(&sent, 60_000));
+        assert!(
+            max_in_window(&sent, 60_000) <= 20,
+            "{}",
+            max_in_window(&sent, 60_000)
+        );
         // It still uses the budget: about 20 a minute over 10 minutes.
-        assert!(sent.len() >= 180, "only {} sends in 10 virtual minutes", sent.len());
+        assert!(
+            sent.len() >= 180,
+            "only {} sends in 10 virtual minutes",
+            sent.len()
+        );
     }
 
     /// A restarted guard that inherits a full log waits instead of bursting.

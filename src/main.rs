@@ -11,7 +11,11 @@ use sluice::client::{self, Client};
 use sluice::config::{Config, redact_url};
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Durable, rate-limited alert digests for chat robots")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Durable, rate-limited alert digests for chat robots"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -124,7 +128,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => {
             let c = Config::load(&config)?;
             println!("{}: ok", c.origin);
-            println!("listen {}  data_dir {}", c.server.listen, c.server.data_dir.display());
+            println!(
+                "listen {}  data_dir {}",
+                c.server.listen,
+                c.server.data_dir.display()
+            );
             for r in c.robots.values() {
                 let t = &r.timing;
                 println!(

@@ -242,19 +242,21 @@ impl RobotTask {
                 let budget = self.provider.text_budget();
                 let keyword = self.handle.config.keywords.first().cloned();
                 let public_url = self.public_url.clone();
-                let sealed = self.store.seal(&name, MAX_ALERTS_PER_DIGEST, now, |id, alerts| {
-                    let link = public_url.map(|u| format!("{u}/v1/digests/{id}"));
-                    render(
-                        &DigestSpec {
-                            robot: &name,
-                            id,
-                            keyword: keyword.as_deref(),
-                            link: link.as_deref(),
-                            max_bytes: budget,
-                        },
-                        alerts,
-                    )
-                });
+                let sealed = self
+                    .store
+                    .seal(&name, MAX_ALERTS_PER_DIGEST, now, |id, alerts| {
+                        let link = public_url.map(|u| format!("{u}/v1/digests/{id}"));
+                        render(
+                            &DigestSpec {
+                                robot: &name,
+                                id,
+                                keyword: keyword.as_deref(),
+                                link: link.as_deref(),
+                                max_bytes: budget,
+                            },
+                            alerts,
+                        )
+                    });
                 match sealed {
                     Ok(Some(d)) => {
                         tracing::debug!(robot = %name, digest = d.id, alerts = d.count(), "sealed");

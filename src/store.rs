@@ -208,10 +208,7 @@ impl Store {
             .flush_every_ms(Some(1000))
             .open()
             .map_err(|e| classify_open_error(&dir, e))?;
-        let open_tree = |name: &str| {
-            db.open_tree(name)
-                .map_err(|e| classify_open_error(&dir, e))
-        };
+        let open_tree = |name: &str| db.open_tree(name).map_err(|e| classify_open_error(&dir, e));
         let store = Store {
             alerts: open_tree("alerts")?,
             digests: open_tree("digests")?,
@@ -236,9 +233,10 @@ impl Store {
         };
         let path = self.dir.join(MARKER);
         let marker: Option<Marker> = match std::fs::read(&path) {
-            Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
-                corrupt(format!("{MARKER} is unreadable: {e}"))
-            })?),
+            Ok(bytes) => Some(
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| corrupt(format!("{MARKER} is unreadable: {e}")))?,
+            ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(corrupt(format!("cannot read {MARKER}: {e}"))),
         };
@@ -297,7 +295,9 @@ impl Store {
         std::io::Write::write_all(&mut f, &bytes).map_err(io)?;
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, self.dir.join(MARKER)).map_err(io)?;
-        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)?;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
         Ok(())
     }
 
@@ -633,12 +633,12 @@ fn classify_open_error(dir: &Path, e: sled::Error) -> StoreError {
                 dir: dir.to_path_buf(),
             }
         }
-        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) | sled::Error::ReportableBug(_) => {
-            StoreError::Corrupt {
-                dir: dir.to_path_buf(),
-                detail,
-            }
-        }
+        sled::Error::Corruption { .. }
+        | sled::Error::Unsupported(_)
+        | sled::Error::ReportableBug(_) => StoreError::Corrupt {
+            dir: dir.to_path_buf(),
+            detail,
+        },
         _ => StoreError::Open {
             dir: dir.to_path_buf(),
             detail,

@@ -40,19 +40,53 @@ async fn bad_input_gets_a_specific_error_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(TWO_CONSOLE_ROBOTS, dir.path()).await;
     let cases: Vec<(Vec<u8>, u16, &str)> = vec![
-        (b"{\"title\": oops}".to_vec(), 400, "malformed JSON at line 1 column 11"),
-        (b"{\"title\":\"\xff\"}".to_vec(), 400, "not valid UTF-8 at byte 10"),
-        (br#"[{"robot":"ops","title":"a"},{"robot":"ops"}]"#.to_vec(), 422, "[1].title: missing"),
-        (br#"{"robot":"ops","title":"a","severity":"fatal"}"#.to_vec(), 422, "severity: unknown severity \"fatal\""),
-        (br#"{"robot":"nope","title":"a"}"#.to_vec(), 422, "robot: unknown robot \"nope\"; configured robots: dq, ops"),
-        (br#"{"title":"a"}"#.to_vec(), 422, "robot: missing; name the robot to deliver to (configured robots: dq, ops)"),
-        (br#"{"robot":"ops","title":"a","labels":{"job":{}}}"#.to_vec(), 422, "labels.job: expected a string"),
-        (vec![b' '; 5000], 413, "exceeds server.max_body (4096 bytes)"),
+        (
+            b"{\"title\": oops}".to_vec(),
+            400,
+            "malformed JSON at line 1 column 11",
+        ),
+        (
+            b"{\"title\":\"\xff\"}".to_vec(),
+            400,
+            "not valid UTF-8 at byte 10",
+        ),
+        (
+            br#"[{"robot":"ops","title":"a"},{"robot":"ops"}]"#.to_vec(),
+            422,
+            "[1].title: missing",
+        ),
+        (
+            br#"{"robot":"ops","title":"a","severity":"fatal"}"#.to_vec(),
+            422,
+            "severity: unknown severity \"fatal\"",
+        ),
+        (
+            br#"{"robot":"nope","title":"a"}"#.to_vec(),
+            422,
+            "robot: unknown robot \"nope\"; configured robots: dq, ops",
+        ),
+        (
+            br#"{"title":"a"}"#.to_vec(),
+            422,
+            "robot: missing; name the robot to deliver to (configured robots: dq, ops)",
+        ),
+        (
+            br#"{"robot":"ops","title":"a","labels":{"job":{}}}"#.to_vec(),
+            422,
+            "labels.job: expected a string",
+        ),
+        (
+            vec![b' '; 5000],
+            413,
+            "exceeds server.max_body (4096 bytes)",
+        ),
     ];
     for (body, want_status, want) in cases {
         let (status, answer) = raw_post(&d, body.clone(), "application/json").await;
         assert_eq!(status, want_status, "{answer}");
-        let msg = answer["error"].as_str().unwrap_or_else(|| panic!("no error field: {answer}"));
+        let msg = answer["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field: {answer}"));
         assert!(msg.contains(want), "got {msg:?}, want {want:?}");
     }
     // A batch with one bad alert is refused whole: nothing was queued.
@@ -80,14 +114,22 @@ async fn a_good_post_is_acknowledged_with_ids_and_becomes_a_digest() {
         ]))
         .await;
     assert_eq!(status, 202, "{body}");
-    assert_eq!(body, json!({"accepted": 3, "ids": ["ops:0", "dq:0", "ops:1"]}));
+    assert_eq!(
+        body,
+        json!({"accepted": 3, "ids": ["ops:0", "dq:0", "ops:1"]})
+    );
     let s = d
-        .wait_status("ops", Duration::from_secs(3), |s| num(s, "alerts_delivered") == 2)
+        .wait_status("ops", Duration::from_secs(3), |s| {
+            num(s, "alerts_delivered") == 2
+        })
         .await;
     assert_eq!(s["provider"], "console");
     let (status, digest) = d.get("/v1/digests/1").await;
     assert_eq!(status, 200, "{digest}");
-    assert_eq!(digest["alerts_count"], digest["alerts"].as_array().unwrap().len());
+    assert_eq!(
+        digest["alerts_count"],
+        digest["alerts"].as_array().unwrap().len()
+    );
     d.stop().await;
 }
 
@@ -101,7 +143,12 @@ async fn auth_tokens_guard_the_api_but_not_healthz() {
     let d = Daemon::start(&config, dir.path()).await;
     let http = reqwest::Client::new();
     let alert = json!({"robot": "ops", "title": "x"});
-    let r = http.post(d.url("/v1/alerts")).json(&alert).send().await.unwrap();
+    let r = http
+        .post(d.url("/v1/alerts"))
+        .json(&alert)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"sluice\"");
     let r = http
@@ -127,7 +174,11 @@ async fn auth_tokens_guard_the_api_but_not_healthz() {
     let (code, _, err) = run_cli(&["status", "--server", &server], None, &[]);
     assert_eq!(code, 1);
     assert!(err.contains("HTTP 401"), "{err}");
-    let (code, out, _) = run_cli(&["status", "--server", &server], None, &[("SLUICE_TOKEN", "s3cret-token-1")]);
+    let (code, out, _) = run_cli(
+        &["status", "--server", &server],
+        None,
+        &[("SLUICE_TOKEN", "s3cret-token-1")],
+    );
     assert_eq!(code, 0);
     assert!(out.contains("ops"), "{out}");
     d.stop().await;
@@ -140,8 +191,21 @@ async fn cli_send_and_status_talk_to_the_daemon() {
     let server = d.addr.to_string();
 
     let (code, out, err) = run_cli(
-        &["send", "--server", &server, "--robot", "ops", "--title", "ods_orders: 12% null user_id",
-          "--severity", "critical", "--label", "job=dq_orders", "--text", "-"],
+        &[
+            "send",
+            "--server",
+            &server,
+            "--robot",
+            "ops",
+            "--title",
+            "ods_orders: 12% null user_id",
+            "--severity",
+            "critical",
+            "--label",
+            "job=dq_orders",
+            "--text",
+            "-",
+        ],
         Some("user_id is null in 1,234 of 10,000 rows"),
         &[],
     );
@@ -150,43 +214,95 @@ async fn cli_send_and_status_talk_to_the_daemon() {
 
     // JSON lines from a batch job, robot given once on the command line; SLUICE_SERVER is used.
     let lines = "{\"title\":\"check 1\",\"severity\":\"error\"}\n{\"title\":\"check 2\"}\n";
-    let (code, out, err) = run_cli(&["send", "--robot", "dq", "--json", "-"], Some(lines), &[("SLUICE_SERVER", &server)]);
+    let (code, out, err) = run_cli(
+        &["send", "--robot", "dq", "--json", "-"],
+        Some(lines),
+        &[("SLUICE_SERVER", &server)],
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "queued 2 alerts (dq:0 … dq:1)");
 
     // Refusals: one line on stderr, exit 1.
-    let (code, _, err) = run_cli(&["send", "--server", &server, "--robot", "ops", "--title", "x", "--severity", "bad"], None, &[]);
+    let (code, _, err) = run_cli(
+        &[
+            "send",
+            "--server",
+            &server,
+            "--robot",
+            "ops",
+            "--title",
+            "x",
+            "--severity",
+            "bad",
+        ],
+        None,
+        &[],
+    );
     assert_eq!(code, 1);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("sluice: ") && err.contains("unknown severity \"bad\""), "{err}");
-    let (code, _, err) = run_cli(&["send", "--server", &server, "--json", "-"], Some("{\"title\":1}\n{oops\n"), &[]);
+    assert!(
+        err.starts_with("sluice: ") && err.contains("unknown severity \"bad\""),
+        "{err}"
+    );
+    let (code, _, err) = run_cli(
+        &["send", "--server", &server, "--json", "-"],
+        Some("{\"title\":1}\n{oops\n"),
+        &[],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("--json input line 2"), "{err}");
 
     // Usage errors: exit 2.
-    let (code, _, _) = run_cli(&["send", "--server", &server, "--label", "novalue", "--title", "x"], None, &[]);
+    let (code, _, _) = run_cli(
+        &[
+            "send", "--server", &server, "--label", "novalue", "--title", "x",
+        ],
+        None,
+        &[],
+    );
     assert_eq!(code, 2);
     let (code, _, _) = run_cli(&["frobnicate"], None, &[]);
     assert_eq!(code, 2);
 
     let s = d
-        .wait_status("dq", Duration::from_secs(3), |s| num(s, "alerts_delivered") == 2)
+        .wait_status("dq", Duration::from_secs(3), |s| {
+            num(s, "alerts_delivered") == 2
+        })
         .await;
     assert_eq!(s["state"], "idle");
     let (code, out, _) = run_cli(&["status", "--server", &server], None, &[]);
     assert_eq!(code, 0);
     assert!(out.starts_with("ROBOT"), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("dq ") && l.contains("2 in 1 digests")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("dq ") && l.contains("2 in 1 digests")),
+        "{out}"
+    );
     d.stop().await;
 }
 
 #[test]
 fn cli_reports_an_unreachable_daemon_in_one_line() {
     let port = support::daemon::free_port();
-    let (code, _, err) = run_cli(&["send", "--server", &port.to_string(), "--robot", "ops", "--title", "x"], None, &[]);
+    let (code, _, err) = run_cli(
+        &[
+            "send",
+            "--server",
+            &port.to_string(),
+            "--robot",
+            "ops",
+            "--title",
+            "x",
+        ],
+        None,
+        &[],
+    );
     assert_eq!(code, 1);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("cannot reach sluice at") && err.contains("is `sluice serve` running"), "{err}");
+    assert!(
+        err.contains("cannot reach sluice at") && err.contains("is `sluice serve` running"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -202,16 +318,29 @@ fn check_validates_a_config_and_names_the_bad_key() {
     let (code, out, err) = run_cli(&["check", "-c", good.to_str().unwrap()], None, &envs);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("robot ops: provider dingtalk"), "{out}");
-    assert!(!out.contains("abcdef123456") && !out.contains("SECxyz987"), "{out}");
+    assert!(
+        !out.contains("abcdef123456") && !out.contains("SECxyz987"),
+        "{out}"
+    );
 
     let (code, _, err) = run_cli(&["check", "-c", good.to_str().unwrap()], None, &envs[..1]);
     assert_eq!(code, 1);
-    assert!(err.contains("robots.ops.secret: environment variable `OPS_SECRET` is not set"), "{err}");
+    assert!(
+        err.contains("robots.ops.secret: environment variable `OPS_SECRET` is not set"),
+        "{err}"
+    );
 
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[robots.ops]\nprovider = \"console\"\nwindow = \"soon\"\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[robots.ops]\nprovider = \"console\"\nwindow = \"soon\"\n",
+    )
+    .unwrap();
     let (code, _, err) = run_cli(&["check", "-c", bad.to_str().unwrap()], None, &[]);
     assert_eq!(code, 1);
-    assert!(err.contains("robots.ops.window: invalid duration \"soon\""), "{err}");
+    assert!(
+        err.contains("robots.ops.window: invalid duration \"soon\""),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 }

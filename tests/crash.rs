@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::daemon::{ChildDaemon, footer_of, post_json, run_cli};
-use support::fake_robot::{Accepted, Fault, FakeRobot, Limits};
+use support::fake_robot::{Accepted, FakeRobot, Fault, Limits};
 
 const SECRET: &str = "SECcrash-secret-value-42";
 const TOKEN: &str = "tok-SHOULD-NEVER-BE-LOGGED";
@@ -94,7 +94,11 @@ async fn kill9_right_after_acknowledgement_loses_nothing() {
         let batch: Vec<Value> = (0..200)
             .map(|i| json!({"title": format!("acked c{c} #{i}"), "severity": "error"}))
             .collect();
-        posted.extend(batch.iter().map(|a| a["title"].as_str().unwrap().to_string()));
+        posted.extend(
+            batch
+                .iter()
+                .map(|a| a["title"].as_str().unwrap().to_string()),
+        );
         let (http, url) = (http.clone(), d.url("/v1/alerts"));
         posts.push(tokio::spawn(async move {
             post_json(&http, &url, &Value::Array(batch)).await
@@ -104,7 +108,10 @@ async fn kill9_right_after_acknowledgement_loses_nothing() {
         assert_eq!(p.await.unwrap().0, 202);
     }
     d.kill9();
-    assert!(fake.requests(TOKEN).is_empty(), "nothing was sent before the kill");
+    assert!(
+        fake.requests(TOKEN).is_empty(),
+        "nothing was sent before the kill"
+    );
 
     d.restart();
     d.wait_healthy().await;
@@ -160,11 +167,19 @@ async fn the_limit_holds_across_kill9_and_restart_while_sending_at_the_limit() {
     let acked = poster.await.unwrap();
 
     let requests = fake.requests(TOKEN);
-    assert_eq!(fake.throttled(TOKEN), 0, "the robot was pushed past its limit");
+    assert_eq!(
+        fake.throttled(TOKEN),
+        0,
+        "the robot was pushed past its limit"
+    );
     let busiest = fake.max_in_window(TOKEN, Duration::from_secs(2));
     assert!(busiest <= 20, "{busiest} requests in one 2 s window");
     // The test means something only if sluice really ran at the limit.
-    assert!(busiest >= 15, "only {busiest} in the busiest window ({} in all)", requests.len());
+    assert!(
+        busiest >= 15,
+        "only {busiest} in the busiest window ({} in all)",
+        requests.len()
+    );
     assert!(acked > 100, "{acked} alerts acknowledged");
 }
 
@@ -174,7 +189,8 @@ async fn sigterm_exits_promptly_and_an_unanswered_send_stays_queued() {
     // The robot hangs on the first request far longer than the shutdown grace.
     fake.push_fault(TOKEN, Fault::Slow(Duration::from_secs(8)));
     let dir = tempfile::tempdir().unwrap();
-    let template = config(&fake, "50ms").replace("request_timeout = \"1s\"", "request_timeout = \"20s\"");
+    let template =
+        config(&fake, "50ms").replace("request_timeout = \"1s\"", "request_timeout = \"20s\"");
     let mut d = ChildDaemon::start(&template, dir.path());
     d.wait_healthy().await;
 
@@ -184,7 +200,14 @@ async fn sigterm_exits_promptly_and_an_unanswered_send_stays_queued() {
     // Wait until the request is in flight.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let s: Value = http.get(d.url("/v1/status")).send().await.unwrap().json().await.unwrap();
+        let s: Value = http
+            .get(d.url("/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if s["robots"][0]["state"] == "sending" {
             break;
         }
@@ -193,7 +216,12 @@ async fn sigterm_exits_promptly_and_an_unanswered_send_stays_queued() {
     }
 
     let (code, took) = d.terminate(Duration::from_secs(8));
-    assert_eq!(code, Some(0), "exit code after SIGTERM; stderr: {}", d.stderr());
+    assert_eq!(
+        code,
+        Some(0),
+        "exit code after SIGTERM; stderr: {}",
+        d.stderr()
+    );
     assert!(took < Duration::from_secs(5), "took {took:?} to stop");
     assert!(d.stderr().contains("stays queued"), "{}", d.stderr());
 
@@ -215,16 +243,21 @@ async fn a_locked_data_directory_stops_start_up_with_a_clear_message() {
 
     // A second daemon on another port, same data directory.
     let other = dir.path().join("second.toml");
-    let text = std::fs::read_to_string(&first.config_path).unwrap().replace(
-        &first.addr.to_string(),
-        &support::daemon::free_port().to_string(),
-    );
+    let text = std::fs::read_to_string(&first.config_path)
+        .unwrap()
+        .replace(
+            &first.addr.to_string(),
+            &support::daemon::free_port().to_string(),
+        );
     std::fs::write(&other, text).unwrap();
     let (code, _, stderr) = run_cli(&["serve", "-c", other.to_str().unwrap()], None, &[]);
     assert_eq!(code, 1, "{stderr}");
     let data = dir.path().join("data");
     assert!(
-        stderr.contains(&format!("data directory {} is in use by another sluice process", data.display())),
+        stderr.contains(&format!(
+            "data directory {} is in use by another sluice process",
+            data.display()
+        )),
         "{stderr}"
     );
 }
@@ -235,7 +268,12 @@ async fn a_corrupted_data_directory_stops_start_up_every_time() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = ChildDaemon::start(&config(&fake, "1s"), dir.path());
     d.wait_healthy().await;
-    post_json(&reqwest::Client::new(), &d.url("/v1/alerts"), &json!({"title": "keep me"})).await;
+    post_json(
+        &reqwest::Client::new(),
+        &d.url("/v1/alerts"),
+        &json!({"title": "keep me"}),
+    )
+    .await;
     let (code, _) = d.terminate(Duration::from_secs(5));
     assert_eq!(code, Some(0));
 
@@ -250,7 +288,8 @@ async fn a_corrupted_data_directory_stops_start_up_every_time() {
     // sled's recovery rewrites the damaged log at open, so the refusal must not depend on the
     // damage still being there: the second attempt is refused as firmly as the first.
     for attempt in 1..=2 {
-        let (code, _, stderr) = run_cli(&["serve", "-c", d.config_path.to_str().unwrap()], None, &[]);
+        let (code, _, stderr) =
+            run_cli(&["serve", "-c", d.config_path.to_str().unwrap()], None, &[]);
         assert_eq!(code, 1, "attempt {attempt}: {stderr}");
         assert!(stderr.starts_with("sluice: data directory "), "{stderr}");
         assert!(stderr.contains("move it aside"), "{stderr}");
@@ -271,18 +310,37 @@ async fn tokens_and_secrets_never_reach_logs_or_status() {
     // Then a signature failure, then a success.
     fake.push_fault(TOKEN, Fault::Errcode(310000, "sign not match"));
     fake.come_online().await;
-    fake.wait_for(TOKEN, Duration::from_secs(5), |a| !a.is_empty()).await;
+    fake.wait_for(TOKEN, Duration::from_secs(5), |a| !a.is_empty())
+        .await;
 
-    let status = http.get(d.url("/v1/status")).send().await.unwrap().text().await.unwrap();
+    let status = http
+        .get(d.url("/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let (_, check_out, _) = run_cli(&["check", "-c", d.config_path.to_str().unwrap()], None, &[]);
     let (_, table, _) = run_cli(&["status", "--server", &d.addr.to_string()], None, &[]);
     let (code, _) = d.terminate(Duration::from_secs(5));
     assert_eq!(code, Some(0));
     let log = d.stderr();
-    assert!(log.contains("cannot connect"), "the outage is logged: {log}");
+    assert!(
+        log.contains("cannot connect"),
+        "the outage is logged: {log}"
+    );
     assert!(log.contains("310000"), "the refusal is logged: {log}");
-    for (what, text) in [("log", &log), ("status", &status), ("check", &check_out), ("status table", &table)] {
-        assert!(!text.contains(TOKEN), "{what} leaks the access token: {text}");
+    for (what, text) in [
+        ("log", &log),
+        ("status", &status),
+        ("check", &check_out),
+        ("status table", &table),
+    ] {
+        assert!(
+            !text.contains(TOKEN),
+            "{what} leaks the access token: {text}"
+        );
         assert!(!text.contains(SECRET), "{what} leaks the secret: {text}");
     }
     assert!(check_out.contains("access_token=***"), "{check_out}");

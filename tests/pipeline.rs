@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::daemon::{Daemon, footer_of, num};
-use support::fake_robot::{Accepted, Fault, FakeRobot, Limits};
+use support::fake_robot::{Accepted, FakeRobot, Fault, Limits};
 
 const SECRET: &str = "SECtest0123456789";
 
@@ -93,15 +93,31 @@ async fn small_batch_lists_every_title() {
     assert_eq!(got.len(), 1, "one digest for one small batch");
     let text = &got[0].text;
     for i in 0..5 {
-        assert!(text.contains(&format!("ods_orders null check {i}")), "{text}");
+        assert!(
+            text.contains(&format!("ods_orders null check {i}")),
+            "{text}"
+        );
     }
     assert_eq!(footer_of(text).1, 5);
-    assert!(got[0].title.contains("告警") && text.contains("告警"), "keyword in title and text");
-    assert!(got[0].title.contains("ops"), "title names the robot: {}", got[0].title);
+    assert!(
+        got[0].title.contains("告警") && text.contains("告警"),
+        "keyword in title and text"
+    );
+    assert!(
+        got[0].title.contains("ops"),
+        "title names the robot: {}",
+        got[0].title
+    );
     // The fake only accepts correctly signed requests, so being here proves the signature.
-    assert!(fake.requests("ops-token").iter().all(|r| r.errcode == Some(0)));
+    assert!(
+        fake.requests("ops-token")
+            .iter()
+            .all(|r| r.errcode == Some(0))
+    );
 
-    let s = d.wait_status("ops", Duration::from_secs(2), |s| s["state"] == "idle").await;
+    let s = d
+        .wait_status("ops", Duration::from_secs(2), |s| s["state"] == "idle")
+        .await;
     assert_eq!(num(&s, "alerts_delivered"), 5);
     assert_eq!(num(&s, "pending"), 0);
     d.stop().await;
@@ -128,9 +144,15 @@ async fn burst_of_10000_alerts_is_fully_accounted_in_a_handful_of_digests_withou
     }
 
     let got = fake
-        .wait_for("ops-token", Duration::from_secs(20), |a| footers_total(a) >= 10_000)
+        .wait_for("ops-token", Duration::from_secs(20), |a| {
+            footers_total(a) >= 10_000
+        })
         .await;
-    assert_eq!(footers_total(&got), 10_000, "every alert counted exactly once");
+    assert_eq!(
+        footers_total(&got),
+        10_000,
+        "every alert counted exactly once"
+    );
     assert!(got.len() <= 6, "{} digests for one burst", got.len());
     assert_eq!(fake.throttled("ops-token"), 0);
     for a in &got {
@@ -172,7 +194,9 @@ async fn robot_throttled_by_another_sender_is_waited_out_without_hammering_it() 
     assert_eq!(status, 202);
 
     let got = fake
-        .wait_for("ops-token", Duration::from_secs(8), |a| footers_total(a) >= 7)
+        .wait_for("ops-token", Duration::from_secs(8), |a| {
+            footers_total(a) >= 7
+        })
         .await;
     assert_eq!(footers_total(&got), 7);
     // throttle_backoff is 1 s, the lockout 2.5 s: three tries at most while locked out.
@@ -181,7 +205,10 @@ async fn robot_throttled_by_another_sender_is_waited_out_without_hammering_it() 
         .iter()
         .filter(|r| r.errcode == Some(130101))
         .count();
-    assert!((1..=3).contains(&refused), "{refused} requests during the lockout");
+    assert!(
+        (1..=3).contains(&refused),
+        "{refused} requests during the lockout"
+    );
     assert!(got.len() <= 2, "{} digests", got.len());
     d.stop().await;
 }
@@ -201,12 +228,20 @@ async fn outage_backlog_is_delivered_as_a_few_digests() {
     }
     let s = d.robot_status("ops").await;
     assert_eq!(s["state"], "backoff", "{s}");
-    assert!(s["last_error"].as_str().unwrap().contains("cannot connect"), "{s}");
-    assert!(!s.to_string().contains("ops-token"), "status leaks the token: {s}");
+    assert!(
+        s["last_error"].as_str().unwrap().contains("cannot connect"),
+        "{s}"
+    );
+    assert!(
+        !s.to_string().contains("ops-token"),
+        "status leaks the token: {s}"
+    );
 
     fake.come_online().await;
     let got = fake
-        .wait_for("ops-token", Duration::from_secs(10), |a| footers_total(a) >= 600)
+        .wait_for("ops-token", Duration::from_secs(10), |a| {
+            footers_total(a) >= 600
+        })
         .await;
     assert_eq!(footers_total(&got), 600);
     assert!(got.len() <= 3, "the backlog came as {} digests", got.len());
@@ -216,7 +251,10 @@ async fn outage_backlog_is_delivered_as_a_few_digests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn robot_level_error_blocks_the_robot_and_keeps_its_alerts() {
     let fake = fake().await;
-    fake.set_sticky("ops-token", Some(Fault::Errcode(300001, "token is not exist")));
+    fake.set_sticky(
+        "ops-token",
+        Some(Fault::Errcode(300001, "token is not exist")),
+    );
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(&config(&fake, "50ms", ""), dir.path()).await;
 
@@ -238,17 +276,23 @@ async fn robot_level_error_blocks_the_robot_and_keeps_its_alerts() {
     // The robot is fixed; the next probe gets through and everything follows.
     fake.set_sticky("ops-token", None);
     let got = fake
-        .wait_for("ops-token", Duration::from_secs(5), |a| footers_total(a) >= 15)
+        .wait_for("ops-token", Duration::from_secs(5), |a| {
+            footers_total(a) >= 15
+        })
         .await;
     assert_eq!(footers_total(&got), 15);
-    d.wait_status("ops", Duration::from_secs(2), |s| s["state"] == "idle").await;
+    d.wait_status("ops", Duration::from_secs(2), |s| s["state"] == "idle")
+        .await;
     d.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_level_error_dead_letters_one_digest_and_the_next_goes_out() {
     let fake = fake().await;
-    fake.push_fault("ops-token", Fault::Errcode(460101, "message too long, exceed 20000 bytes"));
+    fake.push_fault(
+        "ops-token",
+        Fault::Errcode(460101, "message too long, exceed 20000 bytes"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(&config(&fake, "50ms", ""), dir.path()).await;
 
@@ -288,11 +332,14 @@ async fn two_robots_stay_isolated() {
     let d = Daemon::start(&config(&fake, "50ms", &extra), dir.path()).await;
 
     d.post(&alerts("ops", "stuck", 5)).await;
-    d.wait_status("ops", Duration::from_secs(3), |s| s["state"] == "blocked").await;
+    d.wait_status("ops", Duration::from_secs(3), |s| s["state"] == "blocked")
+        .await;
     for wave in 0..3 {
         d.post(&alerts("dq", &format!("flowing {wave}"), 5)).await;
-        fake.wait_for("dq-token", Duration::from_secs(3), |a| footers_total(a) >= 5 * (wave + 1))
-            .await;
+        fake.wait_for("dq-token", Duration::from_secs(3), |a| {
+            footers_total(a) >= 5 * (wave + 1)
+        })
+        .await;
     }
     assert_eq!(d.robot_status("ops").await["state"], "blocked");
     assert!(fake.accepted("ops-token").is_empty());
@@ -308,14 +355,17 @@ async fn restart_resends_sealed_digests_and_seals_pending_alerts() {
 
     let d = Daemon::start(&template, dir.path()).await;
     d.post(&alerts("ops", "first", 4)).await;
-    d.wait_status("ops", Duration::from_secs(3), |s| num(s, "outbox") == 1).await;
+    d.wait_status("ops", Duration::from_secs(3), |s| num(s, "outbox") == 1)
+        .await;
     d.post(&alerts("ops", "second", 6)).await;
     d.stop().await;
 
     fake.come_online().await;
     let d = Daemon::start(&template, dir.path()).await;
     let got = fake
-        .wait_for("ops-token", Duration::from_secs(5), |a| footers_total(a) >= 10)
+        .wait_for("ops-token", Duration::from_secs(5), |a| {
+            footers_total(a) >= 10
+        })
         .await;
     assert_eq!(footers_total(&got), 10);
     // The digest sealed before the restart goes first, unchanged.

@@ -177,12 +177,17 @@ mod tests {
         let client = reqwest::Client::new();
         let req = client
             .post("http://127.0.0.1:1/robot/send?access_token=abc")
-            .query(&[("timestamp", "1700000000000".to_string()), ("sign", sign("secret", 1_700_000_000_000))])
+            .query(&[
+                ("timestamp", "1700000000000".to_string()),
+                ("sign", sign("secret", 1_700_000_000_000)),
+            ])
             .build()
             .unwrap();
         assert_eq!(
             req.url().query(),
-            Some("access_token=abc&timestamp=1700000000000&sign=OuzzJR5%2BxZ4%2FEYwqtNt6sMYZQMTa%2FHEGvc9miJe7XzY%3D")
+            Some(
+                "access_token=abc&timestamp=1700000000000&sign=OuzzJR5%2BxZ4%2FEYwqtNt6sMYZQMTa%2FHEGvc9miJe7XzY%3D"
+            )
         );
     }
 
@@ -191,7 +196,11 @@ mod tests {
         let e = |code: i64, msg: &str| format!(r#"{{"errcode":{code},"errmsg":"{msg}"}}"#);
         let table: &[(u16, String, &str)] = &[
             (200, e(0, "ok"), "ok"),
-            (200, e(130101, "send too fast, exceed 20 times per minute"), "throttled"),
+            (
+                200,
+                e(130101, "send too fast, exceed 20 times per minute"),
+                "throttled",
+            ),
             (200, e(410100, "发送速度太快而限流"), "throttled"),
             (200, e(90030, "webhook over limit"), "throttled"),
             (429, String::new(), "throttled"),
@@ -217,7 +226,11 @@ mod tests {
             (200, e(430102, "含有不合适的文本"), "message"),
             (200, e(430103, "含有不合适的图片"), "message"),
             (200, e(430104, "含有不合适的内容"), "message"),
-            (200, e(460101, "message too long, exceed 20000 bytes"), "message"),
+            (
+                200,
+                e(460101, "message too long, exceed 20000 bytes"),
+                "message",
+            ),
             (200, e(101002, "message is too long"), "message"),
             (200, e(777777, "something new"), "message"),
             (400, "bad".into(), "message"),
@@ -230,7 +243,9 @@ mod tests {
         let got = classify(200, &e(310000, "sign not match"));
         assert_eq!(
             got.reason(),
-            Some("errcode 310000 (keyword, signature, timestamp or IP check failed): sign not match")
+            Some(
+                "errcode 310000 (keyword, signature, timestamp or IP check failed): sign not match"
+            )
         );
     }
 

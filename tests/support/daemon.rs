@@ -35,7 +35,9 @@ pub struct Daemon {
 impl Daemon {
     /// Starts sluice in this process with a config template (see [`render_config`]).
     pub async fn start(template: &str, data_dir: &Path) -> Daemon {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let text = render_config(template, data_dir, addr);
         let config = sluice::config::Config::parse(&text, "test config", &|_| None)
@@ -97,14 +99,22 @@ impl Daemon {
     }
 
     /// Polls the robot's status until `f` holds.
-    pub async fn wait_status(&self, robot: &str, timeout: Duration, f: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_status(
+        &self,
+        robot: &str,
+        timeout: Duration,
+        f: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let s = self.robot_status(robot).await;
             if f(&s) {
                 return s;
             }
-            assert!(Instant::now() < deadline, "robot {robot} status never matched; last: {s}");
+            assert!(
+                Instant::now() < deadline,
+                "robot {robot} status never matched; last: {s}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -139,7 +149,11 @@ impl ChildDaemon {
     pub fn start(template: &str, dir: &Path) -> ChildDaemon {
         let addr = free_port();
         let config_path = dir.join("sluice.toml");
-        std::fs::write(&config_path, render_config(template, &dir.join("data"), addr)).expect("write config");
+        std::fs::write(
+            &config_path,
+            render_config(template, &dir.join("data"), addr),
+        )
+        .expect("write config");
         let mut d = ChildDaemon {
             addr,
             config_path,
@@ -173,7 +187,10 @@ impl ChildDaemon {
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(r) = http.get(format!("http://{}/healthz", self.addr)).send().await
+            if let Ok(r) = http
+                .get(format!("http://{}/healthz", self.addr))
+                .send()
+                .await
                 && r.status().is_success()
             {
                 return;
@@ -183,7 +200,11 @@ impl ChildDaemon {
             {
                 panic!("sluice exited early with {status}: {}", self.stderr());
             }
-            assert!(Instant::now() < deadline, "sluice did not become healthy: {}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not become healthy: {}",
+                self.stderr()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -245,7 +266,11 @@ pub fn run_cli(args: &[&str], stdin: Option<&str>, envs: &[(&str, &str)]) -> (i3
     cmd.args(args)
         .env_remove("SLUICE_SERVER")
         .env_remove("SLUICE_TOKEN")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in envs {
@@ -292,10 +317,15 @@ pub fn footer_of(text: &str) -> (u64, u64) {
         .strip_suffix(" alerts")
         .or_else(|| n.strip_suffix(" alert"))
         .expect("footer count");
-    (id.parse().expect("id"), n.replace(',', "").parse().expect("count"))
+    (
+        id.parse().expect("id"),
+        n.replace(',', "").parse().expect("count"),
+    )
 }
 
 /// The value at `v[key]` as u64 (status fields).
 pub fn num(v: &Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
 }
