@@ -201,13 +201,24 @@ impl Store {
     /// says what to do; a broken store is never replaced by an empty one.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         let dir = dir.to_path_buf();
-        let db = sled::Config::new()
-            .path(&dir)
-            .cache_capacity(cache_bytes)
-            // We flush on every commit ourselves; sled's timer flush only adds background writes.
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(|e| classify_open_error(&dir, e))?;
+        // A sluice that has just stopped may still be releasing the directory's lock (sled's
+        // flusher thread lets go of it up to a second later), so a quick restart waits briefly.
+        let give_up = std::time::Instant::now() + Duration::from_secs(3);
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(&dir)
+                .cache_capacity(cache_bytes)
+                // We flush on every commit ourselves; sled's timer flush only adds background writes.
+                .flush_every_ms(Some(1000))
+                .open()
+                .map_err(|e| classify_open_error(&dir, e));
+            match opened {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < give_up => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
         let open_tree = |name: &str| db.open_tree(name).map_err(|e| classify_open_error(&dir, e));
         let store = Store {
             alerts: open_tree("alerts")?,

@@ -374,3 +374,43 @@ async fn restart_resends_sealed_digests_and_seals_pending_alerts() {
     assert!(titles.iter().any(|t| t.contains("second 5")));
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_5xx_and_busy_answers_are_retried_until_delivered() {
+    let fake = fake().await;
+    fake.push_fault("ops-token", Fault::Drop);
+    fake.push_fault("ops-token", Fault::Http(502));
+    fake.push_fault("ops-token", Fault::Errcode(-1, "系统繁忙"));
+    fake.push_fault("ops-token", Fault::Http(503));
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&config(&fake, "50ms", ""), dir.path()).await;
+
+    d.post(&alerts("ops", "flaky", 3)).await;
+    let got = fake
+        .wait_for("ops-token", Duration::from_secs(8), |a| !a.is_empty())
+        .await;
+    assert_eq!(footers_total(&got), 3);
+    let answers: Vec<(Option<i64>, u16)> = fake
+        .requests("ops-token")
+        .iter()
+        .map(|r| (r.errcode, r.http_status))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![
+            (None, 0),
+            (None, 502),
+            (Some(-1), 200),
+            (None, 503),
+            (Some(0), 200)
+        ]
+    );
+    let (_, digest) = d
+        .get(&format!("/v1/digests/{}", footer_of(&got[0].text).0))
+        .await;
+    assert_eq!(digest["attempts"], 5);
+    assert_eq!(digest["state"], "sent");
+    // The same sealed digest went out each time: one digest, not five.
+    assert_eq!(got.len(), 1);
+    d.stop().await;
+}
