@@ -329,6 +329,10 @@ impl RobotTask {
                 // The digest stays pending on disk: at worst it is sent once more after a restart.
                 tracing::error!(robot = %name, digest = digest.id, "cannot record the answer: {e}");
             }
+            if let Some(front) = outbox.front_mut() {
+                // The next attempt starts from what this one learned (attempts, last error).
+                *front = digest.clone();
+            }
             match outcome {
                 Outcome::Ok => {
                     outbox.pop_front();

@@ -613,12 +613,23 @@ fn new_store_id() -> String {
     format!("{:x}-{:x}", nanos, std::process::id())
 }
 
+/// How long the commit thread waits for stragglers when requests are arriving concurrently.
+const GATHER: Duration = Duration::from_micros(1000);
+
 fn group_commit(db: sled::Db, rx: mpsc::Receiver<Waiter>, stats: Arc<CommitStats>) {
     use std::sync::atomic::Ordering::Relaxed;
+    let mut last_batch = 0usize;
     while let Ok(first) = rx.recv() {
-        // Everyone who queued up while the previous flush ran rides on this one.
+        // Everyone who queued up while the previous flush ran rides on this one. When the last
+        // flush served several callers, others are likely a few microseconds behind: waiting
+        // for them a moment turns many small fsyncs into a few large ones. A lone caller (the
+        // last batch was 1) never waits.
         let mut batch = vec![first];
+        if last_batch > 1 {
+            std::thread::sleep(GATHER);
+        }
         batch.extend(rx.try_iter());
+        last_batch = batch.len();
         let result = db
             .flush()
             .map(|_| ())

@@ -405,11 +405,18 @@ async fn dropped_connections_5xx_and_busy_answers_are_retried_until_delivered() 
             (Some(0), 200)
         ]
     );
-    let (_, digest) = d
-        .get(&format!("/v1/digests/{}", footer_of(&got[0].text).0))
-        .await;
-    assert_eq!(digest["attempts"], 5);
+    // The answer is recorded just after the robot accepted it.
+    let path = format!("/v1/digests/{}", footer_of(&got[0].text).0);
+    let mut digest = d.get(&path).await.1;
+    for _ in 0..100 {
+        if digest["state"] == "sent" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        digest = d.get(&path).await.1;
+    }
     assert_eq!(digest["state"], "sent");
+    assert_eq!(digest["attempts"], 5, "{digest}");
     // The same sealed digest went out each time: one digest, not five.
     assert_eq!(got.len(), 1);
     d.stop().await;
