@@ -57,12 +57,12 @@ impl Client {
         };
         let resp = req.send().await.map_err(|e| ClientError::Unreachable {
             url: url.to_string(),
-            detail: chain(&e.without_url()),
+            detail: crate::error_chain(&e.without_url()),
         })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(|e| ClientError::Unreachable {
             url: url.to_string(),
-            detail: chain(&e.without_url()),
+            detail: crate::error_chain(&e.without_url()),
         })?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if (200..300).contains(&status) {
@@ -127,19 +127,6 @@ impl Client {
         let url = format!("{}/v1/status", self.base);
         self.call(self.http.get(&url), &url).await
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let t = s.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 /// Reads `sluice send --json` input: one object, an array, or JSON lines. Errors give the line.

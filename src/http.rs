@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::alert::{AlertError, parse_body};
+use crate::alert::{Alert, AlertError, parse_body};
 use crate::config::{Config, redact_url};
 use crate::limit::Clock;
 use crate::robot::RobotHandle;
@@ -121,7 +121,8 @@ async fn post_alerts(State(state): State<AppState>, headers: HeaderMap, body: Bo
     let single = (state.robots.len() == 1)
         .then(|| state.robots.keys().next())
         .flatten();
-    let mut by_robot: HashMap<&str, Vec<(usize, crate::alert::Alert)>> = HashMap::new();
+    // Per robot: the alerts, and their positions in the request (for the ids' order).
+    let mut by_robot: HashMap<&str, (Vec<Alert>, Vec<usize>)> = HashMap::new();
     let n = incoming.len();
     for (i, inc) in incoming.into_iter().enumerate() {
         let path = if n == 1 {
@@ -155,16 +156,17 @@ async fn post_alerts(State(state): State<AppState>, headers: HeaderMap, body: Bo
                 }
             },
         };
-        by_robot.entry(robot).or_default().push((i, inc.alert));
+        let (alerts, positions) = by_robot.entry(robot).or_default();
+        alerts.push(inc.alert);
+        positions.push(i);
     }
 
     let mut ids = vec![String::new(); n];
-    for (robot, items) in &by_robot {
-        let alerts: Vec<_> = items.iter().map(|(_, a)| a.clone()).collect();
-        match state.store.append(robot, &alerts) {
+    for (robot, (alerts, positions)) in &by_robot {
+        match state.store.append(robot, alerts) {
             Ok(seqs) => {
-                for ((i, _), seq) in items.iter().zip(seqs) {
-                    ids[*i] = format!("{robot}:{seq}");
+                for (&i, seq) in positions.iter().zip(seqs) {
+                    ids[i] = format!("{robot}:{seq}");
                 }
             }
             Err(e) => {

@@ -128,6 +128,20 @@ pub async fn serve(
     Ok(())
 }
 
+/// An error and its causes on one line, each cause once (reqwest repeats them in `Display`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
 /// Deletes delivered digests (and their alerts) once their robot's retention has passed.
 async fn prune_loop(
     store: Arc<Store>,
@@ -143,13 +157,15 @@ async fn prune_loop(
         .unwrap_or(Duration::from_secs(3600));
     let every = (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
     let default_retention = config::Timing::default().retention;
-    loop {
-        let s = store.clone();
-        let retention: HashMap<String, Duration> = config
+    let retention: Arc<HashMap<String, Duration>> = Arc::new(
+        config
             .robots
             .iter()
             .map(|(n, r)| (n.clone(), r.timing.retention))
-            .collect();
+            .collect(),
+    );
+    loop {
+        let (s, retention) = (store.clone(), retention.clone());
         let now = clock.now_ms();
         let pruned = tokio::task::spawn_blocking(move || {
             s.prune(now, |robot| {

@@ -143,17 +143,7 @@ fn describe_transport_error(e: reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let e = e.without_url();
-    let mut parts = vec![e.to_string()];
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&s_text)) {
-            parts.push(s_text);
-        }
-        source = s.source();
-    }
-    format!("{kind}: {}", parts.join(": "))
+    format!("{kind}: {}", crate::error_chain(&e.without_url()))
 }
 
 #[cfg(test)]
