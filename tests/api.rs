@@ -344,3 +344,73 @@ fn check_validates_a_config_and_names_the_bad_key() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// A full disk: ingest answers 503 with Retry-After, and everything acknowledged before stays
+/// queued. Needs a tiny filesystem, so it mounts a 2 MiB tmpfs (root only, as in CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_503_and_keeps_what_was_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(dir.path().to_path_buf());
+
+    let d = Daemon::start(
+        TWO_CONSOLE_ROBOTS
+            .replace("max_body = \"4KiB\"", "")
+            .replace("window = \"100ms\"", "window = \"1h\"")
+            .as_str(),
+        &dir.path().join("data"),
+    )
+    .await;
+    let mut acknowledged = 0u64;
+    let mut refusal = None;
+    for i in 0..200 {
+        let batch: Vec<_> = (0..20)
+            .map(|j| json!({"robot": "ops", "title": format!("{i}-{j} {}", "x".repeat(900))}))
+            .collect();
+        let r = reqwest::Client::new()
+            .post(d.url("/v1/alerts"))
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() == 202 {
+            acknowledged += 20;
+            continue;
+        }
+        let retry_after = r.headers().get("retry-after").cloned();
+        refusal = Some((
+            r.status().as_u16(),
+            retry_after,
+            r.json::<serde_json::Value>().await.unwrap(),
+        ));
+        break;
+    }
+    let (status, retry_after, body) = refusal.expect("2 MiB never filled up");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry_after.unwrap(), "5");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device"),
+        "{body}"
+    );
+    assert!(acknowledged > 0);
+    assert_eq!(num(&d.robot_status("ops").await, "pending"), acknowledged);
+    // Shutting down on a full disk may fail to write the marker; it must still stop.
+    let _ = d.stop_with_result().await;
+}

@@ -120,12 +120,18 @@ impl Daemon {
     }
 
     /// Stops it the way SIGTERM would, and waits for it to finish.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_with_result().await.expect("serve returns Ok");
+    }
+
+    /// Stops it and returns what `serve` returned.
+    pub async fn stop_with_result(mut self) -> Result<(), sluice::ServeError> {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
-            task.await.expect("serve task").expect("serve returns Ok");
+        match self.task.take() {
+            Some(task) => task.await.expect("serve task"),
+            None => Ok(()),
         }
     }
 }

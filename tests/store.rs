@@ -1,0 +1,198 @@
+//! The store on a real sled database in a temp directory.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use sluice::alert::{Alert, Severity, Status, default_fingerprint};
+use sluice::digest::{Counts, Rendered};
+use sluice::store::{DigestState, Store, StoreError};
+
+fn alert(title: &str, received_ms: i64) -> Alert {
+    let labels = Default::default();
+    Alert {
+        fingerprint: default_fingerprint(title, Severity::Error, &labels),
+        title: title.to_string(),
+        text: None,
+        severity: Severity::Error,
+        status: Status::Firing,
+        labels,
+        source: None,
+        time_ms: None,
+        received_ms,
+    }
+}
+
+fn rendered(alerts: &[Alert]) -> Rendered {
+    Rendered {
+        title: "t".into(),
+        text: format!("{} alerts", alerts.len()),
+        total: alerts.len(),
+        listed: alerts.len(),
+        summarized: 0,
+        counts: Counts::of(alerts),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_share_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), 8 << 20).unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.append("ops", &[alert(&format!("a{i}"), 1)]).unwrap();
+            store.commit().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stats = store.commit_stats();
+    let (flushes, requests) = (
+        stats.flushes.load(Ordering::Relaxed),
+        stats.requests.load(Ordering::Relaxed),
+    );
+    assert_eq!(requests, 64);
+    assert!(flushes < 32, "{flushes} flushes for 64 concurrent commits");
+    assert_eq!(store.pending("ops").unwrap(), 64);
+}
+
+#[test]
+fn sealing_covers_a_contiguous_range_and_moves_the_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 8 << 20).unwrap();
+    let seqs = store
+        .append("ops", &[alert("a", 10), alert("b", 11), alert("c", 12)])
+        .unwrap();
+    assert_eq!(seqs, vec![0, 1, 2]);
+    assert_eq!(store.oldest_pending_ms("ops").unwrap(), Some(10));
+
+    // At most two per digest.
+    let d = store
+        .seal("ops", 2, 100, |_, a| rendered(a))
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.first_seq, d.end_seq, d.count()), (0, 2, 2));
+    assert_eq!(d.state, DigestState::Pending);
+    assert_eq!(d.oldest_ms, 10);
+    assert_eq!(store.pending("ops").unwrap(), 1);
+    assert_eq!(store.oldest_pending_ms("ops").unwrap(), Some(12));
+    let titles: Vec<String> = store
+        .digest_alerts(&d)
+        .unwrap()
+        .into_iter()
+        .map(|(_, a)| a.title)
+        .collect();
+    assert_eq!(titles, ["a", "b"]);
+
+    let e = store
+        .seal("ops", 100, 101, |_, a| rendered(a))
+        .unwrap()
+        .unwrap();
+    assert_eq!((e.first_seq, e.end_seq), (2, 3));
+    assert!(e.id > d.id);
+    assert!(
+        store
+            .seal("ops", 100, 102, |_, a| rendered(a))
+            .unwrap()
+            .is_none()
+    );
+    // Other robots have their own sequence.
+    assert_eq!(store.append("dq", &[alert("x", 1)]).unwrap(), vec![0]);
+}
+
+#[test]
+fn a_reopened_store_resumes_sequences_above_pruned_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        store
+            .append("ops", &[alert("a", 1), alert("b", 2)])
+            .unwrap();
+        let mut d = store
+            .seal("ops", 100, 3, |_, a| rendered(a))
+            .unwrap()
+            .unwrap();
+        d.state = DigestState::Sent;
+        d.sent_ms = Some(1_000);
+        store.update_digest(&d).unwrap();
+        // Retention 1 s, now 10 s: the digest and its alerts go.
+        assert_eq!(store.prune(10_000, |_| Duration::from_secs(1)).unwrap(), 1);
+        assert!(store.digest(d.id).unwrap().is_none());
+        store.close().unwrap();
+    }
+    let store = Store::open(dir.path(), 8 << 20).unwrap();
+    assert_eq!(store.pending("ops").unwrap(), 0);
+    assert_eq!(
+        store.append("ops", &[alert("c", 4)]).unwrap(),
+        vec![2],
+        "ids are never reused"
+    );
+}
+
+#[test]
+fn prune_keeps_pending_dead_and_recent_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 8 << 20).unwrap();
+    let mut ids = Vec::new();
+    for (i, state) in [DigestState::Pending, DigestState::Dead, DigestState::Sent]
+        .into_iter()
+        .enumerate()
+    {
+        store.append("ops", &[alert(&format!("a{i}"), 1)]).unwrap();
+        let mut d = store
+            .seal("ops", 100, 2, |_, a| rendered(a))
+            .unwrap()
+            .unwrap();
+        d.state = state;
+        d.sent_ms = (state == DigestState::Sent).then_some(9_500);
+        store.update_digest(&d).unwrap();
+        ids.push(d.id);
+    }
+    assert_eq!(
+        store.prune(10_000, |_| Duration::from_secs(1)).unwrap(),
+        0,
+        "sent 0.5 s ago is kept"
+    );
+    assert_eq!(store.prune(11_000, |_| Duration::from_secs(1)).unwrap(), 1);
+    assert!(store.digest(ids[0]).unwrap().is_some());
+    assert!(store.digest(ids[1]).unwrap().is_some());
+    assert!(store.digest(ids[2]).unwrap().is_none());
+}
+
+#[test]
+fn a_store_whose_records_vanished_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        store.append("ops", &[alert("a", 1)]).unwrap();
+        store.close().unwrap();
+    }
+    // Replace the database with an empty one, keeping the marker: what sled does when it drops
+    // a damaged log.
+    let marker = std::fs::read(dir.path().join(sluice::store::MARKER)).unwrap();
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    std::fs::create_dir(dir.path()).unwrap();
+    std::fs::write(dir.path().join(sluice::store::MARKER), marker).unwrap();
+    match Store::open(dir.path(), 8 << 20) {
+        Err(StoreError::Corrupt { detail, .. }) => {
+            assert!(detail.contains("sled dropped its log"), "{detail}")
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("opened a store that lost its records"),
+    }
+}
+
+#[test]
+fn send_log_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        store.set_send_log("ops", &[1, 2, 3], true).unwrap();
+    }
+    let store = Store::open(dir.path(), 8 << 20).unwrap();
+    assert_eq!(store.send_log("ops").unwrap(), vec![1, 2, 3]);
+    assert!(store.send_log("dq").unwrap().is_empty());
+}
