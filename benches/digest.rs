@@ -52,6 +52,7 @@ fn alerts(n: usize) -> Vec<Alert> {
                 fingerprint: format!("{:016x}", (r >> 28) % (n as u64 / 3 + 1)),
                 source: None,
                 time_ms: None,
+                ends_ms: None,
                 received_ms: 1_700_000_000_000 + i as i64,
             }
         })

@@ -22,6 +22,7 @@ fn alert(i: u64) -> Alert {
         labels,
         source: None,
         time_ms: None,
+        ends_ms: None,
         received_ms: 1_700_000_000_000,
     }
 }

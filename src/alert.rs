@@ -96,6 +96,10 @@ pub struct Alert {
     /// When the condition happened, as the client says (Unix ms); `None` if not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_ms: Option<i64>,
+    /// When the condition ended (Unix ms), for resolved alerts when the sender knows it
+    /// (Alertmanager's `endsAt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_ms: Option<i64>,
     /// When sluice accepted it (Unix ms).
     pub received_ms: i64,
 }
@@ -114,6 +118,8 @@ impl Alert {
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncomingAlert {
     pub robot: Option<String>,
+    /// The same key within the robot's retention is acknowledged again but queued only once.
+    pub dedup_key: Option<String>,
     pub alert: Alert,
 }
 
@@ -137,7 +143,8 @@ impl AlertError {
     }
 }
 
-const FIELDS: &str = "robot, title, text, severity, status, labels, fingerprint, source, time";
+const FIELDS: &str =
+    "robot, title, text, severity, status, labels, fingerprint, source, time, dedup_key";
 
 /// Parses a request body: one alert object or an array of them. `received_ms` stamps every alert.
 pub fn parse_body(body: &[u8], received_ms: i64) -> Result<Vec<IncomingAlert>, AlertError> {
@@ -306,8 +313,10 @@ fn parse_one(value: Value, path: &str, received_ms: i64) -> Result<IncomingAlert
         _ => default_fingerprint(&title, severity, &labels),
     };
 
+    let dedup_key = string("dedup_key", 256)?.filter(|k| !k.is_empty());
     Ok(IncomingAlert {
         robot,
+        dedup_key,
         alert: Alert {
             title,
             text,
@@ -317,6 +326,7 @@ fn parse_one(value: Value, path: &str, received_ms: i64) -> Result<IncomingAlert
             fingerprint,
             source,
             time_ms,
+            ends_ms: None,
             received_ms,
         },
     })

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::alert::Severity;
+
 /// The configuration used when `sluice serve` is given no file: everything local, one robot that
 /// prints digests to standard output.
 pub const DEFAULT_CONFIG: &str = r#"
@@ -41,6 +43,12 @@ pub struct Config {
     pub origin: String,
     pub server: Server,
     pub robots: BTreeMap<String, Robot>,
+    /// Where alerts that name no robot go.
+    pub routes: crate::route::Routes,
+    /// `[owners]`: label → value → people to @ (mobiles or DingTalk user ids).
+    pub owners: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// `[alertmanager] severity_map`: extra `severity` label values (lowercase) and their meaning.
+    pub severity_map: BTreeMap<String, Severity>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,7 +86,33 @@ pub struct Robot {
     pub webhook: Option<String>,
     pub secret: Option<String>,
     pub keywords: Vec<String>,
+    pub mentions: Mentions,
     pub timing: Timing,
+}
+
+/// Whom a robot's digests @ (DingTalk shows an @ only if it is both in the `at` object and
+/// written in the text).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Mentions {
+    pub mobiles: Vec<String>,
+    pub user_ids: Vec<String>,
+    pub all: bool,
+    /// Only digests holding an alert at least this severe mention anyone (owners included).
+    pub min_severity: Option<Severity>,
+}
+
+/// A mobile number or a DingTalk user id: 1 to 64 characters, no spaces.
+pub fn is_person(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A mobile number as DingTalk takes it: digits, optionally `+<country>-<number>`.
+pub fn is_mobile(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    !digits.is_empty()
+        && digits.len() <= 20
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        && digits.bytes().next().is_some_and(|b| b.is_ascii_digit())
 }
 
 impl fmt::Debug for Robot {
@@ -90,6 +124,7 @@ impl fmt::Debug for Robot {
             .field("webhook", &self.webhook.as_deref().map(redact_url))
             .field("secret", &self.secret.as_ref().map(|_| "***"))
             .field("keywords", &self.keywords)
+            .field("mentions", &self.mentions)
             .field("timing", &self.timing)
             .finish()
     }
@@ -130,12 +165,26 @@ impl Default for Timing {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    default_robot: Option<String>,
     #[serde(default)]
     server: RawServer,
     #[serde(default)]
     defaults: RawTiming,
     #[serde(default)]
     robots: BTreeMap<String, RawRobot>,
+    #[serde(default)]
+    routes: Vec<crate::route::RawRoute>,
+    #[serde(default)]
+    owners: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    #[serde(default)]
+    alertmanager: RawAlertmanager,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAlertmanager {
+    #[serde(default)]
+    severity_map: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -179,6 +228,13 @@ struct RawRobot {
     secret: Option<String>,
     #[serde(default)]
     keywords: Vec<String>,
+    #[serde(default)]
+    mention_mobiles: Vec<String>,
+    #[serde(default)]
+    mention_user_ids: Vec<String>,
+    #[serde(default)]
+    mention_all: bool,
+    mention_min_severity: Option<String>,
     // The [defaults] keys, spelled out: serde cannot combine `flatten` with
     // `deny_unknown_fields`, and unknown keys must be rejected with their position.
     window: Option<String>,
@@ -381,6 +437,38 @@ impl Config {
                     }
                 }
             }
+            let mut mentions = Mentions {
+                all: r.mention_all,
+                ..Mentions::default()
+            };
+            for (i, m) in r.mention_mobiles.iter().enumerate() {
+                let m = expand(&format!("{}[{i}]", at("mention_mobiles")), m)?;
+                if !is_mobile(&m) {
+                    return Err(fail(format!(
+                        "{}[{i}]: {m:?} is not a mobile number; expected digits, e.g. \"13800000000\" or \"+852-61234567\"",
+                        at("mention_mobiles")
+                    )));
+                }
+                mentions.mobiles.push(m);
+            }
+            for (i, u) in r.mention_user_ids.iter().enumerate() {
+                let u = expand(&format!("{}[{i}]", at("mention_user_ids")), u)?;
+                if !is_person(&u) {
+                    return Err(fail(format!(
+                        "{}[{i}]: {u:?} is not a DingTalk user id (1 to 64 characters, no spaces)",
+                        at("mention_user_ids")
+                    )));
+                }
+                mentions.user_ids.push(u);
+            }
+            if let Some(sev) = &r.mention_min_severity {
+                mentions.min_severity = Some(Severity::parse(sev).ok_or_else(|| {
+                    fail(format!(
+                        "{}: unknown severity {sev:?}; expected critical, error, warning or info",
+                        at("mention_min_severity")
+                    ))
+                })?);
+            }
             let timing = timing(
                 &defaults,
                 &r.timing(),
@@ -396,6 +484,7 @@ impl Config {
                     webhook,
                     secret,
                     keywords,
+                    mentions,
                     timing,
                 },
             );
@@ -406,7 +495,45 @@ impl Config {
             ));
         }
 
+        let names: Vec<&str> = robots.keys().map(String::as_str).collect();
+        let default_robot = expand_opt("default_robot", &raw.default_robot)?;
+        let routes = crate::route::Routes::compile(&raw.routes, default_robot.as_deref(), &names)
+            .map_err(|e| fail(e.to_string()))?;
+
+        let mut owners = BTreeMap::new();
+        for (label, values) in &raw.owners {
+            let mut by_value = BTreeMap::new();
+            for (value, people) in values {
+                let mut list = Vec::new();
+                for (i, p) in people.iter().enumerate() {
+                    let key = format!("owners.{label}.{value}[{i}]");
+                    let p = expand(&key, p)?;
+                    if !is_person(&p) {
+                        return Err(fail(format!(
+                            "{key}: {p:?} is neither a mobile number nor a DingTalk user id"
+                        )));
+                    }
+                    list.push(p);
+                }
+                by_value.insert(value.clone(), list);
+            }
+            owners.insert(label.clone(), by_value);
+        }
+
+        let mut severity_map = BTreeMap::new();
+        for (value, sev) in &raw.alertmanager.severity_map {
+            let parsed = Severity::parse(&sev.to_ascii_lowercase()).ok_or_else(|| {
+                fail(format!(
+                    "alertmanager.severity_map.{value}: unknown severity {sev:?}; expected critical, error, warning or info"
+                ))
+            })?;
+            severity_map.insert(value.to_ascii_lowercase(), parsed);
+        }
+
         Ok(Config {
+            routes,
+            owners,
+            severity_map,
             origin: origin.to_string(),
             server: Server {
                 listen,

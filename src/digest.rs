@@ -767,6 +767,7 @@ mod tests {
             fingerprint: fingerprint.to_string(),
             source: None,
             time_ms: None,
+            ends_ms: None,
             received_ms: 0,
         }
     }

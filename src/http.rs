@@ -1,22 +1,27 @@
 //! The HTTP API (axum). Every error is JSON `{"error": "..."}` that says what was wrong and where.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::{Body, to_bytes};
-use axum::extract::{Path, Request, State};
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::alert::{Alert, AlertError, parse_body};
+
+use crate::alertmanager;
 use crate::config::{Config, redact_url};
 use crate::limit::Clock;
 use crate::robot::RobotHandle;
-use crate::store::{DigestState, Store};
+use crate::route::Subject;
+use crate::store::{Claim, DigestState, Slot, Store};
 
 /// Shared by every request.
 #[derive(Clone)]
@@ -31,6 +36,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/alerts", post(post_alerts))
+        .route("/v1/alertmanager", post(post_alertmanager))
         .route("/v1/status", get(get_status))
         .route("/v1/digests/{id}", get(get_digest))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -94,7 +100,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn post_alerts(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+/// Reads a body, honouring `server.max_body`.
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
     let max = state.config.server.max_body;
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
@@ -102,95 +109,274 @@ async fn post_alerts(State(state): State<AppState>, headers: HeaderMap, body: Bo
         .and_then(|v| v.parse::<usize>().ok())
         && len > max
     {
-        return too_large(len, max);
+        return Err(too_large(len, max));
     }
-    let bytes = match to_bytes(body, max).await {
+    to_bytes(body, max)
+        .await
+        .map_err(|_| too_large(max + 1, max))
+}
+
+fn rejected(e: AlertError) -> Response {
+    match e {
+        AlertError::Malformed(_) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        AlertError::Invalid { .. } => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
+}
+
+/// One alert bound for one robot (an alert routed to several robots becomes several).
+struct Bound {
+    robot: String,
+    alert: Alert,
+    dedup_key: Option<String>,
+}
+
+/// The robots an alert goes to: its own `robot` (or the request's), else the routes, else the
+/// only configured robot. `path` names the alert in errors.
+fn resolve(
+    state: &AppState,
+    robot: Option<&str>,
+    alert: &Alert,
+    path: &str,
+) -> Result<Vec<String>, Response> {
+    let names = || state.config.robot_names();
+    if let Some(r) = robot {
+        return if state.robots.contains_key(r) {
+            Ok(vec![r.to_string()])
+        } else {
+            Err(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{path}: unknown robot {r:?}; configured robots: {}",
+                    names()
+                ),
+            ))
+        };
+    }
+    let routes = &state.config.routes;
+    let routed = routes.route(&Subject {
+        labels: &alert.labels,
+        severity: alert.severity.as_str(),
+        source: alert.source.as_deref(),
+    });
+    if !routed.is_empty() {
+        return Ok(routed);
+    }
+    if routes.is_empty() && state.robots.len() == 1 {
+        return Ok(state.robots.keys().cloned().collect());
+    }
+    let why = if routes.is_empty() {
+        "missing; name the robot to deliver to"
+    } else {
+        "missing, and the alert matches no route and there is no default_robot"
+    };
+    Err(error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        format!("{path}: {why} (configured robots: {})", names()),
+    ))
+}
+
+/// Queues bound alerts and waits until they are durable. Returns one id per bound alert, in
+/// order (a duplicate gets the id it was first queued under), and how many were duplicates.
+async fn enqueue(state: &AppState, bound: &[Bound]) -> Result<(Vec<String>, usize), Response> {
+    let now = state.clock.now_ms();
+    let mut by_robot: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, b) in bound.iter().enumerate() {
+        by_robot.entry(b.robot.as_str()).or_default().push(i);
+    }
+    let mut ids = vec![String::new(); bound.len()];
+    let mut duplicates = 0;
+    let mut woken = Vec::new();
+    for (robot, positions) in &by_robot {
+        let keyed: Vec<(&Alert, Option<&str>)> = positions
+            .iter()
+            .map(|&i| (&bound[i].alert, bound[i].dedup_key.as_deref()))
+            .collect();
+        let window = state
+            .robots
+            .get(*robot)
+            .map_or(Duration::ZERO, |h| h.config.timing.retention);
+        let slots = state
+            .store
+            .append_keyed(robot, &keyed, now, window)
+            .map_err(|e| {
+                tracing::error!("ingest: {e}");
+                unavailable(format!("the store cannot accept alerts right now: {e}"))
+            })?;
+        let mut new = 0;
+        for (&i, slot) in positions.iter().zip(&slots) {
+            ids[i] = format!("{robot}:{}", slot.seq());
+            match slot {
+                Slot::New(_) => new += 1,
+                Slot::Duplicate(_) => duplicates += 1,
+            }
+        }
+        if let Some(h) = state.robots.get(*robot) {
+            let dropped = (positions.len() - new) as u64;
+            if dropped > 0 {
+                h.status.lock().expect("status lock").duplicates_dropped += dropped;
+            }
+            if new > 0 {
+                woken.push(h.wake.clone());
+            }
+        }
+    }
+    state.store.commit().await.map_err(|e| {
+        tracing::error!("ingest: {e}");
+        unavailable(format!(
+            "the store cannot make alerts durable right now: {e}"
+        ))
+    })?;
+    for w in woken {
+        w.notify_one();
+    }
+    Ok((ids, duplicates))
+}
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+async fn post_alerts(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let bytes = match read_body(&state, &headers, body).await {
         Ok(b) => b,
-        Err(_) => return too_large(max + 1, max),
+        Err(r) => return r,
     };
     let now = state.clock.now_ms();
     let incoming = match parse_body(&bytes, now) {
         Ok(a) => a,
-        Err(e @ AlertError::Malformed(_)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e @ AlertError::Invalid { .. }) => {
-            return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
+        Err(e) => return rejected(e),
+    };
+    let idempotency_key = match headers.get(IDEMPOTENCY_KEY).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) if !k.is_empty() && k.len() <= 256 => Some(k.to_string()),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Idempotency-Key header: expected 1 to 256 visible ASCII characters",
+            );
         }
     };
 
     // Resolve every robot before writing anything: a batch is accepted whole or not at all.
-    let single = (state.robots.len() == 1)
-        .then(|| state.robots.keys().next())
-        .flatten();
-    // Per robot: the alerts, and their positions in the request (for the ids' order).
-    let mut by_robot: HashMap<&str, (Vec<Alert>, Vec<usize>)> = HashMap::new();
     let n = incoming.len();
+    let mut bound = Vec::with_capacity(n);
     for (i, inc) in incoming.into_iter().enumerate() {
         let path = if n == 1 {
             "robot".to_string()
         } else {
             format!("[{i}].robot")
         };
-        let robot = match inc.robot.as_deref() {
-            Some(r) => match state.robots.get_key_value(r) {
-                Some((k, _)) => k.as_str(),
-                None => {
-                    return error(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        format!(
-                            "{path}: unknown robot {r:?}; configured robots: {}",
-                            state.config.robot_names()
-                        ),
-                    );
-                }
-            },
-            None => match single {
-                Some(only) => only.as_str(),
-                None => {
-                    return error(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        format!(
-                            "{path}: missing; name the robot to deliver to (configured robots: {})",
-                            state.config.robot_names()
-                        ),
-                    );
-                }
-            },
+        let robots = match resolve(&state, inc.robot.as_deref(), &inc.alert, &path) {
+            Ok(r) => r,
+            Err(resp) => return resp,
         };
-        let (alerts, positions) = by_robot.entry(robot).or_default();
-        alerts.push(inc.alert);
-        positions.push(i);
+        let last = robots.len() - 1;
+        let mut alert = Some(inc.alert);
+        for (j, robot) in robots.into_iter().enumerate() {
+            let alert = if j == last {
+                alert.take().expect("moved once, at the last robot")
+            } else {
+                alert.clone().expect("still here before the last robot")
+            };
+            bound.push(Bound {
+                robot,
+                alert,
+                dedup_key: inc.dedup_key.clone(),
+            });
+        }
     }
 
-    let mut ids = vec![String::new(); n];
-    for (robot, (alerts, positions)) in &by_robot {
-        match state.store.append(robot, alerts) {
-            Ok(seqs) => {
-                for (&i, seq) in positions.iter().zip(seqs) {
-                    ids[i] = format!("{robot}:{seq}");
-                }
+    if let Some(key) = &idempotency_key {
+        let window = state
+            .robots
+            .values()
+            .map(|h| h.config.timing.retention)
+            .max()
+            .unwrap_or_default();
+        match state.store.claim_request(key, now, window) {
+            Ok(None) => {}
+            Ok(Some(ids)) => {
+                return accepted(n, ids.len(), ids);
             }
-            Err(e) => {
-                tracing::error!("ingest: {e}");
+            Err(e @ Claim::InFlight) => return error(StatusCode::CONFLICT, e.to_string()),
+            Err(Claim::Store(e)) => {
                 return unavailable(format!("the store cannot accept alerts right now: {e}"));
             }
         }
     }
-    if let Err(e) = state.store.commit().await {
-        tracing::error!("ingest: {e}");
-        return unavailable(format!(
-            "the store cannot make alerts durable right now: {e}"
-        ));
-    }
-    for robot in by_robot.keys() {
-        if let Some(h) = state.robots.get(*robot) {
-            h.wake.notify_one();
+    let result = enqueue(&state, &bound).await;
+    match (result, &idempotency_key) {
+        (Ok((ids, duplicates)), Some(key)) => {
+            // Written before the next flush at the latest; a crash before that releases nothing
+            // and the key's claim expires, so a retry is processed again (at-least-once).
+            if let Err(e) = state.store.finish_request(key, &ids, now) {
+                tracing::warn!("cannot record the Idempotency-Key answer: {e}");
+            }
+            let _ = state.store.commit().await;
+            accepted(n, duplicates, ids)
         }
+        (Ok((ids, duplicates)), None) => accepted(n, duplicates, ids),
+        (Err(resp), Some(key)) => {
+            state.store.release_request(key);
+            resp
+        }
+        (Err(resp), None) => resp,
     }
+}
+
+fn accepted(n: usize, duplicates: usize, ids: Vec<String>) -> Response {
     (
         StatusCode::ACCEPTED,
-        Json(json!({"accepted": n, "ids": ids})),
+        Json(json!({"accepted": n, "duplicates": duplicates, "ids": ids})),
     )
         .into_response()
+}
+
+#[derive(Deserialize)]
+struct AlertmanagerQuery {
+    robot: Option<String>,
+}
+
+/// Alertmanager's webhook (payload version 4). 2xx only once durable; 5xx when the store cannot
+/// take it (Alertmanager retries those); 4xx only for a payload that can never succeed.
+async fn post_alertmanager(
+    State(state): State<AppState>,
+    Query(query): Query<AlertmanagerQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let bytes = match read_body(&state, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let now = state.clock.now_ms();
+    let notification =
+        match alertmanager::parse_notification(&bytes, now, &state.config.severity_map) {
+            Ok(n) => n,
+            Err(e) => return rejected(e),
+        };
+    let robot = query.robot.as_deref().filter(|r| !r.is_empty());
+    let mut bound = Vec::new();
+    let n = notification.alerts.len();
+    for (i, am) in notification.alerts.into_iter().enumerate() {
+        let path = match robot {
+            Some(_) => "robot (query parameter)".to_string(),
+            None => format!("alerts[{i}]"),
+        };
+        let robots = match resolve(&state, robot, &am.alert, &path) {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
+        for r in robots {
+            bound.push(Bound {
+                robot: r,
+                alert: am.alert.clone(),
+                dedup_key: Some(am.dedup_key.clone()),
+            });
+        }
+    }
+    match enqueue(&state, &bound).await {
+        Ok((ids, duplicates)) => accepted(n, duplicates, ids),
+        Err(resp) => resp,
+    }
 }
 
 fn too_large(len: usize, max: usize) -> Response {
@@ -227,6 +413,7 @@ async fn get_status(State(state): State<AppState>) -> Response {
             "digests_sent": s.digests_sent,
             "alerts_delivered": s.alerts_delivered,
             "dead": s.dead,
+            "duplicates_dropped": s.duplicates_dropped,
             "last_error": s.last_error,
             "last_error_ms": s.last_error_ms,
             "next_attempt_ms": s.next_attempt_ms,

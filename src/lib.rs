@@ -6,13 +6,17 @@
 //! and the [`http`] API. The binary in `main.rs` only parses the command line.
 
 pub mod alert;
+pub mod alertmanager;
+
 pub mod client;
 pub mod config;
 pub mod digest;
 pub mod http;
 pub mod limit;
+pub mod mention;
 pub mod provider;
 pub mod robot;
+pub mod route;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -71,6 +75,7 @@ pub async fn serve(
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let owners = Arc::new(config.owners.clone());
     let mut robots = BTreeMap::new();
     let mut tasks = Vec::new();
     for (name, rc) in &config.robots {
@@ -84,6 +89,7 @@ pub async fn serve(
             clock,
             shutdown: stop_rx.clone(),
             public_url: config.server.public_url.clone(),
+            owners: owners.clone(),
             outbox: outboxes.remove(name).unwrap_or_default(),
         };
         tasks.push(tokio::spawn(task.run()));

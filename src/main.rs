@@ -43,6 +43,10 @@ enum Command {
     Check {
         #[arg(short, long)]
         config: PathBuf,
+        /// Show which robots an alert with these labels would reach: 'severity=critical,job=dq'
+        /// (`severity` and `source` are the alert's own fields).
+        #[arg(long, value_name = "LABELS")]
+        route: Option<String>,
     },
 }
 
@@ -125,8 +129,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Check { config } => {
+        Command::Check { config, route } => {
             let c = Config::load(&config)?;
+            if let Some(spec) = route {
+                let mut labels = sluice::route::parse_label_list(&spec)
+                    .map_err(|e| anyhow::anyhow!("--route: {e}"))?;
+                let severity = labels
+                    .remove("severity")
+                    .unwrap_or_else(|| "warning".into());
+                if sluice::alert::Severity::parse(&severity).is_none() {
+                    bail!(
+                        "--route: unknown severity {severity:?}; expected critical, error, warning or info"
+                    );
+                }
+                let source = labels.remove("source");
+                let subject = sluice::route::Subject {
+                    labels: &labels,
+                    severity: &severity,
+                    source: source.as_deref(),
+                };
+                if c.routes.is_empty() && c.robots.len() == 1 {
+                    let only = c.robot_names();
+                    println!(
+                        "no routes configured; alerts that name no robot go to the only robot: {only}"
+                    );
+                } else {
+                    for line in c.routes.explain(&subject) {
+                        println!("{line}");
+                    }
+                }
+                return Ok(());
+            }
             println!("{}: ok", c.origin);
             println!(
                 "listen {}  data_dir {}",

@@ -8,7 +8,7 @@
 //! in hand, and while an earlier digest waits to be retried nothing new is sealed, so everything
 //! that arrives meanwhile joins one later digest.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use tokio::sync::{Notify, watch};
 use crate::config::Robot;
 use crate::digest::{DigestSpec, render};
 use crate::limit::{Clock, RateGuard};
+use crate::mention;
 use crate::provider::{Outcome, Provider};
 use crate::store::{DigestRecord, DigestState, Store};
 
@@ -74,6 +75,8 @@ pub struct RobotStatus {
     pub digests_sent: u64,
     pub alerts_delivered: u64,
     pub dead: u64,
+    /// Alerts acknowledged but not queued again: repeats of a dedup key already queued.
+    pub duplicates_dropped: u64,
     /// When the next retry or probe is due (Unix ms).
     pub next_attempt_ms: Option<i64>,
 }
@@ -90,6 +93,7 @@ impl RobotStatus {
             digests_sent: 0,
             alerts_delivered: 0,
             dead: 0,
+            duplicates_dropped: 0,
             next_attempt_ms: None,
         }
     }
@@ -125,6 +129,8 @@ pub struct RobotTask {
     pub clock: Clock,
     pub shutdown: watch::Receiver<bool>,
     pub public_url: Option<String>,
+    /// `[owners]` from the config, for mentions.
+    pub owners: Arc<BTreeMap<String, BTreeMap<String, Vec<String>>>>,
     /// Digests sealed before a restart and not yet delivered, oldest first.
     pub outbox: Vec<DigestRecord>,
 }
@@ -242,20 +248,27 @@ impl RobotTask {
                 let budget = self.provider.text_budget();
                 let keyword = self.handle.config.keywords.first().cloned();
                 let public_url = self.public_url.clone();
+                let (mention_config, owners) = (&self.handle.config.mentions, &self.owners);
                 let sealed = self
                     .store
                     .seal(&name, MAX_ALERTS_PER_DIGEST, now, |id, alerts| {
                         let link = public_url.map(|u| format!("{u}/v1/digests/{id}"));
-                        render(
+                        let mentions = mention::mentions_for(mention_config, owners, alerts);
+                        let line = mentions.line();
+                        let mut rendered = render(
                             &DigestSpec {
                                 robot: &name,
                                 id,
                                 keyword: keyword.as_deref(),
                                 link: link.as_deref(),
-                                max_bytes: budget,
+                                max_bytes: budget - mention::line_cost(&line),
                             },
                             alerts,
-                        )
+                        );
+                        if !line.is_empty() {
+                            rendered.text = mention::insert_line(&rendered.text, &line);
+                        }
+                        (rendered, mentions)
                     });
                 match sealed {
                     Ok(Some(d)) => {

@@ -5,6 +5,8 @@
 //! digests  <id u64 BE>                → DigestRecord (JSON)
 //! meta     "cursor" 0x00 <robot>      → u64 BE            first seq not yet in a digest
 //!          "sends"  0x00 <robot>      → [i64] (JSON)      wall-clock ms of recent sends
+//! dedup    <robot> 0x00 <dedup key>   → {seq, ms} (JSON)  a keyed alert already queued
+//! requests <Idempotency-Key>          → {ids, ms} (JSON)  the answer to a keyed request
 //! ```
 //!
 //! What this module guarantees, and what would break it:
@@ -118,6 +120,9 @@ pub struct DigestRecord {
     /// The markdown body; dropped once sent (the alerts stay until `retention` for the API).
     #[serde(default)]
     pub text: String,
+    /// Whom the message @-mentions (already written into `text`).
+    #[serde(default)]
+    pub mentions: crate::mention::Mention,
 }
 
 impl DigestRecord {
@@ -125,6 +130,41 @@ impl DigestRecord {
     pub fn count(&self) -> u64 {
         self.end_seq - self.first_seq
     }
+}
+
+/// Where an appended alert went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Queued under this sequence number.
+    New(u64),
+    /// Its dedup key was already queued, under this sequence number; nothing was added.
+    Duplicate(u64),
+}
+
+impl Slot {
+    pub fn seq(self) -> u64 {
+        match self {
+            Slot::New(s) | Slot::Duplicate(s) => s,
+        }
+    }
+}
+
+/// The answer kept for an Idempotency-Key; `ids: None` while the request is being processed.
+#[derive(Serialize, Deserialize)]
+struct Answered {
+    ids: Option<Vec<String>>,
+    ms: i64,
+}
+
+/// A claim older than this (ms) belongs to a request that died with its process.
+const ABANDONED_CLAIM_MS: i64 = 60_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Claim {
+    #[error("a request with this Idempotency-Key is being processed; retry in a moment")]
+    InFlight,
+    #[error(transparent)]
+    Store(StoreError),
 }
 
 /// Per-robot sequence state, guarded by its own lock.
@@ -153,6 +193,8 @@ pub struct Store {
     alerts: sled::Tree,
     digests: sled::Tree,
     meta: sled::Tree,
+    dedup: sled::Tree,
+    requests: sled::Tree,
     lanes: Mutex<HashMap<String, Arc<Mutex<Lane>>>>,
     flusher: Mutex<Option<mpsc::Sender<Waiter>>>,
     stats: Arc<CommitStats>,
@@ -179,6 +221,14 @@ fn meta_key(kind: &str, robot: &str) -> Vec<u8> {
     k.extend_from_slice(kind.as_bytes());
     k.push(0);
     k.extend_from_slice(robot.as_bytes());
+    k
+}
+
+fn dedup_key(robot: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(robot.len() + key.len() + 1);
+    k.extend_from_slice(robot.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
     k
 }
 
@@ -224,6 +274,8 @@ impl Store {
             alerts: open_tree("alerts")?,
             digests: open_tree("digests")?,
             meta: open_tree("meta")?,
+            dedup: open_tree("dedup")?,
+            requests: open_tree("requests")?,
             dir,
             db,
             lanes: Mutex::new(HashMap::new()),
@@ -391,17 +443,124 @@ impl Store {
     /// Adds alerts to a robot's pending set and returns their sequence numbers. Not durable until
     /// [`Store::commit`] returns.
     pub fn append(&self, robot: &str, alerts: &[Alert]) -> Result<Vec<u64>, StoreError> {
+        let keyed: Vec<(&Alert, Option<&str>)> = alerts.iter().map(|a| (a, None)).collect();
+        Ok(self
+            .append_keyed(robot, &keyed, 0, Duration::ZERO)?
+            .into_iter()
+            .map(Slot::seq)
+            .collect())
+    }
+
+    /// Like [`append`](Self::append), but an alert whose dedup key was already seen for this
+    /// robot within `window` (ms of `now_ms`) is not queued again: its slot is
+    /// [`Slot::Duplicate`] with the original sequence number. Checking and recording happen under
+    /// the robot's lane lock, so two concurrent repeats cannot both get in.
+    pub fn append_keyed(
+        &self,
+        robot: &str,
+        alerts: &[(&Alert, Option<&str>)],
+        now_ms: i64,
+        window: Duration,
+    ) -> Result<Vec<Slot>, StoreError> {
+        #[derive(Serialize, Deserialize)]
+        struct Seen {
+            seq: u64,
+            ms: i64,
+        }
         let lane = self.lane(robot)?;
         let mut lane = lane.lock().expect("lane lock");
-        let first = lane.next_seq;
+        let mut next = lane.next_seq;
         let mut batch = sled::Batch::default();
-        for (i, a) in alerts.iter().enumerate() {
+        let mut seen = sled::Batch::default();
+        let mut in_batch: HashMap<&str, u64> = HashMap::new();
+        let mut slots = Vec::with_capacity(alerts.len());
+        for (a, key) in alerts {
+            if let Some(key) = key {
+                if let Some(&seq) = in_batch.get(key) {
+                    slots.push(Slot::Duplicate(seq));
+                    continue;
+                }
+                let dkey = dedup_key(robot, key);
+                if let Some(v) = self.dedup.get(&dkey)? {
+                    let prior: Seen = decode(&dkey, &v)?;
+                    if now_ms - prior.ms <= window.as_millis() as i64 {
+                        slots.push(Slot::Duplicate(prior.seq));
+                        continue;
+                    }
+                }
+                let entry = serde_json::to_vec(&Seen {
+                    seq: next,
+                    ms: now_ms,
+                })
+                .map_err(|e| StoreError::Io(e.to_string()))?;
+                seen.insert(dkey, entry);
+                in_batch.insert(key, next);
+            }
             let bytes = serde_json::to_vec(a).map_err(|e| StoreError::Io(e.to_string()))?;
-            batch.insert(alert_key(robot, first + i as u64), bytes);
+            batch.insert(alert_key(robot, next), bytes);
+            slots.push(Slot::New(next));
+            next += 1;
         }
+        // Alerts first: a crash between the two leaves an alert without its key (a later repeat
+        // is queued again, at-least-once), never a key without its alert.
         self.alerts.apply_batch(batch)?;
-        lane.next_seq = first + alerts.len() as u64;
-        Ok((first..lane.next_seq).collect())
+        self.dedup.apply_batch(seen)?;
+        lane.next_seq = next;
+        Ok(slots)
+    }
+
+    /// Claims an Idempotency-Key for a request being processed. `Ok(None)`: it is ours, go on
+    /// and [`finish_request`](Self::finish_request) or [`release_request`](Self::release_request)
+    /// it. `Ok(Some(ids))`: answered before within `window`, here are the ids. `Err(InFlight)`:
+    /// another request with this key is being processed right now.
+    pub fn claim_request(
+        &self,
+        key: &str,
+        now_ms: i64,
+        window: Duration,
+    ) -> Result<Option<Vec<String>>, Claim> {
+        let claim = serde_json::to_vec(&Answered {
+            ids: None,
+            ms: now_ms,
+        })
+        .map_err(|e| Claim::Store(StoreError::Io(e.to_string())))?;
+        loop {
+            let current = self.requests.get(key).map_err(|e| Claim::Store(e.into()))?;
+            if let Some(v) = &current {
+                let prior: Answered = decode(key.as_bytes(), v).map_err(Claim::Store)?;
+                let age = now_ms - prior.ms;
+                match prior.ids {
+                    Some(ids) if age <= window.as_millis() as i64 => return Ok(Some(ids)),
+                    // A claim older than this was abandoned by a crash: take it over.
+                    None if age < ABANDONED_CLAIM_MS => return Err(Claim::InFlight),
+                    _ => {}
+                }
+            }
+            match self
+                .requests
+                .compare_and_swap(key, current, Some(claim.clone()))
+                .map_err(|e| Claim::Store(e.into()))?
+            {
+                Ok(()) => return Ok(None),
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Records the answer to a claimed request (made durable by the next commit).
+    pub fn finish_request(&self, key: &str, ids: &[String], now_ms: i64) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(&Answered {
+            ids: Some(ids.to_vec()),
+            ms: now_ms,
+        })
+        .map_err(|e| StoreError::Io(e.to_string()))?;
+        self.requests.insert(key, bytes)?;
+        Ok(())
+    }
+
+    /// Gives a claim back after a failure, so the client's retry is processed anew.
+    pub fn release_request(&self, key: &str) {
+        let _ = self.requests.remove(key);
     }
 
     /// Waits until everything written before the call is on disk. Concurrent callers share flushes.
@@ -452,7 +611,7 @@ impl Store {
         robot: &str,
         max_alerts: u64,
         now_ms: i64,
-        render: impl FnOnce(u64, &[Alert]) -> Rendered,
+        render: impl FnOnce(u64, &[Alert]) -> (Rendered, crate::mention::Mention),
     ) -> Result<Option<DigestRecord>, StoreError> {
         let lane = self.lane(robot)?;
         let (first, end) = {
@@ -480,7 +639,7 @@ impl Store {
             });
         }
         let id = self.db.generate_id()? + 1;
-        let rendered = render(id, &alerts);
+        let (rendered, mentions) = render(id, &alerts);
         let record = DigestRecord {
             id,
             robot: robot.to_string(),
@@ -496,6 +655,7 @@ impl Store {
             last_error: None,
             title: rendered.title,
             text: rendered.text,
+            mentions,
         };
         let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Io(e.to_string()))?;
         let cursor_key = meta_key("cursor", robot);
@@ -589,6 +749,34 @@ impl Store {
             self.alerts.apply_batch(batch)?;
             self.digests.remove(d.id.to_be_bytes())?;
             gone += 1;
+        }
+        // Dedup keys and request answers expire with their robot's (or the longest) retention.
+        let longest = self
+            .lanes
+            .lock()
+            .expect("lanes lock")
+            .keys()
+            .map(|r| retention(r))
+            .max()
+            .unwrap_or(Duration::from_secs(7 * 86_400));
+        let expired = |ms: i64, keep: Duration| ms + keep.as_millis() as i64 <= now_ms;
+        for item in self.dedup.iter() {
+            let (k, v) = item?;
+            let robot = k.split(|&b| b == 0).next().unwrap_or_default();
+            let keep = retention(&String::from_utf8_lossy(robot));
+            #[derive(Deserialize)]
+            struct Seen {
+                ms: i64,
+            }
+            if decode::<Seen>(&k, &v).map_or(true, |s| expired(s.ms, keep)) {
+                self.dedup.remove(k)?;
+            }
+        }
+        for item in self.requests.iter() {
+            let (k, v) = item?;
+            if decode::<Answered>(&k, &v).map_or(true, |a| expired(a.ms, longest)) {
+                self.requests.remove(k)?;
+            }
         }
         Ok(gone)
     }

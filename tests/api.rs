@@ -116,7 +116,7 @@ async fn a_good_post_is_acknowledged_with_ids_and_becomes_a_digest() {
     assert_eq!(status, 202, "{body}");
     assert_eq!(
         body,
-        json!({"accepted": 3, "ids": ["ops:0", "dq:0", "ops:1"]})
+        json!({"accepted": 3, "duplicates": 0, "ids": ["ops:0", "dq:0", "ops:1"]})
     );
     let s = d
         .wait_status("ops", Duration::from_secs(3), |s| {
@@ -362,7 +362,10 @@ async fn a_full_disk_answers_503_and_keeps_what_was_acknowledged() {
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
         }
     }
     let _unmount = Unmount(dir.path().to_path_buf());

@@ -421,3 +421,52 @@ async fn dropped_connections_5xx_and_busy_answers_are_retried_until_delivered() 
     assert_eq!(got.len(), 1);
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mentions_reach_both_the_at_object_and_the_text() {
+    let fake = fake().await;
+    let extra = r#"mention_mobiles = ["13800000000"]
+mention_user_ids = ["oncall-lead"]
+mention_min_severity = "error"
+
+[owners.job]
+dq_orders = ["13900000001", "alice"]
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&config(&fake, "100ms", extra), dir.path()).await;
+
+    // Only warnings: below mention_min_severity, nobody is mentioned.
+    d.post(&json!([{"robot": "ops", "title": "calm", "severity": "warning", "labels": {"job": "dq_orders"}}]))
+        .await;
+    let got = fake
+        .wait_for("ops-token", Duration::from_secs(5), |a| a.len() == 1)
+        .await;
+    assert!(got[0].body.get("at").is_none(), "{}", got[0].body);
+    assert!(!got[0].text.contains('@'), "{}", got[0].text);
+
+    d.post(&json!([
+        {"robot": "ops", "title": "orders broken", "severity": "critical", "labels": {"job": "dq_orders"}},
+        {"robot": "ops", "title": "paged owner", "severity": "error", "labels": {"owner_mobile": "13700000002"}},
+        {"robot": "ops", "title": "again", "severity": "error", "labels": {"job": "dq_orders"}},
+    ]))
+    .await;
+    let got = fake
+        .wait_for("ops-token", Duration::from_secs(5), |a| a.len() == 2)
+        .await;
+    let body = &got[1].body;
+    assert_eq!(
+        body["at"],
+        json!({
+            "atMobiles": ["13800000000", "13900000001", "13700000002"],
+            "atUserIds": ["oncall-lead", "alice"],
+            "isAtAll": false
+        })
+    );
+    let text = &got[1].text;
+    let line = "@13800000000 @13900000001 @13700000002 @oncall-lead @alice";
+    assert_eq!(text.matches(line).count(), 1, "each person once: {text}");
+    // The footer stays the last line, under the mentions.
+    assert_eq!(footer_of(text).1, 3);
+    assert!(text.lines().rev().nth(2) == Some(line), "{text}");
+    d.stop().await;
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sluice::alert::{Alert, Severity, Status, default_fingerprint};
 use sluice::digest::{Counts, Rendered};
+use sluice::mention::Mention;
 use sluice::store::{DigestState, Store, StoreError};
 
 fn alert(title: &str, received_ms: i64) -> Alert {
@@ -19,19 +20,21 @@ fn alert(title: &str, received_ms: i64) -> Alert {
         labels,
         source: None,
         time_ms: None,
+        ends_ms: None,
         received_ms,
     }
 }
 
-fn rendered(alerts: &[Alert]) -> Rendered {
-    Rendered {
+fn rendered(alerts: &[Alert]) -> (Rendered, Mention) {
+    let r = Rendered {
         title: "t".into(),
         text: format!("{} alerts", alerts.len()),
         total: alerts.len(),
         listed: alerts.len(),
         summarized: 0,
         counts: Counts::of(alerts),
-    }
+    };
+    (r, Mention::default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

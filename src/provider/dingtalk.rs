@@ -13,6 +13,7 @@ use sha2::Sha256;
 
 use super::Outcome;
 use crate::config::{DINGTALK_MAX_BODY, Robot};
+use crate::mention::Mention;
 use crate::store::DigestRecord;
 
 /// Budget for title + text (JSON-escaped bytes). The rest of the 20 000-byte body is the JSON
@@ -41,7 +42,7 @@ impl DingTalk {
     }
 
     pub async fn send(&self, digest: &DigestRecord) -> Outcome {
-        let body = message_body(&digest.title, &digest.text);
+        let body = message_body(&digest.title, &digest.text, &digest.mentions);
         let mut request = self.client.post(&self.webhook).json(&body);
         if let Some(secret) = &self.secret {
             // A fresh timestamp per request: DingTalk rejects one more than an hour off.
@@ -65,8 +66,12 @@ impl DingTalk {
 }
 
 /// The JSON body DingTalk receives for a digest.
-pub fn message_body(title: &str, text: &str) -> serde_json::Value {
-    json!({"msgtype": "markdown", "markdown": {"title": title, "text": text}})
+pub fn message_body(title: &str, text: &str, mentions: &Mention) -> serde_json::Value {
+    let mut body = json!({"msgtype": "markdown", "markdown": {"title": title, "text": text}});
+    if !mentions.is_empty() {
+        body["at"] = mentions.at_object();
+    }
+    body
 }
 
 /// 加签: base64(HMAC-SHA256(key = secret, message = "{timestamp_ms}\n{secret}")), not URL-encoded.
@@ -149,6 +154,7 @@ fn describe_transport_error(e: reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mention::MAX_MENTIONS;
 
     #[test]
     fn signing_matches_the_known_answer_vectors() {
@@ -243,7 +249,21 @@ mod tests {
     fn the_envelope_fits_inside_the_body_limit() {
         let title = "x".repeat(100);
         let text = "y".repeat(TEXT_BUDGET - 100);
-        let body = serde_json::to_vec(&message_body(&title, &text)).unwrap();
+        let body = serde_json::to_vec(&message_body(&title, &text, &Mention::default())).unwrap();
         assert!(body.len() <= DINGTALK_MAX_BODY - 800, "{}", body.len());
+        // The most mentions a digest carries fit in what is left.
+        let many = Mention {
+            mobiles: (0..MAX_MENTIONS)
+                .map(|i| format!("+8613800{i:06}"))
+                .collect(),
+            user_ids: Vec::new(),
+            all: true,
+        };
+        let at = serde_json::to_vec(&many.at_object()).unwrap();
+        assert!(
+            body.len() + at.len() + 10 <= DINGTALK_MAX_BODY,
+            "{}",
+            at.len()
+        );
     }
 }

@@ -1,0 +1,219 @@
+//! Whom a digest @-mentions: the robot's own list, the owners of the alerts' labels (`[owners]`),
+//! and an alert's own `owner_mobile` label. DingTalk only notifies a person who is both in the
+//! message's `at` object and written as `@<mobile>` / `@<userId>` in its text, so a digest carries
+//! both, each person once.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::Alert;
+use crate::config::{Mentions, is_mobile};
+
+/// The people a digest mentions, decided when it is sealed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mention {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mobiles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+}
+
+/// Most people one digest mentions; more would bury the message in @s.
+pub const MAX_MENTIONS: usize = 50;
+
+impl Mention {
+    pub fn is_empty(&self) -> bool {
+        self.mobiles.is_empty() && self.user_ids.is_empty() && !self.all
+    }
+
+    /// The line written into the text: `@13800000000 @alice`.
+    pub fn line(&self) -> String {
+        self.mobiles
+            .iter()
+            .chain(&self.user_ids)
+            .map(|p| format!("@{p}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// DingTalk's `at` object.
+    pub fn at_object(&self) -> serde_json::Value {
+        serde_json::json!({
+            "atMobiles": self.mobiles,
+            "atUserIds": self.user_ids,
+            "isAtAll": self.all,
+        })
+    }
+}
+
+/// Decides the mentions of a digest covering `alerts`.
+pub fn mentions_for(
+    robot: &Mentions,
+    owners: &BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    alerts: &[Alert],
+) -> Mention {
+    if let Some(min) = robot.min_severity
+        && !alerts.iter().any(|a| a.severity <= min)
+    {
+        return Mention::default();
+    }
+    let mut m = Mention {
+        all: robot.all,
+        ..Mention::default()
+    };
+    let add = |person: &str, m: &mut Mention| {
+        if m.mobiles.len() + m.user_ids.len() >= MAX_MENTIONS {
+            return;
+        }
+        let list = if is_mobile(person) {
+            &mut m.mobiles
+        } else {
+            &mut m.user_ids
+        };
+        if !list.iter().any(|p| p == person) {
+            list.push(person.to_string());
+        }
+    };
+    for p in &robot.mobiles {
+        add(p, &mut m);
+    }
+    for p in &robot.user_ids {
+        add(p, &mut m);
+    }
+    for a in alerts {
+        if robot.min_severity.is_some_and(|min| a.severity > min) {
+            continue;
+        }
+        for (label, value) in &a.labels {
+            if let Some(people) = owners.get(label).and_then(|v| v.get(value)) {
+                for p in people {
+                    add(p, &mut m);
+                }
+            }
+        }
+        if let Some(mobile) = a.labels.get("owner_mobile")
+            && is_mobile(mobile)
+        {
+            add(mobile, &mut m);
+        }
+    }
+    m
+}
+
+/// Writes the mention line into a rendered text, just above the footer (which stays last).
+pub fn insert_line(text: &str, line: &str) -> String {
+    match text.rfind('\n') {
+        Some(i) => format!("{}\n{line}\n{}", &text[..i], &text[i..]),
+        None => format!("{line}\n\n{text}"),
+    }
+}
+
+/// The bytes [`insert_line`] adds, as JSON-escaped bytes, for the renderer's budget.
+pub fn line_cost(line: &str) -> usize {
+    if line.is_empty() {
+        0
+    } else {
+        crate::digest::json_escaped_len(line) + 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{Severity, Status, default_fingerprint};
+
+    fn alert(severity: Severity, labels: &[(&str, &str)]) -> Alert {
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Alert {
+            fingerprint: default_fingerprint("t", severity, &labels),
+            title: "t".into(),
+            text: None,
+            severity,
+            status: Status::Firing,
+            labels,
+            source: None,
+            time_ms: None,
+            ends_ms: None,
+            received_ms: 0,
+        }
+    }
+
+    fn owners() -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+        let mut job = BTreeMap::new();
+        job.insert(
+            "dq_orders".to_string(),
+            vec!["13800000001".to_string(), "alice".to_string()],
+        );
+        [("job".to_string(), job)].into_iter().collect()
+    }
+
+    #[test]
+    fn robot_owner_and_label_mentions_are_merged_once_each() {
+        let robot = Mentions {
+            mobiles: vec!["13800000000".into(), "13800000001".into()],
+            user_ids: vec!["bob".into()],
+            all: false,
+            min_severity: None,
+        };
+        let alerts = [
+            alert(Severity::Error, &[("job", "dq_orders")]),
+            alert(
+                Severity::Warning,
+                &[("job", "dq_orders"), ("owner_mobile", "+852-61234567")],
+            ),
+            alert(Severity::Info, &[("owner_mobile", "not a phone")]),
+        ];
+        let m = mentions_for(&robot, &owners(), &alerts);
+        assert_eq!(m.mobiles, ["13800000000", "13800000001", "+852-61234567"]);
+        assert_eq!(m.user_ids, ["bob", "alice"]);
+        assert_eq!(
+            m.line(),
+            "@13800000000 @13800000001 @+852-61234567 @bob @alice"
+        );
+        assert_eq!(
+            m.at_object(),
+            serde_json::json!({"atMobiles": ["13800000000", "13800000001", "+852-61234567"], "atUserIds": ["bob", "alice"], "isAtAll": false})
+        );
+    }
+
+    #[test]
+    fn min_severity_silences_digests_without_a_severe_alert() {
+        let robot = Mentions {
+            mobiles: vec!["13800000000".into()],
+            all: true,
+            min_severity: Some(Severity::Error),
+            ..Mentions::default()
+        };
+        let calm = [alert(Severity::Warning, &[("job", "dq_orders")])];
+        assert!(mentions_for(&robot, &owners(), &calm).is_empty());
+        // A severe alert mentions the robot's people and its own owners, not the calm alert's.
+        let mixed = [
+            alert(Severity::Critical, &[]),
+            alert(Severity::Warning, &[("job", "dq_orders")]),
+        ];
+        let m = mentions_for(&robot, &owners(), &mixed);
+        assert_eq!(m.mobiles, ["13800000000"]);
+        assert!(m.all);
+        assert!(m.user_ids.is_empty());
+    }
+
+    #[test]
+    fn the_line_goes_above_the_footer() {
+        let text = "### t\n\n- a\n\nsluice digest #1 · 1 alert";
+        assert_eq!(
+            insert_line(text, "@138"),
+            "### t\n\n- a\n\n@138\n\nsluice digest #1 · 1 alert"
+        );
+        assert_eq!(line_cost("@138"), 8);
+        assert_eq!(
+            insert_line(text, "@138").len() - text.len(),
+            line_cost("@138") - 2
+        );
+    }
+}
