@@ -100,8 +100,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// An error answer on its way out of a helper (boxed: a `Response` is large).
+type Rejection = Box<Response>;
+
 /// Reads a body, honouring `server.max_body`.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, Rejection> {
     let max = state.config.server.max_body;
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
@@ -109,11 +112,11 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
         .and_then(|v| v.parse::<usize>().ok())
         && len > max
     {
-        return Err(too_large(len, max));
+        return Err(Box::new(too_large(len, max)));
     }
     to_bytes(body, max)
         .await
-        .map_err(|_| too_large(max + 1, max))
+        .map_err(|_| Box::new(too_large(max + 1, max)))
 }
 
 fn rejected(e: AlertError) -> Response {
@@ -137,19 +140,19 @@ fn resolve(
     robot: Option<&str>,
     alert: &Alert,
     path: &str,
-) -> Result<Vec<String>, Response> {
+) -> Result<Vec<String>, Rejection> {
     let names = || state.config.robot_names();
     if let Some(r) = robot {
         return if state.robots.contains_key(r) {
             Ok(vec![r.to_string()])
         } else {
-            Err(error(
+            Err(Box::new(error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
                     "{path}: unknown robot {r:?}; configured robots: {}",
                     names()
                 ),
-            ))
+            )))
         };
     }
     let routes = &state.config.routes;
@@ -169,15 +172,15 @@ fn resolve(
     } else {
         "missing, and the alert matches no route and there is no default_robot"
     };
-    Err(error(
+    Err(Box::new(error(
         StatusCode::UNPROCESSABLE_ENTITY,
         format!("{path}: {why} (configured robots: {})", names()),
-    ))
+    )))
 }
 
 /// Queues bound alerts and waits until they are durable. Returns one id per bound alert, in
 /// order (a duplicate gets the id it was first queued under), and how many were duplicates.
-async fn enqueue(state: &AppState, bound: &[Bound]) -> Result<(Vec<String>, usize), Response> {
+async fn enqueue(state: &AppState, bound: &[Bound]) -> Result<(Vec<String>, usize), Rejection> {
     let now = state.clock.now_ms();
     let mut by_robot: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, b) in bound.iter().enumerate() {
@@ -200,7 +203,9 @@ async fn enqueue(state: &AppState, bound: &[Bound]) -> Result<(Vec<String>, usiz
             .append_keyed(robot, &keyed, now, window)
             .map_err(|e| {
                 tracing::error!("ingest: {e}");
-                unavailable(format!("the store cannot accept alerts right now: {e}"))
+                Box::new(unavailable(format!(
+                    "the store cannot accept alerts right now: {e}"
+                )))
             })?;
         let mut new = 0;
         for (&i, slot) in positions.iter().zip(&slots) {
@@ -237,7 +242,7 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 async fn post_alerts(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let bytes = match read_body(&state, &headers, body).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let now = state.clock.now_ms();
     let incoming = match parse_body(&bytes, now) {
@@ -266,7 +271,7 @@ async fn post_alerts(State(state): State<AppState>, headers: HeaderMap, body: Bo
         };
         let robots = match resolve(&state, inc.robot.as_deref(), &inc.alert, &path) {
             Ok(r) => r,
-            Err(resp) => return resp,
+            Err(resp) => return *resp,
         };
         let last = robots.len() - 1;
         let mut alert = Some(inc.alert);
@@ -316,9 +321,9 @@ async fn post_alerts(State(state): State<AppState>, headers: HeaderMap, body: Bo
         (Ok((ids, duplicates)), None) => accepted(n, duplicates, ids),
         (Err(resp), Some(key)) => {
             state.store.release_request(key);
-            resp
+            *resp
         }
-        (Err(resp), None) => resp,
+        (Err(resp), None) => *resp,
     }
 }
 
@@ -345,7 +350,7 @@ async fn post_alertmanager(
 ) -> Response {
     let bytes = match read_body(&state, &headers, body).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let now = state.clock.now_ms();
     let notification =
@@ -363,7 +368,7 @@ async fn post_alertmanager(
         };
         let robots = match resolve(&state, robot, &am.alert, &path) {
             Ok(r) => r,
-            Err(resp) => return resp,
+            Err(resp) => return *resp,
         };
         for r in robots {
             bound.push(Bound {
@@ -375,7 +380,7 @@ async fn post_alertmanager(
     }
     match enqueue(&state, &bound).await {
         Ok((ids, duplicates)) => accepted(n, duplicates, ids),
-        Err(resp) => resp,
+        Err(resp) => *resp,
     }
 }
 
