@@ -1,12 +1,16 @@
 //! Rendering cost by batch size. A digest lists at most a few hundred lines, so the large batches
-//! measure grouping and counting, which is what must stay cheap when a robot is flooded.
+//! measure grouping, counting and trying the levels, which is what must stay cheap when a robot
+//! is flooded. One more bench renders 1 000 alerts through a custom template (the built-in one,
+//! loaded as a custom template), which renders the template once per configuration tried.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use jiff::tz::TimeZone;
 use sluice::alert::{Alert, Severity, Status};
 use sluice::digest::{DigestSpec, render};
+use sluice::template::{BUILTIN_BODY, Templates};
 
 /// `n` alerts over 200 groups with mixed severities; fingerprints repeat often enough that lines
 /// merge. A fixed xorshift seed keeps runs comparable.
@@ -59,14 +63,23 @@ fn alerts(n: usize) -> Vec<Alert> {
         .collect()
 }
 
-fn bench_render(c: &mut Criterion) {
-    let spec = DigestSpec {
+static UTC: TimeZone = TimeZone::UTC;
+
+fn spec(templates: Option<&Templates>) -> DigestSpec<'_> {
+    DigestSpec {
         robot: "ops",
         id: 42,
         keyword: Some("告警"),
         link: Some("https://sluice.example/r/ops/digests/42"),
         max_bytes: 19_000,
-    };
+        tz: &UTC,
+        catch_up: None,
+        templates,
+    }
+}
+
+fn bench_render(c: &mut Criterion) {
+    let spec = spec(None);
     let mut group = c.benchmark_group("render");
     for n in [10, 1_000, 100_000] {
         let input = alerts(n);
@@ -78,5 +91,19 @@ fn bench_render(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_render);
+fn bench_template(c: &mut Criterion) {
+    let templates = Templates::compile(None, Some(("body.md.j2", BUILTIN_BODY)))
+        .expect("the built-in template compiles");
+    let spec = spec(Some(&templates));
+    let mut group = c.benchmark_group("render_template");
+    let n = 1_000;
+    let input = alerts(n);
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_with_input(BenchmarkId::from_parameter(n), &input, |b, input| {
+        b.iter(|| render(black_box(&spec), black_box(input)));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_render, bench_template);
 criterion_main!(benches);

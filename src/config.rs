@@ -88,6 +88,25 @@ pub struct Robot {
     pub keywords: Vec<String>,
     pub mentions: Mentions,
     pub timing: Timing,
+    pub look: Look,
+}
+
+/// How a robot's digests look: time zone, templates, message type.
+#[derive(Debug, Clone)]
+pub struct Look {
+    pub timezone: jiff::tz::TimeZone,
+    /// The zone's name as configured ("Asia/Shanghai"), or "host" for the host's zone.
+    pub timezone_name: String,
+    /// Custom templates, compiled and checked against a sample at load; `None`: built-in format.
+    pub templates: Option<std::sync::Arc<crate::template::Templates>>,
+    pub msgtype: MsgType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsgType {
+    Markdown,
+    /// A markdown card with one button to the digest's page on `server.public_url`.
+    ActionCard,
 }
 
 /// Whom a robot's digests @ (DingTalk shows an @ only if it is both in the `at` object and
@@ -125,6 +144,7 @@ impl fmt::Debug for Robot {
             .field("secret", &self.secret.as_ref().map(|_| "***"))
             .field("keywords", &self.keywords)
             .field("mentions", &self.mentions)
+            .field("look", &self.look)
             .field("timing", &self.timing)
             .finish()
     }
@@ -218,6 +238,12 @@ struct RawTiming {
     blocked_probe: Option<String>,
     request_timeout: Option<String>,
     retention: Option<String>,
+    timezone: Option<String>,
+    title_template: Option<String>,
+    body_template: Option<String>,
+    title_template_file: Option<String>,
+    body_template_file: Option<String>,
+    msgtype: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -246,6 +272,12 @@ struct RawRobot {
     blocked_probe: Option<String>,
     request_timeout: Option<String>,
     retention: Option<String>,
+    timezone: Option<String>,
+    title_template: Option<String>,
+    body_template: Option<String>,
+    title_template_file: Option<String>,
+    body_template_file: Option<String>,
+    msgtype: Option<String>,
 }
 
 impl RawRobot {
@@ -260,6 +292,12 @@ impl RawRobot {
             blocked_probe: self.blocked_probe.clone(),
             request_timeout: self.request_timeout.clone(),
             retention: self.retention.clone(),
+            timezone: self.timezone.clone(),
+            title_template: self.title_template.clone(),
+            body_template: self.body_template.clone(),
+            title_template_file: self.title_template_file.clone(),
+            body_template_file: self.body_template_file.clone(),
+            msgtype: self.msgtype.clone(),
         }
     }
 }
@@ -272,7 +310,8 @@ impl Config {
             origin: origin.clone(),
             message: format!("cannot read the config file: {e}"),
         })?;
-        Config::parse(&text, &origin, &|name| std::env::var(name).ok())
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        Config::parse_in(&text, &origin, base_dir, &|name| std::env::var(name).ok())
     }
 
     /// The built-in configuration (see [`DEFAULT_CONFIG`]).
@@ -285,6 +324,16 @@ impl Config {
     pub fn parse(
         text: &str,
         origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        Config::parse_in(text, origin, Path::new("."), env)
+    }
+
+    /// Like [`parse`](Self::parse); `*_template_file` paths are relative to `base_dir`.
+    pub fn parse_in(
+        text: &str,
+        origin: &str,
+        base_dir: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError {
@@ -476,6 +525,15 @@ impl Config {
                 &expand,
                 &fail,
             )?;
+            let look = look(
+                &raw.defaults,
+                &r.timing(),
+                &format!("robots.{name}"),
+                public_url.is_some(),
+                base_dir,
+                &expand,
+                &fail,
+            )?;
             robots.insert(
                 name.clone(),
                 Robot {
@@ -486,6 +544,7 @@ impl Config {
                     keywords,
                     mentions,
                     timing,
+                    look,
                 },
             );
         }
@@ -551,6 +610,118 @@ impl Config {
     pub fn robot_names(&self) -> String {
         self.robots.keys().cloned().collect::<Vec<_>>().join(", ")
     }
+}
+
+/// The robot's `look`: each key from the robot's table, else from `[defaults]`.
+fn look(
+    defaults: &RawTiming,
+    robot: &RawTiming,
+    section: &str,
+    has_public_url: bool,
+    base_dir: &Path,
+    expand: &dyn Fn(&str, &str) -> Result<String, ConfigError>,
+    fail: &dyn Fn(String) -> ConfigError,
+) -> Result<Look, ConfigError> {
+    // (key as the user should fix it, value)
+    let pick = |k: &str,
+                r: &Option<String>,
+                d: &Option<String>|
+     -> Result<Option<(String, String)>, ConfigError> {
+        match (r, d) {
+            (Some(v), _) => {
+                let key = format!("{section}.{k}");
+                Ok(Some((key.clone(), expand(&key, v)?)))
+            }
+            (None, Some(v)) => {
+                let key = format!("defaults.{k}");
+                Ok(Some((key.clone(), expand(&key, v)?)))
+            }
+            (None, None) => Ok(None),
+        }
+    };
+    let (timezone, timezone_name) = match pick("timezone", &robot.timezone, &defaults.timezone)? {
+        None => (jiff::tz::TimeZone::system(), "host".to_string()),
+        Some((key, name)) => match jiff::tz::TimeZone::get(&name) {
+            Ok(tz) => (tz, name),
+            Err(_) => {
+                return Err(fail(format!(
+                    "{key}: unknown time zone {name:?}; expected an IANA name such as \"Asia/Shanghai\" or \"UTC\""
+                )));
+            }
+        },
+    };
+    let msgtype = match pick("msgtype", &robot.msgtype, &defaults.msgtype)? {
+        None => MsgType::Markdown,
+        Some((_, m)) if m == "markdown" => MsgType::Markdown,
+        Some((key, m)) if m == "actionCard" => {
+            if !has_public_url {
+                return Err(fail(format!(
+                    "{key}: \"actionCard\" needs server.public_url for its button to the digest's page"
+                )));
+            }
+            MsgType::ActionCard
+        }
+        Some((key, m)) => {
+            return Err(fail(format!(
+                "{key}: unknown msgtype {m:?}; expected \"markdown\" or \"actionCard\""
+            )));
+        }
+    };
+    let source = |inline: &str,
+                  file: &str,
+                  r_inline: &Option<String>,
+                  d_inline: &Option<String>,
+                  r_file: &Option<String>,
+                  d_file: &Option<String>|
+     -> Result<Option<(String, String)>, ConfigError> {
+        let text = pick(inline, r_inline, d_inline)?;
+        let path = pick(file, r_file, d_file)?;
+        match (text, path) {
+            (Some((key, _)), Some((other, _))) => Err(fail(format!(
+                "{key} and {other}: give the template inline or as a file, not both"
+            ))),
+            (Some(t), None) => Ok(Some(t)),
+            (None, Some((key, path))) => {
+                let full = base_dir.join(&path);
+                let text = std::fs::read_to_string(&full)
+                    .map_err(|e| fail(format!("{key}: cannot read {}: {e}", full.display())))?;
+                Ok(Some((full.display().to_string(), text)))
+            }
+            (None, None) => Ok(None),
+        }
+    };
+    let title = source(
+        "title_template",
+        "title_template_file",
+        &robot.title_template,
+        &defaults.title_template,
+        &robot.title_template_file,
+        &defaults.title_template_file,
+    )?;
+    let body = source(
+        "body_template",
+        "body_template_file",
+        &robot.body_template,
+        &defaults.body_template,
+        &robot.body_template_file,
+        &defaults.body_template_file,
+    )?;
+    let templates = if title.is_none() && body.is_none() {
+        None
+    } else {
+        let t = crate::template::Templates::compile(
+            title.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+            body.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        Some(std::sync::Arc::new(t))
+    };
+    Ok(Look {
+        timezone,
+        timezone_name,
+        templates,
+        msgtype,
+    })
 }
 
 fn timing(
@@ -845,6 +1016,55 @@ mod tests {
             c.robots["dq"].timing.throttle_backoff,
             Duration::from_secs(600)
         );
+    }
+
+    #[test]
+    fn look_keys_are_checked_and_inherited() {
+        let base = "[server]\npublic_url = \"https://sluice.example.com\"\n[defaults]\ntimezone = \"Asia/Shanghai\"\n[robots.ops]\nprovider = \"console\"\n";
+        let c = parse(base).unwrap();
+        let look = &c.robots["ops"].look;
+        assert_eq!(look.timezone_name, "Asia/Shanghai");
+        assert_eq!(look.msgtype, MsgType::Markdown);
+        assert!(look.templates.is_none());
+
+        let cases = [
+            (
+                base.replace("Asia/Shanghai", "Mars/Olympus"),
+                "defaults.timezone: unknown time zone \"Mars/Olympus\"",
+            ),
+            (
+                format!("{base}msgtype = \"card\"\n"),
+                "robots.ops.msgtype: unknown msgtype \"card\"",
+            ),
+            (
+                format!("{base}msgtype = \"actionCard\"\n")
+                    .replace("public_url = \"https://sluice.example.com\"", ""),
+                "robots.ops.msgtype: \"actionCard\" needs server.public_url",
+            ),
+            (
+                format!("{base}body_template = \"x\"\nbody_template_file = \"y.j2\"\n"),
+                "robots.ops.body_template and robots.ops.body_template_file: give the template inline or as a file, not both",
+            ),
+            (
+                format!("{base}body_template_file = \"nope.j2\"\n"),
+                "robots.ops.body_template_file: cannot read",
+            ),
+            (
+                format!("{base}body_template = \"line one\\n{{{{ no_such_thing.x }}}}\"\n"),
+                "robots.ops.body_template: line 2:",
+            ),
+            (
+                format!("{base}title_template = \"{{% if %}}\"\n"),
+                "robots.ops.title_template: line 1:",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "got {err:?}, want {want:?}");
+        }
+        let c = parse(&format!("{base}msgtype = \"actionCard\"\ntitle_template = \"{{{{ robot }}}}: {{{{ counts.total }}}}\"\n")).unwrap();
+        assert_eq!(c.robots["ops"].look.msgtype, MsgType::ActionCard);
+        assert!(c.robots["ops"].look.templates.is_some());
     }
 
     #[test]

@@ -104,8 +104,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 type Rejection = Box<Response>;
 
 /// Reads a body, honouring `server.max_body`.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, Rejection> {
-    let max = state.config.server.max_body;
+/// Alertmanager sends whole groups and cannot split them: it gets at least this much room, so a
+/// large group is not refused with a 4xx it would resend forever.
+const ALERTMANAGER_MIN_BODY: usize = 16 << 20;
+
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, Rejection> {
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -240,7 +243,7 @@ async fn enqueue(state: &AppState, bound: &[Bound]) -> Result<(Vec<String>, usiz
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 async fn post_alerts(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let bytes = match read_body(&state, &headers, body).await {
+    let bytes = match read_body(&headers, body, state.config.server.max_body).await {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -348,7 +351,8 @@ async fn post_alertmanager(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let bytes = match read_body(&state, &headers, body).await {
+    let max = state.config.server.max_body.max(ALERTMANAGER_MIN_BODY);
+    let bytes = match read_body(&headers, body, max).await {
         Ok(b) => b,
         Err(r) => return *r,
     };

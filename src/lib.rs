@@ -18,6 +18,7 @@ pub mod provider;
 pub mod robot;
 pub mod route;
 pub mod store;
+pub mod template;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -85,7 +86,7 @@ pub async fn serve(
         let task = RobotTask {
             handle: handle.clone(),
             store: store.clone(),
-            provider: Provider::new(rc),
+            provider: Provider::new(rc, config.server.public_url.as_deref()),
             clock,
             shutdown: stop_rx.clone(),
             public_url: config.server.public_url.clone(),

@@ -166,6 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 c.server.listen,
                 c.server.data_dir.display()
             );
+            let samples = sluice::template::sample_alerts(now_ms());
             for r in c.robots.values() {
                 let t = &r.timing;
                 println!(
@@ -179,6 +180,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     t.rate_limit,
                     humantime::format_duration(t.rate_period),
                 );
+                // What the group would see, with this robot's templates and time zone.
+                let link = c
+                    .server
+                    .public_url
+                    .as_ref()
+                    .map(|u| format!("{u}/v1/digests/1"));
+                let sample = sluice::digest::render(
+                    &sluice::digest::DigestSpec {
+                        robot: &r.name,
+                        id: 1,
+                        keyword: r.keywords.first().map(String::as_str),
+                        link: link.as_deref(),
+                        max_bytes: sluice::provider::dingtalk::TEXT_BUDGET,
+                        tz: &r.look.timezone,
+                        catch_up: None,
+                        templates: r.look.templates.as_deref(),
+                    },
+                    &samples,
+                );
+                println!(
+                    "  sample digest ({} time, {}):",
+                    r.look.timezone_name, sample.title
+                );
+                for line in sample.text.lines() {
+                    println!("  | {line}");
+                }
             }
             Ok(())
         }
@@ -213,6 +240,12 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn connect(conn: &Conn) -> anyhow::Result<Client> {

@@ -186,6 +186,10 @@ impl RobotTask {
         let mut outbox: VecDeque<DigestRecord> = std::mem::take(&mut self.outbox).into();
         let mut retry_at: Option<i64> = None;
         let mut failures = 0u32;
+        // Since when the robot has been failing us, and, once it is back, the period the next
+        // digest reports as a catch-up.
+        let mut trouble_since: Option<i64> = None;
+        let mut catch_up: Option<(i64, i64)> = None;
         let mut jitter = Jitter::new(&name);
         self.update(|s| {
             s.outbox = outbox.len();
@@ -249,6 +253,7 @@ impl RobotTask {
                 let keyword = self.handle.config.keywords.first().cloned();
                 let public_url = self.public_url.clone();
                 let (mention_config, owners) = (&self.handle.config.mentions, &self.owners);
+                let look = &self.handle.config.look;
                 let sealed = self
                     .store
                     .seal(&name, MAX_ALERTS_PER_DIGEST, now, |id, alerts| {
@@ -262,6 +267,9 @@ impl RobotTask {
                                 keyword: keyword.as_deref(),
                                 link: link.as_deref(),
                                 max_bytes: budget - mention::line_cost(&line),
+                                tz: &look.timezone,
+                                catch_up,
+                                templates: look.templates.as_deref(),
                             },
                             alerts,
                         );
@@ -272,6 +280,7 @@ impl RobotTask {
                     });
                 match sealed {
                     Ok(Some(d)) => {
+                        catch_up = None;
                         tracing::debug!(robot = %name, digest = d.id, alerts = d.count(), "sealed");
                         outbox.push_back(d);
                         self.update(|s| s.outbox = outbox.len());
@@ -311,6 +320,9 @@ impl RobotTask {
             digest.last_error = reason.clone();
             match &outcome {
                 Outcome::Ok => {
+                    if let Some(since) = trouble_since.take() {
+                        catch_up = Some((since, done));
+                    }
                     digest.state = DigestState::Sent;
                     digest.sent_ms = Some(done);
                     digest.text = String::new();
@@ -322,9 +334,11 @@ impl RobotTask {
                     retry_at = None;
                 }
                 Outcome::Throttled(_) => {
+                    trouble_since.get_or_insert(now);
                     retry_at = Some(done + timing.throttle_backoff.as_millis() as i64);
                 }
                 Outcome::Transient(_) => {
+                    trouble_since.get_or_insert(now);
                     failures += 1;
                     let d = backoff(
                         failures,
@@ -335,6 +349,7 @@ impl RobotTask {
                     retry_at = Some(done + d.as_millis() as i64);
                 }
                 Outcome::Robot(_) => {
+                    trouble_since.get_or_insert(now);
                     retry_at = Some(done + timing.blocked_probe.as_millis() as i64);
                 }
             }

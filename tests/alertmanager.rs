@@ -476,10 +476,13 @@ async fn alertmanager_repeats_are_deduplicated_and_resolutions_delivered() {
                 spec.name
             );
             assert_eq!(resolutions[0]["fingerprint"], fingerprint);
+            // Shown in a digest's resolved section, below its heading.
             assert!(
-                got.iter()
-                    .any(|g| g.text.contains(&format!("resolved: {}", spec.title()))),
-                "the resolution of {} is in no digest text",
+                got.iter().any(|g| g
+                    .text
+                    .split_once("#### ✅ Resolved")
+                    .is_some_and(|(_, resolved)| resolved.contains(spec.title()))),
+                "the resolution of {} is in no digest's resolved section",
                 spec.title()
             );
         } else {

@@ -33,6 +33,7 @@ fn rendered(alerts: &[Alert]) -> (Rendered, Mention) {
         listed: alerts.len(),
         summarized: 0,
         counts: Counts::of(alerts),
+        level: 1,
     };
     (r, Mention::default())
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 use sha2::Sha256;
 
 use super::Outcome;
-use crate::config::{DINGTALK_MAX_BODY, Robot};
+use crate::config::{DINGTALK_MAX_BODY, MsgType, Robot};
 use crate::mention::Mention;
 use crate::store::DigestRecord;
 
@@ -24,10 +24,12 @@ pub struct DingTalk {
     client: reqwest::Client,
     webhook: String,
     secret: Option<String>,
+    msgtype: MsgType,
+    public_url: Option<String>,
 }
 
 impl DingTalk {
-    pub fn new(robot: &Robot) -> DingTalk {
+    pub fn new(robot: &Robot, public_url: Option<&str>) -> DingTalk {
         let client = reqwest::Client::builder()
             .timeout(robot.timing.request_timeout)
             .connect_timeout(robot.timing.request_timeout.min(Duration::from_secs(5)))
@@ -38,11 +40,21 @@ impl DingTalk {
             client,
             webhook: robot.webhook.clone().unwrap_or_default(),
             secret: robot.secret.clone(),
+            msgtype: robot.look.msgtype,
+            public_url: public_url.map(str::to_string),
         }
     }
 
     pub async fn send(&self, digest: &DigestRecord) -> Outcome {
-        let body = message_body(&digest.title, &digest.text, &digest.mentions);
+        let body = match (self.msgtype, &self.public_url) {
+            (MsgType::ActionCard, Some(base)) => action_card_body(
+                &digest.title,
+                &digest.text,
+                &digest.mentions,
+                &format!("{base}/v1/digests/{}", digest.id),
+            ),
+            _ => message_body(&digest.title, &digest.text, &digest.mentions),
+        };
         let mut request = self.client.post(&self.webhook).json(&body);
         if let Some(secret) = &self.secret {
             // A fresh timestamp per request: DingTalk rejects one more than an hour off.
@@ -68,6 +80,29 @@ impl DingTalk {
 /// The JSON body DingTalk receives for a digest.
 pub fn message_body(title: &str, text: &str, mentions: &Mention) -> serde_json::Value {
     let mut body = json!({"msgtype": "markdown", "markdown": {"title": title, "text": text}});
+    if !mentions.is_empty() {
+        body["at"] = mentions.at_object();
+    }
+    body
+}
+
+/// The body of an `actionCard` digest: the same markdown, plus one button to the digest's page.
+pub fn action_card_body(
+    title: &str,
+    text: &str,
+    mentions: &Mention,
+    url: &str,
+) -> serde_json::Value {
+    let mut body = json!({
+        "msgtype": "actionCard",
+        "actionCard": {
+            "title": title,
+            "text": text,
+            "btnOrientation": "0",
+            "singleTitle": "Full alert list",
+            "singleURL": url,
+        }
+    });
     if !mentions.is_empty() {
         body["at"] = mentions.at_object();
     }

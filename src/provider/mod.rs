@@ -66,9 +66,11 @@ pub enum Provider {
 }
 
 impl Provider {
-    pub fn new(robot: &Robot) -> Provider {
+    pub fn new(robot: &Robot, public_url: Option<&str>) -> Provider {
         match robot.provider {
-            ProviderKind::DingTalk => Provider::DingTalk(dingtalk::DingTalk::new(robot)),
+            ProviderKind::DingTalk => {
+                Provider::DingTalk(dingtalk::DingTalk::new(robot, public_url))
+            }
             ProviderKind::Console => Provider::Console(console::Console::new(&robot.name)),
         }
     }
