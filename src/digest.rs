@@ -1076,7 +1076,6 @@ impl<'a> Plan<'a> {
             sections: (0..RESOLVED).filter_map(section).collect(),
             resolved: section(RESOLVED),
             summary: if bare { None } else { self.summary(levels) },
-            truncated: None,
         };
         minijinja::Value::from(minijinja::value::Serde(&ctx))
     }
@@ -1148,7 +1147,6 @@ struct Context<'a> {
     sections: Vec<CtxSection<'a>>,
     resolved: Option<CtxSection<'a>>,
     summary: Option<CtxSummary>,
-    truncated: Option<u64>,
 }
 
 #[derive(Serialize)]

@@ -53,7 +53,6 @@
 //! | `sections` | the firing sections that have alerts, most severe first (below) |
 //! | `resolved` | the resolved section, in the same shape, or none |
 //! | `summary` | none, or the count block of the sections at level 3: `{titled, count, lines: [{severity, firing, resolved}]}`, one line per severity with alerts there; `titled` is true when some section is listed above the block |
-//! | `truncated` | reserved for alerts a sender left out (Alertmanager's `truncatedAlerts`); none for now |
 //!
 //! A section (`sections[i]`, `resolved`):
 //!

@@ -318,6 +318,9 @@ fn check_validates_a_config_and_names_the_bad_key() {
     let (code, out, err) = run_cli(&["check", "-c", good.to_str().unwrap()], None, &envs);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("robot ops: provider dingtalk"), "{out}");
+    // A sample digest, as the group would see it, ending with the footer.
+    assert!(out.contains("  sample digest (host time, ops: "), "{out}");
+    assert!(out.contains("  | sluice digest #1 · "), "{out}");
     assert!(
         !out.contains("abcdef123456") && !out.contains("SECxyz987"),
         "{out}"

@@ -245,6 +245,15 @@ async fn outage_backlog_is_delivered_as_a_few_digests() {
         .await;
     assert_eq!(footers_total(&got), 600);
     assert!(got.len() <= 3, "the backlog came as {} digests", got.len());
+    // The digest sealed before the outage goes out as it was; the next one says it is a catch-up.
+    assert!(!got[0].text.contains("Catch-up"), "{}", got[0].text);
+    assert!(
+        got[1]
+            .text
+            .contains("⏪ Catch-up: the robot was unavailable "),
+        "{}",
+        got[1].text
+    );
     d.stop().await;
 }
 
@@ -468,5 +477,49 @@ dq_orders = ["13900000001", "alice"]
     // The footer stays the last line, under the mentions.
     assert_eq!(footer_of(text).1, 3);
     assert!(text.lines().rev().nth(2) == Some(line), "{text}");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_time_zone_and_action_cards_shape_the_message() {
+    let fake = fake().await;
+    let template = r#"timezone = "Asia/Shanghai"
+msgtype = "actionCard"
+title_template = "告警 {{ robot }}: {{ counts.total }} checks failed"
+body_template = """
+## {{ counts.total }} failed checks{% if time_range %} ({{ time_range.text }}){% endif %}
+
+{% for section in sections %}{% for group in section.groups %}{% for alert in group.alerts %}
+- [{{ alert.severity }}] {{ alert.title }}
+{% endfor %}{% endfor %}{% endfor %}"""
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&fake, "100ms", template).replace(
+        "[server]\n",
+        "[server]\npublic_url = \"https://sluice.example.com\"\n",
+    );
+    let d = Daemon::start(&config, dir.path()).await;
+    d.post(&alerts("ops", "dq check", 2)).await;
+    let got = fake
+        .wait_for("ops-token", Duration::from_secs(5), |a| !a.is_empty())
+        .await;
+    let body = &got[0].body;
+    assert_eq!(body["msgtype"], "actionCard", "{body}");
+    let card = &body["actionCard"];
+    assert_eq!(card["title"], "告警 ops: 2 checks failed");
+    let (id, n) = footer_of(card["text"].as_str().unwrap());
+    assert_eq!(n, 2, "sluice appends the footer after the template");
+    assert_eq!(
+        card["singleURL"],
+        format!("https://sluice.example.com/v1/digests/{id}")
+    );
+    let text = card["text"].as_str().unwrap();
+    // The robot's keyword was missing from the template's text, so sluice put it first.
+    assert!(text.starts_with("告警\n\n## 2 failed checks ("), "{text}");
+    assert!(text.contains(" CST"), "times in the robot's zone: {text}");
+    assert!(
+        text.contains("- [critical] dq check 0") && text.contains("- [error] dq check 1"),
+        "{text}"
+    );
     d.stop().await;
 }
