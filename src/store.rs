@@ -504,7 +504,9 @@ impl Store {
         // Alerts first: a crash between the two leaves an alert without its key (a later repeat
         // is queued again, at-least-once), never a key without its alert.
         self.alerts.apply_batch(batch)?;
-        self.dedup.apply_batch(seen)?;
+        if !in_batch.is_empty() {
+            self.dedup.apply_batch(seen)?;
+        }
         lane.next_seq = next;
         Ok(slots)
     }
