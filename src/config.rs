@@ -1068,6 +1068,21 @@ mod tests {
     }
 
     #[test]
+    fn template_files_are_read_relative_to_the_config() {
+        let text = "[defaults]\nbody_template_file = \"templates/body.md.j2\"\n[robots.ops]\nprovider = \"console\"\n";
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let c = Config::parse_in(text, "test.toml", repo, &|_| None).unwrap();
+        assert!(c.robots["ops"].look.templates.is_some());
+        let err = Config::parse_in(text, "test.toml", &repo.join("src"), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("defaults.body_template_file: cannot read"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn sizes_and_vars() {
         assert_eq!(parse_size("1MiB"), Ok(1 << 20));
         assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
