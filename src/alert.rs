@@ -148,21 +148,26 @@ const FIELDS: &str =
 
 /// Parses a request body: one alert object or an array of them. `received_ms` stamps every alert.
 pub fn parse_body(body: &[u8], received_ms: i64) -> Result<Vec<IncomingAlert>, AlertError> {
+    parse_value(decode_json(body)?, received_ms)
+}
+
+/// Decodes a request body as JSON; not UTF-8 or not JSON is [`AlertError::Malformed`] with the
+/// byte, or the line and column, where it went wrong. Shared by every endpoint, so all answer alike.
+pub fn decode_json(body: &[u8]) -> Result<Value, AlertError> {
     if let Err(e) = std::str::from_utf8(body) {
         return Err(AlertError::Malformed(format!(
             "body is not valid UTF-8 at byte {}",
             e.valid_up_to()
         )));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    serde_json::from_slice(body).map_err(|e| {
         AlertError::Malformed(format!(
             "malformed JSON at line {} column {}: {}",
             e.line(),
             e.column(),
             strip_position(&e.to_string())
         ))
-    })?;
-    parse_value(value, received_ms)
+    })
 }
 
 /// Parses an already decoded JSON value: one alert object or an array of them.
@@ -355,7 +360,8 @@ pub fn default_fingerprint(
     format!("{h:016x}")
 }
 
-fn kind(v: &Value) -> &'static str {
+/// What a JSON value is, for messages ("expected a string, found a number").
+pub fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

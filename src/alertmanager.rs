@@ -22,8 +22,9 @@ use serde_json::{Map, Value};
 
 use crate::alert::{
     Alert, AlertError, MAX_LABELS, MAX_TEXT_BYTES, MAX_TITLE_BYTES, Severity, Status,
-    default_fingerprint, parse_rfc3339_ms,
+    default_fingerprint, kind, parse_rfc3339_ms,
 };
+use crate::digest::cut_utf8;
 
 /// `source` of every alert that came from Alertmanager.
 pub const SOURCE: &str = "alertmanager";
@@ -111,21 +112,7 @@ pub fn parse_notification(
     received_ms: i64,
     severity_map: &BTreeMap<String, Severity>,
 ) -> Result<Notification, AlertError> {
-    // The same checks and messages as `alert::parse_body`, so both endpoints answer alike.
-    if let Err(e) = std::str::from_utf8(body) {
-        return Err(AlertError::Malformed(format!(
-            "body is not valid UTF-8 at byte {}",
-            e.valid_up_to()
-        )));
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        AlertError::Malformed(format!(
-            "malformed JSON at line {} column {}: {}",
-            e.line(),
-            e.column(),
-            strip_position(&e.to_string())
-        ))
-    })?;
+    let value = crate::alert::decode_json(body)?;
     parse_notification_value(&value, received_ms, severity_map)
 }
 
@@ -499,45 +486,11 @@ fn is_zero_time(s: &str) -> bool {
     s.starts_with("0001-01-01T00:00:00")
 }
 
-/// The longest prefix of `s` of at most `max_bytes` bytes that ends on a char boundary.
-fn cut_utf8(s: &str, max_bytes: usize) -> &str {
-    if s.len() <= max_bytes {
-        return s;
-    }
-    let mut end = max_bytes;
-    // Index 0 is always a boundary, so this stops.
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-// `kind` and `strip_position` repeat `crate::alert`'s private helpers, so that messages read the
-// same on both endpoints.
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// Like [`kind`], but a number is shown, since for a count its value is what is wrong.
 fn describe(v: &Value) -> String {
     match v {
         Value::Number(n) => format!("{n}"),
         other => kind(other).to_string(),
-    }
-}
-
-/// serde_json appends " at line L column C" to its messages; we print the position ourselves.
-fn strip_position(msg: &str) -> &str {
-    match msg.rfind(" at line ") {
-        Some(i) => &msg[..i],
-        None => msg,
     }
 }
 

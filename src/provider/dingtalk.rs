@@ -79,7 +79,14 @@ impl DingTalk {
 
 /// The JSON body DingTalk receives for a digest.
 pub fn message_body(title: &str, text: &str, mentions: &Mention) -> serde_json::Value {
-    let mut body = json!({"msgtype": "markdown", "markdown": {"title": title, "text": text}});
+    with_mentions(
+        json!({"msgtype": "markdown", "markdown": {"title": title, "text": text}}),
+        mentions,
+    )
+}
+
+/// Adds DingTalk's `at` object when the digest mentions anyone.
+fn with_mentions(mut body: serde_json::Value, mentions: &Mention) -> serde_json::Value {
     if !mentions.is_empty() {
         body["at"] = mentions.at_object();
     }
@@ -93,7 +100,7 @@ pub fn action_card_body(
     mentions: &Mention,
     url: &str,
 ) -> serde_json::Value {
-    let mut body = json!({
+    let body = json!({
         "msgtype": "actionCard",
         "actionCard": {
             "title": title,
@@ -103,10 +110,7 @@ pub fn action_card_body(
             "singleURL": url,
         }
     });
-    if !mentions.is_empty() {
-        body["at"] = mentions.at_object();
-    }
-    body
+    with_mentions(body, mentions)
 }
 
 /// 加签: base64(HMAC-SHA256(key = secret, message = "{timestamp_ms}\n{secret}")), not URL-encoded.
