@@ -123,6 +123,26 @@ impl Client {
         Ok(ids)
     }
 
+    pub async fn dead(&self, robot: Option<&str>) -> Result<Value, ClientError> {
+        let url = format!("{}/v1/dead", self.base);
+        let mut req = self.http.get(&url);
+        if let Some(r) = robot {
+            req = req.query(&[("robot", r)]);
+        }
+        self.call(req, &url).await
+    }
+
+    pub async fn replay(
+        &self,
+        robot: Option<&str>,
+        id: Option<u64>,
+        to: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let url = format!("{}/v1/dead/replay", self.base);
+        let body = json!({"robot": robot, "id": id, "to": to});
+        self.call(self.http.post(&url).json(&body), &url).await
+    }
+
     pub async fn status(&self) -> Result<Value, ClientError> {
         let url = format!("{}/v1/status", self.base);
         self.call(self.http.get(&url), &url).await
@@ -196,6 +216,27 @@ pub fn alert_from_flags(
         m.insert("labels".into(), Value::Object(l));
     }
     a
+}
+
+/// Prints `sluice dead list` as lines.
+pub fn dead_table(answer: &Value) -> String {
+    let empty = Vec::new();
+    let dead = answer["dead"].as_array().unwrap_or(&empty);
+    if dead.is_empty() {
+        return "no dead digests\n".to_string();
+    }
+    let mut out = String::new();
+    for d in dead {
+        out.push_str(&format!(
+            "#{}  robot {}  {} alerts  {}  — {}\n",
+            d["id"],
+            d["robot"].as_str().unwrap_or("?"),
+            d["alerts"],
+            d["title"].as_str().unwrap_or(""),
+            d["last_error"].as_str().unwrap_or("-"),
+        ));
+    }
+    out
 }
 
 /// Prints `sluice status` as a table.

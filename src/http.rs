@@ -21,7 +21,7 @@ use crate::config::{Config, redact_url};
 use crate::limit::Clock;
 use crate::robot::RobotHandle;
 use crate::route::Subject;
-use crate::store::{Claim, DigestState, Slot, Store};
+use crate::store::{Claim, DigestRecord, DigestState, ReplayError, Slot, Store};
 
 /// Shared by every request.
 #[derive(Clone)]
@@ -39,6 +39,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alertmanager", post(post_alertmanager))
         .route("/v1/status", get(get_status))
         .route("/v1/digests/{id}", get(get_digest))
+        .route("/v1/dead", get(get_dead))
+        .route("/v1/dead/replay", post(post_replay))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(api)
@@ -492,4 +494,160 @@ async fn get_digest(State(state): State<AppState>, Path(id): Path<String>) -> Re
         "alerts": alerts,
     }))
     .into_response()
+}
+
+#[derive(Deserialize)]
+struct DeadQuery {
+    robot: Option<String>,
+}
+
+fn dead_entry(d: &DigestRecord) -> Value {
+    json!({
+        "id": d.id,
+        "robot": d.robot,
+        "alerts": d.count(),
+        "title": d.title,
+        "attempts": d.attempts,
+        "sealed_ms": d.sealed_ms,
+        "last_error": d.last_error,
+    })
+}
+
+/// Dead digests (refused for good by their robot), oldest first, optionally of one robot.
+async fn get_dead(State(state): State<AppState>, Query(q): Query<DeadQuery>) -> Response {
+    let mut dead = Vec::new();
+    for d in state.store.digests() {
+        match d {
+            Ok(d)
+                if d.state == DigestState::Dead
+                    && q.robot.as_ref().is_none_or(|r| *r == d.robot) =>
+            {
+                dead.push(dead_entry(&d));
+            }
+            Ok(_) => {}
+            Err(e) => return unavailable(format!("cannot read the dead letters: {e}")),
+        }
+    }
+    Json(json!({"dead": dead})).into_response()
+}
+
+/// Which dead digests to replay, and where to. No `id` and no `robot`: all of them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayRequest {
+    id: Option<u64>,
+    robot: Option<String>,
+    /// Queue the alerts for this robot instead of their own.
+    to: Option<String>,
+}
+
+async fn post_replay(State(state): State<AppState>, body: Bytes) -> Response {
+    let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayRequest {
+            id: None,
+            robot: None,
+            to: None,
+        }
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "expected {{\"id\": N, \"robot\": \"R\", \"to\": \"OTHER\"}} (all optional): {e}"
+                    ),
+                );
+            }
+        }
+    };
+    for (field, name) in [("robot", &req.robot), ("to", &req.to)] {
+        if let Some(r) = name
+            && !state.robots.contains_key(r)
+        {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{field}: unknown robot {r:?}; configured robots: {}",
+                    state.config.robot_names()
+                ),
+            );
+        }
+    }
+    let ids: Vec<u64> = match req.id {
+        Some(id) => vec![id],
+        None => {
+            let mut ids = Vec::new();
+            for d in state.store.digests() {
+                match d {
+                    Ok(d)
+                        if d.state == DigestState::Dead
+                            && req.robot.as_ref().is_none_or(|r| *r == d.robot) =>
+                    {
+                        ids.push(d.id)
+                    }
+                    Ok(_) => {}
+                    Err(e) => return unavailable(format!("cannot read the dead letters: {e}")),
+                }
+            }
+            ids
+        }
+    };
+    // Every target is checked before anything is replayed, so a request is done whole or not at all.
+    let mut plan = Vec::with_capacity(ids.len());
+    for id in ids {
+        let target = match (&req.to, state.store.digest(id)) {
+            (_, Ok(None)) => return error(StatusCode::NOT_FOUND, format!("no digest #{id}")),
+            (_, Err(e)) => return unavailable(format!("cannot read digest #{id}: {e}")),
+            (_, Ok(Some(d))) if d.state != DigestState::Dead => {
+                return error(
+                    StatusCode::CONFLICT,
+                    ReplayError::NotDead(id, d.state).to_string(),
+                );
+            }
+            (Some(to), Ok(Some(_))) => to.clone(),
+            (None, Ok(Some(d))) => d.robot,
+        };
+        if !state.robots.contains_key(&target) {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "digest #{id} belongs to robot {target:?}, which is not configured; name one with \"to\" (configured robots: {})",
+                    state.config.robot_names()
+                ),
+            );
+        }
+        plan.push((id, target));
+    }
+    let now = state.clock.now_ms();
+    let mut replayed = Vec::new();
+    let mut alerts = 0;
+    for (id, target) in plan {
+        match state.store.replay(id, &target, now) {
+            Ok(d) => {
+                alerts += d.count();
+                if let Some(h) = state.robots.get(&d.robot) {
+                    let mut s = h.status.lock().expect("status lock");
+                    s.dead = s.dead.saturating_sub(1);
+                }
+                replayed.push(json!({"id": d.id, "alerts": d.count(), "to": target}));
+            }
+            Err(e @ ReplayError::NotFound(_)) => {
+                return error(StatusCode::NOT_FOUND, e.to_string());
+            }
+            Err(e @ ReplayError::NotDead(..)) => return error(StatusCode::CONFLICT, e.to_string()),
+            Err(ReplayError::Store(e)) => {
+                return unavailable(format!("cannot replay digest #{id}: {e}"));
+            }
+        }
+    }
+    if let Err(e) = state.store.commit().await {
+        return unavailable(format!("the replayed alerts are not durable: {e}"));
+    }
+    for r in &replayed {
+        if let Some(h) = r["to"].as_str().and_then(|to| state.robots.get(to)) {
+            h.wake.notify_one();
+        }
+    }
+    Json(json!({"replayed": replayed, "alerts": alerts})).into_response()
 }

@@ -66,7 +66,7 @@ pub async fn serve(
         match d.state {
             DigestState::Pending => outboxes.entry(d.robot.clone()).or_default().push(d),
             DigestState::Dead => *dead.entry(d.robot.clone()).or_default() += 1,
-            DigestState::Sent => {}
+            DigestState::Sent | DigestState::Replayed => {}
         }
     }
     for (robot, digests) in &outboxes {

@@ -39,6 +39,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Digests a robot refused for good: list them, or queue their alerts again.
+    Dead {
+        #[command(subcommand)]
+        action: Option<DeadAction>,
+    },
     /// Validate a config file and print the robots it defines (secrets redacted).
     Check {
         #[arg(short, long)]
@@ -47,6 +52,32 @@ enum Command {
         /// (`severity` and `source` are the alert's own fields).
         #[arg(long, value_name = "LABELS")]
         route: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadAction {
+    /// List dead digests (the default).
+    List {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only this robot's.
+        #[arg(long)]
+        robot: Option<String>,
+    },
+    /// Queue dead digests' alerts again: all of them, one robot's, or one digest.
+    Replay {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only this robot's dead digests.
+        #[arg(long)]
+        robot: Option<String>,
+        /// Only this digest.
+        #[arg(long)]
+        id: Option<u64>,
+        /// Send them to this robot instead of their own.
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 
@@ -126,6 +157,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 print!("{}", client::status_table(&status));
+            }
+            Ok(())
+        }
+        Command::Dead { action } => {
+            match action.unwrap_or(DeadAction::List {
+                conn: Conn {
+                    server: std::env::var("SLUICE_SERVER").ok(),
+                    config: None,
+                    token: std::env::var("SLUICE_TOKEN").ok(),
+                },
+                robot: None,
+            }) {
+                DeadAction::List { conn, robot } => {
+                    let dead = connect(&conn)?.dead(robot.as_deref()).await?;
+                    print!("{}", client::dead_table(&dead));
+                }
+                DeadAction::Replay {
+                    conn,
+                    robot,
+                    id,
+                    to,
+                } => {
+                    let answer = connect(&conn)?
+                        .replay(robot.as_deref(), id, to.as_deref())
+                        .await?;
+                    let digests = answer["replayed"].as_array().map_or(0, Vec::len);
+                    println!(
+                        "replayed {digests} dead digest{}: {} alert{} queued again",
+                        if digests == 1 { "" } else { "s" },
+                        answer["alerts"],
+                        if answer["alerts"] == 1 { "" } else { "s" },
+                    );
+                }
             }
             Ok(())
         }

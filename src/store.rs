@@ -75,6 +75,16 @@ impl From<sled::transaction::TransactionError<()>> for StoreError {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("no digest #{0}")]
+    NotFound(u64),
+    #[error("digest #{0} is {state}, not dead; only dead digests can be replayed", state = .1.as_str())]
+    NotDead(u64, DigestState),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DigestState {
@@ -84,6 +94,8 @@ pub enum DigestState {
     Sent,
     /// The robot refused this message for good (message-level error); replayable.
     Dead,
+    /// A dead digest whose alerts were queued again (`replayed_to`); kept until retention.
+    Replayed,
 }
 
 impl DigestState {
@@ -92,6 +104,7 @@ impl DigestState {
             DigestState::Pending => "pending",
             DigestState::Sent => "sent",
             DigestState::Dead => "dead",
+            DigestState::Replayed => "replayed",
         }
     }
 }
@@ -123,6 +136,11 @@ pub struct DigestRecord {
     /// Whom the message @-mentions (already written into `text`).
     #[serde(default)]
     pub mentions: crate::mention::Mention,
+    /// For a replayed dead digest: the robot its alerts were queued for again, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_ms: Option<i64>,
 }
 
 impl DigestRecord {
@@ -658,6 +676,8 @@ impl Store {
             title: rendered.title,
             text: rendered.text,
             mentions,
+            replayed_to: None,
+            replayed_ms: None,
         };
         let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Io(e.to_string()))?;
         let cursor_key = meta_key("cursor", robot);
@@ -734,10 +754,14 @@ impl Store {
         let mut gone = 0;
         for d in self.digests() {
             let d = d?;
-            let Some(sent) = d.sent_ms else { continue };
-            if d.state != DigestState::Sent
-                || sent + retention(&d.robot).as_millis() as i64 > now_ms
-            {
+            // Delivered and replayed digests expire with retention; pending and dead ones stay.
+            let done = match d.state {
+                DigestState::Sent => d.sent_ms,
+                DigestState::Replayed => d.replayed_ms,
+                DigestState::Pending | DigestState::Dead => None,
+            };
+            let Some(done) = done else { continue };
+            if done + retention(&d.robot).as_millis() as i64 > now_ms {
                 continue;
             }
             let mut batch = sled::Batch::default();
@@ -781,6 +805,31 @@ impl Store {
             }
         }
         Ok(gone)
+    }
+
+    /// Queues a dead digest's alerts again for robot `to` (its own robot or another) and marks
+    /// it replayed. Not durable until [`Store::commit`]. Alerts are queued before the digest is
+    /// marked, so a crash in between can replay them twice, never lose them.
+    pub fn replay(&self, id: u64, to: &str, now_ms: i64) -> Result<DigestRecord, ReplayError> {
+        let mut d = self
+            .digest(id)
+            .map_err(ReplayError::Store)?
+            .ok_or(ReplayError::NotFound(id))?;
+        if d.state != DigestState::Dead {
+            return Err(ReplayError::NotDead(id, d.state));
+        }
+        let alerts: Vec<Alert> = self
+            .digest_alerts(&d)
+            .map_err(ReplayError::Store)?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
+        self.append(to, &alerts).map_err(ReplayError::Store)?;
+        d.state = DigestState::Replayed;
+        d.replayed_to = Some(to.to_string());
+        d.replayed_ms = Some(now_ms);
+        self.update_digest(&d).map_err(ReplayError::Store)?;
+        Ok(d)
     }
 
     pub fn size_on_disk(&self) -> u64 {

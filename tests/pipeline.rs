@@ -523,3 +523,108 @@ body_template = """
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_digests_are_listed_and_replayed_to_their_robot_or_another() {
+    let fake = fake().await;
+    fake.add_robot("dq-token", None, &[]);
+    fake.push_fault("ops-token", Fault::Errcode(430102, "含有不合适的文本"));
+    fake.push_fault("ops-token", Fault::Errcode(460101, "message too long"));
+    let extra = format!(
+        "\n[robots.dq]\nwebhook = \"{}\"\nwindow = \"50ms\"\n",
+        fake.webhook("dq-token")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&config(&fake, "50ms", &extra), dir.path()).await;
+
+    d.post(&alerts("ops", "first refused", 3)).await;
+    d.wait_status("ops", Duration::from_secs(3), |s| num(s, "dead") == 1)
+        .await;
+    d.post(&alerts("ops", "second refused", 2)).await;
+    d.wait_status("ops", Duration::from_secs(3), |s| num(s, "dead") == 2)
+        .await;
+
+    let server = d.addr.to_string();
+    let (code, out, err) =
+        support::daemon::run_cli(&["dead", "list", "--server", &server], None, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains("430102") && out.contains("460101"), "{out}");
+    let (_, dead) = d.get("/v1/dead?robot=ops").await;
+    let ids: Vec<u64> = dead["dead"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+
+    // The first goes back to its own robot, which now accepts it.
+    let (code, out, err) = support::daemon::run_cli(
+        &[
+            "dead",
+            "replay",
+            "--server",
+            &server,
+            "--id",
+            &ids[0].to_string(),
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "replayed 1 dead digest: 3 alerts queued again");
+    let got = fake
+        .wait_for("ops-token", Duration::from_secs(5), |a| {
+            footers_total(a) >= 3
+        })
+        .await;
+    assert!(got[0].text.contains("first refused 0"), "{}", got[0].text);
+
+    // The second goes to another robot.
+    let (code, out, err) = support::daemon::run_cli(
+        &[
+            "dead", "replay", "--server", &server, "--robot", "ops", "--to", "dq",
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "replayed 1 dead digest: 2 alerts queued again");
+    let got = fake
+        .wait_for("dq-token", Duration::from_secs(5), |a| {
+            footers_total(a) >= 2
+        })
+        .await;
+    assert!(got[0].text.contains("second refused 1"), "{}", got[0].text);
+
+    // Nothing is dead any more; replaying a replayed digest is refused.
+    assert_eq!(num(&d.robot_status("ops").await, "dead"), 0);
+    let (_, dead) = d.get("/v1/dead").await;
+    assert_eq!(dead["dead"], json!([]));
+    let (code, _, err) = support::daemon::run_cli(
+        &[
+            "dead",
+            "replay",
+            "--server",
+            &server,
+            "--id",
+            &ids[0].to_string(),
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("HTTP 409") && err.contains("is replayed, not dead"),
+        "{err}"
+    );
+    let (code, _, err) = support::daemon::run_cli(
+        &["dead", "replay", "--server", &server, "--to", "nope"],
+        None,
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("to: unknown robot \"nope\""), "{err}");
+    d.stop().await;
+}
