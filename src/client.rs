@@ -258,9 +258,23 @@ pub fn status_table(status: &Value) -> String {
             Value::Null => "-".into(),
             v => v.to_string(),
         };
+        // A robot in trouble says for how long.
+        let mut state = s("state");
+        if matches!(state.as_str(), "blocked" | "throttled" | "backoff")
+            && let Some(since) = r["since_ms"].as_i64()
+        {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let secs = ((now - since).max(0) / 1000) as u64;
+            state = format!(
+                "{state} {}",
+                humantime::format_duration(Duration::from_secs(secs))
+            );
+        }
         rows.push([
             s("robot"),
-            s("state"),
+            state,
             s("pending"),
             s("outbox"),
             format!(

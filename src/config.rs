@@ -162,6 +162,8 @@ pub struct Timing {
     pub blocked_probe: Duration,
     pub request_timeout: Duration,
     pub retention: Duration,
+    /// Most alerts waiting for a digest; beyond it ingest answers 503 instead of growing.
+    pub max_pending: u64,
 }
 
 impl Default for Timing {
@@ -176,6 +178,7 @@ impl Default for Timing {
             blocked_probe: Duration::from_secs(300),
             request_timeout: Duration::from_secs(10),
             retention: Duration::from_secs(7 * 86_400),
+            max_pending: 1_000_000,
         }
     }
 }
@@ -238,6 +241,7 @@ struct RawTiming {
     blocked_probe: Option<String>,
     request_timeout: Option<String>,
     retention: Option<String>,
+    max_pending: Option<i64>,
     timezone: Option<String>,
     title_template: Option<String>,
     body_template: Option<String>,
@@ -272,6 +276,7 @@ struct RawRobot {
     blocked_probe: Option<String>,
     request_timeout: Option<String>,
     retention: Option<String>,
+    max_pending: Option<i64>,
     timezone: Option<String>,
     title_template: Option<String>,
     body_template: Option<String>,
@@ -292,6 +297,7 @@ impl RawRobot {
             blocked_probe: self.blocked_probe.clone(),
             request_timeout: self.request_timeout.clone(),
             retention: self.retention.clone(),
+            max_pending: self.max_pending,
             timezone: self.timezone.clone(),
             title_template: self.title_template.clone(),
             body_template: self.body_template.clone(),
@@ -774,6 +780,15 @@ fn timing(
             base.request_timeout,
         )?,
         retention: dur("retention", &raw.retention, base.retention)?,
+        max_pending: match raw.max_pending {
+            None => base.max_pending,
+            Some(n) if (1..=1_000_000_000).contains(&n) => n as u64,
+            Some(n) => {
+                return Err(fail(format!(
+                    "{section}.max_pending: {n} is out of range; expected 1 to 1000000000 alerts"
+                )));
+            }
+        },
     };
     let positive = [
         ("rate_period", t.rate_period),

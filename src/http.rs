@@ -191,6 +191,23 @@ async fn enqueue(state: &AppState, bound: &[Bound]) -> Result<(Vec<String>, usiz
     for (i, b) in bound.iter().enumerate() {
         by_robot.entry(b.robot.as_str()).or_default().push(i);
     }
+    // The pending cap is checked for every robot before anything is written.
+    for (robot, positions) in &by_robot {
+        let Some(h) = state.robots.get(*robot) else {
+            continue;
+        };
+        let cap = h.config.timing.max_pending;
+        let pending = state.store.pending(robot).map_err(|e| {
+            Box::new(unavailable(format!(
+                "the store cannot accept alerts right now: {e}"
+            )))
+        })?;
+        if pending + positions.len() as u64 > cap {
+            return Err(Box::new(unavailable(format!(
+                "robot {robot} already has {pending} alerts pending (max_pending = {cap}); retry later"
+            ))));
+        }
+    }
     let mut ids = vec![String::new(); bound.len()];
     let mut duplicates = 0;
     let mut woken = Vec::new();

@@ -420,3 +420,33 @@ async fn a_full_disk_answers_503_and_keeps_what_was_acknowledged() {
     // Shutting down on a full disk may fail to write the marker; it must still stop.
     let _ = d.stop_with_result().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_pending_refuses_with_503_instead_of_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        TWO_CONSOLE_ROBOTS.replace("window = \"100ms\"", "window = \"1h\"\nmax_pending = 3");
+    let d = Daemon::start(&config, dir.path()).await;
+    let (status, _) = d
+        .post(&json!([{"robot": "ops", "title": "a"}, {"robot": "ops", "title": "b"}]))
+        .await;
+    assert_eq!(status, 202);
+    let r = reqwest::Client::new()
+        .post(d.url("/v1/alerts"))
+        .json(&json!([{"robot": "dq", "title": "c"}, {"robot": "ops", "title": "d"}, {"robot": "ops", "title": "e"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        "robot ops already has 2 alerts pending (max_pending = 3); retry later"
+    );
+    // Refused whole: dq got nothing either.
+    assert_eq!(num(&d.robot_status("dq").await, "pending"), 0);
+    let (status, _) = d.post(&json!({"robot": "ops", "title": "fits"})).await;
+    assert_eq!(status, 202);
+    d.stop().await;
+}

@@ -278,6 +278,24 @@ async fn robot_level_error_blocks_the_robot_and_keeps_its_alerts() {
     let s = d.robot_status("ops").await;
     assert_eq!(num(&s, "pending"), 5, "{s}");
     assert_eq!(num(&s, "dead"), 0, "a robot-level error never dead-letters");
+    // `sluice status` says how long it has been blocked, and why.
+    let (code, table, _) =
+        support::daemon::run_cli(&["status", "--server", &d.addr.to_string()], None, &[]);
+    assert_eq!(code, 0);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("ops "))
+        .unwrap_or_default();
+    assert!(
+        line.contains("blocked ") && line.contains("errcode 300001"),
+        "{table}"
+    );
+    assert!(
+        line.split_whitespace()
+            .nth(2)
+            .is_some_and(|d| d.ends_with('s') || d.ends_with("ms")),
+        "{table}"
+    );
     // Probes are rare: every 400 ms here, not a retry storm.
     let probes = fake.requests("ops-token").len();
     assert!(probes <= 5, "{probes} requests while blocked");
