@@ -217,6 +217,7 @@ struct RawServer {
     data_dir: Option<String>,
     #[serde(default)]
     auth_tokens: Vec<String>,
+    auth_tokens_file: Option<String>,
     public_url: Option<String>,
     max_body: Option<RawSize>,
     cache_size: Option<RawSize>,
@@ -255,7 +256,9 @@ struct RawTiming {
 struct RawRobot {
     provider: Option<String>,
     webhook: Option<String>,
+    webhook_file: Option<String>,
     secret: Option<String>,
+    secret_file: Option<String>,
     #[serde(default)]
     keywords: Vec<String>,
     #[serde(default)]
@@ -388,6 +391,24 @@ impl Config {
             }
             auth_tokens.push(t);
         }
+        if let Some(path) = expand_opt("server.auth_tokens_file", &s.auth_tokens_file)? {
+            let text =
+                read_secret_file("server.auth_tokens_file", &path, base_dir).map_err(&fail)?;
+            // One token per line; blank lines and `#` comments are skipped.
+            for (n, line) in text.lines().enumerate() {
+                let t = line.trim();
+                if t.is_empty() || t.starts_with('#') {
+                    continue;
+                }
+                if t.len() < 8 {
+                    return Err(fail(format!(
+                        "server.auth_tokens_file: line {}: a token must be at least 8 characters",
+                        n + 1
+                    )));
+                }
+                auth_tokens.push(t.to_string());
+            }
+        }
         let public_url = expand_opt("server.public_url", &s.public_url)?
             .filter(|u| !u.is_empty())
             .map(|u| {
@@ -446,8 +467,26 @@ impl Config {
                     )));
                 }
             };
-            let webhook = expand_opt(&at("webhook"), &r.webhook)?.filter(|w| !w.is_empty());
-            let secret = expand_opt(&at("secret"), &r.secret)?.filter(|s| !s.is_empty());
+            let from_file =
+                |inline: &str, file: &str, iv: &Option<String>, fv: &Option<String>| match (
+                    expand_opt(&at(inline), iv)?,
+                    expand_opt(&at(file), fv)?,
+                ) {
+                    (Some(_), Some(_)) => Err(fail(format!(
+                        "{} and {}: give one or the other, not both",
+                        at(inline),
+                        at(file)
+                    ))),
+                    (Some(v), None) => Ok(Some(v)),
+                    (None, Some(path)) => read_secret_file(&at(file), &path, base_dir)
+                        .map(|t| Some(t.trim().to_string()))
+                        .map_err(&fail),
+                    (None, None) => Ok(None),
+                };
+            let webhook = from_file("webhook", "webhook_file", &r.webhook, &r.webhook_file)?
+                .filter(|w| !w.is_empty());
+            let secret = from_file("secret", "secret_file", &r.secret, &r.secret_file)?
+                .filter(|s| !s.is_empty());
             let mut keywords = Vec::new();
             for (i, k) in r.keywords.iter().enumerate() {
                 let k = expand(&format!("{}[{i}]", at("keywords")), k)?;
@@ -813,6 +852,14 @@ fn timing(
     Ok(t)
 }
 
+/// Reads a file holding a secret (a token, a webhook, a signing secret). The message names the
+/// key and the path, never the content.
+fn read_secret_file(key: &str, path: &str, base_dir: &Path) -> Result<String, String> {
+    let full = base_dir.join(path);
+    std::fs::read_to_string(&full)
+        .map_err(|e| format!("{key}: cannot read {}: {e}", full.display()))
+}
+
 /// `"30s"`, `"1m 30s"`, `"250ms"`, `"7d"` (humantime's syntax).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| {
@@ -1094,6 +1141,61 @@ mod tests {
         assert!(
             err.contains("defaults.body_template_file: cannot read"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "SECfromfile\n").unwrap();
+        std::fs::write(
+            dir.path().join("hook"),
+            "https://oapi.dingtalk.com/robot/send?access_token=filetok\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("tokens"),
+            "# ops team\nfirst-token-123\n\nsecond-token-456\n",
+        )
+        .unwrap();
+        let text = "[server]\nauth_tokens = [\"inline-token-0\"]\nauth_tokens_file = \"tokens\"\n[robots.ops]\nwebhook_file = \"hook\"\nsecret_file = \"secret\"\n";
+        let c = Config::parse_in(text, "t.toml", dir.path(), &|_| None).unwrap();
+        assert_eq!(
+            c.server.auth_tokens,
+            ["inline-token-0", "first-token-123", "second-token-456"]
+        );
+        assert_eq!(c.robots["ops"].secret.as_deref(), Some("SECfromfile"));
+        assert_eq!(
+            c.robots["ops"].webhook.as_deref(),
+            Some("https://oapi.dingtalk.com/robot/send?access_token=filetok")
+        );
+        let both = text.replace(
+            "secret_file = \"secret\"",
+            "secret_file = \"secret\"\nsecret = \"x\"",
+        );
+        let err = Config::parse_in(&both, "t.toml", dir.path(), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("robots.ops.secret and robots.ops.secret_file: give one or the other"),
+            "{err}"
+        );
+        let missing = text.replace("\"secret\"", "\"nope\"");
+        let err = Config::parse_in(&missing, "t.toml", dir.path(), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("robots.ops.secret_file: cannot read"), "{err}");
+        std::fs::write(dir.path().join("tokens"), "short\n").unwrap();
+        let err = Config::parse_in(text, "t.toml", dir.path(), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.auth_tokens_file: line 1: a token must be at least 8 characters"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("short"),
+            "the file's content stays out of messages: {err}"
         );
     }
 
