@@ -59,6 +59,8 @@ pub struct Server {
     pub public_url: Option<String>,
     /// Largest accepted request body, in bytes.
     pub max_body: usize,
+    /// Most alerts in one `POST /v1/alerts`.
+    pub max_alerts_per_request: usize,
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
 }
@@ -220,6 +222,7 @@ struct RawServer {
     auth_tokens_file: Option<String>,
     public_url: Option<String>,
     max_body: Option<RawSize>,
+    max_alerts_per_request: Option<i64>,
     cache_size: Option<RawSize>,
 }
 
@@ -435,6 +438,15 @@ impl Config {
             return Err(fail("server.max_body: at least 1KiB".into()));
         }
         let cache_bytes = size("server.cache_size", &s.cache_size, 64 << 20)?;
+        let max_alerts_per_request = match s.max_alerts_per_request {
+            None => 10_000,
+            Some(n) if (1..=1_000_000).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(fail(format!(
+                    "server.max_alerts_per_request: {n} is out of range; expected 1 to 1000000"
+                )));
+            }
+        };
 
         let defaults = timing(
             &Timing::default(),
@@ -645,6 +657,7 @@ impl Config {
                 auth_tokens,
                 public_url,
                 max_body: max_body as usize,
+                max_alerts_per_request,
                 cache_bytes,
             },
             robots,

@@ -284,6 +284,15 @@ async fn post_alerts(State(state): State<AppState>, headers: HeaderMap, body: Bo
 
     // Resolve every robot before writing anything: a batch is accepted whole or not at all.
     let n = incoming.len();
+    let most = state.config.server.max_alerts_per_request;
+    if n > most {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{n} alerts in one request, at most {most} (server.max_alerts_per_request); send them in smaller batches"
+            ),
+        );
+    }
     let mut bound = Vec::with_capacity(n);
     for (i, inc) in incoming.into_iter().enumerate() {
         let path = if n == 1 {

@@ -12,6 +12,7 @@ const TWO_CONSOLE_ROBOTS: &str = r#"
 listen = "{listen}"
 data_dir = "{data_dir}"
 max_body = "4KiB"
+max_alerts_per_request = 5
 
 [defaults]
 window = "100ms"
@@ -79,6 +80,11 @@ async fn bad_input_gets_a_specific_error_and_changes_nothing() {
             vec![b' '; 5000],
             413,
             "exceeds server.max_body (4096 bytes)",
+        ),
+        (
+            format!("[{}]", vec![r#"{"robot":"ops","title":"a"}"#; 6].join(",")).into_bytes(),
+            413,
+            "6 alerts in one request, at most 5 (server.max_alerts_per_request)",
         ),
     ];
     for (body, want_status, want) in cases {
@@ -376,6 +382,7 @@ async fn a_full_disk_answers_503_and_keeps_what_was_acknowledged() {
     let d = Daemon::start(
         TWO_CONSOLE_ROBOTS
             .replace("max_body = \"4KiB\"", "")
+            .replace("max_alerts_per_request = 5", "")
             .replace("window = \"100ms\"", "window = \"1h\"")
             .as_str(),
         &dir.path().join("data"),
