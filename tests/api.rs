@@ -82,7 +82,7 @@ async fn bad_input_gets_a_specific_error_and_changes_nothing() {
             "exceeds server.max_body (4096 bytes)",
         ),
         (
-            format!("[{}]", vec![r#"{"robot":"ops","title":"a"}"#; 6].join(",")).into_bytes(),
+            format!("[{}]", [r#"{"robot":"ops","title":"a"}"#; 6].join(",")).into_bytes(),
             413,
             "6 alerts in one request, at most 5 (server.max_alerts_per_request)",
         ),
