@@ -30,13 +30,18 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub robots: Arc<BTreeMap<String, RobotHandle>>,
     pub clock: Clock,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The API. Tests can drive it with `tower::ServiceExt::oneshot` or over a socket.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    let ingest = Router::new()
         .route("/v1/alerts", post(post_alerts))
         .route("/v1/alertmanager", post(post_alertmanager))
+        .route_layer(middleware::from_fn_with_state(state.clone(), count_ingest));
+    let api = Router::new()
+        .merge(ingest)
+        .route("/metrics", get(get_metrics))
         .route("/v1/status", get(get_status))
         .route("/v1/digests/{id}", get(get_digest))
         .route("/v1/dead", get(get_dead))
@@ -229,7 +234,7 @@ async fn enqueue(state: &AppState, bound: &[Bound]) -> Result<(Vec<String>, usiz
                     "the store cannot accept alerts right now: {e}"
                 )))
             })?;
-        let mut new = 0;
+        let mut new = 0u64;
         for (&i, slot) in positions.iter().zip(&slots) {
             ids[i] = format!("{robot}:{}", slot.seq());
             match slot {
@@ -238,7 +243,9 @@ async fn enqueue(state: &AppState, bound: &[Bound]) -> Result<(Vec<String>, usiz
             }
         }
         if let Some(h) = state.robots.get(*robot) {
-            let dropped = (positions.len() - new) as u64;
+            let dropped = positions.len() as u64 - new;
+            h.metrics.received.increment(new);
+            h.metrics.duplicates.increment(dropped);
             if dropped > 0 {
                 h.status.lock().expect("status lock").duplicates_dropped += dropped;
             }
@@ -676,4 +683,75 @@ async fn post_replay(State(state): State<AppState>, body: Bytes) -> Response {
         }
     }
     Json(json!({"replayed": replayed, "alerts": alerts})).into_response()
+}
+
+/// Counts ingest requests by endpoint and answer.
+async fn count_ingest(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let endpoint = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    state
+        .metrics
+        .counter(
+            "sluice_ingest_requests_total",
+            &[("endpoint", endpoint.as_str()), ("status", status.as_str())],
+        )
+        .increment(1);
+    response
+}
+
+/// Prometheus text format. The gauges describing the present are set here, at scrape time.
+async fn get_metrics(State(state): State<AppState>) -> Response {
+    let m = &state.metrics;
+    let now = state.clock.now_ms();
+    for (name, h) in state.robots.iter() {
+        let r = [("robot", name.as_str())];
+        let s = h.status();
+        let pending = state.store.pending(name).unwrap_or(0);
+        m.gauge("sluice_pending_alerts", &r).set(pending as f64);
+        let age = state
+            .store
+            .oldest_pending_ms(name)
+            .ok()
+            .flatten()
+            .map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0);
+        m.gauge("sluice_oldest_pending_age_seconds", &r).set(age);
+        for st in crate::metrics::STATES {
+            let on = if st == s.state { 1.0 } else { 0.0 };
+            m.gauge(
+                "sluice_robot_state",
+                &[("robot", name.as_str()), ("state", st.as_str())],
+            )
+            .set(on);
+        }
+        let period_ms = h.config.timing.rate_period.as_millis() as i64;
+        let in_period = s
+            .recent_sends
+            .iter()
+            .filter(|&&t| t > now - period_ms)
+            .count();
+        m.gauge("sluice_sends_in_period", &r).set(in_period as f64);
+        m.gauge("sluice_rate_limit", &r)
+            .set(f64::from(h.config.timing.rate_limit));
+        m.gauge("sluice_dead_digests", &r).set(s.dead as f64);
+        m.gauge("sluice_outbox_digests", &r).set(s.outbox as f64);
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = state.store.commit_stats();
+    m.counter("sluice_commit_flushes_total", &[])
+        .absolute(stats.flushes.load(Relaxed));
+    m.counter("sluice_commit_requests_total", &[])
+        .absolute(stats.requests.load(Relaxed));
+    m.gauge("sluice_commit_batch_largest", &[])
+        .set(stats.largest_batch.load(Relaxed) as f64);
+    m.gauge("sluice_store_size_bytes", &[])
+        .set(state.store.size_on_disk() as f64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
 }

@@ -14,6 +14,7 @@ pub mod digest;
 pub mod http;
 pub mod limit;
 pub mod mention;
+pub mod metrics;
 pub mod provider;
 pub mod robot;
 pub mod route;
@@ -76,13 +77,14 @@ pub async fn serve(
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = crate::metrics::Metrics::new();
     let owners = Arc::new(config.owners.clone());
     let mut robots = BTreeMap::new();
     let mut tasks = Vec::new();
     for (name, rc) in &config.robots {
         let mut status = RobotStatus::new(clock.now_ms());
         status.dead = dead.get(name).copied().unwrap_or(0);
-        let handle = RobotHandle::new(rc.clone(), status);
+        let handle = RobotHandle::new(rc.clone(), status, metrics.robot(name));
         let task = RobotTask {
             handle: handle.clone(),
             store: store.clone(),
@@ -114,6 +116,7 @@ pub async fn serve(
         store: store.clone(),
         robots: Arc::new(robots),
         clock,
+        metrics,
     };
     tokio::spawn(async move {
         shutdown.await;

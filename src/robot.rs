@@ -19,6 +19,7 @@ use crate::config::Robot;
 use crate::digest::{DigestSpec, render};
 use crate::limit::{Clock, RateGuard};
 use crate::mention;
+use crate::metrics::RobotMetrics;
 use crate::provider::{Outcome, Provider};
 use crate::store::{DigestRecord, DigestState, Store};
 
@@ -105,14 +106,16 @@ pub struct RobotHandle {
     pub config: Robot,
     pub wake: Arc<Notify>,
     pub status: Arc<Mutex<RobotStatus>>,
+    pub metrics: RobotMetrics,
 }
 
 impl RobotHandle {
-    pub fn new(config: Robot, status: RobotStatus) -> RobotHandle {
+    pub fn new(config: Robot, status: RobotStatus, metrics: RobotMetrics) -> RobotHandle {
         RobotHandle {
             config,
             wake: Arc::new(Notify::new()),
             status: Arc::new(Mutex::new(status)),
+            metrics,
         }
     }
 
@@ -316,6 +319,19 @@ impl RobotTask {
             digest.attempts += 1;
 
             // 5. Act on the answer.
+            let m = &self.handle.metrics;
+            m.attempt(&outcome);
+            match &outcome {
+                Outcome::Ok => {
+                    m.sent.increment(1);
+                    m.delivered.increment(digest.count());
+                    m.per_digest.record(digest.count() as f64);
+                    m.latency
+                        .record((done - digest.oldest_ms).max(0) as f64 / 1000.0);
+                }
+                Outcome::Message(_) => m.dead.increment(1),
+                _ => {}
+            }
             let reason = outcome.reason().map(str::to_string);
             digest.last_error = reason.clone();
             match &outcome {
