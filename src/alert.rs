@@ -536,6 +536,46 @@ mod tests {
         assert_eq!(given[0].alert.fingerprint, "abc");
     }
 
+    proptest::proptest! {
+        /// Whatever the bytes, parsing answers: alerts that satisfy the limits, or an error.
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            if let Ok(alerts) = parse_body(&body, 0) {
+                for a in alerts {
+                    proptest::prop_assert!(!a.alert.title.trim().is_empty());
+                    proptest::prop_assert!(a.alert.title.len() <= MAX_TITLE_BYTES);
+                }
+            }
+        }
+
+        /// Any text, ASCII or not, near the RFC 3339 shape or far from it.
+        #[test]
+        fn any_time_text_parses_or_is_refused(t in "(\\PC|[0-9T:+Z.-]){0,40}") {
+            let _ = parse_rfc3339_ms(&t);
+        }
+
+        /// JSON-shaped input with arbitrary field values: never a panic, and every error names a path.
+        #[test]
+        fn alert_shaped_json_never_panics(
+            title in proptest::option::of(".{0,40}"),
+            severity in proptest::option::of("[a-z]{0,9}"),
+            time in proptest::option::of("[0-9T:+Z.-]{0,30}"),
+            label in "[a-z]{0,5}",
+            value in ".{0,10}",
+        ) {
+            let mut m = serde_json::Map::new();
+            if let Some(t) = title { m.insert("title".into(), t.into()); }
+            if let Some(s) = severity { m.insert("severity".into(), s.into()); }
+            if let Some(t) = time { m.insert("time".into(), t.into()); }
+            m.insert("labels".into(), serde_json::json!({ label: value }));
+            match parse_value(serde_json::Value::Object(m), 0) {
+                Ok(a) => proptest::prop_assert_eq!(a.len(), 1),
+                Err(AlertError::Invalid { path, .. }) => proptest::prop_assert!(!path.is_empty()),
+                Err(AlertError::Malformed(m)) => proptest::prop_assert!(false, "decoded JSON called malformed: {}", m),
+            }
+        }
+    }
+
     #[test]
     fn rfc3339_times() {
         assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
