@@ -52,6 +52,9 @@ enum Command {
         /// (`severity` and `source` are the alert's own fields).
         #[arg(long, value_name = "LABELS")]
         route: Option<String>,
+        /// Send one test message to this robot and report its answer.
+        #[arg(long, value_name = "ROBOT", conflicts_with = "route")]
+        ping: Option<String>,
     },
 }
 
@@ -193,8 +196,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Check { config, route } => {
+        Command::Check {
+            config,
+            route,
+            ping,
+        } => {
             let c = Config::load(&config)?;
+            if let Some(name) = ping {
+                let Some(robot) = c.robots.get(&name) else {
+                    bail!(
+                        "--ping: unknown robot {name:?}; configured robots: {}",
+                        c.robot_names()
+                    );
+                };
+                let provider =
+                    sluice::provider::Provider::new(robot, c.server.public_url.as_deref());
+                let outcome = provider.ping(robot).await;
+                use sluice::provider::Outcome;
+                return match outcome {
+                    Outcome::Ok => {
+                        println!("robot {name} accepted the test message");
+                        Ok(())
+                    }
+                    Outcome::Throttled(r) => {
+                        bail!("robot {name} is rate-limiting us right now: {r}")
+                    }
+                    Outcome::Transient(r) => bail!("cannot reach robot {name} right now: {r}"),
+                    Outcome::Robot(r) => bail!(
+                        "robot {name} refuses our messages: {r}; check its access_token, secret, keywords and IP allow-list"
+                    ),
+                    Outcome::Message(r) => bail!("robot {name} refused the test message: {r}"),
+                };
+            }
             if let Some(spec) = route {
                 let mut labels = sluice::route::parse_label_list(&spec)
                     .map_err(|e| anyhow::anyhow!("--route: {e}"))?;

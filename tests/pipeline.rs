@@ -646,3 +646,54 @@ async fn dead_digests_are_listed_and_replayed_to_their_robot_or_another() {
     assert!(err.contains("to: unknown robot \"nope\""), "{err}");
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_ping_reports_the_robots_answer_in_words() {
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    let text = config(&fake, "1s", "")
+        .replace("{listen}", "127.0.0.1:9")
+        .replace("{data_dir}", "unused");
+    std::fs::write(&path, text).unwrap();
+    let cfg = path.to_str().unwrap().to_string();
+    let ping = move || {
+        let cfg = cfg.clone();
+        std::thread::spawn(move || {
+            support::daemon::run_cli(&["check", "-c", &cfg, "--ping", "ops"], None, &[])
+        })
+        .join()
+        .unwrap()
+    };
+
+    let (code, out, err) = ping();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "robot ops accepted the test message");
+    // Signed, and carrying the keyword, or the fake would have refused it.
+    let got = fake.accepted("ops-token");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].title.contains("告警"));
+
+    fake.push_fault(
+        "ops-token",
+        Fault::Errcode(310000, "keywords not in content"),
+    );
+    let (code, _, err) = ping();
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("sluice: robot ops refuses our messages: errcode 310000")
+            && err.contains("check its access_token, secret, keywords and IP allow-list"),
+        "{err}"
+    );
+    fake.go_offline().await;
+    let (code, _, err) = ping();
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("sluice: cannot reach robot ops right now: cannot connect"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("ops-token"),
+        "the token stays out of messages: {err}"
+    );
+}

@@ -82,6 +82,44 @@ impl Provider {
         }
     }
 
+    /// Sends one test message (`sluice check --ping`). It does not go through a daemon's rate
+    /// guard, so it counts against the robot's limit without the daemon knowing.
+    pub async fn ping(&self, robot: &Robot) -> Outcome {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        // A keyword-protected robot only takes messages that carry one.
+        let keyword = robot
+            .keywords
+            .first()
+            .map_or(String::new(), |k| format!("{k} "));
+        let title = format!("{keyword}sluice test message");
+        let text = format!(
+            "### {title}\n\nsluice can reach robot **{}**; digests will arrive here.",
+            robot.name
+        );
+        let record = DigestRecord {
+            id: 0,
+            robot: robot.name.clone(),
+            first_seq: 0,
+            end_seq: 0,
+            counts: Default::default(),
+            listed: 0,
+            state: crate::store::DigestState::Pending,
+            attempts: 0,
+            sealed_ms: now,
+            oldest_ms: now,
+            sent_ms: None,
+            last_error: None,
+            title,
+            text,
+            mentions: Default::default(),
+            replayed_to: None,
+            replayed_ms: None,
+        };
+        self.send(&record).await
+    }
+
     pub async fn send(&self, digest: &DigestRecord) -> Outcome {
         match self {
             Provider::DingTalk(d) => d.send(digest).await,
