@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use std::path::{Path, PathBuf};
+
 use serde_json::{Value, json};
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +85,19 @@ impl Client {
 
     /// Posts alerts in chunks; returns every id. On a failure, says how many went before it.
     pub async fn send(&self, alerts: Vec<Value>) -> Result<Vec<String>, ClientError> {
+        self.send_keyed(alerts, None).await
+    }
+
+    /// Like [`send`](Self::send); with a key, chunk `i` carries `Idempotency-Key: {key}-{i}`, so
+    /// sending the same alerts again under the same key (after a timeout, or from the spool)
+    /// queues nothing twice.
+    pub async fn send_keyed(
+        &self,
+        alerts: Vec<Value>,
+        key: Option<&str>,
+    ) -> Result<Vec<String>, ClientError> {
         let url = format!("{}/v1/alerts", self.base);
+        let mut chunk_no = 0;
         let total = alerts.len();
         let mut ids = Vec::with_capacity(total);
         let mut chunk: Vec<Value> = Vec::new();
@@ -96,25 +110,27 @@ impl Client {
             if full || items.peek().is_none() {
                 let body = Value::Array(std::mem::take(&mut chunk));
                 chunk_bytes = 0;
-                let answer = self
-                    .call(self.http.post(&url).json(&body), &url)
-                    .await
-                    .map_err(|e| match e {
-                        e if ids.is_empty() => e,
-                        ClientError::Refused {
-                            url,
-                            status,
-                            message,
-                        } => ClientError::Refused {
-                            url,
-                            status,
-                            message: format!(
-                                "{message} (the first {} of {total} alerts were accepted)",
-                                ids.len()
-                            ),
-                        },
-                        other => other,
-                    })?;
+                let mut req = self.http.post(&url).json(&body);
+                if let Some(k) = key {
+                    req = req.header("Idempotency-Key", format!("{k}-{chunk_no}"));
+                }
+                chunk_no += 1;
+                let answer = self.call(req, &url).await.map_err(|e| match e {
+                    e if ids.is_empty() => e,
+                    ClientError::Refused {
+                        url,
+                        status,
+                        message,
+                    } => ClientError::Refused {
+                        url,
+                        status,
+                        message: format!(
+                            "{message} (the first {} of {total} alerts were accepted)",
+                            ids.len()
+                        ),
+                    },
+                    other => other,
+                })?;
                 if let Some(got) = answer.get("ids").and_then(Value::as_array) {
                     ids.extend(got.iter().filter_map(Value::as_str).map(str::to_string));
                 }
@@ -146,6 +162,134 @@ impl Client {
     pub async fn status(&self) -> Result<Value, ClientError> {
         let url = format!("{}/v1/status", self.base);
         self.call(self.http.get(&url), &url).await
+    }
+}
+
+/// Alerts `sluice send` could not deliver because the daemon was unreachable, one file per
+/// send, named so that they sort in the order they were spooled. Each file keeps its idempotency
+/// key, so a send that half got through before is not queued twice when the spool is flushed.
+pub struct Spool {
+    dir: PathBuf,
+}
+
+#[derive(Debug, Default)]
+pub struct Flushed {
+    pub sends: usize,
+    pub alerts: usize,
+    /// Sends the daemon refused for good (4xx), moved to `rejected/` with the reason.
+    pub rejected: usize,
+}
+
+impl Spool {
+    pub fn new(dir: PathBuf) -> Spool {
+        Spool { dir }
+    }
+
+    /// `$XDG_CACHE_HOME/sluice/spool`, else `~/.cache/sluice/spool`.
+    pub fn default_dir() -> PathBuf {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir);
+        cache.join("sluice").join("spool")
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A new key, sortable by time: `<ms>-<pid>-<n>`.
+    pub fn new_key() -> String {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!(
+            "{ms:013}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Writes alerts under `key` (atomically: a crash leaves the file whole or absent).
+    pub fn push(&self, key: &str, alerts: &[Value]) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.dir.join(format!("{key}.json"));
+        let tmp = self.dir.join(format!(".{key}.tmp"));
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(alerts).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(path)
+    }
+
+    /// Spooled sends, oldest first: (key, path).
+    pub fn entries(&self) -> std::io::Result<Vec<(String, PathBuf)>> {
+        let mut out = Vec::new();
+        let dir = match std::fs::read_dir(&self.dir) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for entry in dir {
+            let path = entry?.path();
+            if let Some(key) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            {
+                out.push((key.to_string(), path));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Delivers spooled sends in order, each under its own key. Stops, keeping the rest, at the
+    /// first that cannot reach the daemon.
+    pub async fn flush(&self, client: &Client) -> Result<Flushed, ClientError> {
+        let mut done = Flushed::default();
+        let io =
+            |e: std::io::Error| ClientError::Input(format!("spool {}: {e}", self.dir.display()));
+        for (key, path) in self.entries().map_err(io)? {
+            let alerts: Vec<Value> = match std::fs::read(&path).map(|b| serde_json::from_slice(&b))
+            {
+                Ok(Ok(a)) => a,
+                _ => {
+                    self.reject(&path, "unreadable spool file").map_err(io)?;
+                    done.rejected += 1;
+                    continue;
+                }
+            };
+            let n = alerts.len();
+            match client.send_keyed(alerts, Some(&key)).await {
+                Ok(_) => {
+                    std::fs::remove_file(&path).map_err(io)?;
+                    done.sends += 1;
+                    done.alerts += n;
+                }
+                Err(ClientError::Refused {
+                    status, message, ..
+                }) if (400..500).contains(&status) && status != 409 => {
+                    self.reject(&path, &format!("HTTP {status}: {message}"))
+                        .map_err(io)?;
+                    done.rejected += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
+    fn reject(&self, path: &Path, why: &str) -> std::io::Result<()> {
+        let dir = self.dir.join("rejected");
+        std::fs::create_dir_all(&dir)?;
+        let name = path.file_name().unwrap_or_default();
+        std::fs::rename(path, dir.join(name))?;
+        std::fs::write(dir.join(name).with_extension("reason"), why)
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use sluice::client::{self, Client};
+use sluice::client::{self, Client, ClientError, Spool};
 use sluice::config::{Config, redact_url};
 
 #[derive(Parser)]
@@ -39,6 +39,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Deliver the alerts `sluice send` spooled while the daemon was unreachable.
+    Spool {
+        #[command(subcommand)]
+        action: SpoolAction,
+    },
     /// Digests a robot refused for good: list them, or queue their alerts again.
     Dead {
         #[command(subcommand)]
@@ -55,6 +60,17 @@ enum Command {
         /// Send one test message to this robot and report its answer.
         #[arg(long, value_name = "ROBOT", conflicts_with = "route")]
         ping: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SpoolAction {
+    /// Send the spooled alerts now, oldest first.
+    Flush {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long, value_name = "DIR")]
+        spool: Option<PathBuf>,
     },
 }
 
@@ -85,6 +101,16 @@ enum DeadAction {
 }
 
 #[derive(Args)]
+struct SpoolArgs {
+    /// Where alerts wait when the daemon cannot be reached [default: ~/.cache/sluice/spool].
+    #[arg(long, value_name = "DIR")]
+    spool: Option<PathBuf>,
+    /// Fail instead of spooling when the daemon cannot be reached.
+    #[arg(long)]
+    no_spool: bool,
+}
+
+#[derive(Args)]
 struct Conn {
     /// Daemon address, HOST:PORT or URL [default: SLUICE_SERVER, else the config's listen, else 127.0.0.1:9780].
     #[arg(long, env = "SLUICE_SERVER")]
@@ -101,6 +127,8 @@ struct Conn {
 struct SendArgs {
     #[command(flatten)]
     conn: Conn,
+    #[command(flatten)]
+    spool: SpoolArgs,
     /// Robot to deliver to (with --json: the default for alerts that name none).
     #[arg(long)]
     robot: Option<String>,
@@ -160,6 +188,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 print!("{}", client::status_table(&status));
+            }
+            Ok(())
+        }
+        Command::Spool {
+            action: SpoolAction::Flush { conn, spool },
+        } => {
+            let client = connect(&conn)?;
+            let spool = Spool::new(spool.unwrap_or_else(Spool::default_dir));
+            let done = spool.flush(&client).await?;
+            println!(
+                "delivered {} spooled alerts ({} sends) from {}",
+                done.alerts,
+                done.sends,
+                spool.dir().display()
+            );
+            if done.rejected > 0 {
+                bail!(
+                    "{} spooled sends were refused for good; they are in {} with the reason",
+                    done.rejected,
+                    spool.dir().join("rejected").display()
+                );
             }
             Ok(())
         }
@@ -385,12 +434,54 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         )]
     };
     let n = alerts.len();
-    let ids = client.send(alerts).await?;
+    // What the daemon could not take before goes first, in order.
+    let spool = (!args.spool.no_spool)
+        .then(|| Spool::new(args.spool.spool.clone().unwrap_or_else(Spool::default_dir)));
+    let key = Spool::new_key();
+    let unreachable = |e: &ClientError| matches!(e, ClientError::Unreachable { .. });
+    if let Some(spool) = &spool {
+        match spool.flush(&client).await {
+            Ok(done) if done.sends > 0 => {
+                eprintln!("sluice: delivered {} spooled alerts first", done.alerts);
+            }
+            Ok(_) => {}
+            Err(e) if unreachable(&e) => return spool_and_say(spool, &key, &alerts, &e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let ids = match client.send_keyed(alerts.clone(), Some(&key)).await {
+        Ok(ids) => ids,
+        Err(e) if unreachable(&e) && spool.is_some() => {
+            return spool_and_say(spool.as_ref().expect("checked"), &key, &alerts, &e);
+        }
+        Err(e) => return Err(e.into()),
+    };
     match ids.as_slice() {
         [one] => println!("queued 1 alert ({one})"),
         [first, .., last] => println!("queued {n} alerts ({first} … {last})"),
         [] => println!("queued {n} alerts"),
     }
+    Ok(())
+}
+
+/// Keeps alerts for later and says so; exits 0, since nothing was lost.
+fn spool_and_say(
+    spool: &Spool,
+    key: &str,
+    alerts: &[serde_json::Value],
+    why: &ClientError,
+) -> anyhow::Result<()> {
+    spool
+        .push(key, alerts)
+        .with_context(|| format!("{why}; and cannot spool to {}", spool.dir().display()))?;
+    let waiting = spool.entries().map_or(0, |e| e.len());
+    eprintln!(
+        "sluice: {why}; spooled {} alert{} in {} ({waiting} send{} waiting): they go out with the next successful `sluice send` or `sluice spool flush`",
+        alerts.len(),
+        if alerts.len() == 1 { "" } else { "s" },
+        spool.dir().display(),
+        if waiting == 1 { "" } else { "s" },
+    );
     Ok(())
 }
 

@@ -295,6 +295,7 @@ fn cli_reports_an_unreachable_daemon_in_one_line() {
     let (code, _, err) = run_cli(
         &[
             "send",
+            "--no-spool",
             "--server",
             &port.to_string(),
             "--robot",

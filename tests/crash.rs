@@ -345,3 +345,106 @@ async fn tokens_and_secrets_never_reach_logs_or_status() {
     }
     assert!(check_out.contains("access_token=***"), "{check_out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_spools_while_the_daemon_is_down_and_delivers_the_spool_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = r#"
+[server]
+listen = "{listen}"
+data_dir = "{data_dir}"
+[robots.ops]
+provider = "console"
+window = "1h"
+"#;
+    let mut d = ChildDaemon::start(template, dir.path());
+    d.wait_healthy().await;
+    let server = d.addr.to_string();
+    let spool = dir.path().join("spool");
+    let spool_arg = spool.to_str().unwrap().to_string();
+    let send = move |title: &str| {
+        let (server, spool_arg, title) = (server.clone(), spool_arg.clone(), title.to_string());
+        std::thread::spawn(move || {
+            run_cli(
+                &[
+                    "send", "--server", &server, "--spool", &spool_arg, "--robot", "ops",
+                    "--title", &title,
+                ],
+                None,
+                &[],
+            )
+        })
+        .join()
+        .unwrap()
+    };
+
+    assert_eq!(send("before").0, 0);
+    d.kill9();
+    // Down: both are kept, in order, and the command still succeeds.
+    for title in ["while down 1", "while down 2"] {
+        let (code, out, err) = send(title);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.is_empty(), "{out}");
+        assert!(
+            err.contains("cannot reach sluice at") && err.contains("spooled 1 alert in"),
+            "{err}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 2);
+
+    d.restart();
+    d.wait_healthy().await;
+    let (code, out, err) = send("after");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("delivered 2 spooled alerts first"), "{err}");
+    assert_eq!(out.trim(), "queued 1 alert (ops:3)", "the spool went first");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+
+    // The daemon's view: the spooled alerts in the order they were sent.
+    let http = reqwest::Client::new();
+    let status: Value = http
+        .get(d.url("/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["robots"][0]["pending"], 4);
+
+    // `sluice spool flush` with nothing spooled, and --no-spool fails instead of spooling.
+    let (code, out, _) = run_cli(
+        &[
+            "spool",
+            "flush",
+            "--server",
+            &d.addr.to_string(),
+            "--spool",
+            spool.to_str().unwrap(),
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("delivered 0 spooled alerts (0 sends)"),
+        "{out}"
+    );
+    d.kill9();
+    let (code, _, err) = run_cli(
+        &[
+            "send",
+            "--no-spool",
+            "--server",
+            &d.addr.to_string(),
+            "--spool",
+            spool.to_str().unwrap(),
+            "--title",
+            "x",
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+}

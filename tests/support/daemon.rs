@@ -269,7 +269,16 @@ impl Drop for ChildDaemon {
 pub fn run_cli(args: &[&str], stdin: Option<&str>, envs: &[(&str, &str)]) -> (i32, String, String) {
     use std::io::Write;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    // Each call gets its own cache dir, so the spool of one command never leaks into another
+    // (or into the user's real ~/.cache).
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let cache = std::env::temp_dir().join(format!(
+        "sluice-test-cache-{}-{}",
+        std::process::id(),
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     cmd.args(args)
+        .env("XDG_CACHE_HOME", cache)
         .env_remove("SLUICE_SERVER")
         .env_remove("SLUICE_TOKEN")
         .stdin(if stdin.is_some() {
