@@ -159,6 +159,22 @@ impl Client {
         self.call(self.http.post(&url).json(&body), &url).await
     }
 
+    /// Delivered digests of a robot within `since` ("2h").
+    pub async fn delivered(&self, robot: &str, since: &str) -> Result<Value, ClientError> {
+        let url = format!("{}/v1/digests", self.base);
+        let req = self
+            .http
+            .get(&url)
+            .query(&[("robot", robot), ("since", since)]);
+        self.call(req, &url).await
+    }
+
+    pub async fn redeliver(&self, id: u64, to: Option<&str>) -> Result<Value, ClientError> {
+        let url = format!("{}/v1/digests/{id}/redeliver", self.base);
+        self.call(self.http.post(&url).json(&json!({"to": to})), &url)
+            .await
+    }
+
     pub async fn status(&self) -> Result<Value, ClientError> {
         let url = format!("{}/v1/status", self.base);
         self.call(self.http.get(&url), &url).await

@@ -43,7 +43,9 @@ pub fn router(state: AppState) -> Router {
         .merge(ingest)
         .route("/metrics", get(get_metrics))
         .route("/v1/status", get(get_status))
+        .route("/v1/digests", get(list_digests))
         .route("/v1/digests/{id}", get(get_digest))
+        .route("/v1/digests/{id}/redeliver", post(post_redeliver))
         .route("/v1/dead", get(get_dead))
         .route("/v1/dead/replay", post(post_replay))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -668,7 +670,9 @@ async fn post_replay(State(state): State<AppState>, body: Bytes) -> Response {
             Err(e @ ReplayError::NotFound(_)) => {
                 return error(StatusCode::NOT_FOUND, e.to_string());
             }
-            Err(e @ ReplayError::NotDead(..)) => return error(StatusCode::CONFLICT, e.to_string()),
+            Err(e @ (ReplayError::NotDead(..) | ReplayError::NotSent(..))) => {
+                return error(StatusCode::CONFLICT, e.to_string());
+            }
             Err(ReplayError::Store(e)) => {
                 return unavailable(format!("cannot replay digest #{id}: {e}"));
             }
@@ -754,4 +758,99 @@ async fn get_metrics(State(state): State<AppState>) -> Response {
         m.render(),
     )
         .into_response()
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    robot: Option<String>,
+    /// Delivered within this long before now ("2h").
+    since: Option<String>,
+}
+
+/// Delivered digests, oldest first: `?robot=R&since=2h`.
+async fn list_digests(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+    let since_ms = match q.since.as_deref().map(crate::config::parse_duration) {
+        None => i64::MIN,
+        Some(Ok(d)) => state.clock.now_ms() - d.as_millis() as i64,
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("since: {e}")),
+    };
+    let mut out = Vec::new();
+    for d in state.store.digests() {
+        match d {
+            Ok(d)
+                if d.state == DigestState::Sent
+                    && d.sent_ms.is_some_and(|s| s >= since_ms)
+                    && q.robot.as_ref().is_none_or(|r| *r == d.robot) =>
+            {
+                out.push(json!({"id": d.id, "robot": d.robot, "alerts": d.count(), "sent_ms": d.sent_ms, "title": d.title}));
+            }
+            Ok(_) => {}
+            Err(e) => return unavailable(format!("cannot read the digests: {e}")),
+        }
+    }
+    Json(json!({"digests": out})).into_response()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RedeliverRequest {
+    to: Option<String>,
+}
+
+/// Queues a delivered digest's alerts again, for its own robot or `to`; they go out as new
+/// digests, within the limits.
+async fn post_redeliver(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Response {
+    let req: RedeliverRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RedeliverRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("expected {{\"to\": \"ROBOT\"}} (optional): {e}"),
+                );
+            }
+        }
+    };
+    let target = match (&req.to, state.store.digest(id)) {
+        (_, Ok(None)) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no digest #{id} (never sealed, or past retention)"),
+            );
+        }
+        (_, Err(e)) => return unavailable(format!("cannot read digest #{id}: {e}")),
+        (Some(to), Ok(Some(_))) => to.clone(),
+        (None, Ok(Some(d))) => d.robot,
+    };
+    let Some(handle) = state.robots.get(&target) else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "to: unknown robot {target:?}; configured robots: {}",
+                state.config.robot_names()
+            ),
+        );
+    };
+    let d = match state.store.redeliver(id, &target) {
+        Ok(d) => d,
+        Err(e @ ReplayError::NotFound(_)) => return error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ (ReplayError::NotDead(..) | ReplayError::NotSent(..))) => {
+            return error(StatusCode::CONFLICT, e.to_string());
+        }
+        Err(ReplayError::Store(e)) => {
+            return unavailable(format!("cannot re-deliver digest #{id}: {e}"));
+        }
+    };
+    if let Err(e) = state.store.commit().await {
+        return unavailable(format!("the re-delivered alerts are not durable: {e}"));
+    }
+    handle.metrics.received.increment(d.count());
+    handle.wake.notify_one();
+    Json(json!({"id": id, "alerts": d.count(), "to": target})).into_response()
 }

@@ -39,6 +39,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send the alerts of digests already delivered again, as new digests (a group was dissolved,
+    /// a new robot replaces it).
+    Replay {
+        #[command(flatten)]
+        conn: Conn,
+        /// Whose delivered digests.
+        #[arg(long)]
+        robot: String,
+        /// Delivered within this long: "2h", "30m", "1d".
+        #[arg(long)]
+        since: String,
+        /// Send them to this robot instead.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Deliver the alerts `sluice send` spooled while the daemon was unreachable.
     Spool {
         #[command(subcommand)]
@@ -189,6 +204,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!("{}", client::status_table(&status));
             }
+            Ok(())
+        }
+        Command::Replay {
+            conn,
+            robot,
+            since,
+            to,
+        } => {
+            sluice::config::parse_duration(&since).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+            let client = connect(&conn)?;
+            let list = client.delivered(&robot, &since).await?;
+            let ids: Vec<u64> = list["digests"]
+                .as_array()
+                .map(|d| d.iter().filter_map(|x| x["id"].as_u64()).collect())
+                .unwrap_or_default();
+            let bar = indicatif::ProgressBar::new(ids.len() as u64).with_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} digests {msg}")
+                    .expect("a valid template"),
+            );
+            let mut alerts = 0;
+            for id in &ids {
+                let answer = client.redeliver(*id, to.as_deref()).await;
+                let answer = match answer {
+                    Ok(a) => a,
+                    Err(e) => {
+                        bar.abandon();
+                        bail!(
+                            "{e} (after {} of {} digests, {alerts} alerts)",
+                            bar.position(),
+                            ids.len()
+                        );
+                    }
+                };
+                alerts += answer["alerts"].as_u64().unwrap_or(0);
+                bar.set_message(format!("{alerts} alerts"));
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            println!(
+                "re-delivering {alerts} alerts from {} digests robot {robot} delivered in the last {since}, to robot {}; they go out as new digests within its limits",
+                ids.len(),
+                to.as_deref().unwrap_or(&robot)
+            );
             Ok(())
         }
         Command::Spool {

@@ -81,6 +81,8 @@ pub enum ReplayError {
     NotFound(u64),
     #[error("digest #{0} is {state}, not dead; only dead digests can be replayed", state = .1.as_str())]
     NotDead(u64, DigestState),
+    #[error("digest #{0} is {state}, not sent; only delivered digests can be re-delivered", state = .1.as_str())]
+    NotSent(u64, DigestState),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -818,18 +820,38 @@ impl Store {
         if d.state != DigestState::Dead {
             return Err(ReplayError::NotDead(id, d.state));
         }
-        let alerts: Vec<Alert> = self
-            .digest_alerts(&d)
-            .map_err(ReplayError::Store)?
-            .into_iter()
-            .map(|(_, a)| a)
-            .collect();
-        self.append(to, &alerts).map_err(ReplayError::Store)?;
+        self.queue_again(&d, to)?;
         d.state = DigestState::Replayed;
         d.replayed_to = Some(to.to_string());
         d.replayed_ms = Some(now_ms);
         self.update_digest(&d).map_err(ReplayError::Store)?;
         Ok(d)
+    }
+
+    /// Queues a delivered digest's alerts again for robot `to` (re-delivery after a group was
+    /// dissolved, or to a new robot). The digest stays as it was. Not durable until
+    /// [`Store::commit`]. Returns the digest and how many alerts were queued.
+    pub fn redeliver(&self, id: u64, to: &str) -> Result<DigestRecord, ReplayError> {
+        let d = self
+            .digest(id)
+            .map_err(ReplayError::Store)?
+            .ok_or(ReplayError::NotFound(id))?;
+        if d.state != DigestState::Sent {
+            return Err(ReplayError::NotSent(id, d.state));
+        }
+        self.queue_again(&d, to)?;
+        Ok(d)
+    }
+
+    fn queue_again(&self, d: &DigestRecord, to: &str) -> Result<(), ReplayError> {
+        let alerts: Vec<Alert> = self
+            .digest_alerts(d)
+            .map_err(ReplayError::Store)?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
+        self.append(to, &alerts).map_err(ReplayError::Store)?;
+        Ok(())
     }
 
     pub fn size_on_disk(&self) -> u64 {

@@ -697,3 +697,63 @@ async fn check_ping_reports_the_robots_answer_in_words() {
         "the token stays out of messages: {err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_sends_delivered_alerts_again_to_a_new_robot() {
+    let fake = fake().await;
+    fake.add_robot("new-token", None, &[]);
+    let extra = format!(
+        "\n[robots.new]\nwebhook = \"{}\"\nwindow = \"50ms\"\n",
+        fake.webhook("new-token")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&config(&fake, "50ms", &extra), dir.path()).await;
+    d.post(&alerts("ops", "first", 3)).await;
+    fake.wait_for("ops-token", Duration::from_secs(3), |a| {
+        footers_total(a) >= 3
+    })
+    .await;
+    d.post(&alerts("ops", "second", 2)).await;
+    fake.wait_for("ops-token", Duration::from_secs(3), |a| {
+        footers_total(a) >= 5
+    })
+    .await;
+    d.wait_status("ops", Duration::from_secs(2), |s| {
+        num(s, "alerts_delivered") == 5
+    })
+    .await;
+
+    let server = d.addr.to_string();
+    let (code, out, err) = std::thread::spawn(move || {
+        support::daemon::run_cli(
+            &[
+                "replay", "--server", &server, "--robot", "ops", "--since", "1h", "--to", "new",
+            ],
+            None,
+            &[],
+        )
+    })
+    .join()
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        "re-delivering 5 alerts from 2 digests robot ops delivered in the last 1h, to robot new; they go out as new digests within its limits"
+    );
+    let got = fake
+        .wait_for("new-token", Duration::from_secs(5), |a| {
+            footers_total(a) >= 5
+        })
+        .await;
+    assert_eq!(footers_total(&got), 5);
+    assert!(
+        got.iter().any(|a| a.text.contains("first 0"))
+            && got.iter().any(|a| a.text.contains("second 1"))
+    );
+    // The originals are untouched, and a digest that is not delivered cannot be re-delivered.
+    let (_, listed) = d.get("/v1/digests?robot=ops&since=1h").await;
+    assert_eq!(listed["digests"].as_array().unwrap().len(), 2);
+    let (status, body) = d.get("/v1/digests?since=soon").await;
+    assert_eq!(status, 400, "{body}");
+    d.stop().await;
+}
