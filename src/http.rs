@@ -65,6 +65,51 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 
+/// 422 for a robot name that is not configured, listing the ones that are.
+fn unknown_robot(state: &AppState, field: &str, name: &str) -> Response {
+    error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        format!(
+            "{field}: unknown robot {name:?}; configured robots: {}",
+            state.config.robot_names()
+        ),
+    )
+}
+
+/// A JSON body whose fields are all optional: empty means `T::default()`. `shape` tells the
+/// client what was expected.
+fn optional_json<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+    shape: &str,
+) -> Result<T, Rejection> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("expected {shape}: {e}"),
+        ))
+    })
+}
+
+/// The digests in `state` (of `robot`, if given) for which `keep` holds, oldest first.
+fn digests_in(
+    state: &AppState,
+    wanted: DigestState,
+    robot: Option<&str>,
+    keep: impl Fn(&DigestRecord) -> bool,
+) -> Result<Vec<DigestRecord>, Rejection> {
+    let mut out = Vec::new();
+    for d in state.store.digests() {
+        let d = d.map_err(|e| Box::new(unavailable(format!("cannot read the digests: {e}"))))?;
+        if d.state == wanted && robot.is_none_or(|r| r == d.robot) && keep(&d) {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
 fn unavailable(message: String) -> Response {
     let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
     r.headers_mut()
@@ -158,13 +203,7 @@ fn resolve(
         return if state.robots.contains_key(r) {
             Ok(vec![r.to_string()])
         } else {
-            Err(Box::new(error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "{path}: unknown robot {r:?}; configured robots: {}",
-                    names()
-                ),
-            )))
+            Err(Box::new(unknown_robot(state, path, r)))
         };
     }
     let routes = &state.config.routes;
@@ -550,24 +589,16 @@ fn dead_entry(d: &DigestRecord) -> Value {
 
 /// Dead digests (refused for good by their robot), oldest first, optionally of one robot.
 async fn get_dead(State(state): State<AppState>, Query(q): Query<DeadQuery>) -> Response {
-    let mut dead = Vec::new();
-    for d in state.store.digests() {
-        match d {
-            Ok(d)
-                if d.state == DigestState::Dead
-                    && q.robot.as_ref().is_none_or(|r| *r == d.robot) =>
-            {
-                dead.push(dead_entry(&d));
-            }
-            Ok(_) => {}
-            Err(e) => return unavailable(format!("cannot read the dead letters: {e}")),
+    match digests_in(&state, DigestState::Dead, q.robot.as_deref(), |_| true) {
+        Ok(dead) => {
+            Json(json!({"dead": dead.iter().map(dead_entry).collect::<Vec<_>>()})).into_response()
         }
+        Err(r) => *r,
     }
-    Json(json!({"dead": dead})).into_response()
 }
 
 /// Which dead digests to replay, and where to. No `id` and no `robot`: all of them.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ReplayRequest {
     id: Option<u64>,
@@ -577,56 +608,26 @@ struct ReplayRequest {
 }
 
 async fn post_replay(State(state): State<AppState>, body: Bytes) -> Response {
-    let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ReplayRequest {
-            id: None,
-            robot: None,
-            to: None,
-        }
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                return error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!(
-                        "expected {{\"id\": N, \"robot\": \"R\", \"to\": \"OTHER\"}} (all optional): {e}"
-                    ),
-                );
-            }
-        }
+    let req: ReplayRequest = match optional_json(
+        &body,
+        "{\"id\": N, \"robot\": \"R\", \"to\": \"OTHER\"} (all optional)",
+    ) {
+        Ok(r) => r,
+        Err(r) => return *r,
     };
     for (field, name) in [("robot", &req.robot), ("to", &req.to)] {
         if let Some(r) = name
             && !state.robots.contains_key(r)
         {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "{field}: unknown robot {r:?}; configured robots: {}",
-                    state.config.robot_names()
-                ),
-            );
+            return unknown_robot(&state, field, r);
         }
     }
     let ids: Vec<u64> = match req.id {
         Some(id) => vec![id],
-        None => {
-            let mut ids = Vec::new();
-            for d in state.store.digests() {
-                match d {
-                    Ok(d)
-                        if d.state == DigestState::Dead
-                            && req.robot.as_ref().is_none_or(|r| *r == d.robot) =>
-                    {
-                        ids.push(d.id)
-                    }
-                    Ok(_) => {}
-                    Err(e) => return unavailable(format!("cannot read the dead letters: {e}")),
-                }
-            }
-            ids
-        }
+        None => match digests_in(&state, DigestState::Dead, req.robot.as_deref(), |_| true) {
+            Ok(dead) => dead.iter().map(|d| d.id).collect(),
+            Err(r) => return *r,
+        },
     };
     // Every target is checked before anything is replayed, so a request is done whole or not at all.
     let mut plan = Vec::with_capacity(ids.len());
@@ -774,20 +775,16 @@ async fn list_digests(State(state): State<AppState>, Query(q): Query<ListQuery>)
         Some(Ok(d)) => state.clock.now_ms() - d.as_millis() as i64,
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("since: {e}")),
     };
-    let mut out = Vec::new();
-    for d in state.store.digests() {
-        match d {
-            Ok(d)
-                if d.state == DigestState::Sent
-                    && d.sent_ms.is_some_and(|s| s >= since_ms)
-                    && q.robot.as_ref().is_none_or(|r| *r == d.robot) =>
-            {
-                out.push(json!({"id": d.id, "robot": d.robot, "alerts": d.count(), "sent_ms": d.sent_ms, "title": d.title}));
-            }
-            Ok(_) => {}
-            Err(e) => return unavailable(format!("cannot read the digests: {e}")),
-        }
-    }
+    let sent = match digests_in(&state, DigestState::Sent, q.robot.as_deref(), |d| {
+        d.sent_ms.is_some_and(|s| s >= since_ms)
+    }) {
+        Ok(sent) => sent,
+        Err(r) => return *r,
+    };
+    let out: Vec<Value> = sent
+        .iter()
+        .map(|d| json!({"id": d.id, "robot": d.robot, "alerts": d.count(), "sent_ms": d.sent_ms, "title": d.title}))
+        .collect();
     Json(json!({"digests": out})).into_response()
 }
 
@@ -804,18 +801,9 @@ async fn post_redeliver(
     Path(id): Path<u64>,
     body: Bytes,
 ) -> Response {
-    let req: RedeliverRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RedeliverRequest::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                return error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("expected {{\"to\": \"ROBOT\"}} (optional): {e}"),
-                );
-            }
-        }
+    let req: RedeliverRequest = match optional_json(&body, "{\"to\": \"ROBOT\"} (optional)") {
+        Ok(r) => r,
+        Err(r) => return *r,
     };
     let target = match (&req.to, state.store.digest(id)) {
         (_, Ok(None)) => {
@@ -829,13 +817,7 @@ async fn post_redeliver(
         (None, Ok(Some(d))) => d.robot,
     };
     let Some(handle) = state.robots.get(&target) else {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "to: unknown robot {target:?}; configured robots: {}",
-                state.config.robot_names()
-            ),
-        );
+        return unknown_robot(&state, "to", &target);
     };
     let d = match state.store.redeliver(id, &target) {
         Ok(d) => d,
