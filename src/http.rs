@@ -231,7 +231,13 @@ fn resolve(
 
 /// Queues bound alerts and waits until they are durable. Returns one id per bound alert, in
 /// order (a duplicate gets the id it was first queued under), and how many were duplicates.
-async fn enqueue(state: &AppState, bound: &[Bound]) -> Result<(Vec<String>, usize), Rejection> {
+/// With an Idempotency-Key, its answer is recorded before the same flush, so a keyed request
+/// costs no second fsync.
+async fn enqueue(
+    state: &AppState,
+    bound: &[Bound],
+    idempotency_key: Option<&str>,
+) -> Result<(Vec<String>, usize), Rejection> {
     let now = state.clock.now_ms();
     let mut by_robot: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, b) in bound.iter().enumerate() {
@@ -294,6 +300,12 @@ async fn enqueue(state: &AppState, bound: &[Bound]) -> Result<(Vec<String>, usiz
                 woken.push(h.wake.clone());
             }
         }
+    }
+    if let Some(key) = idempotency_key
+        && let Err(e) = state.store.finish_request(key, &ids, now)
+    {
+        // The alerts are queued either way; a retry would then be processed again.
+        tracing::warn!("cannot record the Idempotency-Key answer: {e}");
     }
     state.store.commit().await.map_err(|e| {
         tracing::error!("ingest: {e}");
@@ -386,23 +398,14 @@ async fn post_alerts(State(state): State<AppState>, headers: HeaderMap, body: Bo
             }
         }
     }
-    let result = enqueue(&state, &bound).await;
-    match (result, &idempotency_key) {
-        (Ok((ids, duplicates)), Some(key)) => {
-            // Written before the next flush at the latest; a crash before that releases nothing
-            // and the key's claim expires, so a retry is processed again (at-least-once).
-            if let Err(e) = state.store.finish_request(key, &ids, now) {
-                tracing::warn!("cannot record the Idempotency-Key answer: {e}");
+    match enqueue(&state, &bound, idempotency_key.as_deref()).await {
+        Ok((ids, duplicates)) => accepted(n, duplicates, ids),
+        Err(resp) => {
+            if let Some(key) = &idempotency_key {
+                state.store.release_request(key);
             }
-            let _ = state.store.commit().await;
-            accepted(n, duplicates, ids)
-        }
-        (Ok((ids, duplicates)), None) => accepted(n, duplicates, ids),
-        (Err(resp), Some(key)) => {
-            state.store.release_request(key);
             *resp
         }
-        (Err(resp), None) => *resp,
     }
 }
 
@@ -458,7 +461,7 @@ async fn post_alertmanager(
             });
         }
     }
-    match enqueue(&state, &bound).await {
+    match enqueue(&state, &bound, None).await {
         Ok((ids, duplicates)) => accepted(n, duplicates, ids),
         Err(resp) => *resp,
     }
