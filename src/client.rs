@@ -218,9 +218,7 @@ impl Spool {
     pub fn new_key() -> String {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let ms = crate::unix_ms();
         format!(
             "{ms:013}-{}-{}",
             std::process::id(),
@@ -423,9 +421,7 @@ pub fn status_table(status: &Value) -> String {
         if matches!(state.as_str(), "blocked" | "throttled" | "backoff")
             && let Some(since) = r["since_ms"].as_i64()
         {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
+            let now = crate::unix_ms();
             let secs = ((now - since).max(0) / 1000) as u64;
             state = format!(
                 "{state} {}",

@@ -138,6 +138,13 @@ pub async fn serve(
     Ok(())
 }
 
+/// The wall clock in Unix milliseconds (0 if the clock is before 1970).
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// An error and its causes on one line, each cause once (reqwest repeats them in `Display`).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];

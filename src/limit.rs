@@ -24,7 +24,7 @@
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use governor::clock::{Clock as GovClock, ReasonablyRealtime};
 use governor::middleware::NoOpMiddleware;
@@ -41,10 +41,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Clock {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        Clock::starting_at(wall)
+        Clock::starting_at(crate::unix_ms())
     }
 
     /// A clock that reads `wall_ms` now (tests).

@@ -370,7 +370,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 c.server.listen,
                 c.server.data_dir.display()
             );
-            let samples = sluice::template::sample_alerts(now_ms());
+            let samples = sluice::template::sample_alerts(sluice::unix_ms());
             for r in c.robots.values() {
                 let t = &r.timing;
                 println!(
@@ -444,12 +444,6 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn connect(conn: &Conn) -> anyhow::Result<Client> {

@@ -4,7 +4,7 @@
 //! changed over the years (English, then Chinese), so we classify on the number alone and keep the
 //! text only as a hint for humans.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
@@ -58,9 +58,7 @@ impl DingTalk {
         let mut request = self.client.post(&self.webhook).json(&body);
         if let Some(secret) = &self.secret {
             // A fresh timestamp per request: DingTalk rejects one more than an hour off.
-            let ts = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
+            let ts = crate::unix_ms();
             // `.query` percent-encodes, so the raw base64 goes in: encoded exactly once.
             request = request.query(&[("timestamp", ts.to_string()), ("sign", sign(secret, ts))]);
         }

@@ -85,9 +85,7 @@ impl Provider {
     /// Sends one test message (`sluice check --ping`). It does not go through a daemon's rate
     /// guard, so it counts against the robot's limit without the daemon knowing.
     pub async fn ping(&self, robot: &Robot) -> Outcome {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now = crate::unix_ms();
         // A keyword-protected robot only takes messages that carry one.
         let keyword = robot
             .keywords
