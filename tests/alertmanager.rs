@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use support::daemon::{Daemon, footer_of, free_port, num};
+use support::daemon::{Daemon, footer_of, footers_total, free_port, num};
 use support::fake_robot::{Accepted, FakeRobot, Limits};
 
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
@@ -311,11 +311,6 @@ fn rfc3339_now() -> String {
     // sluice's own parser is the reference.
     assert_eq!(sluice::alert::parse_rfc3339_ms(&s), Some(ms), "{s}");
     s
-}
-
-/// Sum of the footers' alert counts.
-fn footers_total(accepted: &[Accepted]) -> u64 {
-    accepted.iter().map(|a| footer_of(&a.text).1).sum()
 }
 
 /// Polls the fake robot until `f` holds; on timeout panics with what the robot, sluice and

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::daemon::{ChildDaemon, footer_of, post_json, run_cli};
+use support::daemon::{ChildDaemon, footer_of, footers_total, post_json, run_cli};
 use support::fake_robot::{Accepted, FakeRobot, Fault, Limits};
 
 const SECRET: &str = "SECcrash-secret-value-42";
@@ -52,10 +52,6 @@ fn scaled() -> Limits {
         period: Duration::from_secs(2),
         lockout: Duration::from_secs(5),
     }
-}
-
-fn footers_total(accepted: &[Accepted]) -> u64 {
-    accepted.iter().map(|a| footer_of(&a.text).1).sum()
 }
 
 /// Titles of every alert the delivered digests cover, from the digest API.

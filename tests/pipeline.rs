@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::daemon::{Daemon, footer_of, num};
-use support::fake_robot::{Accepted, FakeRobot, Fault, Limits};
+use support::daemon::{Daemon, footer_of, footers_total, num};
+use support::fake_robot::{FakeRobot, Fault, Limits};
 
 const SECRET: &str = "SECtest0123456789";
 
@@ -69,11 +69,6 @@ fn alerts(robot: &str, prefix: &str, n: usize) -> Value {
             })
             .collect(),
     )
-}
-
-/// Sum of the footers' alert counts.
-fn footers_total(accepted: &[Accepted]) -> u64 {
-    accepted.iter().map(|a| footer_of(&a.text).1).sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

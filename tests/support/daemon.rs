@@ -338,6 +338,11 @@ pub fn footer_of(text: &str) -> (u64, u64) {
     )
 }
 
+/// How many alerts the accepted digests cover, by their footers.
+pub fn footers_total(accepted: &[super::fake_robot::Accepted]) -> u64 {
+    accepted.iter().map(|a| footer_of(&a.text).1).sum()
+}
+
 /// The value at `v[key]` as u64 (status fields).
 pub fn num(v: &Value, key: &str) -> u64 {
     v[key]
