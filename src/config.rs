@@ -41,6 +41,9 @@ pub struct ConfigError {
 pub struct Config {
     /// Where the configuration came from, for messages.
     pub origin: String,
+    /// The file it was read from: what a reload reads again. `None` for the built-in default
+    /// and for text parsed in code.
+    pub path: Option<PathBuf>,
     pub server: Server,
     pub robots: BTreeMap<String, Robot>,
     /// Where alerts that name no robot go.
@@ -91,6 +94,28 @@ pub struct Robot {
     pub mentions: Mentions,
     pub timing: Timing,
     pub look: Look,
+}
+
+impl Robot {
+    /// Whether `other` would run this robot exactly the same way (a reload leaves it alone).
+    pub fn same_as(&self, other: &Robot) -> bool {
+        let (a, b) = (&self.look, &other.look);
+        let same_templates = match (&a.templates, &b.templates) {
+            (None, None) => true,
+            (Some(x), Some(y)) => x.same_sources(y),
+            _ => false,
+        };
+        self.name == other.name
+            && self.provider == other.provider
+            && self.webhook == other.webhook
+            && self.secret == other.secret
+            && self.keywords == other.keywords
+            && self.mentions == other.mentions
+            && self.timing == other.timing
+            && a.timezone_name == b.timezone_name
+            && a.msgtype == b.msgtype
+            && same_templates
+    }
 }
 
 /// How a robot's digests look: time zone, templates, message type.
@@ -323,7 +348,27 @@ impl Config {
             message: format!("cannot read the config file: {e}"),
         })?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
-        Config::parse_in(&text, &origin, base_dir, &|name| std::env::var(name).ok())
+        let mut config =
+            Config::parse_in(&text, &origin, base_dir, &|name| std::env::var(name).ok())?;
+        config.path = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// The `server` keys that take effect only at start-up, named, where `self` and `next`
+    /// differ.
+    pub fn restart_only_changes(&self, next: &Config) -> Vec<&'static str> {
+        let (a, b) = (&self.server, &next.server);
+        let mut changed = Vec::new();
+        if a.listen != b.listen {
+            changed.push("server.listen");
+        }
+        if a.data_dir != b.data_dir {
+            changed.push("server.data_dir");
+        }
+        if a.cache_bytes != b.cache_bytes {
+            changed.push("server.cache_size");
+        }
+        changed
     }
 
     /// The built-in configuration (see [`DEFAULT_CONFIG`]).
@@ -651,6 +696,7 @@ impl Config {
             owners,
             severity_map,
             origin: origin.to_string(),
+            path: None,
             server: Server {
                 listen,
                 data_dir: PathBuf::from(data_dir),

@@ -22,15 +22,45 @@ use crate::limit::Clock;
 use crate::robot::RobotHandle;
 use crate::route::Subject;
 use crate::store::{Claim, DigestRecord, DigestState, ReplayError, Slot, Store};
+use crate::supervisor::{Control, Live, LiveCell, MoveError, ReloadError};
 
 /// Shared by every request.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Arc<Store>,
-    pub robots: Arc<BTreeMap<String, RobotHandle>>,
+    /// The running config, robots and store; replaced whole by reloads and store restarts.
+    pub live: LiveCell,
     pub clock: Clock,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub control: Control,
+}
+
+/// One request's view: the [`Live`] snapshot taken when it started, with the store open.
+struct Ctx {
+    config: Arc<Config>,
+    robots: Arc<BTreeMap<String, RobotHandle>>,
+    store: Arc<Store>,
+    clock: Clock,
+}
+
+impl AppState {
+    /// This request's view, or a 503 while the store is being reopened.
+    fn ctx(&self) -> Result<Ctx, Response> {
+        let Live {
+            config,
+            robots,
+            store,
+            ..
+        } = self.live.get();
+        match store {
+            Ok(store) => Ok(Ctx {
+                config,
+                robots,
+                store,
+                clock: self.clock,
+            }),
+            Err(why) => Err(unavailable(why)),
+        }
+    }
 }
 
 /// The API. Tests can drive it with `tower::ServiceExt::oneshot` or over a socket.
@@ -48,10 +78,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/digests/{id}/redeliver", post(post_redeliver))
         .route("/v1/dead", get(get_dead))
         .route("/v1/dead/replay", post(post_replay))
+        .route("/v1/queue/move", post(post_move))
+        .route("/-/reload", post(post_reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(api)
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(get_healthz))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -66,7 +98,7 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// 422 for a robot name that is not configured, listing the ones that are.
-fn unknown_robot(state: &AppState, field: &str, name: &str) -> Response {
+fn unknown_robot(state: &Ctx, field: &str, name: &str) -> Response {
     error(
         StatusCode::UNPROCESSABLE_ENTITY,
         format!(
@@ -95,7 +127,7 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(
 
 /// The digests in `state` (of `robot`, if given) for which `keep` holds, oldest first.
 fn digests_in(
-    state: &AppState,
+    state: &Ctx,
     wanted: DigestState,
     robot: Option<&str>,
     keep: impl Fn(&DigestRecord) -> bool,
@@ -117,8 +149,9 @@ fn unavailable(message: String) -> Response {
     r
 }
 
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let tokens = &state.config.server.auth_tokens;
+async fn require_token(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let config = app.live.get().config;
+    let tokens = &config.server.auth_tokens;
     if tokens.is_empty() {
         return next.run(request).await;
     }
@@ -193,7 +226,7 @@ struct Bound {
 /// The robots an alert goes to: its own `robot` (or the request's), else the routes, else the
 /// only configured robot. `path` names the alert in errors.
 fn resolve(
-    state: &AppState,
+    state: &Ctx,
     robot: Option<&str>,
     alert: &Alert,
     path: &str,
@@ -234,7 +267,7 @@ fn resolve(
 /// With an Idempotency-Key, its answer is recorded before the same flush, so a keyed request
 /// costs no second fsync.
 async fn enqueue(
-    state: &AppState,
+    state: &Ctx,
     bound: &[Bound],
     idempotency_key: Option<&str>,
 ) -> Result<(Vec<String>, usize), Rejection> {
@@ -321,7 +354,11 @@ async fn enqueue(
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-async fn post_alerts(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn post_alerts(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let state = match app.ctx() {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let bytes = match read_body(&headers, body, state.config.server.max_body).await {
         Ok(b) => b,
         Err(r) => return *r,
@@ -425,11 +462,15 @@ struct AlertmanagerQuery {
 /// Alertmanager's webhook (payload version 4). 2xx only once durable; 5xx when the store cannot
 /// take it (Alertmanager retries those); 4xx only for a payload that can never succeed.
 async fn post_alertmanager(
-    State(state): State<AppState>,
+    State(app): State<AppState>,
     Query(query): Query<AlertmanagerQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let state = match app.ctx() {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let max = state.config.server.max_body.max(ALERTMANAGER_MIN_BODY);
     let bytes = match read_body(&headers, body, max).await {
         Ok(b) => b,
@@ -476,15 +517,19 @@ fn too_large(len: usize, max: usize) -> Response {
     )
 }
 
-async fn get_status(State(state): State<AppState>) -> Response {
-    let now = state.clock.now_ms();
+/// Each robot's state, queue and rate use; robots removed from the config that still have
+/// alerts queued; the store. Answers even while the store is being reopened (`store.error`).
+async fn get_status(State(app): State<AppState>) -> Response {
+    let live = app.live.get();
+    let store = live.store.as_ref().ok();
+    let now = app.clock.now_ms();
     let mut robots = Vec::new();
-    for (name, h) in state.robots.iter() {
+    for (name, h) in live.robots.iter() {
         let s = h.status();
         let t = &h.config.timing;
         let period_ms = t.rate_period.as_millis() as i64;
-        let pending = state.store.pending(name).unwrap_or(0);
-        let oldest = state.store.oldest_pending_ms(name).ok().flatten();
+        let pending = store.and_then(|st| st.pending(name).ok());
+        let oldest = store.and_then(|st| st.oldest_pending_ms(name).ok().flatten());
         robots.push(json!({
             "robot": name,
             "provider": h.config.provider.as_str(),
@@ -507,22 +552,50 @@ async fn get_status(State(state): State<AppState>) -> Response {
             "next_attempt_ms": s.next_attempt_ms,
         }));
     }
-    let stats = state.store.commit_stats();
-    use std::sync::atomic::Ordering::Relaxed;
+    let unconfigured: Vec<Value> = live
+        .orphans
+        .iter()
+        .map(|(name, o)| {
+            json!({
+                "robot": name,
+                "pending": o.pending,
+                "digests": o.digests,
+                "digest_alerts": o.digest_alerts,
+            })
+        })
+        .collect();
+    let store_status = match &live.store {
+        Ok(store) => {
+            let stats = store.commit_stats();
+            use std::sync::atomic::Ordering::Relaxed;
+            json!({
+                "data_dir": store.dir().display().to_string(),
+                "size_on_disk": store.size_on_disk(),
+                "commits": stats.flushes.load(Relaxed),
+                "commit_requests": stats.requests.load(Relaxed),
+                "largest_commit_batch": stats.largest_batch.load(Relaxed),
+                "error": null,
+            })
+        }
+        Err(why) => json!({
+            "data_dir": live.config.server.data_dir.display().to_string(),
+            "error": why,
+        }),
+    };
     Json(json!({
         "robots": robots,
-        "store": {
-            "data_dir": state.store.dir().display().to_string(),
-            "size_on_disk": state.store.size_on_disk(),
-            "commits": stats.flushes.load(Relaxed),
-            "commit_requests": stats.requests.load(Relaxed),
-            "largest_commit_batch": stats.largest_batch.load(Relaxed),
-        },
+        "unconfigured": unconfigured,
+        "store": store_status,
+        "config": live.config.origin,
     }))
     .into_response()
 }
 
-async fn get_digest(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+async fn get_digest(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    let state = match app.ctx() {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let Ok(id) = id.trim_start_matches('#').parse::<u64>() else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -591,7 +664,11 @@ fn dead_entry(d: &DigestRecord) -> Value {
 }
 
 /// Dead digests (refused for good by their robot), oldest first, optionally of one robot.
-async fn get_dead(State(state): State<AppState>, Query(q): Query<DeadQuery>) -> Response {
+async fn get_dead(State(app): State<AppState>, Query(q): Query<DeadQuery>) -> Response {
+    let state = match app.ctx() {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     match digests_in(&state, DigestState::Dead, q.robot.as_deref(), |_| true) {
         Ok(dead) => {
             Json(json!({"dead": dead.iter().map(dead_entry).collect::<Vec<_>>()})).into_response()
@@ -610,7 +687,11 @@ struct ReplayRequest {
     to: Option<String>,
 }
 
-async fn post_replay(State(state): State<AppState>, body: Bytes) -> Response {
+async fn post_replay(State(app): State<AppState>, body: Bytes) -> Response {
+    let state = match app.ctx() {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let req: ReplayRequest = match optional_json(
         &body,
         "{\"id\": N, \"robot\": \"R\", \"to\": \"OTHER\"} (all optional)",
@@ -709,21 +790,24 @@ async fn count_ingest(State(state): State<AppState>, request: Request, next: Nex
 }
 
 /// Prometheus text format. The gauges describing the present are set here, at scrape time.
-async fn get_metrics(State(state): State<AppState>) -> Response {
-    let m = &state.metrics;
-    let now = state.clock.now_ms();
-    for (name, h) in state.robots.iter() {
+async fn get_metrics(State(app): State<AppState>) -> Response {
+    let m = &app.metrics;
+    let now = app.clock.now_ms();
+    let live = app.live.get();
+    let store = live.store.as_ref().ok();
+    for (name, h) in live.robots.iter() {
         let r = [("robot", name.as_str())];
         let s = h.status();
-        let pending = state.store.pending(name).unwrap_or(0);
-        m.gauge("sluice_pending_alerts", &r).set(pending as f64);
-        let age = state
-            .store
-            .oldest_pending_ms(name)
-            .ok()
-            .flatten()
-            .map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0);
-        m.gauge("sluice_oldest_pending_age_seconds", &r).set(age);
+        if let Some(store) = store {
+            let pending = store.pending(name).unwrap_or(0);
+            m.gauge("sluice_pending_alerts", &r).set(pending as f64);
+            let age = store
+                .oldest_pending_ms(name)
+                .ok()
+                .flatten()
+                .map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0);
+            m.gauge("sluice_oldest_pending_age_seconds", &r).set(age);
+        }
         for st in crate::metrics::STATES {
             let on = if st == s.state { 1.0 } else { 0.0 };
             m.gauge(
@@ -744,16 +828,26 @@ async fn get_metrics(State(state): State<AppState>) -> Response {
         m.gauge("sluice_dead_digests", &r).set(s.dead as f64);
         m.gauge("sluice_outbox_digests", &r).set(s.outbox as f64);
     }
-    use std::sync::atomic::Ordering::Relaxed;
-    let stats = state.store.commit_stats();
-    m.counter("sluice_commit_flushes_total", &[])
-        .absolute(stats.flushes.load(Relaxed));
-    m.counter("sluice_commit_requests_total", &[])
-        .absolute(stats.requests.load(Relaxed));
-    m.gauge("sluice_commit_batch_largest", &[])
-        .set(stats.largest_batch.load(Relaxed) as f64);
-    m.gauge("sluice_store_size_bytes", &[])
-        .set(state.store.size_on_disk() as f64);
+    // A removed robot's queue is still waiting for someone.
+    for (name, o) in live.orphans.iter() {
+        let r = [("robot", name.as_str())];
+        m.gauge("sluice_pending_alerts", &r).set(o.pending as f64);
+        m.gauge("sluice_outbox_digests", &r).set(o.digests as f64);
+    }
+    m.gauge("sluice_store_up", &[])
+        .set(if store.is_some() { 1.0 } else { 0.0 });
+    if let Some(store) = store {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = store.commit_stats();
+        m.counter("sluice_commit_flushes_total", &[])
+            .absolute(stats.flushes.load(Relaxed));
+        m.counter("sluice_commit_requests_total", &[])
+            .absolute(stats.requests.load(Relaxed));
+        m.gauge("sluice_commit_batch_largest", &[])
+            .set(stats.largest_batch.load(Relaxed) as f64);
+        m.gauge("sluice_store_size_bytes", &[])
+            .set(store.size_on_disk() as f64);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -772,7 +866,11 @@ struct ListQuery {
 }
 
 /// Delivered digests, oldest first: `?robot=R&since=2h`.
-async fn list_digests(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+async fn list_digests(State(app): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+    let state = match app.ctx() {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let since_ms = match q.since.as_deref().map(crate::config::parse_duration) {
         None => i64::MIN,
         Some(Ok(d)) => state.clock.now_ms() - d.as_millis() as i64,
@@ -799,11 +897,11 @@ struct RedeliverRequest {
 
 /// Queues a delivered digest's alerts again, for its own robot or `to`; they go out as new
 /// digests, within the limits.
-async fn post_redeliver(
-    State(state): State<AppState>,
-    Path(id): Path<u64>,
-    body: Bytes,
-) -> Response {
+async fn post_redeliver(State(app): State<AppState>, Path(id): Path<u64>, body: Bytes) -> Response {
+    let state = match app.ctx() {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let req: RedeliverRequest = match optional_json(&body, "{\"to\": \"ROBOT\"} (optional)") {
         Ok(r) => r,
         Err(r) => return *r,
@@ -838,4 +936,53 @@ async fn post_redeliver(
     handle.metrics.received.increment(d.count());
     handle.wake.notify_one();
     Json(json!({"id": id, "alerts": d.count(), "to": target})).into_response()
+}
+
+/// `ok` while sluice can take alerts; 503 with the reason while its store is being reopened.
+async fn get_healthz(State(app): State<AppState>) -> Response {
+    match app.live.get().store {
+        Ok(_) => "ok\n".into_response(),
+        Err(why) => unavailable(why),
+    }
+}
+
+/// Reads the config file again: robots added, removed or changed, queues and rate history kept.
+async fn post_reload(State(app): State<AppState>) -> Response {
+    match app.control.reload().await {
+        Ok(r) => Json(r).into_response(),
+        Err(e @ ReloadError::NoFile) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ ReloadError::Invalid(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Err(e @ ReloadError::Busy(_)) => unavailable(e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveRequest {
+    robot: String,
+    to: String,
+}
+
+/// Moves the queue of a robot removed from the config to a configured robot.
+async fn post_move(State(app): State<AppState>, body: Bytes) -> Response {
+    let req: MoveRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("expected {{\"robot\": \"REMOVED\", \"to\": \"CONFIGURED\"}}: {e}"),
+            );
+        }
+    };
+    match app.control.move_queue(&req.robot, &req.to).await {
+        Ok(m) => Json(
+            json!({"robot": req.robot, "to": req.to, "alerts": m.alerts, "digests": m.digests}),
+        )
+        .into_response(),
+        Err(e @ MoveError::Configured(_)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ (MoveError::UnknownTarget(..) | MoveError::NothingQueued(_))) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
+        Err(e @ (MoveError::Busy(_) | MoveError::Store(_))) => unavailable(e.to_string()),
+    }
 }

@@ -19,21 +19,19 @@ pub mod provider;
 pub mod robot;
 pub mod route;
 pub mod store;
+pub mod supervisor;
 pub mod template;
 
-use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::limit::Clock;
-use crate::provider::Provider;
-use crate::robot::{RobotHandle, RobotStatus, RobotTask};
-use crate::store::{DigestRecord, DigestState, Store, StoreError};
+use crate::store::{Store, StoreError};
+use crate::supervisor::Supervisor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -45,7 +43,7 @@ pub enum ServeError {
 
 /// Runs sluice on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests finish, gives an in-flight send [`robot::SHUTDOWN_GRACE`] to complete, flushes the
-/// store and returns.
+/// store and returns. With a config read from a file, SIGHUP reloads it (as `POST /-/reload`).
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -59,64 +57,28 @@ pub async fn serve(
         .expect("the store opener does not panic")?;
     let store = Arc::new(store);
 
-    // What the last run left: digests sealed but not delivered, and the dead-letter count.
-    let mut outboxes: HashMap<String, Vec<DigestRecord>> = HashMap::new();
-    let mut dead: HashMap<String, u64> = HashMap::new();
-    for d in store.digests() {
-        let d = d?;
-        match d.state {
-            DigestState::Pending => outboxes.entry(d.robot.clone()).or_default().push(d),
-            DigestState::Dead => *dead.entry(d.robot.clone()).or_default() += 1,
-            DigestState::Sent | DigestState::Replayed => {}
-        }
-    }
-    for (robot, digests) in &outboxes {
-        if !config.robots.contains_key(robot) {
-            tracing::warn!(robot = %robot, digests = digests.len(), "queued digests belong to a robot that is no longer configured; they stay queued until it comes back");
-        }
-    }
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let metrics = crate::metrics::Metrics::new();
-    let owners = Arc::new(config.owners.clone());
-    let mut robots = BTreeMap::new();
-    let mut tasks = Vec::new();
-    for (name, rc) in &config.robots {
-        let mut status = RobotStatus::new(clock.now_ms());
-        status.dead = dead.get(name).copied().unwrap_or(0);
-        let handle = RobotHandle::new(rc.clone(), status, metrics.robot(name));
-        let task = RobotTask {
-            handle: handle.clone(),
-            store: store.clone(),
-            provider: Provider::new(rc, config.server.public_url.as_deref()),
-            clock,
-            shutdown: stop_rx.clone(),
-            public_url: config.server.public_url.clone(),
-            owners: owners.clone(),
-            outbox: outboxes.remove(name).unwrap_or_default(),
-        };
-        tasks.push(tokio::spawn(task.run()));
-        robots.insert(name.clone(), handle);
-    }
-    tasks.push(tokio::spawn(prune_loop(
-        store.clone(),
-        config.clone(),
-        clock,
-        stop_rx.clone(),
-    )));
-
     let addr = listener.local_addr().map_err(ServeError::Http)?;
     if !addr.ip().is_loopback() && config.server.auth_tokens.is_empty() {
         tracing::warn!(%addr, "listening beyond loopback without server.auth_tokens: anyone who can reach this port can post alerts");
     }
     tracing::info!(%addr, data_dir = %store.dir().display(), robots = %config.robot_names(), "sluice is running");
 
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = crate::metrics::Metrics::new();
+    let reloadable = config.path.is_some();
+    let (supervisor, live, control) =
+        Supervisor::start(config, store, clock, metrics.clone(), stop_rx.clone())?;
+    let supervised = tokio::spawn(supervisor.run());
+    let pruning = tokio::spawn(supervisor::prune_loop(live.clone(), clock, stop_rx.clone()));
+    if reloadable {
+        tokio::spawn(reload_on_sighup(control.clone(), stop_rx.clone()));
+    }
+
     let state = http::AppState {
-        config: Arc::new(config),
-        store: store.clone(),
-        robots: Arc::new(robots),
+        live: live.clone(),
         clock,
         metrics,
+        control,
     };
     tokio::spawn(async move {
         shutdown.await;
@@ -128,14 +90,46 @@ pub async fn serve(
             let _ = http_stop.wait_for(|stop| *stop).await;
         })
         .await;
-    for t in tasks {
-        let _ = t.await;
-    }
-    let flushed = store.close();
+    let _ = supervised.await;
+    let _ = pruning.await;
+    let flushed = match live.get().store {
+        Ok(store) => store.close(),
+        Err(why) => Err(StoreError::Io(why)),
+    };
     tracing::info!("sluice stopped");
     served.map_err(ServeError::Http)?;
     flushed?;
     Ok(())
+}
+
+/// SIGHUP reloads the config file, the way daemons do.
+async fn reload_on_sighup(control: supervisor::Control, mut stop: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload instead");
+            return;
+        };
+        loop {
+            tokio::select! {
+                got = hup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    tracing::info!("SIGHUP: reloading the config");
+                    // The supervisor logs the outcome.
+                    let _ = control.reload().await;
+                }
+                _ = supervisor::stopped(&mut stop) => return,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = control;
+        supervisor::stopped(&mut stop).await;
+    }
 }
 
 /// The wall clock in Unix milliseconds (0 if the clock is before 1970).
@@ -157,49 +151,4 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     parts.join(": ")
-}
-
-/// Deletes delivered digests (and their alerts) once their robot's retention has passed.
-async fn prune_loop(
-    store: Arc<Store>,
-    config: Config,
-    clock: Clock,
-    mut stop: watch::Receiver<bool>,
-) {
-    let shortest = config
-        .robots
-        .values()
-        .map(|r| r.timing.retention)
-        .min()
-        .unwrap_or(Duration::from_secs(3600));
-    let every = (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
-    let default_retention = config::Timing::default().retention;
-    let retention: Arc<HashMap<String, Duration>> = Arc::new(
-        config
-            .robots
-            .iter()
-            .map(|(n, r)| (n.clone(), r.timing.retention))
-            .collect(),
-    );
-    loop {
-        let (s, retention) = (store.clone(), retention.clone());
-        let now = clock.now_ms();
-        let pruned = tokio::task::spawn_blocking(move || {
-            s.prune(now, |robot| {
-                retention.get(robot).copied().unwrap_or(default_retention)
-            })
-        })
-        .await;
-        match pruned {
-            Ok(Ok(n)) if n > 0 => {
-                tracing::debug!(digests = n, "pruned delivered digests past retention")
-            }
-            Ok(Err(e)) => tracing::warn!("pruning failed: {e}"),
-            _ => {}
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => break,
-        }
-    }
 }

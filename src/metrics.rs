@@ -140,6 +140,11 @@ impl Metrics {
                 "Size of the data directory",
                 Some(Unit::Bytes),
             ),
+            (
+                "sluice_store_up",
+                "1 while the store takes writes, 0 while a failed store is being reopened",
+                None,
+            ),
         ];
         for (name, help, unit) in gauges {
             self.recorder.describe_gauge(name.into(), unit, help.into());

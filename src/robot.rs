@@ -124,13 +124,25 @@ impl RobotHandle {
     }
 }
 
+/// What a robot's task is told to do; its supervisor changes it through a `watch` channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    Go,
+    /// Stop for a reload or a store restart: an in-flight send is finished and its answer
+    /// recorded first, so the next task for this robot starts from the truth.
+    Retire,
+    /// Shut down: an in-flight send gets [`SHUTDOWN_GRACE`], then it is abandoned (the digest
+    /// stays queued).
+    Shutdown,
+}
+
 /// Everything one robot's task needs.
 pub struct RobotTask {
     pub handle: RobotHandle,
     pub store: Arc<Store>,
     pub provider: Provider,
     pub clock: Clock,
-    pub shutdown: watch::Receiver<bool>,
+    pub run: watch::Receiver<Run>,
     pub public_url: Option<String>,
     /// `[owners]` from the config, for mentions.
     pub owners: Arc<BTreeMap<String, BTreeMap<String, Vec<String>>>>,
@@ -203,7 +215,7 @@ impl RobotTask {
         }
 
         loop {
-            if *self.shutdown.borrow() {
+            if *self.run.borrow() != Run::Go {
                 break;
             }
             let now = self.clock.now_ms();
@@ -216,7 +228,7 @@ impl RobotTask {
                         let wake = self.handle.wake.clone();
                         tokio::select! {
                             _ = wake.notified() => {}
-                            _ = self.shutdown.changed() => {}
+                            _ = self.run.changed() => {}
                         }
                         continue;
                     }
@@ -310,7 +322,7 @@ impl RobotTask {
             self.set_state(State::Sending, now);
             self.update(|s| s.recent_sends = guard.log());
             let Some(outcome) = self.send_unless_shutdown(&digest).await else {
-                tracing::warn!(robot = %name, digest = digest.id, "shutdown: abandoned an unanswered send; the digest stays queued");
+                tracing::warn!(robot = %name, digest = digest.id, "shutdown: abandoned an unanswered send; the digest stays queued and is sent again after the restart");
                 break;
             };
             let done = self.clock.now_ms();
@@ -417,15 +429,12 @@ impl RobotTask {
         }
     }
 
-    /// Sends, but gives up [`SHUTDOWN_GRACE`] after shutdown begins (`None`).
+    /// Sends, but gives up [`SHUTDOWN_GRACE`] after shutdown begins (`None`). A retiring task
+    /// waits for the answer (the request timeout bounds it).
     async fn send_unless_shutdown(&mut self, digest: &DigestRecord) -> Option<Outcome> {
-        let mut shutdown = self.shutdown.clone();
+        let mut run = self.run.clone();
         let deadline = async move {
-            while !*shutdown.borrow() {
-                if shutdown.changed().await.is_err() {
-                    break;
-                }
-            }
+            let _ = run.wait_for(|r| *r == Run::Shutdown).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         };
         tokio::select! {
@@ -438,7 +447,7 @@ impl RobotTask {
         let d = Duration::from_millis(ms.max(1) as u64);
         tokio::select! {
             _ = tokio::time::sleep(d) => {}
-            _ = self.shutdown.changed() => {}
+            _ = self.run.changed() => {}
         }
     }
 

@@ -152,6 +152,13 @@ impl DigestRecord {
     }
 }
 
+/// What [`Store::move_queue`] moved.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Moved {
+    pub alerts: u64,
+    pub digests: u64,
+}
+
 /// Where an appended alert went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
@@ -218,6 +225,43 @@ pub struct Store {
     lanes: Mutex<HashMap<String, Arc<Mutex<Lane>>>>,
     flusher: Mutex<Option<mpsc::Sender<Waiter>>>,
     stats: Arc<CommitStats>,
+    health: Arc<Health>,
+}
+
+/// Whether the store can still write. sled keeps an I/O error once it has hit one (a full disk
+/// stays "full" to it even after space is freed), so the first failed flush marks the store
+/// failed for good, and whoever owns it reopens it ([`Health::failed`] wakes them).
+#[derive(Debug, Default)]
+pub struct Health {
+    error: Mutex<Option<String>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Health {
+    /// The error that failed the store, if it has failed.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().expect("health lock").clone()
+    }
+
+    /// Marks the store failed (the first error is kept).
+    pub fn fail(&self, e: &str) {
+        let mut error = self.error.lock().expect("health lock");
+        if error.is_none() {
+            *error = Some(e.to_string());
+            self.wake.notify_one();
+        }
+    }
+
+    /// Resolves once the store has failed.
+    pub async fn failed(&self) {
+        loop {
+            let notified = self.wake.notified();
+            if self.error().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// Group-commit figures: `requests / flushes` is the mean batch size.
@@ -301,6 +345,7 @@ impl Store {
             lanes: Mutex::new(HashMap::new()),
             flusher: Mutex::new(None),
             stats: Arc::new(CommitStats::default()),
+            health: Arc::new(Health::default()),
         };
         store.check_readable()?;
         store.check_marker()?;
@@ -420,9 +465,10 @@ impl Store {
         let (tx, rx) = mpsc::channel::<Waiter>();
         let db = self.db.clone();
         let stats = self.stats.clone();
+        let health = self.health.clone();
         std::thread::Builder::new()
             .name("sluice-commit".into())
-            .spawn(move || group_commit(db, rx, stats))
+            .spawn(move || group_commit(db, rx, stats, health))
             .expect("spawn the commit thread");
         *self.flusher.lock().expect("flusher lock") = Some(tx);
     }
@@ -433,6 +479,19 @@ impl Store {
 
     pub fn commit_stats(&self) -> &CommitStats {
         &self.stats
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Passes `result` through; an I/O error from sled marks the store failed (sled keeps such
+    /// an error for good, so only a reopen clears it).
+    fn checked<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Io(e)) = &result {
+            self.health.fail(e);
+        }
+        result
     }
 
     fn lane(&self, robot: &str) -> Result<Arc<Mutex<Lane>>, StoreError> {
@@ -476,6 +535,16 @@ impl Store {
     /// [`Slot::Duplicate`] with the original sequence number. Checking and recording happen under
     /// the robot's lane lock, so two concurrent repeats cannot both get in.
     pub fn append_keyed(
+        &self,
+        robot: &str,
+        alerts: &[(&Alert, Option<&str>)],
+        now_ms: i64,
+        window: Duration,
+    ) -> Result<Vec<Slot>, StoreError> {
+        self.checked(self.try_append_keyed(robot, alerts, now_ms, window))
+    }
+
+    fn try_append_keyed(
         &self,
         robot: &str,
         alerts: &[(&Alert, Option<&str>)],
@@ -576,8 +645,8 @@ impl Store {
             ms: now_ms,
         })
         .map_err(|e| StoreError::Io(e.to_string()))?;
-        self.requests.insert(key, bytes)?;
-        Ok(())
+        let written = self.requests.insert(key, bytes);
+        self.checked(written.map(|_| ()).map_err(StoreError::from))
     }
 
     /// Gives a claim back after a failure, so the client's retry is processed anew.
@@ -601,7 +670,11 @@ impl Store {
 
     /// Flushes synchronously (shutdown, and the send log before a POST).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.db.flush().map_err(|e| {
+            let e = StoreError::Io(format!("flush failed: {e}"));
+            self.health.fail(&e.to_string());
+            e
+        })?;
         Ok(())
     }
 
@@ -629,6 +702,16 @@ impl Store {
     /// Seals up to `max_alerts` of the robot's pending alerts into a new digest, rendered by
     /// `render(id, alerts)`. Returns `None` when nothing is pending.
     pub fn seal(
+        &self,
+        robot: &str,
+        max_alerts: u64,
+        now_ms: i64,
+        render: impl FnOnce(u64, &[Alert]) -> (Rendered, crate::mention::Mention),
+    ) -> Result<Option<DigestRecord>, StoreError> {
+        self.checked(self.try_seal(robot, max_alerts, now_ms, render))
+    }
+
+    fn try_seal(
         &self,
         robot: &str,
         max_alerts: u64,
@@ -695,8 +778,8 @@ impl Store {
     /// Writes back a digest's changed state (attempts, errors, sent or dead).
     pub fn update_digest(&self, record: &DigestRecord) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Io(e.to_string()))?;
-        self.digests.insert(record.id.to_be_bytes(), bytes)?;
-        Ok(())
+        let written = self.digests.insert(record.id.to_be_bytes(), bytes);
+        self.checked(written.map(|_| ()).map_err(StoreError::from))
     }
 
     pub fn digest(&self, id: u64) -> Result<Option<DigestRecord>, StoreError> {
@@ -739,7 +822,8 @@ impl Store {
     /// this way counts against the limit even if the process dies during the POST.
     pub fn set_send_log(&self, robot: &str, log: &[i64], durable: bool) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(log).map_err(|e| StoreError::Io(e.to_string()))?;
-        self.meta.insert(meta_key("sends", robot), bytes)?;
+        let written = self.meta.insert(meta_key("sends", robot), bytes);
+        self.checked(written.map_err(StoreError::from))?;
         if durable {
             self.flush()?;
         }
@@ -854,6 +938,72 @@ impl Store {
         Ok(())
     }
 
+    /// Every robot that has alerts in the store (pending or covered by a kept digest), found
+    /// with one seek per robot rather than a scan.
+    pub fn robots(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut from = Vec::new();
+        while let Some((k, _)) = self.alerts.range(from.as_slice()..).next().transpose()? {
+            let name = k.split(|&b| b == 0).next().unwrap_or_default();
+            out.push(String::from_utf8_lossy(name).into_owned());
+            from = name.to_vec();
+            from.push(1);
+        }
+        Ok(out)
+    }
+
+    /// Moves everything still queued for robot `from`, sealed digests not yet delivered and
+    /// pending alerts, to robot `to`, oldest first: the way out for the queue of a robot that
+    /// was removed from the config. Only while no task runs for `from` (invariant 4). Not
+    /// durable until [`Store::commit`]. Alerts are queued for `to` before they leave `from`, so
+    /// a crash in between can deliver some twice, never lose them.
+    pub fn move_queue(&self, from: &str, to: &str, now_ms: i64) -> Result<Moved, StoreError> {
+        let mut moved = Moved::default();
+        let sealed: Vec<DigestRecord> = self
+            .digests()
+            .filter(|d| {
+                d.as_ref()
+                    .map_or(true, |d| d.robot == from && d.state == DigestState::Pending)
+            })
+            .collect::<Result<_, _>>()?;
+        for mut d in sealed {
+            self.queue_again(&d, to).map_err(|e| match e {
+                ReplayError::Store(e) => e,
+                other => StoreError::Io(other.to_string()),
+            })?;
+            moved.alerts += d.count();
+            moved.digests += 1;
+            d.state = DigestState::Replayed;
+            d.replayed_to = Some(to.to_string());
+            d.replayed_ms = Some(now_ms);
+            self.update_digest(&d)?;
+        }
+        // Pending alerts, a bounded chunk at a time so a large backlog does not sit in memory.
+        const CHUNK: u64 = 10_000;
+        let lane = self.lane(from)?;
+        let mut lane = lane.lock().expect("lane lock");
+        while lane.cursor < lane.next_seq {
+            let (first, end) = (lane.cursor, lane.next_seq.min(lane.cursor + CHUNK));
+            let mut alerts = Vec::with_capacity((end - first) as usize);
+            let mut gone = sled::Batch::default();
+            for item in self
+                .alerts
+                .range(alert_key(from, first)..alert_key(from, end))
+            {
+                let (k, v) = item?;
+                alerts.push(decode::<Alert>(&k, &v)?);
+                gone.remove(k);
+            }
+            self.append(to, &alerts)?;
+            self.alerts.apply_batch(gone)?;
+            self.meta
+                .insert(meta_key("cursor", from), &end.to_be_bytes())?;
+            lane.cursor = end;
+            moved.alerts += alerts.len() as u64;
+        }
+        Ok(moved)
+    }
+
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
@@ -877,7 +1027,12 @@ fn new_store_id() -> String {
 /// How long the commit thread waits for stragglers when requests are arriving concurrently.
 const GATHER: Duration = Duration::from_micros(1000);
 
-fn group_commit(db: sled::Db, rx: mpsc::Receiver<Waiter>, stats: Arc<CommitStats>) {
+fn group_commit(
+    db: sled::Db,
+    rx: mpsc::Receiver<Waiter>,
+    stats: Arc<CommitStats>,
+    health: Arc<Health>,
+) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut last_batch = 0usize;
     while let Ok(first) = rx.recv() {
@@ -895,6 +1050,9 @@ fn group_commit(db: sled::Db, rx: mpsc::Receiver<Waiter>, stats: Arc<CommitStats
             .flush()
             .map(|_| ())
             .map_err(|e| StoreError::Io(format!("flush failed: {e}")));
+        if let Err(e) = &result {
+            health.fail(&e.to_string());
+        }
         stats.flushes.fetch_add(1, Relaxed);
         stats.requests.fetch_add(batch.len() as u64, Relaxed);
         stats.largest_batch.fetch_max(batch.len() as u64, Relaxed);

@@ -124,6 +124,12 @@ pub struct TemplateError {
 }
 
 impl Templates {
+    /// Whether both were compiled from the same sources (a reload keeps a robot that did not
+    /// change).
+    pub fn same_sources(&self, other: &Templates) -> bool {
+        self.title == other.title && self.body == other.body
+    }
+
     /// Compiles a title and/or body template (name = the config key or file, used in errors),
     /// and renders each once against rich sample contexts with [`UndefinedBehavior::Strict`],
     /// so syntax errors and undefined variables fail at config load with the template name and

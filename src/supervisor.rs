@@ -1,0 +1,597 @@
+//! Keeps the robots' tasks and the store they share running: starts them, changes them on a
+//! reload, and reopens the store and restarts them when the store fails.
+//!
+//! Everything that changes a robot's task goes through the one [`Supervisor`] task, one command
+//! at a time, so a reload and a queue move can never both touch the same robot (store
+//! invariant 4: only a robot's own task moves its queue). The API sees the result as a [`Live`]
+//! snapshot, replaced whole, never edited: a request works against one consistent view.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, ConfigError};
+use crate::limit::Clock;
+use crate::metrics::Metrics;
+use crate::provider::Provider;
+use crate::robot::{RobotHandle, RobotStatus, RobotTask, Run};
+use crate::store::{DigestRecord, DigestState, Moved, Store, StoreError};
+
+/// What the running sluice looks like right now.
+#[derive(Clone)]
+pub struct Live {
+    pub config: Arc<Config>,
+    pub robots: Arc<BTreeMap<String, RobotHandle>>,
+    /// `Err(why)` while a failed store is being reopened.
+    pub store: Result<Arc<Store>, String>,
+    /// Robots no longer configured whose alerts are still queued.
+    pub orphans: Arc<BTreeMap<String, Orphan>>,
+}
+
+/// The queue a robot left behind when it was removed from the config: it stays until the robot
+/// comes back or it is moved to another robot.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Orphan {
+    /// Alerts not yet in a digest.
+    pub pending: u64,
+    /// Digests sealed but not delivered, and the alerts they cover.
+    pub digests: u64,
+    pub digest_alerts: u64,
+}
+
+/// The shared, swappable [`Live`].
+#[derive(Clone)]
+pub struct LiveCell(Arc<RwLock<Live>>);
+
+impl LiveCell {
+    pub fn get(&self) -> Live {
+        self.0.read().expect("live lock").clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Live)) {
+        f(&mut self.0.write().expect("live lock"));
+    }
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Reloaded {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// Keys that changed but take effect only after a restart; their old values stay.
+    pub needs_restart: Vec<&'static str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(
+        "sluice was started without a config file (-c), so there is nothing to reload; restart it with -c FILE"
+    )]
+    NoFile,
+    #[error("the new config is invalid, the running one stays: {0}")]
+    Invalid(ConfigError),
+    #[error("{0}")]
+    Busy(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    #[error(
+        "robot {0:?} is configured, so its own task owns its queue; remove it from the config (and reload) before moving its queue"
+    )]
+    Configured(String),
+    #[error("to: unknown robot {0:?}; configured robots: {1}")]
+    UnknownTarget(String, String),
+    #[error("robot {0:?} has nothing queued")]
+    NothingQueued(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error("the store cannot move the queue right now: {0}")]
+    Store(StoreError),
+}
+
+enum Command {
+    Reload(oneshot::Sender<Result<Reloaded, ReloadError>>),
+    Move {
+        from: String,
+        to: String,
+        reply: oneshot::Sender<Result<Moved, MoveError>>,
+    },
+}
+
+/// Asks the supervisor for changes; cheap to clone.
+#[derive(Clone)]
+pub struct Control(mpsc::Sender<Command>);
+
+impl Control {
+    /// Reads the config file again and applies it.
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let (tx, rx) = oneshot::channel();
+        let stopping = || ReloadError::Busy("sluice is shutting down".into());
+        self.0
+            .send(Command::Reload(tx))
+            .await
+            .map_err(|_| stopping())?;
+        rx.await.map_err(|_| stopping())?
+    }
+
+    /// Moves an unconfigured robot's queue to a configured one.
+    pub async fn move_queue(&self, from: &str, to: &str) -> Result<Moved, MoveError> {
+        let (tx, rx) = oneshot::channel();
+        let stopping = || MoveError::Busy("sluice is shutting down".into());
+        let command = Command::Move {
+            from: from.to_string(),
+            to: to.to_string(),
+            reply: tx,
+        };
+        self.0.send(command).await.map_err(|_| stopping())?;
+        rx.await.map_err(|_| stopping())?
+    }
+}
+
+struct Running {
+    run: watch::Sender<Run>,
+    join: JoinHandle<()>,
+}
+
+pub struct Supervisor {
+    live: LiveCell,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    tasks: BTreeMap<String, Running>,
+    commands: mpsc::Receiver<Command>,
+    stop: watch::Receiver<bool>,
+    /// When the store was last reopened, and the wait before the next try.
+    reopened: Option<std::time::Instant>,
+    reopen_delay: Duration,
+}
+
+/// First wait between tries to reopen a failed store; it doubles up to [`REOPEN_MAX_DELAY`],
+/// also across failures that follow a reopen closely (a disk that is still full).
+const REOPEN_FIRST_DELAY: Duration = Duration::from_millis(200);
+const REOPEN_MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// What the store holds for the robots' tasks at start.
+struct Scan {
+    outboxes: HashMap<String, Vec<DigestRecord>>,
+    dead: HashMap<String, u64>,
+    orphans: BTreeMap<String, Orphan>,
+}
+
+fn scan(store: &Store, config: &Config) -> Result<Scan, StoreError> {
+    let mut outboxes: HashMap<String, Vec<DigestRecord>> = HashMap::new();
+    let mut dead: HashMap<String, u64> = HashMap::new();
+    let mut orphans: BTreeMap<String, Orphan> = BTreeMap::new();
+    for d in store.digests() {
+        let d = d?;
+        match d.state {
+            DigestState::Pending if config.robots.contains_key(&d.robot) => {
+                outboxes.entry(d.robot.clone()).or_default().push(d)
+            }
+            DigestState::Pending => {
+                let o = orphans.entry(d.robot.clone()).or_default();
+                o.digests += 1;
+                o.digest_alerts += d.count();
+            }
+            DigestState::Dead => *dead.entry(d.robot.clone()).or_default() += 1,
+            DigestState::Sent | DigestState::Replayed => {}
+        }
+    }
+    for robot in store.robots()? {
+        if config.robots.contains_key(&robot) {
+            continue;
+        }
+        let pending = store.pending(&robot)?;
+        if pending > 0 {
+            orphans.entry(robot).or_default().pending = pending;
+        }
+    }
+    Ok(Scan {
+        outboxes,
+        dead,
+        orphans,
+    })
+}
+
+impl Supervisor {
+    /// Starts every configured robot's task on `store`. Run the result with [`Supervisor::run`].
+    pub fn start(
+        config: Config,
+        store: Arc<Store>,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(Supervisor, LiveCell, Control), StoreError> {
+        let scan = scan(&store, &config)?;
+        let live = LiveCell(Arc::new(RwLock::new(Live {
+            config: Arc::new(config),
+            robots: Arc::new(BTreeMap::new()),
+            store: Ok(store.clone()),
+            orphans: Arc::new(BTreeMap::new()),
+        })));
+        let (tx, rx) = mpsc::channel(16);
+        let mut s = Supervisor {
+            live: live.clone(),
+            clock,
+            metrics,
+            tasks: BTreeMap::new(),
+            commands: rx,
+            stop,
+            reopened: None,
+            reopen_delay: REOPEN_FIRST_DELAY,
+        };
+        s.start_robots(&store, scan, None);
+        Ok((s, live, Control(tx)))
+    }
+
+    /// Serves commands and watches the store until shutdown; then stops every robot's task.
+    pub async fn run(mut self) {
+        loop {
+            let health = self.live.get().store.ok().map(|s| s.health().clone());
+            let failed = async {
+                match &health {
+                    Some(h) => h.failed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let event = tokio::select! {
+                Some(c) = self.commands.recv() => Some(c),
+                _ = failed => None,
+                _ = stopped(&mut self.stop) => break,
+            };
+            match event {
+                Some(command) => self.serve(command).await,
+                None => self.reopen_store().await,
+            }
+        }
+        let names: Vec<String> = self.tasks.keys().cloned().collect();
+        self.retire(&names, Run::Shutdown).await;
+    }
+
+    async fn serve(&mut self, command: Command) {
+        match command {
+            Command::Reload(reply) => {
+                let result = self.reload().await;
+                match &result {
+                    Ok(r) => tracing::info!(
+                        added = ?r.added, removed = ?r.removed, changed = ?r.changed,
+                        needs_restart = ?r.needs_restart, "config reloaded"
+                    ),
+                    Err(e) => tracing::error!("reload refused: {e}"),
+                }
+                let _ = reply.send(result);
+            }
+            Command::Move { from, to, reply } => {
+                let _ = reply.send(self.move_queue(&from, &to).await);
+            }
+        }
+    }
+
+    /// Starts tasks for the configured robots (`only` these, if given), each with its sealed
+    /// digests from `scan`. A robot that ran before keeps its status and counters.
+    fn start_robots(&mut self, store: &Arc<Store>, mut scan: Scan, only: Option<&[String]>) {
+        let live = self.live.get();
+        let config = live.config.clone();
+        let owners = Arc::new(config.owners.clone());
+        let mut robots = (*live.robots).clone();
+        for (name, rc) in &config.robots {
+            if only.is_some_and(|o| !o.contains(name)) {
+                continue;
+            }
+            let dead = scan.dead.get(name).copied().unwrap_or(0);
+            let handle = match robots.get(name) {
+                Some(h) => RobotHandle {
+                    config: rc.clone(),
+                    ..h.clone()
+                },
+                None => RobotHandle::new(
+                    rc.clone(),
+                    RobotStatus::new(self.clock.now_ms()),
+                    self.metrics.robot(name),
+                ),
+            };
+            handle.status.lock().expect("status lock").dead = dead;
+            let (run, rx) = watch::channel(Run::Go);
+            let task = RobotTask {
+                handle: handle.clone(),
+                store: store.clone(),
+                provider: Provider::new(rc, config.server.public_url.as_deref()),
+                clock: self.clock,
+                run: rx,
+                public_url: config.server.public_url.clone(),
+                owners: owners.clone(),
+                outbox: scan.outboxes.remove(name).unwrap_or_default(),
+            };
+            let join = tokio::spawn(task.run());
+            self.tasks.insert(name.clone(), Running { run, join });
+            robots.insert(name.clone(), handle);
+        }
+        robots.retain(|name, _| config.robots.contains_key(name));
+        for (robot, o) in &scan.orphans {
+            tracing::warn!(robot = %robot, pending = o.pending, digests = o.digests, "alerts are queued for a robot that is not configured; they stay queued until it comes back or `sluice move` sends them elsewhere");
+        }
+        self.live.update(|l| {
+            l.robots = Arc::new(robots);
+            l.orphans = Arc::new(scan.orphans);
+        });
+    }
+
+    /// Stops these robots' tasks and waits for them.
+    async fn retire(&mut self, names: &[String], how: Run) {
+        let mut joins = Vec::new();
+        for name in names {
+            if let Some(r) = self.tasks.remove(name) {
+                let _ = r.run.send(how);
+                joins.push((r.join, r.run));
+            }
+        }
+        for (join, _run) in joins {
+            let _ = join.await;
+        }
+    }
+
+    async fn reload(&mut self) -> Result<Reloaded, ReloadError> {
+        let live = self.live.get();
+        let path = live.config.path.clone().ok_or(ReloadError::NoFile)?;
+        let mut next = tokio::task::spawn_blocking(move || Config::load(&path))
+            .await
+            .expect("the config loader does not panic")
+            .map_err(ReloadError::Invalid)?;
+        let store = live.store.clone().map_err(|why| {
+            ReloadError::Busy(format!("the store is being reopened ({why}); try again"))
+        })?;
+        let old = &live.config;
+        let mut report = Reloaded {
+            needs_restart: old.restart_only_changes(&next),
+            ..Reloaded::default()
+        };
+        // Keys read only at start-up keep their running values, so what /v1/status shows is true.
+        next.server.listen = old.server.listen;
+        next.server.data_dir = old.server.data_dir.clone();
+        next.server.cache_bytes = old.server.cache_bytes;
+        // Mentions and links use these, so every robot restarts when they change.
+        let shared_changed =
+            old.owners != next.owners || old.server.public_url != next.server.public_url;
+        for (name, rc) in &next.robots {
+            match old.robots.get(name) {
+                None => report.added.push(name.clone()),
+                Some(prev) if shared_changed || !prev.same_as(rc) => {
+                    report.changed.push(name.clone())
+                }
+                Some(_) => report.unchanged.push(name.clone()),
+            }
+        }
+        report.removed = old
+            .robots
+            .keys()
+            .filter(|n| !next.robots.contains_key(*n))
+            .cloned()
+            .collect();
+
+        let stopping: Vec<String> = report
+            .removed
+            .iter()
+            .chain(&report.changed)
+            .cloned()
+            .collect();
+        self.retire(&stopping, Run::Retire).await;
+        let next = Arc::new(next);
+        self.live.update(|l| l.config = next.clone());
+        let (s, c) = (store.clone(), next.clone());
+        let scanned = tokio::task::spawn_blocking(move || scan(&s, &c))
+            .await
+            .expect("the store scan does not panic");
+        let starting: Vec<String> = report
+            .added
+            .iter()
+            .chain(&report.changed)
+            .cloned()
+            .collect();
+        match scanned {
+            Ok(scan) => self.start_robots(&store, scan, Some(&starting)),
+            Err(e) => {
+                // The store has failed; the supervisor reopens it and then starts every robot.
+                tracing::error!(
+                    "reload: cannot read the store ({e}); robots start once it is reopened"
+                );
+            }
+        }
+        Ok(report)
+    }
+
+    async fn move_queue(&mut self, from: &str, to: &str) -> Result<Moved, MoveError> {
+        let live = self.live.get();
+        if live.config.robots.contains_key(from) {
+            return Err(MoveError::Configured(from.to_string()));
+        }
+        let Some(target) = live.robots.get(to).cloned() else {
+            return Err(MoveError::UnknownTarget(
+                to.to_string(),
+                live.config.robot_names(),
+            ));
+        };
+        if !live.orphans.contains_key(from) {
+            return Err(MoveError::NothingQueued(from.to_string()));
+        }
+        let store = live.store.clone().map_err(|why| {
+            MoveError::Busy(format!("the store is being reopened ({why}); try again"))
+        })?;
+        let now = self.clock.now_ms();
+        let (s, f, t) = (store.clone(), from.to_string(), to.to_string());
+        let moved = tokio::task::spawn_blocking(move || s.move_queue(&f, &t, now))
+            .await
+            .expect("moving a queue does not panic")
+            .map_err(MoveError::Store)?;
+        store.commit().await.map_err(MoveError::Store)?;
+        target.metrics.received.increment(moved.alerts);
+        target.wake.notify_one();
+        let mut orphans = (*live.orphans).clone();
+        orphans.remove(from);
+        self.live.update(|l| l.orphans = Arc::new(orphans));
+        tracing::info!(
+            from,
+            to,
+            alerts = moved.alerts,
+            digests = moved.digests,
+            "moved a removed robot's queue"
+        );
+        Ok(moved)
+    }
+
+    /// The store has failed (sled keeps an I/O error for good): stop the robots, let go of the
+    /// store, and reopen it until that works, then start the robots again on the reopened one.
+    /// Meanwhile the API answers 503. What was acknowledged was on disk before the failure, so
+    /// reopening recovers exactly what a restart would.
+    async fn reopen_store(&mut self) {
+        let live = self.live.get();
+        let Ok(store) = live.store.clone() else {
+            return;
+        };
+        let why = store.health().error().unwrap_or_default();
+        tracing::error!("the store failed ({why}); stopping the robots and reopening it");
+        let (dir, cache) = (
+            live.config.server.data_dir.clone(),
+            live.config.server.cache_bytes,
+        );
+        self.live
+            .update(|l| l.store = Err(format!("the store failed ({why}) and is being reopened")));
+        let names: Vec<String> = self.tasks.keys().cloned().collect();
+        self.retire(&names, Run::Retire).await;
+        drop(store);
+        drop(live);
+
+        // A store that fails again soon after a reopen (the disk is still full) waits longer
+        // before each new try, instead of reopening in a tight loop.
+        let recent = self
+            .reopened
+            .is_some_and(|t| t.elapsed() < REOPEN_MAX_DELAY * 2);
+        if !recent {
+            self.reopen_delay = REOPEN_FIRST_DELAY;
+        }
+        let mut first = recent;
+        let store = loop {
+            if first {
+                if !self.wait_before_reopen().await {
+                    return;
+                }
+                first = false;
+            }
+            let d = dir.clone();
+            let opened = tokio::task::spawn_blocking(move || Store::open(&d, cache))
+                .await
+                .expect("the store opener does not panic");
+            let e = match opened {
+                Ok(store) => break Arc::new(store),
+                Err(e) => e,
+            };
+            tracing::warn!(
+                "cannot reopen the store yet ({e}); next try in {}",
+                humantime::format_duration(self.reopen_delay)
+            );
+            self.live.update(|l| {
+                l.store = Err(format!(
+                    "the store failed ({why}); reopening it failed: {e}"
+                ))
+            });
+            if !self.wait_before_reopen().await {
+                return;
+            }
+        };
+        self.reopened = Some(std::time::Instant::now());
+        let config = self.live.get().config;
+        let (s, c) = (store.clone(), config.clone());
+        match tokio::task::spawn_blocking(move || scan(&s, &c))
+            .await
+            .expect("the store scan does not panic")
+        {
+            Ok(scan) => {
+                self.live.update(|l| l.store = Ok(store.clone()));
+                self.start_robots(&store, scan, None);
+                tracing::info!("the store is open again; robots resumed");
+            }
+            Err(e) => {
+                // Reopened but unreadable: mark it failed, so the next round tries again.
+                tracing::error!("the reopened store cannot be read: {e}");
+                self.live.update(|l| l.store = Ok(store.clone()));
+                store.health().fail(&e.to_string());
+            }
+        }
+    }
+}
+
+impl Supervisor {
+    /// Sleeps the current reopen delay (answering commands with "busy" meanwhile) and doubles
+    /// it. `false`: shutdown began.
+    async fn wait_before_reopen(&mut self) -> bool {
+        let sleep = tokio::time::sleep(self.reopen_delay);
+        tokio::pin!(sleep);
+        self.reopen_delay = (self.reopen_delay * 2).min(REOPEN_MAX_DELAY);
+        let busy = "the store is being reopened; try again";
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return true,
+                _ = stopped(&mut self.stop) => return false,
+                Some(command) = self.commands.recv() => match command {
+                    Command::Reload(reply) => {
+                        let _ = reply.send(Err(ReloadError::Busy(busy.into())));
+                    }
+                    Command::Move { reply, .. } => {
+                        let _ = reply.send(Err(MoveError::Busy(busy.into())));
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Deletes delivered digests (and their alerts) once their robot's retention has passed. Reads
+/// the live config and store at every round, so it follows reloads and store restarts.
+pub async fn prune_loop(live: LiveCell, clock: Clock, mut stop: watch::Receiver<bool>) {
+    let default_retention = crate::config::Timing::default().retention;
+    loop {
+        let Live { config, store, .. } = live.get();
+        let shortest = config
+            .robots
+            .values()
+            .map(|r| r.timing.retention)
+            .min()
+            .unwrap_or(default_retention);
+        let every = (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
+        if let Ok(store) = store {
+            let retention: HashMap<String, Duration> = config
+                .robots
+                .iter()
+                .map(|(n, r)| (n.clone(), r.timing.retention))
+                .collect();
+            let now = clock.now_ms();
+            let pruned = tokio::task::spawn_blocking(move || {
+                store.prune(now, |robot| {
+                    retention.get(robot).copied().unwrap_or(default_retention)
+                })
+            })
+            .await;
+            match pruned {
+                Ok(Ok(n)) if n > 0 => {
+                    tracing::debug!(digests = n, "pruned delivered digests past retention")
+                }
+                Ok(Err(e)) => tracing::warn!("pruning failed: {e}"),
+                _ => {}
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped(&mut stop) => break,
+        }
+    }
+}
+
+/// Resolves once `stop` says so (or its sender is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
