@@ -44,7 +44,7 @@ struct Ctx {
 
 impl AppState {
     /// This request's view, or a 503 while the store is being reopened.
-    fn ctx(&self) -> Result<Ctx, Response> {
+    fn ctx(&self) -> Result<Ctx, Rejection> {
         let Live {
             config,
             robots,
@@ -58,7 +58,7 @@ impl AppState {
                 store,
                 clock: self.clock,
             }),
-            Err(why) => Err(unavailable(why)),
+            Err(why) => Err(Box::new(unavailable(why))),
         }
     }
 }
@@ -357,7 +357,7 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 async fn post_alerts(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let state = match app.ctx() {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let bytes = match read_body(&headers, body, state.config.server.max_body).await {
         Ok(b) => b,
@@ -469,7 +469,7 @@ async fn post_alertmanager(
 ) -> Response {
     let state = match app.ctx() {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let max = state.config.server.max_body.max(ALERTMANAGER_MIN_BODY);
     let bytes = match read_body(&headers, body, max).await {
@@ -594,7 +594,7 @@ async fn get_status(State(app): State<AppState>) -> Response {
 async fn get_digest(State(app): State<AppState>, Path(id): Path<String>) -> Response {
     let state = match app.ctx() {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(id) = id.trim_start_matches('#').parse::<u64>() else {
         return error(
@@ -667,7 +667,7 @@ fn dead_entry(d: &DigestRecord) -> Value {
 async fn get_dead(State(app): State<AppState>, Query(q): Query<DeadQuery>) -> Response {
     let state = match app.ctx() {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match digests_in(&state, DigestState::Dead, q.robot.as_deref(), |_| true) {
         Ok(dead) => {
@@ -690,7 +690,7 @@ struct ReplayRequest {
 async fn post_replay(State(app): State<AppState>, body: Bytes) -> Response {
     let state = match app.ctx() {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let req: ReplayRequest = match optional_json(
         &body,
@@ -869,7 +869,7 @@ struct ListQuery {
 async fn list_digests(State(app): State<AppState>, Query(q): Query<ListQuery>) -> Response {
     let state = match app.ctx() {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let since_ms = match q.since.as_deref().map(crate::config::parse_duration) {
         None => i64::MIN,
@@ -900,7 +900,7 @@ struct RedeliverRequest {
 async fn post_redeliver(State(app): State<AppState>, Path(id): Path<u64>, body: Bytes) -> Response {
     let state = match app.ctx() {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let req: RedeliverRequest = match optional_json(&body, "{\"to\": \"ROBOT\"} (optional)") {
         Ok(r) => r,
