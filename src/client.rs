@@ -175,6 +175,19 @@ impl Client {
             .await
     }
 
+    /// Asks the daemon to read its config file again.
+    pub async fn reload(&self) -> Result<Value, ClientError> {
+        let url = format!("{}/-/reload", self.base);
+        self.call(self.http.post(&url), &url).await
+    }
+
+    /// Moves the queue of a robot removed from the config to robot `to`.
+    pub async fn move_queue(&self, robot: &str, to: &str) -> Result<Value, ClientError> {
+        let url = format!("{}/v1/queue/move", self.base);
+        let body = json!({"robot": robot, "to": to});
+        self.call(self.http.post(&url).json(&body), &url).await
+    }
+
     pub async fn status(&self) -> Result<Value, ClientError> {
         let url = format!("{}/v1/status", self.base);
         self.call(self.http.get(&url), &url).await
@@ -444,6 +457,20 @@ pub fn status_table(status: &Value) -> String {
             s("last_error"),
         ]);
     }
+    // Robots removed from the config whose alerts are still queued.
+    for r in status["unconfigured"].as_array().unwrap_or(&empty) {
+        let n = |k: &str| r[k].as_u64().unwrap_or(0);
+        rows.push([
+            r["robot"].as_str().unwrap_or("?").to_string(),
+            "removed".into(),
+            n("pending").to_string(),
+            n("digests").to_string(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "not configured: add it back, or `sluice move --robot R --to OTHER`".into(),
+        ]);
+    }
     let widths: Vec<usize> = (0..8)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
@@ -462,6 +489,9 @@ pub fn status_table(status: &Value) -> String {
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
+    }
+    if let Some(e) = status["store"]["error"].as_str() {
+        out.push_str(&format!("store: {e}\n"));
     }
     out
 }

@@ -54,6 +54,23 @@ enum Command {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Make the daemon read its config file again (like SIGHUP): robots added, removed or
+    /// changed, queues and rate history kept.
+    Reload {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Send the queue of a robot removed from the config to a configured robot.
+    Move {
+        #[command(flatten)]
+        conn: Conn,
+        /// The removed robot whose alerts are still queued.
+        #[arg(long)]
+        robot: String,
+        /// The configured robot to deliver them.
+        #[arg(long)]
+        to: String,
+    },
     /// Deliver the alerts `sluice send` spooled while the daemon was unreachable.
     Spool {
         #[command(subcommand)]
@@ -301,6 +318,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+        Command::Reload { conn } => {
+            let r = connect(&conn)?.reload().await?;
+            let list = |k: &str| {
+                let names: Vec<&str> = r[k]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
+                    .unwrap_or_default();
+                if names.is_empty() {
+                    "-".to_string()
+                } else {
+                    names.join(", ")
+                }
+            };
+            println!(
+                "reloaded: added {}; removed {}; changed {}; unchanged {}",
+                list("added"),
+                list("removed"),
+                list("changed"),
+                list("unchanged")
+            );
+            if r["needs_restart"].as_array().is_some_and(|a| !a.is_empty()) {
+                println!(
+                    "not applied until a restart: {} (the running values stay)",
+                    list("needs_restart")
+                );
+            }
+            Ok(())
+        }
+        Command::Move { conn, robot, to } => {
+            let r = connect(&conn)?.move_queue(&robot, &to).await?;
+            println!(
+                "moved {} alert{} from {robot} to {to} (with {} sealed digest{} it had not delivered)",
+                r["alerts"],
+                if r["alerts"] == 1 { "" } else { "s" },
+                r["digests"],
+                if r["digests"] == 1 { "" } else { "s" },
+            );
             Ok(())
         }
         Command::Check {

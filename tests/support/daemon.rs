@@ -57,6 +57,41 @@ impl Daemon {
         d
     }
 
+    /// Like [`start`](Self::start), but the config is written to `config_path` and loaded from
+    /// there, so the daemon can reload it (SIGHUP, `POST /-/reload`). Rewrite it with
+    /// [`Daemon::rewrite`].
+    pub async fn start_file(template: &str, data_dir: &Path, config_path: &Path) -> Daemon {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::fs::write(config_path, render_config(template, data_dir, addr)).expect("write config");
+        let config = sluice::config::Config::load(config_path)
+            .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(sluice::serve(config, listener, async move {
+            let _ = rx.await;
+        }));
+        let mut d = Daemon {
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            stop: Some(tx),
+            task: Some(task),
+            http: reqwest::Client::new(),
+        };
+        d.wait_healthy().await;
+        d
+    }
+
+    /// Writes a new config template to `config_path` for this daemon's address and data dir.
+    pub fn rewrite(&self, template: &str, config_path: &Path) {
+        std::fs::write(
+            config_path,
+            render_config(template, &self.data_dir, self.addr),
+        )
+        .expect("rewrite config");
+    }
+
     async fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -217,6 +252,17 @@ impl ChildDaemon {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends a signal by name ("HUP", "TERM") to the running process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{name} failed");
     }
 
     /// `kill -9`: no chance to flush anything.
