@@ -200,3 +200,50 @@ fn send_log_survives_reopen() {
     assert_eq!(store.send_log("ops").unwrap(), vec![1, 2, 3]);
     assert!(store.send_log("dq").unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_removed_robots_queue_moves_whole_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let titles: Vec<Alert> = (0..25_000).map(|i| alert(&format!("old {i}"), i)).collect();
+        store.append("old", &titles[..5]).unwrap();
+        // Five sealed into a digest that was never delivered, the rest pending.
+        let sealed = store
+            .seal("old", 5, 10, |_, a| rendered(a))
+            .unwrap()
+            .unwrap();
+        store.append("old", &titles[5..]).unwrap();
+        store.append("new", &[alert("new 0", 1)]).unwrap();
+        assert_eq!(store.robots().unwrap(), ["new", "old"]);
+        assert_eq!(store.pending("old").unwrap(), 24_995);
+
+        let moved = store.move_queue("old", "new", 99).unwrap();
+        assert_eq!((moved.alerts, moved.digests), (25_000, 1));
+        store.commit().await.unwrap();
+        assert_eq!(store.pending("old").unwrap(), 0);
+        assert_eq!(store.pending("new").unwrap(), 25_001);
+        let d = store.digest(sealed.id).unwrap().unwrap();
+        assert_eq!(d.state, DigestState::Replayed);
+        assert_eq!(d.replayed_to.as_deref(), Some("new"));
+        store.close().unwrap();
+    }
+    // After a restart: nothing pending for the old robot, all of it for the new one, in order.
+    let store = Store::open(dir.path(), 8 << 20).unwrap();
+    assert_eq!(store.pending("old").unwrap(), 0);
+    assert_eq!(store.pending("new").unwrap(), 25_001);
+    let d = store
+        .seal("new", 100_000, 100, |_, a| rendered(a))
+        .unwrap()
+        .unwrap();
+    let titles: Vec<String> = store
+        .digest_alerts(&d)
+        .unwrap()
+        .into_iter()
+        .map(|(_, a)| a.title)
+        .collect();
+    assert_eq!(titles[0], "new 0");
+    assert_eq!(titles[1], "old 0");
+    assert_eq!(titles[6], "old 5");
+    assert_eq!(titles[25_000], "old 24999");
+}
