@@ -3,7 +3,8 @@
 //!
 //! [`serve`] wires the parts: the [`store`] (sled), one [`robot`] task per configured robot
 //! (window → permit from [`limit`] → seal → render with [`digest`] → send with a [`provider`]),
-//! and the [`http`] API. The binary in `main.rs` only parses the command line.
+//! kept by the [`supervisor`] (which also reloads the config and reopens a failed store), and the
+//! [`http`] API. The binary in `main.rs` only parses the command line.
 
 pub mod alert;
 pub mod alertmanager;
