@@ -22,6 +22,7 @@ pub mod route;
 pub mod store;
 pub mod supervisor;
 pub mod template;
+pub mod wal;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! The durable queue: one sled database in `server.data_dir`, three trees.
+//! The durable queue: one sled database in `server.data_dir`, five trees, and a write-ahead log
+//! beside it ([`crate::wal`]).
 //!
 //! ```text
 //! alerts   <robot> 0x00 <seq u64 BE>  → Alert (JSON)      pending, then covered by a digest
@@ -10,10 +11,14 @@
 //! ```
 //!
 //! What this module guarantees, and what would break it:
-//! 1. **Acknowledged means durable.** [`Store::append`] writes into sled's memory; only after
-//!    [`Store::commit`] returns has the data reached the disk. The HTTP layer acknowledges after
-//!    `commit`. Commits are grouped: one flusher thread serves every caller that arrived while the
-//!    previous flush ran, so a thousand concurrent requests cost a few fsyncs, not a thousand.
+//! 1. **Acknowledged means durable.** [`Store::append`] writes into sled's memory and adds the
+//!    same change to the write-ahead log's buffer; only after [`Store::commit`] returns is it on
+//!    disk, in the log. The HTTP layer acknowledges after `commit`. Commits are grouped: one
+//!    thread serves every caller that arrived while the previous round ran, with one write and one
+//!    `fdatasync`, so a thousand concurrent requests cost a few syncs, not a thousand. sled
+//!    flushes itself in the background; at open, the log's records that sled had not yet flushed
+//!    are applied. Changes the robot tasks make (seals, answers, send logs) are not logged: the
+//!    send log is flushed through sled before each POST, which also makes the seal durable.
 //! 2. **A robot's sequence has no holes below its `next_seq`.** Sequence numbers are allocated and
 //!    written under the robot's lane lock, and sealing reads `next_seq` under the same lock, so a
 //!    digest can never skip an alert that a slower request is still writing.
@@ -39,6 +44,7 @@ use tokio::sync::oneshot;
 
 use crate::alert::Alert;
 use crate::digest::{Counts, Rendered};
+use crate::wal;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -226,6 +232,8 @@ pub struct Store {
     flusher: Mutex<Option<mpsc::Sender<Waiter>>>,
     stats: Arc<CommitStats>,
     health: Arc<Health>,
+    /// Write-ahead log records written since the last commit took them (see [`crate::wal`]).
+    wal: Arc<Mutex<Vec<u8>>>,
 }
 
 /// Whether the store can still write. sled keeps an I/O error once it has hit one (a full disk
@@ -346,11 +354,85 @@ impl Store {
             flusher: Mutex::new(None),
             stats: Arc::new(CommitStats::default()),
             health: Arc::new(Health::default()),
+            wal: Arc::new(Mutex::new(Vec::new())),
         };
+        // sled alone must pass the damage checks (what it flushed is never lost); only then may
+        // the write-ahead log add what came after its last flush.
         store.check_readable()?;
         store.check_marker()?;
-        store.start_flusher();
+        let generation = store.recover_wal()?;
+        store.lanes.lock().expect("lanes lock").clear();
+        store.start_flusher(generation)?;
         Ok(store)
+    }
+
+    /// Applies what the write-ahead log holds beyond sled's last flush, flushes sled, and deletes
+    /// the log. Returns the generation for the next log file.
+    fn recover_wal(&self) -> Result<u64, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            dir: self.dir.clone(),
+            detail,
+        };
+        let files = wal::files(&self.dir).map_err(|e| corrupt(e.to_string()))?;
+        let next = files.last().map_or(1, |(g, _)| g + 1);
+        let ops = wal::read_all(&self.dir).map_err(corrupt)?;
+        let mut applied = 0usize;
+        for op in &ops {
+            let tree = match op.tree {
+                wal::Tree::Alerts => &self.alerts,
+                wal::Tree::Digests => &self.digests,
+                wal::Tree::Meta => &self.meta,
+                wal::Tree::Dedup => &self.dedup,
+                wal::Tree::Requests => &self.requests,
+            };
+            match &op.value {
+                Some(v) => {
+                    if op.tree == wal::Tree::Alerts {
+                        // An alert below its robot's cursor is already in a digest (and may
+                        // have been delivered and pruned since): never queue it again.
+                        let Some(split) = op.key.iter().position(|&b| b == 0) else {
+                            continue;
+                        };
+                        let robot = String::from_utf8_lossy(&op.key[..split]);
+                        let cursor = self
+                            .meta
+                            .get(meta_key("cursor", &robot))?
+                            .map_or(0, |c| be_u64(&c));
+                        if be_u64(&op.key[split + 1..]) < cursor
+                            || self.alerts.contains_key(&op.key)?
+                        {
+                            continue;
+                        }
+                    }
+                    tree.insert(op.key.as_slice(), v.as_slice())?;
+                }
+                None => {
+                    tree.remove(op.key.as_slice())?;
+                }
+            }
+            applied += 1;
+        }
+        self.db.flush()?;
+        wal::remove_before(&self.dir, next).map_err(|e| corrupt(e.to_string()))?;
+        if !ops.is_empty() {
+            tracing::info!(
+                records = ops.len(),
+                applied,
+                "write-ahead log applied after an unclean stop"
+            );
+        }
+        Ok(next)
+    }
+
+    /// Adds write-ahead log records; the next [`commit`](Self::commit) makes them durable. Call it
+    /// after the same change went into sled (the checkpoint relies on that order).
+    fn log(&self, records: &[u8]) {
+        if !records.is_empty() {
+            self.wal
+                .lock()
+                .expect("wal lock")
+                .extend_from_slice(records);
+        }
     }
 
     /// Invariant 5: the marker and sled must agree, or records were lost.
@@ -461,16 +543,26 @@ impl Store {
         Ok(())
     }
 
-    fn start_flusher(&self) {
+    fn start_flusher(&self, generation: u64) -> Result<(), StoreError> {
         let (tx, rx) = mpsc::channel::<Waiter>();
-        let db = self.db.clone();
-        let stats = self.stats.clone();
-        let health = self.health.clone();
+        let writer = wal::Writer::create(&self.dir, generation).map_err(|e| StoreError::Open {
+            dir: self.dir.clone(),
+            detail: format!("cannot create the write-ahead log: {e}"),
+        })?;
+        let committer = Committer {
+            db: self.db.clone(),
+            dir: self.dir.clone(),
+            writer,
+            wal: self.wal.clone(),
+            stats: self.stats.clone(),
+            health: self.health.clone(),
+        };
         std::thread::Builder::new()
             .name("sluice-commit".into())
-            .spawn(move || group_commit(db, rx, stats, health))
+            .spawn(move || committer.run(rx))
             .expect("spawn the commit thread");
         *self.flusher.lock().expect("flusher lock") = Some(tx);
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -563,6 +655,8 @@ impl Store {
         let mut seen = sled::Batch::default();
         let mut in_batch: HashMap<&str, u64> = HashMap::new();
         let mut slots = Vec::with_capacity(alerts.len());
+        let mut records = Vec::with_capacity(alerts.len() * 320);
+        let mut dedup_records = Vec::new();
         for (a, key) in alerts {
             if let Some(key) = key {
                 if let Some(&seq) = in_batch.get(key) {
@@ -582,11 +676,14 @@ impl Store {
                     ms: now_ms,
                 })
                 .map_err(|e| StoreError::Io(e.to_string()))?;
+                dedup_records.push((dkey.clone(), entry.clone()));
                 seen.insert(dkey, entry);
                 in_batch.insert(key, next);
             }
             let bytes = serde_json::to_vec(a).map_err(|e| StoreError::Io(e.to_string()))?;
-            batch.insert(alert_key(robot, next), bytes);
+            let key = alert_key(robot, next);
+            wal::encode(&mut records, wal::Tree::Alerts, &key, Some(&bytes));
+            batch.insert(key, bytes);
             slots.push(Slot::New(next));
             next += 1;
         }
@@ -596,6 +693,10 @@ impl Store {
         if !in_batch.is_empty() {
             self.dedup.apply_batch(seen)?;
         }
+        for (k, v) in &dedup_records {
+            wal::encode(&mut records, wal::Tree::Dedup, k, Some(v));
+        }
+        self.log(&records);
         lane.next_seq = next;
         Ok(slots)
     }
@@ -645,8 +746,17 @@ impl Store {
             ms: now_ms,
         })
         .map_err(|e| StoreError::Io(e.to_string()))?;
-        let written = self.requests.insert(key, bytes);
-        self.checked(written.map(|_| ()).map_err(StoreError::from))
+        let written = self.requests.insert(key, bytes.as_slice());
+        self.checked(written.map(|_| ()).map_err(StoreError::from))?;
+        let mut record = Vec::new();
+        wal::encode(
+            &mut record,
+            wal::Tree::Requests,
+            key.as_bytes(),
+            Some(&bytes),
+        );
+        self.log(&record);
+        Ok(())
     }
 
     /// Gives a claim back after a failure, so the client's retry is processed anew.
@@ -777,9 +887,22 @@ impl Store {
 
     /// Writes back a digest's changed state (attempts, errors, sent or dead).
     pub fn update_digest(&self, record: &DigestRecord) -> Result<(), StoreError> {
+        self.write_digest(record, false)
+    }
+
+    /// Writes a digest record; `logged`: also to the write-ahead log, so that the next commit
+    /// makes it durable together with the alerts it queued (replay, queue moves).
+    fn write_digest(&self, record: &DigestRecord, logged: bool) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Io(e.to_string()))?;
-        let written = self.digests.insert(record.id.to_be_bytes(), bytes);
-        self.checked(written.map(|_| ()).map_err(StoreError::from))
+        let key = record.id.to_be_bytes();
+        let written = self.digests.insert(key, bytes.as_slice());
+        self.checked(written.map(|_| ()).map_err(StoreError::from))?;
+        if logged {
+            let mut r = Vec::new();
+            wal::encode(&mut r, wal::Tree::Digests, &key, Some(&bytes));
+            self.log(&r);
+        }
+        Ok(())
     }
 
     pub fn digest(&self, id: u64) -> Result<Option<DigestRecord>, StoreError> {
@@ -908,7 +1031,7 @@ impl Store {
         d.state = DigestState::Replayed;
         d.replayed_to = Some(to.to_string());
         d.replayed_ms = Some(now_ms);
-        self.update_digest(&d).map_err(ReplayError::Store)?;
+        self.write_digest(&d, true).map_err(ReplayError::Store)?;
         Ok(d)
     }
 
@@ -976,7 +1099,7 @@ impl Store {
             d.state = DigestState::Replayed;
             d.replayed_to = Some(to.to_string());
             d.replayed_ms = Some(now_ms);
-            self.update_digest(&d)?;
+            self.write_digest(&d, true)?;
         }
         // Pending alerts, a bounded chunk at a time so a large backlog does not sit in memory.
         const CHUNK: u64 = 10_000;
@@ -986,18 +1109,28 @@ impl Store {
             let (first, end) = (lane.cursor, lane.next_seq.min(lane.cursor + CHUNK));
             let mut alerts = Vec::with_capacity((end - first) as usize);
             let mut gone = sled::Batch::default();
+            let mut records = Vec::new();
             for item in self
                 .alerts
                 .range(alert_key(from, first)..alert_key(from, end))
             {
                 let (k, v) = item?;
                 alerts.push(decode::<Alert>(&k, &v)?);
+                wal::encode(&mut records, wal::Tree::Alerts, &k, None);
                 gone.remove(k);
             }
             self.append(to, &alerts)?;
             self.alerts.apply_batch(gone)?;
+            let cursor_key = meta_key("cursor", from);
             self.meta
-                .insert(meta_key("cursor", from), &end.to_be_bytes())?;
+                .insert(cursor_key.as_slice(), &end.to_be_bytes())?;
+            wal::encode(
+                &mut records,
+                wal::Tree::Meta,
+                &cursor_key,
+                Some(&end.to_be_bytes()),
+            );
+            self.log(&records);
             lane.cursor = end;
             moved.alerts += alerts.len() as u64;
         }
@@ -1027,38 +1160,76 @@ fn new_store_id() -> String {
 /// How long the commit thread waits for stragglers when requests are arriving concurrently.
 const GATHER: Duration = Duration::from_micros(1000);
 
-fn group_commit(
+/// The commit thread: makes the write-ahead log records gathered since its last round durable
+/// with one write and one `fdatasync`, answers every caller that was waiting for them, and
+/// checkpoints the log when it has grown.
+struct Committer {
     db: sled::Db,
-    rx: mpsc::Receiver<Waiter>,
+    dir: PathBuf,
+    writer: wal::Writer,
+    wal: Arc<Mutex<Vec<u8>>>,
     stats: Arc<CommitStats>,
     health: Arc<Health>,
-) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut last_batch = 0usize;
-    while let Ok(first) = rx.recv() {
-        // Everyone who queued up while the previous flush ran rides on this one. When the last
-        // flush served several callers, others are likely a few microseconds behind: waiting
-        // for them a moment turns many small fsyncs into a few large ones. A lone caller (the
-        // last batch was 1) never waits.
-        let mut batch = vec![first];
-        if last_batch > 1 {
-            std::thread::sleep(GATHER);
+}
+
+impl Committer {
+    fn run(mut self, rx: mpsc::Receiver<Waiter>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut last_batch = 0usize;
+        let mut spare = Vec::new();
+        while let Ok(first) = rx.recv() {
+            // Everyone who queued up while the previous round ran rides on this one. When the
+            // last round served several callers, others are likely a few microseconds behind:
+            // waiting for them a moment turns many small syncs into a few large ones. A lone
+            // caller (the last batch was 1) never waits.
+            let mut batch = vec![first];
+            if last_batch > 1 {
+                std::thread::sleep(GATHER);
+            }
+            batch.extend(rx.try_iter());
+            last_batch = batch.len();
+            // Take the records (callers added theirs before asking), leaving an empty buffer
+            // with capacity behind.
+            std::mem::swap(&mut spare, &mut *self.wal.lock().expect("wal lock"));
+            let result = if spare.is_empty() {
+                // Whatever these callers wrote went out with an earlier round, already synced.
+                Ok(())
+            } else {
+                self.writer
+                    .append(&spare)
+                    .map_err(|e| StoreError::Io(format!("write-ahead log: {e}")))
+            };
+            spare.clear();
+            if let Err(e) = &result {
+                self.health.fail(&e.to_string());
+            }
+            self.stats.flushes.fetch_add(1, Relaxed);
+            self.stats.requests.fetch_add(batch.len() as u64, Relaxed);
+            self.stats
+                .largest_batch
+                .fetch_max(batch.len() as u64, Relaxed);
+            for w in batch {
+                let _ = w.send(result.clone());
+            }
+            if result.is_ok()
+                && self.writer.size() >= wal::CHECKPOINT_BYTES
+                && let Err(e) = self.checkpoint()
+            {
+                self.health.fail(&e);
+            }
         }
-        batch.extend(rx.try_iter());
-        last_batch = batch.len();
-        let result = db
-            .flush()
-            .map(|_| ())
-            .map_err(|e| StoreError::Io(format!("flush failed: {e}")));
-        if let Err(e) = &result {
-            health.fail(&e.to_string());
-        }
-        stats.flushes.fetch_add(1, Relaxed);
-        stats.requests.fetch_add(batch.len() as u64, Relaxed);
-        stats.largest_batch.fetch_max(batch.len() as u64, Relaxed);
-        for w in batch {
-            let _ = w.send(result.clone());
-        }
+    }
+
+    /// Starts a new log file, makes sled durable, and deletes the older files. Every record in
+    /// them was added after its change went into sled (`Store::log`), so sled's flush covers it.
+    fn checkpoint(&mut self) -> Result<(), String> {
+        let old = self
+            .writer
+            .rotate()
+            .map_err(|e| format!("write-ahead log: cannot start a new file: {e}"))?;
+        self.db.flush().map_err(|e| format!("flush failed: {e}"))?;
+        wal::remove_before(&self.dir, old + 1)
+            .map_err(|e| format!("write-ahead log: cannot delete old files: {e}"))
     }
 }
 
