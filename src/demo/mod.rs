@@ -1,0 +1,3 @@
+//! `sluice demo`: the whole story in one process, with nothing to configure.
+
+pub mod sim;
