@@ -1,3 +1,4 @@
 //! `sluice demo`: the whole story in one process, with nothing to configure.
 
+pub mod jobs;
 pub mod sim;
