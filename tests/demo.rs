@@ -47,7 +47,7 @@ fn a_burst_of_300_alerts_is_delivered_whole_within_the_limit_and_never_throttled
     // Every acknowledged alert is counted in a delivered digest's footer.
     assert_eq!(
         summary_line(&stdout, "alerts:"),
-        "300 sent by 12 batch jobs, 300 acknowledged, 300 delivered (counted from the digests' footers), 0 lost"
+        "300 from 12 batch jobs, 300 acknowledged, 300 delivered (counted from the digests' footers), 0 lost"
     );
     // The robot's own count: no 130101, and never more than 20 in any rolling minute.
     let throttles = summary_line(&stdout, "throttles:");

@@ -563,7 +563,8 @@ impl Summary<'_> {
     }
 
     fn print(&self) {
-        let (sent, acked, delivered) = (self.options.alerts, self.acknowledged(), self.delivered());
+        let (planned, acked, delivered) =
+            (self.options.alerts, self.acknowledged(), self.delivered());
         let messages = self.messages();
         let per_robot: Vec<String> = self
             .groups
@@ -587,9 +588,15 @@ impl Summary<'_> {
         let one_by_one = Duration::from_secs(most * 60 / RATE_LIMIT as u64);
         println!();
         println!("══ summary ══");
+        // The demo stops at the first throttle: what is missing then may still be queued.
+        let missing = if self.throttles > 0 {
+            "not delivered when the demo stopped"
+        } else {
+            "lost"
+        };
         println!(
-            "alerts:       {} sent by {} batch jobs, {} acknowledged, {} delivered (counted from the digests' footers), {} lost",
-            thousands(sent),
+            "alerts:       {} from {} batch jobs, {} acknowledged, {} delivered (counted from the digests' footers), {} {missing}",
+            thousands(planned),
             JOBS.len(),
             thousands(acked),
             thousands(delivered),
@@ -634,16 +641,22 @@ impl Summary<'_> {
             }
         }
         if self.acknowledged() != self.options.alerts {
+            let when = if self.throttles > 0 {
+                "the demo stopped at the first throttle with"
+            } else {
+                "the batch jobs had"
+            };
             problems.push(format!(
-                "{} alerts sent, {} acknowledged",
-                thousands(self.options.alerts),
-                thousands(self.acknowledged())
+                "{when} {} of {} alerts acknowledged",
+                thousands(self.acknowledged()),
+                thousands(self.options.alerts)
             ));
         }
         if self.throttles > 0 {
             problems.push(format!(
-                "the robot answered 130101 (too fast) {} times",
-                self.throttles
+                "the robot answered 130101 (too fast) {} time{}",
+                self.throttles,
+                if self.throttles == 1 { "" } else { "s" }
             ));
         }
         if self.refused > 0 {
