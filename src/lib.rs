@@ -11,6 +11,7 @@ pub mod alertmanager;
 
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod digest;
 pub mod http;
 pub mod limit;

@@ -81,6 +81,19 @@ enum Command {
         #[command(subcommand)]
         action: Option<DeadAction>,
     },
+    /// See sluice work, nothing to configure: a DingTalk robot simulator, a daemon with a temporary
+    /// store and batch jobs firing a burst of alerts, with a live view and a summary.
+    Demo {
+        /// How many alerts the batch jobs send in all.
+        #[arg(long, default_value = "5000", value_name = "N", value_parser = sluice::demo::parse_alerts)]
+        alerts: u64,
+        /// How many robots (chat groups) they are spread over.
+        #[arg(long, default_value = "2", value_name = "K", value_parser = sluice::demo::parse_robots)]
+        robots: usize,
+        /// Compress time: 10 makes the robot's minute 6 s (and everything else in proportion).
+        #[arg(long, default_value = "10", value_name = "X", value_parser = sluice::demo::parse_speed)]
+        speed: f64,
+    },
     /// Validate a config file and print the robots it defines (secrets redacted).
     Check {
         #[arg(short, long)]
@@ -214,6 +227,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => serve(config).await,
         Command::Send(args) => send(args).await,
+        Command::Demo {
+            alerts,
+            robots,
+            speed,
+        } => {
+            let options = sluice::demo::Options {
+                alerts,
+                robots,
+                speed,
+            };
+            Ok(sluice::demo::run(options).await?)
+        }
         Command::Status { conn, json } => {
             let status = connect(&conn)?.status().await?;
             if json {
