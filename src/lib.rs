@@ -8,6 +8,7 @@
 
 pub mod alert;
 pub mod alertmanager;
+pub mod chunk;
 
 pub mod client;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod wal;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -42,7 +44,14 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
+    /// The store failed and cannot be reopened in this process: exit (status 75) and let the
+    /// supervisor start sluice again.
+    #[error("{0}")]
+    MustRestart(String),
 }
+
+/// The exit status for [`ServeError::MustRestart`] (EX_TEMPFAIL).
+pub const EXIT_RESTART: i32 = 75;
 
 /// Runs sluice on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests finish, gives an in-flight send [`robot::SHUTDOWN_GRACE`] to complete, flushes the
@@ -71,8 +80,19 @@ pub async fn serve(
     let reloadable = config.path.is_some();
     let (supervisor, live, control) =
         Supervisor::start(config, store, clock, metrics.clone(), stop_rx.clone())?;
-    let supervised = tokio::spawn(supervisor.run());
+    let stop_tx = Arc::new(stop_tx);
+    let supervised = tokio::spawn({
+        let stop_tx = stop_tx.clone();
+        async move {
+            let fatal = supervisor.run().await;
+            if fatal.is_some() {
+                let _ = stop_tx.send(true);
+            }
+            fatal
+        }
+    });
     let pruning = tokio::spawn(supervisor::prune_loop(live.clone(), clock, stop_rx.clone()));
+    watchdog(live.clone(), stop_rx.clone());
     if reloadable {
         tokio::spawn(reload_on_sighup(control.clone(), stop_rx.clone()));
     }
@@ -93,8 +113,12 @@ pub async fn serve(
             let _ = http_stop.wait_for(|stop| *stop).await;
         })
         .await;
-    let _ = supervised.await;
+    let fatal = supervised.await.ok().flatten();
     let _ = pruning.await;
+    if let Some(why) = fatal {
+        tracing::error!("{why}");
+        return Err(ServeError::MustRestart(why));
+    }
     let flushed = match live.get().store {
         Ok(store) => store.close(),
         Err(why) => Err(StoreError::Io(why)),
@@ -103,6 +127,49 @@ pub async fn serve(
     served.map_err(ServeError::Http)?;
     flushed?;
     Ok(())
+}
+
+/// How long sluice may go without a working store before the watchdog gives up on reopening
+/// it in place.
+pub const STORE_DOWN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The last resort when the store fails. sled can block for good after an I/O error: inside a
+/// write (holding a runtime thread), or while closing (keeping its lock on the directory, so it
+/// cannot be reopened). A plain thread, which needs nothing from the runtime, checks that a
+/// failed store is replaced by a working one within [`STORE_DOWN_TIMEOUT`]; if not, it exits
+/// the process with [`EXIT_RESTART`] for the supervisor to start sluice again, which recovers
+/// every acknowledged alert from the write-ahead log (or, while the disk is still full, fails
+/// again and is restarted again, until the fault clears).
+fn watchdog(live: supervisor::LiveCell, stop: watch::Receiver<bool>) {
+    let spawned = std::thread::Builder::new()
+        .name("sluice-watchdog".into())
+        .spawn(move || {
+            let mut down_since: Option<(std::time::Instant, String)> = None;
+            while !*stop.borrow() {
+                std::thread::sleep(Duration::from_millis(250));
+                let why = match live.get().store {
+                    Ok(store) => store.health().error(),
+                    Err(why) => Some(why),
+                };
+                let Some(why) = why else {
+                    down_since = None;
+                    continue;
+                };
+                let (since, first) = down_since.get_or_insert((std::time::Instant::now(), why));
+                if since.elapsed() > STORE_DOWN_TIMEOUT && !*stop.borrow() {
+                    let line = format!(
+                        "the store failed ({first}) and could not be reopened within {}s; exiting so that a supervisor restarts sluice, which recovers every acknowledged alert from the write-ahead log",
+                        STORE_DOWN_TIMEOUT.as_secs()
+                    );
+                    tracing::error!("{line}");
+                    eprintln!("sluice: {line}");
+                    std::process::exit(EXIT_RESTART);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the store watchdog: {e}");
+    }
 }
 
 /// SIGHUP reloads the config file, the way daemons do.

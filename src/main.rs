@@ -215,6 +215,11 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if matches!(e.downcast_ref(), Some(sluice::ServeError::MustRestart(_))) => {
+            // A thread stuck in the failed store would keep the runtime from shutting down.
+            eprintln!("sluice: {e}");
+            std::process::exit(sluice::EXIT_RESTART);
+        }
         Err(e) => {
             let line = format!("{e:#}").replace('\n', " ");
             eprintln!("sluice: {line}");

@@ -44,7 +44,7 @@ use tokio::sync::oneshot;
 
 use crate::alert::Alert;
 use crate::digest::{Counts, Rendered};
-use crate::wal;
+use crate::{chunk, wal};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -201,10 +201,66 @@ pub enum Claim {
 }
 
 /// Per-robot sequence state, guarded by its own lock.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Lane {
     next_seq: u64,
     cursor: u64,
+    /// The newest alerts, `[next_seq - tail_count, next_seq)`, framed as in a chunk but not yet
+    /// in sled: they are in the write-ahead log (or its buffer). They go to sled as one chunk
+    /// when the tail reaches [`chunk::CHUNK_BYTES`], before anyone reads them, and at every
+    /// checkpoint and clean close ([`materialize`]).
+    tail: Vec<u8>,
+    tail_count: u32,
+    /// Dedup entries of the tail's alerts; written to sled right after their chunk, so a key is
+    /// never durable without its alert.
+    tail_dedup: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+type Lanes = Arc<Mutex<HashMap<String, Arc<Mutex<Lane>>>>>;
+
+/// Writes a lane's tail to sled as one chunk, then its dedup entries.
+fn materialize(
+    alerts: &sled::Tree,
+    dedup: &sled::Tree,
+    robot: &str,
+    lane: &mut Lane,
+) -> Result<(), StoreError> {
+    if lane.tail_count == 0 {
+        return Ok(());
+    }
+    let first = lane.next_seq - u64::from(lane.tail_count);
+    alerts.insert(
+        alert_key(robot, first),
+        chunk::seal(lane.tail_count, &lane.tail),
+    )?;
+    if !lane.tail_dedup.is_empty() {
+        let mut batch = sled::Batch::default();
+        for (k, v) in lane.tail_dedup.drain() {
+            batch.insert(k, v);
+        }
+        dedup.apply_batch(batch)?;
+    }
+    lane.tail.clear();
+    lane.tail_count = 0;
+    Ok(())
+}
+
+/// Every lane's tail to sled (checkpoint, close).
+fn materialize_all(
+    alerts: &sled::Tree,
+    dedup: &sled::Tree,
+    lanes: &Lanes,
+) -> Result<(), StoreError> {
+    let lanes: Vec<(String, Arc<Mutex<Lane>>)> = lanes
+        .lock()
+        .expect("lanes lock")
+        .iter()
+        .map(|(r, l)| (r.clone(), l.clone()))
+        .collect();
+    for (robot, lane) in lanes {
+        materialize(alerts, dedup, &robot, &mut lane.lock().expect("lane lock"))?;
+    }
+    Ok(())
 }
 
 type Waiter = oneshot::Sender<Result<(), StoreError>>;
@@ -228,7 +284,7 @@ pub struct Store {
     meta: sled::Tree,
     dedup: sled::Tree,
     requests: sled::Tree,
-    lanes: Mutex<HashMap<String, Arc<Mutex<Lane>>>>,
+    lanes: Lanes,
     flusher: Mutex<Option<mpsc::Sender<Waiter>>>,
     stats: Arc<CommitStats>,
     health: Arc<Health>,
@@ -311,6 +367,13 @@ fn be_u64(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+fn decode_error(key: &[u8], detail: String) -> StoreError {
+    StoreError::Decode {
+        key: String::from_utf8_lossy(key).into_owned(),
+        detail,
+    }
+}
+
 fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Decode {
         key: String::from_utf8_lossy(key).into_owned(),
@@ -350,7 +413,7 @@ impl Store {
             requests: open_tree("requests")?,
             dir,
             db,
-            lanes: Mutex::new(HashMap::new()),
+            lanes: Arc::new(Mutex::new(HashMap::new())),
             flusher: Mutex::new(None),
             stats: Arc::new(CommitStats::default()),
             health: Arc::new(Health::default()),
@@ -388,19 +451,20 @@ impl Store {
             match &op.value {
                 Some(v) => {
                     if op.tree == wal::Tree::Alerts {
-                        // An alert below its robot's cursor is already in a digest (and may
-                        // have been delivered and pruned since): never queue it again.
+                        // A logged chunk holds one whole request, and sled's chunks hold whole
+                        // requests too: if sled has the first alert, it has them all. One below
+                        // its robot's cursor is in a digest (and may have been delivered and
+                        // pruned since): never queue it again.
                         let Some(split) = op.key.iter().position(|&b| b == 0) else {
                             continue;
                         };
-                        let robot = String::from_utf8_lossy(&op.key[..split]);
+                        let robot = String::from_utf8_lossy(&op.key[..split]).into_owned();
+                        let first = be_u64(&op.key[split + 1..]);
                         let cursor = self
                             .meta
                             .get(meta_key("cursor", &robot))?
                             .map_or(0, |c| be_u64(&c));
-                        if be_u64(&op.key[split + 1..]) < cursor
-                            || self.alerts.contains_key(&op.key)?
-                        {
+                        if first < cursor || self.chunk_covering(&robot, first)?.is_some() {
                             continue;
                         }
                     }
@@ -513,6 +577,10 @@ impl Store {
 
     /// Clean shutdown: flushes, then records each robot's sequence in the marker (invariant 5).
     pub fn close(&self) -> Result<(), StoreError> {
+        if let Some(e) = self.health.error() {
+            return Err(StoreError::Io(e));
+        }
+        materialize_all(&self.alerts, &self.dedup, &self.lanes)?;
         self.db.flush()?;
         let Some(id) = self.meta.get("store_id")? else {
             return Ok(());
@@ -537,8 +605,13 @@ impl Store {
         if let Some(item) = self.digests.last().map_err(|e| corrupt(e.to_string()))? {
             decode::<DigestRecord>(&item.0, &item.1).map_err(|e| corrupt(e.to_string()))?;
         }
-        if let Some(item) = self.alerts.last().map_err(|e| corrupt(e.to_string()))? {
-            decode::<Alert>(&item.0, &item.1).map_err(|e| corrupt(e.to_string()))?;
+        if let Some((k, v)) = self.alerts.last().map_err(|e| corrupt(e.to_string()))? {
+            chunk::alerts(&v, 0, u64::MAX).map_err(|e| {
+                corrupt(format!(
+                    "stored alerts {} are unreadable: {e}",
+                    String::from_utf8_lossy(&k)
+                ))
+            })?;
         }
         Ok(())
     }
@@ -550,6 +623,9 @@ impl Store {
             detail: format!("cannot create the write-ahead log: {e}"),
         })?;
         let committer = Committer {
+            alerts: self.alerts.clone(),
+            dedup: self.dedup.clone(),
+            lanes: self.lanes.clone(),
             db: self.db.clone(),
             dir: self.dir.clone(),
             writer,
@@ -597,15 +673,19 @@ impl Store {
             .meta
             .get(meta_key("cursor", robot))?
             .map_or(0, |v| be_u64(&v));
-        let last = self
+        let last = match self
             .alerts
             .range(alert_key(robot, 0)..=alert_key(robot, u64::MAX))
             .next_back()
             .transpose()?
-            .map_or(0, |(k, _)| be_u64(&k) + 1);
+        {
+            Some((k, v)) => be_u64(&k) + chunk::count(&v).map_err(|e| decode_error(&k, e))?,
+            None => 0,
+        };
         let lane = Arc::new(Mutex::new(Lane {
             next_seq: last.max(cursor),
             cursor,
+            ..Lane::default()
         }));
         lanes.insert(robot.to_string(), lane.clone());
         Ok(lane)
@@ -650,13 +730,12 @@ impl Store {
         }
         let lane = self.lane(robot)?;
         let mut lane = lane.lock().expect("lane lock");
-        let mut next = lane.next_seq;
-        let mut batch = sled::Batch::default();
-        let mut seen = sled::Batch::default();
+        let first = lane.next_seq;
+        let mut next = first;
+        let mut body = Vec::with_capacity(alerts.len() * 96);
         let mut in_batch: HashMap<&str, u64> = HashMap::new();
+        let mut new_keys = Vec::new();
         let mut slots = Vec::with_capacity(alerts.len());
-        let mut records = Vec::with_capacity(alerts.len() * 320);
-        let mut dedup_records = Vec::new();
         for (a, key) in alerts {
             if let Some(key) = key {
                 if let Some(&seq) = in_batch.get(key) {
@@ -664,40 +743,54 @@ impl Store {
                     continue;
                 }
                 let dkey = dedup_key(robot, key);
-                if let Some(v) = self.dedup.get(&dkey)? {
-                    let prior: Seen = decode(&dkey, &v)?;
-                    if now_ms - prior.ms <= window.as_millis() as i64 {
-                        slots.push(Slot::Duplicate(prior.seq));
-                        continue;
-                    }
+                let prior = match lane.tail_dedup.get(&dkey) {
+                    Some(v) => Some(decode::<Seen>(&dkey, v)?),
+                    None => match self.dedup.get(&dkey)? {
+                        Some(v) => Some(decode::<Seen>(&dkey, &v)?),
+                        None => None,
+                    },
+                };
+                if let Some(prior) = prior
+                    && now_ms - prior.ms <= window.as_millis() as i64
+                {
+                    slots.push(Slot::Duplicate(prior.seq));
+                    continue;
                 }
                 let entry = serde_json::to_vec(&Seen {
                     seq: next,
                     ms: now_ms,
                 })
                 .map_err(|e| StoreError::Io(e.to_string()))?;
-                dedup_records.push((dkey.clone(), entry.clone()));
-                seen.insert(dkey, entry);
+                new_keys.push((dkey, entry));
                 in_batch.insert(key, next);
             }
-            let bytes = serde_json::to_vec(a).map_err(|e| StoreError::Io(e.to_string()))?;
-            let key = alert_key(robot, next);
-            wal::encode(&mut records, wal::Tree::Alerts, &key, Some(&bytes));
-            batch.insert(key, bytes);
+            chunk::push(&mut body, a);
             slots.push(Slot::New(next));
             next += 1;
         }
-        // Alerts first: a crash between the two leaves an alert without its key (a later repeat
-        // is queued again, at-least-once), never a key without its alert.
-        self.alerts.apply_batch(batch)?;
-        if !in_batch.is_empty() {
-            self.dedup.apply_batch(seen)?;
+        // The request's alerts as one chunk in the log; in memory until the tail is written.
+        let count = (next - first) as u32;
+        let mut records = Vec::with_capacity(body.len() + 64);
+        if count > 0 {
+            let value = chunk::seal(count, &body);
+            wal::encode(
+                &mut records,
+                wal::Tree::Alerts,
+                &alert_key(robot, first),
+                Some(&value),
+            );
+            lane.tail.extend_from_slice(&body);
+            lane.tail_count += count;
         }
-        for (k, v) in &dedup_records {
-            wal::encode(&mut records, wal::Tree::Dedup, k, Some(v));
+        for (k, v) in new_keys {
+            wal::encode(&mut records, wal::Tree::Dedup, &k, Some(&v));
+            lane.tail_dedup.insert(k, v);
         }
-        self.log(&records);
         lane.next_seq = next;
+        self.log(&records);
+        if lane.tail.len() >= chunk::CHUNK_BYTES {
+            materialize(&self.alerts, &self.dedup, robot, &mut lane)?;
+        }
         Ok(slots)
     }
 
@@ -780,6 +873,9 @@ impl Store {
 
     /// Flushes synchronously (shutdown, and the send log before a POST).
     pub fn flush(&self) -> Result<(), StoreError> {
+        if let Some(e) = self.health.error() {
+            return Err(StoreError::Io(e));
+        }
         self.db.flush().map_err(|e| {
             let e = StoreError::Io(format!("flush failed: {e}"));
             self.health.fail(&e.to_string());
@@ -797,16 +893,74 @@ impl Store {
 
     /// `received_ms` of the oldest pending alert, if any.
     pub fn oldest_pending_ms(&self, robot: &str) -> Result<Option<i64>, StoreError> {
-        let cursor = self.lane(robot)?.lock().expect("lane lock").cursor;
-        match self
-            .alerts
-            .range(alert_key(robot, cursor)..=alert_key(robot, u64::MAX))
-            .next()
-            .transpose()?
-        {
-            Some((k, v)) => Ok(Some(decode::<Alert>(&k, &v)?.received_ms)),
-            None => Ok(None),
+        let lane = self.lane(robot)?;
+        let lane = lane.lock().expect("lane lock");
+        if lane.cursor == lane.next_seq {
+            return Ok(None);
         }
+        let tail_first = lane.next_seq - u64::from(lane.tail_count);
+        let oldest = if lane.cursor >= tail_first {
+            chunk::body_alerts(&lane.tail, lane.tail_count, lane.cursor - tail_first, 1)
+                .map_err(|e| decode_error(robot.as_bytes(), e))?
+        } else {
+            match self.chunk_covering(robot, lane.cursor)? {
+                Some((first, v)) => chunk::alerts(&v, lane.cursor - first, 1)
+                    .map_err(|e| decode_error(&alert_key(robot, first), e))?,
+                None => Vec::new(),
+            }
+        };
+        Ok(oldest.first().map(|a| a.received_ms))
+    }
+
+    /// The stored chunk of `robot` that holds `seq`: its first sequence number and value.
+    fn chunk_covering(
+        &self,
+        robot: &str,
+        seq: u64,
+    ) -> Result<Option<(u64, sled::IVec)>, StoreError> {
+        let Some((k, v)) = self
+            .alerts
+            .range(alert_key(robot, 0)..=alert_key(robot, seq))
+            .next_back()
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        let first = be_u64(&k);
+        let n = chunk::count(&v).map_err(|e| decode_error(&k, e))?;
+        Ok((first + n > seq).then_some((first, v)))
+    }
+
+    /// The stored alerts of `robot` in `[first, end)`, with their sequence numbers (fewer where
+    /// pruned). The range must not reach into the lane's tail.
+    fn read_range(
+        &self,
+        robot: &str,
+        first: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, Alert)>, StoreError> {
+        let mut out = Vec::with_capacity(end.saturating_sub(first).min(1 << 20) as usize);
+        let mut take = |chunk_first: u64, k: &[u8], v: &[u8]| -> Result<(), StoreError> {
+            let skip = first.saturating_sub(chunk_first);
+            let alerts = chunk::alerts(v, skip, end.saturating_sub(chunk_first + skip))
+                .map_err(|e| decode_error(k, e))?;
+            let from = chunk_first + skip;
+            out.extend((from..).zip(alerts));
+            Ok(())
+        };
+        if let Some((chunk_first, v)) = self.chunk_covering(robot, first)?
+            && chunk_first < first
+        {
+            take(chunk_first, &alert_key(robot, chunk_first), &v)?;
+        }
+        for item in self
+            .alerts
+            .range(alert_key(robot, first)..alert_key(robot, end))
+        {
+            let (k, v) = item?;
+            take(be_u64(&k), &k, &v)?;
+        }
+        Ok(out)
     }
 
     /// Seals up to `max_alerts` of the robot's pending alerts into a new digest, rendered by
@@ -830,20 +984,18 @@ impl Store {
     ) -> Result<Option<DigestRecord>, StoreError> {
         let lane = self.lane(robot)?;
         let (first, end) = {
-            let lane = lane.lock().expect("lane lock");
+            let mut lane = lane.lock().expect("lane lock");
+            materialize(&self.alerts, &self.dedup, robot, &mut lane)?;
             (lane.cursor, lane.next_seq.min(lane.cursor + max_alerts))
         };
         if first == end {
             return Ok(None);
         }
-        let mut alerts = Vec::with_capacity((end - first) as usize);
-        for item in self
-            .alerts
-            .range(alert_key(robot, first)..alert_key(robot, end))
-        {
-            let (k, v) = item?;
-            alerts.push(decode::<Alert>(&k, &v)?);
-        }
+        let alerts: Vec<Alert> = self
+            .read_range(robot, first, end)?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
         if alerts.len() as u64 != end - first {
             return Err(StoreError::Corrupt {
                 dir: self.dir.clone(),
@@ -915,13 +1067,7 @@ impl Store {
 
     /// The alerts a digest covers, with their sequence numbers. Empty once pruned.
     pub fn digest_alerts(&self, d: &DigestRecord) -> Result<Vec<(u64, Alert)>, StoreError> {
-        self.alerts
-            .range(alert_key(&d.robot, d.first_seq)..alert_key(&d.robot, d.end_seq))
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((be_u64(&k), decode::<Alert>(&k, &v)?))
-            })
-            .collect()
+        self.read_range(&d.robot, d.first_seq, d.end_seq)
     }
 
     /// Every digest, oldest first (start-up recovery, pruning and counts).
@@ -954,13 +1100,15 @@ impl Store {
     }
 
     /// Deletes sent digests, and the alerts they cover, whose `sent_ms` is older than the robot's
-    /// retention. Returns how many digests went.
+    /// retention. Returns how many digests went. A chunk of alerts goes once no digest that
+    /// stays, and no pending alert, shares it.
     pub fn prune(
         &self,
         now_ms: i64,
         retention: impl Fn(&str) -> Duration,
     ) -> Result<usize, StoreError> {
-        let mut gone = 0;
+        let mut doomed = Vec::new();
+        let mut kept: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
         for d in self.digests() {
             let d = d?;
             // Delivered and replayed digests expire with retention; pending and dead ones stay.
@@ -969,21 +1117,42 @@ impl Store {
                 DigestState::Replayed => d.replayed_ms,
                 DigestState::Pending | DigestState::Dead => None,
             };
-            let Some(done) = done else { continue };
-            if done + retention(&d.robot).as_millis() as i64 > now_ms {
-                continue;
+            match done {
+                Some(done) if done + retention(&d.robot).as_millis() as i64 <= now_ms => {
+                    doomed.push(d)
+                }
+                _ => kept
+                    .entry(d.robot.clone())
+                    .or_default()
+                    .push((d.first_seq, d.end_seq)),
             }
+        }
+        let gone = doomed.len();
+        for d in doomed {
+            let cursor = self.lane(&d.robot)?.lock().expect("lane lock").cursor;
+            let keep = kept.get(&d.robot).map_or(&[][..], Vec::as_slice);
+            let shared = |a: u64, b: u64| b > cursor || keep.iter().any(|&(x, y)| x < b && a < y);
             let mut batch = sled::Batch::default();
+            let mut consider = |k: &[u8], v: &[u8]| -> Result<(), StoreError> {
+                let first = be_u64(k);
+                let n = chunk::count(v).map_err(|e| decode_error(k, e))?;
+                if !shared(first, first + n) {
+                    batch.remove(k);
+                }
+                Ok(())
+            };
+            if let Some((first, v)) = self.chunk_covering(&d.robot, d.first_seq)? {
+                consider(&alert_key(&d.robot, first), &v)?;
+            }
             for item in self
                 .alerts
-                .range(alert_key(&d.robot, d.first_seq)..alert_key(&d.robot, d.end_seq))
-                .keys()
+                .range(alert_key(&d.robot, d.first_seq + 1)..alert_key(&d.robot, d.end_seq))
             {
-                batch.remove(item?);
+                let (k, v) = item?;
+                consider(&k, &v)?;
             }
             self.alerts.apply_batch(batch)?;
             self.digests.remove(d.id.to_be_bytes())?;
-            gone += 1;
         }
         // Dedup keys and request answers expire with their robot's (or the longest) retention.
         let longest = self
@@ -1062,17 +1231,30 @@ impl Store {
     }
 
     /// Every robot that has alerts in the store (pending or covered by a kept digest), found
-    /// with one seek per robot rather than a scan.
+    /// with one seek per robot rather than a scan, plus those whose newest alerts are still in
+    /// memory only.
     pub fn robots(&self) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
+        let mut out = std::collections::BTreeSet::new();
         let mut from = Vec::new();
         while let Some((k, _)) = self.alerts.range(from.as_slice()..).next().transpose()? {
             let name = k.split(|&b| b == 0).next().unwrap_or_default();
-            out.push(String::from_utf8_lossy(name).into_owned());
+            out.insert(String::from_utf8_lossy(name).into_owned());
             from = name.to_vec();
             from.push(1);
         }
-        Ok(out)
+        let lanes: Vec<(String, Arc<Mutex<Lane>>)> = self
+            .lanes
+            .lock()
+            .expect("lanes lock")
+            .iter()
+            .map(|(r, l)| (r.clone(), l.clone()))
+            .collect();
+        for (robot, lane) in lanes {
+            if lane.lock().expect("lane lock").tail_count > 0 {
+                out.insert(robot);
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 
     /// Moves everything still queued for robot `from`, sealed digests not yet delivered and
@@ -1101,39 +1283,49 @@ impl Store {
             d.replayed_ms = Some(now_ms);
             self.write_digest(&d, true)?;
         }
-        // Pending alerts, a bounded chunk at a time so a large backlog does not sit in memory.
-        const CHUNK: u64 = 10_000;
+        // Pending alerts, a bounded number at a time so a large backlog does not sit in memory.
+        const PIECE: u64 = 10_000;
         let lane = self.lane(from)?;
         let mut lane = lane.lock().expect("lane lock");
+        materialize(&self.alerts, &self.dedup, from, &mut lane)?;
+        let start = lane.cursor;
+        let cursor_key = meta_key("cursor", from);
         while lane.cursor < lane.next_seq {
-            let (first, end) = (lane.cursor, lane.next_seq.min(lane.cursor + CHUNK));
-            let mut alerts = Vec::with_capacity((end - first) as usize);
-            let mut gone = sled::Batch::default();
-            let mut records = Vec::new();
-            for item in self
-                .alerts
-                .range(alert_key(from, first)..alert_key(from, end))
-            {
-                let (k, v) = item?;
-                alerts.push(decode::<Alert>(&k, &v)?);
-                wal::encode(&mut records, wal::Tree::Alerts, &k, None);
-                gone.remove(k);
-            }
+            let (first, end) = (lane.cursor, lane.next_seq.min(lane.cursor + PIECE));
+            let alerts: Vec<Alert> = self
+                .read_range(from, first, end)?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect();
             self.append(to, &alerts)?;
-            self.alerts.apply_batch(gone)?;
-            let cursor_key = meta_key("cursor", from);
             self.meta
                 .insert(cursor_key.as_slice(), &end.to_be_bytes())?;
+            let mut record = Vec::new();
             wal::encode(
-                &mut records,
+                &mut record,
                 wal::Tree::Meta,
                 &cursor_key,
                 Some(&end.to_be_bytes()),
             );
-            self.log(&records);
+            self.log(&record);
             lane.cursor = end;
             moved.alerts += alerts.len() as u64;
         }
+        // The chunks that held only pending alerts go; one that also holds sealed alerts stays
+        // for its digest.
+        let mut gone = sled::Batch::default();
+        let mut records = Vec::new();
+        for k in self
+            .alerts
+            .range(alert_key(from, start)..=alert_key(from, u64::MAX))
+            .keys()
+        {
+            let k = k?;
+            wal::encode(&mut records, wal::Tree::Alerts, &k, None);
+            gone.remove(k);
+        }
+        self.alerts.apply_batch(gone)?;
+        self.log(&records);
         Ok(moved)
     }
 
@@ -1146,7 +1338,11 @@ impl Drop for Store {
     fn drop(&mut self) {
         // Closing the channel ends the commit thread after it has served what is queued.
         self.flusher.lock().map(|mut f| f.take()).ok();
-        let _ = self.db.flush();
+        // A failed sled can wait forever in flush (an I/O error on its background write may not
+        // wake the flusher); what matters is in the write-ahead log anyway.
+        if self.health.error().is_none() {
+            let _ = self.db.flush();
+        }
     }
 }
 
@@ -1164,6 +1360,9 @@ const GATHER: Duration = Duration::from_micros(1000);
 /// with one write and one `fdatasync`, answers every caller that was waiting for them, and
 /// checkpoints the log when it has grown.
 struct Committer {
+    alerts: sled::Tree,
+    dedup: sled::Tree,
+    lanes: Lanes,
     db: sled::Db,
     dir: PathBuf,
     writer: wal::Writer,
@@ -1227,6 +1426,8 @@ impl Committer {
             .writer
             .rotate()
             .map_err(|e| format!("write-ahead log: cannot start a new file: {e}"))?;
+        // Alerts still in a lane's tail are only in the log: into sled with them first.
+        materialize_all(&self.alerts, &self.dedup, &self.lanes).map_err(|e| e.to_string())?;
         self.db.flush().map_err(|e| format!("flush failed: {e}"))?;
         wal::remove_before(&self.dir, old + 1)
             .map_err(|e| format!("write-ahead log: cannot delete old files: {e}"))

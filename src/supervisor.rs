@@ -157,6 +157,9 @@ pub struct Supervisor {
 const REOPEN_FIRST_DELAY: Duration = Duration::from_millis(200);
 const REOPEN_MAX_DELAY: Duration = Duration::from_secs(30);
 
+/// How long closing a failed store may take before sluice gives up and exits.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What the store holds for the robots' tasks at start.
 struct Scan {
     outboxes: HashMap<String, Vec<DigestRecord>>,
@@ -231,7 +234,9 @@ impl Supervisor {
     }
 
     /// Serves commands and watches the store until shutdown; then stops every robot's task.
-    pub async fn run(mut self) {
+    /// Returns why sluice must exit instead, if a failed store cannot be let go of (see
+    /// [`Supervisor::reopen_store`]).
+    pub async fn run(mut self) -> Option<String> {
         loop {
             let health = self.live.get().store.ok().map(|s| s.health().clone());
             let failed = async {
@@ -247,11 +252,16 @@ impl Supervisor {
             };
             match event {
                 Some(command) => self.serve(command).await,
-                None => self.reopen_store().await,
+                None => {
+                    if let Err(fatal) = self.reopen_store().await {
+                        return Some(fatal);
+                    }
+                }
             }
         }
         let names: Vec<String> = self.tasks.keys().cloned().collect();
         self.retire(&names, Run::Shutdown).await;
+        None
     }
 
     async fn serve(&mut self, command: Command) {
@@ -448,10 +458,15 @@ impl Supervisor {
     /// store, and reopen it until that works, then start the robots again on the reopened one.
     /// Meanwhile the API answers 503. What was acknowledged was on disk before the failure, so
     /// reopening recovers exactly what a restart would.
-    async fn reopen_store(&mut self) {
+    ///
+    /// sled can hang for good while closing after a failed background write (its flush waits
+    /// for a wake-up the failed write never sends), and then keeps its lock on the directory.
+    /// If letting go does not finish within [`RELEASE_TIMEOUT`], this returns `Err`: sluice
+    /// must exit and be restarted, which recovers the same way.
+    async fn reopen_store(&mut self) -> Result<(), String> {
         let live = self.live.get();
         let Ok(store) = live.store.clone() else {
-            return;
+            return Ok(());
         };
         let why = store.health().error().unwrap_or_default();
         tracing::error!("the store failed ({why}); stopping the robots and reopening it");
@@ -463,8 +478,17 @@ impl Supervisor {
             .update(|l| l.store = Err(format!("the store failed ({why}) and is being reopened")));
         let names: Vec<String> = self.tasks.keys().cloned().collect();
         self.retire(&names, Run::Retire).await;
-        drop(store);
         drop(live);
+        // Letting go of the last handle closes sled, which can block: not on a runtime thread.
+        let released = tokio::task::spawn_blocking(move || drop(store));
+        if tokio::time::timeout(RELEASE_TIMEOUT, released)
+            .await
+            .is_err()
+        {
+            return Err(format!(
+                "the store failed ({why}) and sled cannot be closed to reopen it; exiting so that a supervisor restarts sluice, which recovers every acknowledged alert from the write-ahead log"
+            ));
+        }
 
         // A store that fails again soon after a reopen (the disk is still full) waits longer
         // before each new try, instead of reopening in a tight loop.
@@ -478,7 +502,7 @@ impl Supervisor {
         let store = loop {
             if first {
                 if !self.wait_before_reopen().await {
-                    return;
+                    return Ok(());
                 }
                 first = false;
             }
@@ -500,7 +524,7 @@ impl Supervisor {
                 ))
             });
             if !self.wait_before_reopen().await {
-                return;
+                return Ok(());
             }
         };
         self.reopened = Some(std::time::Instant::now());
@@ -522,6 +546,7 @@ impl Supervisor {
                 store.health().fail(&e.to_string());
             }
         }
+        Ok(())
     }
 }
 

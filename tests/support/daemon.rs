@@ -295,6 +295,14 @@ impl ChildDaemon {
         }
     }
 
+    /// The exit code if the process has ended by itself (it is then reaped).
+    pub fn exited(&mut self) -> Option<Option<i32>> {
+        let c = self.child.as_mut()?;
+        let status = c.try_wait().expect("wait")?;
+        self.child = None;
+        Some(status.code())
+    }
+
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart after kill9 or terminate");
         self.spawn();
