@@ -1027,8 +1027,11 @@ async fn run(args: Args) -> Result<bool, String> {
             "result              FAIL ({} violations)",
             violations.len()
         );
-        for v in &violations {
+        for v in violations.iter().take(20) {
             let _ = writeln!(out, "  - {v}");
+        }
+        if violations.len() > 20 {
+            let _ = writeln!(out, "  - … and {} more", violations.len() - 20);
         }
         // Keep the evidence.
         let kept = match temp {
