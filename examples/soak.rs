@@ -398,12 +398,24 @@ impl Injected {
 /// Injects faults until `until`: a one-shot fault every 0.1–1 s on a random robot, now and then
 /// a sticky spell of HTTP 503 on one robot, and every 15–45 s the whole service offline for
 /// 0.3–2.5 s. Slow answers stay under the request timeout, so a repeat can only come from a crash.
+///
+/// One-shot faults wait in the fake's queue until a request comes, so a robot that sends less
+/// often than faults are drawn (one with a window, or backing off) would build up a backlog that
+/// fails every request for minutes. A robot therefore gets a new fault only once it has made a
+/// request since its last one.
 async fn inject_faults(fake: FakeRobot, until: Instant, mut rng: Rng) -> Injected {
     let mut n = Injected::default();
     let mut next_offline = Instant::now() + rng.ms(15_000, 45_000);
+    let mut requests_at_last_fault = [usize::MAX; ROBOTS.len()];
     while Instant::now() < until {
         tokio::time::sleep(rng.ms(100, 1000)).await;
-        let token = ROBOTS[rng.below(ROBOTS.len() as u64) as usize].token;
+        let which = rng.below(ROBOTS.len() as u64) as usize;
+        let token = ROBOTS[which].token;
+        let requests = fake.requests(token).len();
+        if requests == requests_at_last_fault[which] {
+            continue;
+        }
+        requests_at_last_fault[which] = requests;
         let roll = rng.below(100);
         let fault = match roll {
             0..=29 => {
