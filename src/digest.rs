@@ -3,7 +3,7 @@
 //! # Layout
 //!
 //! ```text
-//! ### <title>                                         robot, counts by severity, resolved
+//! ### <title>                                         robot, each section's count
 //!
 //! 2026-11-28 10:00:31 – 10:05:02 CST                  the alerts' time range, in `spec.tz`
 //!
@@ -63,8 +63,12 @@
 //!
 //! Every alert is accounted for: `listed + summarized == total`, where listed alerts are those on
 //! alert lines (levels 0 and 1), and the section headings, group lines, overflow lines and count
-//! lines give the numbers of the rest. [`Rendered::counts`] counts alert records by their own
-//! status; the title and the sections count an alert shown as resolved as resolved.
+//! lines give the numbers of the rest. The title counts each alert once, as the sections do:
+//! `<robot>: 3 critical, 1 error, 2 resolved` is the firing sections' totals, most severe first,
+//! then the resolved section's, so its numbers add up to the footer's and a resolved alert is not
+//! counted under its severity too. [`Rendered::counts`] is another split: alert records by their
+//! own severity and, separately, by their own status (a firing alert resolved later in the digest
+//! counts as firing there).
 //!
 //! # Templates
 //!
@@ -150,7 +154,9 @@ pub struct DigestSpec<'a> {
     pub templates: Option<&'a Templates>,
 }
 
-/// Alerts by severity and by status.
+/// Alert records by their own severity and, separately, by their own status: both split the same
+/// total. Not the split a digest shows, where a resolved alert counts only as resolved (see the
+/// module documentation); a title built from these would count it twice.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub critical: u64,
@@ -325,13 +331,12 @@ impl<'a> Plan<'a> {
         let catch_up_text = spec
             .catch_up
             .map(|(since, until)| clock.catch_up(since, until, times.map(|t| t.arrived)));
-        let resolved = index.section_total[RESOLVED];
         Plan {
             entry_values: (0..index.groups.len())
                 .map(|_| Default::default())
                 .collect(),
             section_costs: Default::default(),
-            title: make_title(spec, &counts, resolved),
+            title: make_title(spec, &index.section_total),
             footer: footer(spec.id, alerts.len()),
             link: spec.link.map(escape_link),
             spec,
@@ -1035,20 +1040,21 @@ impl<'a> Plan<'a> {
                 overflow,
             })
         };
-        let resolved = self.index.section_total[RESOLVED];
+        let total = &self.index.section_total;
         let ctx = Context {
             robot: self.spec.robot,
             id: self.spec.id,
             title: &self.title,
             keyword: self.spec.keyword,
             link: self.link.as_deref().filter(|_| choice.extras.link && !bare),
+            // The title's split, not the records' (`Rendered::counts`): each alert once.
             counts: CtxCounts {
-                critical: self.counts.critical,
-                error: self.counts.error,
-                warning: self.counts.warning,
-                info: self.counts.info,
-                firing: self.alerts.len() as u64 - resolved,
-                resolved,
+                critical: total[Severity::Critical.index()],
+                error: total[Severity::Error.index()],
+                warning: total[Severity::Warning.index()],
+                info: total[Severity::Info.index()],
+                firing: total[..RESOLVED].iter().sum(),
+                resolved: total[RESOLVED],
                 total: self.alerts.len() as u64,
             },
             time_range: self
@@ -1522,16 +1528,17 @@ impl<'a> Index<'a> {
     }
 }
 
-fn make_title(spec: &DigestSpec, counts: &Counts, resolved: u64) -> String {
+/// `<robot>: 3 critical, 1 error, 2 resolved`: the section totals, so each alert is counted once
+/// and the numbers add up to the footer's. Counting alert records by severity (as [`Counts`]
+/// does) would count a resolved alert under its severity and again as resolved.
+fn make_title(spec: &DigestSpec, section_total: &[u64; SECTIONS]) -> String {
     let mut t = String::with_capacity(128);
     push_clean(&mut t, spec.robot, ROBOT_BYTES);
     t.push(':');
     let mut first = true;
-    let parts = Severity::ALL
-        .into_iter()
-        .map(|s| (counts.get(s), s.as_str()))
-        .chain([(resolved, "resolved")]);
-    for (n, what) in parts {
+    let names = Severity::ALL.map(Severity::as_str).into_iter();
+    let parts = section_total.iter().zip(names.chain(["resolved"]));
+    for (&n, what) in parts {
         if n == 0 {
             continue;
         }
@@ -2249,7 +2256,7 @@ pub(crate) mod tests {
         // The same fingerprint in another group is another problem: it stays firing.
         alerts.push(alert("null rate", Severity::Critical, Some("dq2"), "fp"));
         let r = render(&spec(19_000), &alerts);
-        let want = "### ops: 16 critical, 14 resolved\n\n\
+        let want = "### ops: 2 critical, 14 resolved\n\n\
                     2026-11-28 02:00:31 – 02:05:31 UTC\n\n\
                     #### Critical · 2\n**dq** · 1\n- other fp\n**dq2** · 1\n- null rate\n\n\
                     #### ✅ Resolved · 14\n**dq** · 14\n\
@@ -2272,12 +2279,60 @@ pub(crate) mod tests {
             },
         ];
         let r = render(&spec(19_000), &alerts);
-        let want = "### ops: 3 warning, 2 resolved\n\n\
+        let want = "### ops: 1 warning, 2 resolved\n\n\
                     2026-11-28 02:00:31 – 02:02:31 UTC\n\n\
                     #### Warning · 1\n**db** · 1\n- lag\n\n\
                     #### ✅ Resolved · 2\n**db** · 2\n- lag — fired 02:00, resolved 02:01\n\n\
                     sluice digest #42 · 3 alerts";
         assert_eq!(r.text, want);
+    }
+
+    #[test]
+    fn title_counts_a_resolved_alert_once_not_under_its_severity_too() {
+        // Warnings firing and resolved: one fires and resolves later in the digest, one is a
+        // resolution on its own, two are still firing.
+        let lag = alert("replication lag", Severity::Warning, Some("db"), "lag");
+        let alerts = [
+            alert("ods_orders null", Severity::Critical, Some("dq"), "c"),
+            lag.clone(),
+            alert("disk 91%", Severity::Warning, Some("node"), "w1"),
+            resolved(
+                alert("cpu high", Severity::Warning, Some("node"), "cpu"),
+                T0 + MIN,
+            ),
+            alert("disk 93%", Severity::Warning, Some("node"), "w2"),
+            resolved(lag, T0 + 2 * MIN),
+        ];
+        let r = render(&spec(19_000), &alerts);
+        // Not "1 critical, 5 warning, 3 resolved": 9 for a digest of 6 alerts.
+        assert_eq!(r.title, "ops: 1 critical, 2 warning, 3 resolved");
+        // The title's numbers are the section headings' and add up to the footer's.
+        let number = |n: &str| n.parse::<u64>().expect("a number");
+        let title: Vec<(String, u64)> = r.title["ops: ".len()..]
+            .split(", ")
+            .map(|p| {
+                let (n, what) = p.split_once(' ').expect("<n> <what>");
+                (what.to_string(), number(n))
+            })
+            .collect();
+        let headings: Vec<(String, u64)> = r
+            .text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#### "))
+            .map(|h| {
+                let (name, n) = h.split_once(" · ").expect("<name> · <n>");
+                (name.trim_start_matches("✅ ").to_lowercase(), number(n))
+            })
+            .collect();
+        assert_eq!(title, headings);
+        assert_eq!(title.iter().map(|t| t.1).sum::<u64>(), 6);
+        assert!(
+            r.text.ends_with("\n\nsluice digest #42 · 6 alerts"),
+            "{}",
+            r.text
+        );
+        // The records' own split is another matter: five warnings, two resolutions.
+        assert_eq!((r.counts.warning, r.counts.resolved), (5, 2));
     }
 
     #[test]
@@ -2482,7 +2537,7 @@ pub(crate) mod tests {
         ]
     }
 
-    const LEVELS_HEAD: &str = "### ops: 3 critical, 3 warning, 2 resolved\n\n\
+    const LEVELS_HEAD: &str = "### ops: 3 critical, 1 warning, 2 resolved\n\n\
                                2026-11-28 02:00:31 – 02:03:31 UTC\n\n";
 
     #[test]
@@ -3210,6 +3265,25 @@ pub(crate) mod tests {
             lines.get(at.get()).copied().unwrap_or("<end>")
         };
         prop_assert_eq!(lines[0], format!("### {}", r.title));
+        // The title counts each alert once, in the sections' split.
+        let names = Severity::ALL.map(Severity::as_str);
+        let parts: Vec<String> = sections
+            .iter()
+            .zip(names.into_iter().chain(["resolved"]))
+            .filter(|(section, _)| section.total > 0)
+            .map(|(section, what)| format!("{} {what}", thousands(section.total)))
+            .collect();
+        let parts = if parts.is_empty() {
+            "0 alerts".to_string()
+        } else {
+            parts.join(", ")
+        };
+        prop_assert!(
+            r.title.ends_with(&format!(": {parts}")),
+            "{:?} does not end with {:?}",
+            r.title,
+            parts
+        );
         if choice.bare {
             prop_assert_eq!(
                 r.text.clone(),

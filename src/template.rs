@@ -45,7 +45,7 @@
 //! | `title` | the digest's title (the title template's, when there is one) |
 //! | `keyword` | the robot's first keyword, or none |
 //! | `link` | URL of the digest's page (percent-encoded where it would end a markdown link), or none |
-//! | `counts` | `{critical, error, warning, info, firing, resolved, total}`: severities count every alert; `resolved` counts the alerts shown as resolved (a firing alert whose resolution came later in the same digest included), `firing` the rest |
+//! | `counts` | `{critical, error, warning, info, firing, resolved, total}`: the built-in title's numbers, each alert counted once as in the sections: `critical` … `info` are the firing sections' counts, `resolved` the resolved section's (a firing alert whose resolution came later in the same digest included), `firing` the sum of the four, `total` = `firing + resolved` (the footer's N). Resolved alerts by severity are in `resolved.by_severity` |
 //! | `time_range` | none without alerts, else `{from, to, text}`: the earliest time an alert fired and the latest it fired or resolved (`2026-11-28 10:00:31 CST`), and the built-in line (`2026-11-28 10:00:31 – 10:05:02 CST`) |
 //! | `from_ms`, `to_ms` | the same as Unix milliseconds, or none |
 //! | `catch_up` | none, or on the first digest after an outage, a throttle or a block `{since, until, since_ms, until_ms, text}`: when the trouble began and ended (`2026-11-28 10:00 CST`), and the built-in line |
@@ -644,8 +644,33 @@ mod tests {
             "Digest 42 for ops: 3 alerts, 1 resolved\nCritical 1\nInfo 1\n\n\
              sluice digest #42 · 3 alerts"
         );
-        assert_eq!(r.title, "ops: 1 critical, 2 info, 1 resolved");
+        assert_eq!(r.title, "ops: 1 critical, 1 info, 1 resolved");
         assert_eq!((r.listed, r.summarized, r.level), (3, 0, 0));
+    }
+
+    #[test]
+    fn counts_count_each_alert_once_like_the_title() {
+        let t = Templates::compile(
+            Some((
+                "title",
+                "{{ robot }}: {{ counts.critical }} critical, {{ counts.error }} error, \
+                 {{ counts.warning }} warning, {{ counts.info }} info, \
+                 {{ counts.resolved }} resolved ({{ counts.firing }} firing, {{ counts.total }} in all)",
+            )),
+            None,
+        )
+        .expect("compiles");
+        let mut s = spec(19_000);
+        // A replication lag that fired and resolved, resolutions of an error and an info alert.
+        let alerts = sample_alerts(T0);
+        let plain = render(&s, &alerts);
+        assert_eq!(
+            plain.title,
+            "ops: 3 critical, 1 error, 1 warning, 1 info, 4 resolved"
+        );
+        s.templates = Some(&t);
+        let r = render(&s, &alerts);
+        assert_eq!(r.title, format!("{} (6 firing, 10 in all)", plain.title));
     }
 
     #[test]
