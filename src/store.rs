@@ -623,6 +623,7 @@ impl Store {
             detail: format!("cannot create the write-ahead log: {e}"),
         })?;
         let committer = Committer {
+            checkpointing: Default::default(),
             alerts: self.alerts.clone(),
             dedup: self.dedup.clone(),
             lanes: self.lanes.clone(),
@@ -1360,6 +1361,8 @@ const GATHER: Duration = Duration::from_micros(1000);
 /// with one write and one `fdatasync`, answers every caller that was waiting for them, and
 /// checkpoints the log when it has grown.
 struct Committer {
+    /// A checkpoint's flush is running.
+    checkpointing: Arc<std::sync::atomic::AtomicBool>,
     alerts: sled::Tree,
     dedup: sled::Tree,
     lanes: Lanes,
@@ -1419,18 +1422,47 @@ impl Committer {
         }
     }
 
-    /// Starts a new log file, makes sled durable, and deletes the older files. Every record in
-    /// them was added after its change went into sled (`Store::log`), so sled's flush covers it.
+    /// Starts a new log file, then, on a thread of its own so that commits go on meanwhile,
+    /// makes sled durable and deletes the older files. Every record in them was added after its
+    /// change went into sled or into a lane's tail (`Store::log`), and the tails go into sled
+    /// here first, so sled's flush covers them all.
     fn checkpoint(&mut self) -> Result<(), String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.checkpointing.load(SeqCst) {
+            return Ok(());
+        }
         let old = self
             .writer
             .rotate()
             .map_err(|e| format!("write-ahead log: cannot start a new file: {e}"))?;
-        // Alerts still in a lane's tail are only in the log: into sled with them first.
         materialize_all(&self.alerts, &self.dedup, &self.lanes).map_err(|e| e.to_string())?;
-        self.db.flush().map_err(|e| format!("flush failed: {e}"))?;
-        wal::remove_before(&self.dir, old + 1)
-            .map_err(|e| format!("write-ahead log: cannot delete old files: {e}"))
+        self.checkpointing.store(true, SeqCst);
+        let (db, dir, health, busy) = (
+            self.db.clone(),
+            self.dir.clone(),
+            self.health.clone(),
+            self.checkpointing.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("sluice-checkpoint".into())
+            .spawn(move || {
+                let done = db
+                    .flush()
+                    .map_err(|e| format!("flush failed: {e}"))
+                    .and_then(|_| {
+                        wal::remove_before(&dir, old + 1)
+                            .map_err(|e| format!("write-ahead log: cannot delete old files: {e}"))
+                    });
+                if let Err(e) = done {
+                    health.fail(&e);
+                }
+                busy.store(false, SeqCst);
+            });
+        if let Err(e) = spawned {
+            self.checkpointing.store(false, SeqCst);
+            return Err(format!("cannot start the checkpoint thread: {e}"));
+        }
+        Ok(())
     }
 }
 
