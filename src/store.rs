@@ -245,19 +245,23 @@ fn materialize(
     Ok(())
 }
 
+/// The lanes as they are now, so that each can be locked without holding the map's lock.
+fn lanes_now(lanes: &Lanes) -> Vec<(String, Arc<Mutex<Lane>>)> {
+    lanes
+        .lock()
+        .expect("lanes lock")
+        .iter()
+        .map(|(r, l)| (r.clone(), l.clone()))
+        .collect()
+}
+
 /// Every lane's tail to sled (checkpoint, close).
 fn materialize_all(
     alerts: &sled::Tree,
     dedup: &sled::Tree,
     lanes: &Lanes,
 ) -> Result<(), StoreError> {
-    let lanes: Vec<(String, Arc<Mutex<Lane>>)> = lanes
-        .lock()
-        .expect("lanes lock")
-        .iter()
-        .map(|(r, l)| (r.clone(), l.clone()))
-        .collect();
-    for (robot, lane) in lanes {
+    for (robot, lane) in lanes_now(lanes) {
         materialize(alerts, dedup, &robot, &mut lane.lock().expect("lane lock"))?;
     }
     Ok(())
@@ -1243,14 +1247,7 @@ impl Store {
             from = name.to_vec();
             from.push(1);
         }
-        let lanes: Vec<(String, Arc<Mutex<Lane>>)> = self
-            .lanes
-            .lock()
-            .expect("lanes lock")
-            .iter()
-            .map(|(r, l)| (r.clone(), l.clone()))
-            .collect();
-        for (robot, lane) in lanes {
+        for (robot, lane) in lanes_now(&self.lanes) {
             if lane.lock().expect("lane lock").tail_count > 0 {
                 out.insert(robot);
             }

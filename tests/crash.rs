@@ -196,14 +196,7 @@ async fn sigterm_exits_promptly_and_an_unanswered_send_stays_queued() {
     // Wait until the request is in flight.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let s: Value = http
-            .get(d.url("/v1/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s = d.status().await;
         if s["robots"][0]["state"] == "sending" {
             break;
         }
@@ -546,14 +539,7 @@ async fn a_full_disk_answers_503_keeps_what_was_acknowledged_and_recovers() {
     // Everything acknowledged is queued, plus the batch just taken. A refused batch may be
     // queued too when the disk filled during its flush rather than its write: at-least-once,
     // the client's retry may repeat it.
-    let s: serde_json::Value = client
-        .get(d.url("/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s = d.status().await;
     let pending = s["robots"][0]["pending"].as_u64().unwrap();
     assert!(
         (acknowledged + 20..=acknowledged + 60).contains(&pending),

@@ -273,17 +273,9 @@ async fn sighup_reloads_the_config_file() {
     )
     .unwrap();
     d.signal("HUP");
-    let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let s: Value = http
-            .get(d.url("/v1/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s = d.status().await;
         let robots: Vec<&str> = s["robots"]
             .as_array()
             .unwrap()

@@ -42,6 +42,15 @@ impl Daemon {
         let text = render_config(template, data_dir, addr);
         let config = sluice::config::Config::parse(&text, "test config", &|_| None)
             .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
+        Daemon::launch(config, listener, data_dir).await
+    }
+
+    async fn launch(
+        config: sluice::config::Config,
+        listener: tokio::net::TcpListener,
+        data_dir: &Path,
+    ) -> Daemon {
+        let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(sluice::serve(config, listener, async move {
             let _ = rx.await;
@@ -68,19 +77,7 @@ impl Daemon {
         std::fs::write(config_path, render_config(template, data_dir, addr)).expect("write config");
         let config = sluice::config::Config::load(config_path)
             .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(sluice::serve(config, listener, async move {
-            let _ = rx.await;
-        }));
-        let mut d = Daemon {
-            addr,
-            data_dir: data_dir.to_path_buf(),
-            stop: Some(tx),
-            task: Some(task),
-            http: reqwest::Client::new(),
-        };
-        d.wait_healthy().await;
-        d
+        Daemon::launch(config, listener, data_dir).await
     }
 
     /// Writes a new config template to `config_path` for this daemon's address and data dir.
@@ -252,6 +249,18 @@ impl ChildDaemon {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> Value {
+        reqwest::Client::new()
+            .get(self.url("/v1/status"))
+            .send()
+            .await
+            .expect("GET /v1/status")
+            .json()
+            .await
+            .expect("status JSON")
     }
 
     /// Sends a signal by name ("HUP", "TERM") to the running process.
