@@ -156,6 +156,13 @@ impl RateGuard {
         }
     }
 
+    /// Moves the newest entry later, to `at_ms` (a send stamped again before it leaves).
+    pub fn restamp_last(&mut self, at_ms: i64) {
+        if let Some(last) = self.log.back_mut() {
+            *last = (*last).max(at_ms);
+        }
+    }
+
     /// Moves the newest entry to the time the answer (or the failure) came back.
     pub fn complete(&mut self, done_ms: i64) {
         if let Some(last) = self.log.back_mut() {

@@ -312,9 +312,26 @@ impl RobotTask {
                 continue;
             };
 
-            // 4. Send. The attempt is on disk in the send log before the request leaves.
-            guard.record(now);
-            if let Err(e) = self.store.set_send_log(&name, &guard.log(), true) {
+            // 4. Send. The attempt is on disk in the send log before the request leaves, stamped
+            // a little ahead: the request must leave before its stamp, so the log never shows a
+            // send earlier than it happened, also when read after a crash (the answer's time,
+            // which `complete` records, may not reach the disk then). Sealing and the flush take
+            // time, so when the flush outlasts the stamp, the send is stamped and flushed again.
+            let ahead = (crate::limit::margin(timing.rate_period) / 2).as_millis() as i64;
+            let mut stamp = self.clock.now_ms() + ahead;
+            guard.record(stamp);
+            let recorded = loop {
+                if let Err(e) = self.store.set_send_log(&name, &guard.log(), true) {
+                    break Err(e);
+                }
+                let flushed = self.clock.now_ms();
+                if flushed <= stamp {
+                    break Ok(());
+                }
+                stamp = flushed + ahead;
+                guard.restamp_last(stamp);
+            };
+            if let Err(e) = recorded {
                 self.note_error(format!("store: cannot record the send: {e}"), now);
                 self.sleep_ms(1000).await;
                 continue;
