@@ -190,7 +190,15 @@ impl RobotTask {
         let name = self.handle.config.name.clone();
         let timing = self.handle.config.timing.clone();
         let log = match self.store.send_log(&name) {
-            Ok(log) => log,
+            // The newest send may have been in flight when the last process stopped: its answer
+            // time never reached the disk, and the robot may have counted it as late as that
+            // answer could have come. So it counts as that late.
+            Ok(mut log) => {
+                if let Some(last) = log.last_mut() {
+                    *last += timing.request_timeout.as_millis() as i64;
+                }
+                log
+            }
             Err(e) => {
                 // Without the log we cannot prove the limit; assume a full period of sends.
                 tracing::error!(robot = %name, "cannot read the send log ({e}); assuming the limit was just used up");
