@@ -1351,6 +1351,9 @@ fn new_store_id() -> String {
     format!("{:x}-{:x}", nanos, std::process::id())
 }
 
+/// After this long without a commit, the write-ahead log is checkpointed whatever its size.
+const IDLE_CHECKPOINT: Duration = Duration::from_secs(2);
+
 /// How long the commit thread waits for stragglers when requests are arriving concurrently.
 const GATHER: Duration = Duration::from_micros(1000);
 
@@ -1376,7 +1379,21 @@ impl Committer {
         use std::sync::atomic::Ordering::Relaxed;
         let mut last_batch = 0usize;
         let mut spare = Vec::new();
-        while let Ok(first) = rx.recv() {
+        loop {
+            // An idle log is checkpointed too, so that a quiet store does not keep a second
+            // copy of its recent alerts in the log.
+            let first = match rx.recv_timeout(IDLE_CHECKPOINT) {
+                Ok(w) => w,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if self.writer.size() > 0
+                        && let Err(e) = self.checkpoint()
+                    {
+                        self.health.fail(&e);
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             // Everyone who queued up while the previous round ran rides on this one. When the
             // last round served several callers, others are likely a few microseconds behind:
             // waiting for them a moment turns many small syncs into a few large ones. A lone
