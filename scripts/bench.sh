@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the tables in BENCHMARKS.md, in about 8 minutes on the project's 2-core machine:
+# Reproduces the tables in BENCHMARKS.md, in about 10 minutes on the project's 2-core machine:
 #   1. criterion: digest rendering, the store's durable ingest, the rate guard
 #   2. durable ingest over HTTP with the load tool: 1, 16 and 64 clients × 100 and 1 alert per POST
 #   3. sluice against Prometheus Alertmanager 0.25 under the same wrk load (needs wrk and
@@ -108,6 +108,6 @@ if want 4; then
   echo "== 4. burst, backlog, restart, idle (examples/backlog.rs)"
   "$target/release/examples/backlog" burst
   "$target/release/examples/backlog" backlog
-  "$target/release/examples/backlog" restart
-  "$target/release/examples/backlog" idle
+  "$target/release/examples/backlog" restart --stop all
+  "$target/release/examples/backlog" idle --seconds 30
 fi
