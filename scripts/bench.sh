@@ -67,7 +67,7 @@ fi
 
 if want 2; then
   echo "== 2. durable ingest over HTTP (examples/load.rs); every alert counted was acknowledged after fsync"
-  for shape in "100 1 100000" "100 16 300000" "100 64 300000" "1 1 30000" "1 16 100000" "1 64 200000"; do
+  for shape in "100 1 100000" "100 16 300000" "100 64 300000" "1 1 20000" "1 16 60000" "1 64 200000"; do
     read -r batch clients alerts <<< "$shape"
     for run in 1 2 3; do
       start_sluice "load-$batch-$clients-$run"

@@ -1355,7 +1355,7 @@ fn new_store_id() -> String {
 const IDLE_CHECKPOINT: Duration = Duration::from_secs(2);
 
 /// How long the commit thread waits for stragglers when requests are arriving concurrently.
-const GATHER: Duration = Duration::from_micros(1000);
+const GATHER: Duration = Duration::from_micros(250);
 
 /// The commit thread: makes the write-ahead log records gathered since its last round durable
 /// with one write and one `fdatasync`, answers every caller that was waiting for them, and
