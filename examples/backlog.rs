@@ -845,22 +845,12 @@ fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
 
-/// `(digest id, alerts)` from a digest's last line, `sluice digest #<id> · <N> alerts`.
-fn footer_of(text: &str) -> Option<(u64, u64)> {
-    let rest = text.lines().last()?.strip_prefix("sluice digest #")?;
-    let (id, n) = rest.split_once(" · ")?;
-    let n = n
-        .strip_suffix(" alerts")
-        .or_else(|| n.strip_suffix(" alert"))?;
-    Some((id.parse().ok()?, n.replace(',', "").parse().ok()?))
-}
-
 /// Alerts accounted for by the footers of the messages the fake accepted for [`TOKEN`].
 fn accounted(fake: &FakeRobot) -> (u64, usize) {
     let accepted = fake.accepted(TOKEN);
     let total = accepted
         .iter()
-        .filter_map(|a| footer_of(&a.text))
+        .filter_map(|a| sluice::digest::parse_footer(&a.text))
         .map(|(_, n)| n)
         .sum();
     (total, accepted.len())
@@ -1355,7 +1345,7 @@ async fn restart_run(
     let first_footer = fake
         .accepted(TOKEN)
         .first()
-        .and_then(|a| footer_of(&a.text));
+        .and_then(|a| sluice::digest::parse_footer(&a.text));
     let (_, after) = d.status(ROBOT).await?;
     let mut out = String::new();
     let _ = writeln!(

@@ -500,16 +500,6 @@ timezone = "UTC"
     text
 }
 
-/// `(id, alerts)` from a digest's last line, `sluice digest #<id> · <N> alerts`.
-fn footer_of(text: &str) -> Option<(u64, u64)> {
-    let rest = text.lines().last()?.strip_prefix("sluice digest #")?;
-    let (id, n) = rest.split_once(" · ")?;
-    let n = n
-        .strip_suffix(" alerts")
-        .or_else(|| n.strip_suffix(" alert"))?;
-    Some((id.parse().ok()?, n.replace(',', "").parse().ok()?))
-}
-
 fn free_port() -> Result<SocketAddr, String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     l.local_addr().map_err(|e| format!("local addr: {e}"))
@@ -758,7 +748,7 @@ async fn run(args: Args) -> Result<bool, String> {
         let accepted = fake.accepted(r.token);
         let requests = fake.requests(r.token);
         for a in &accepted {
-            let Some((id, n)) = footer_of(&a.text) else {
+            let Some((id, n)) = sluice::digest::parse_footer(&a.text) else {
                 violations.push(format!(
                     "{}: a delivered message has no footer: {:?}",
                     r.name,

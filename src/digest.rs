@@ -1565,6 +1565,18 @@ pub fn footer(id: u64, n: usize) -> String {
     s
 }
 
+/// Reads [`footer`] back from a digest's text: `(id, alerts)` from its last non-blank line, or
+/// `None` if that line is not a footer. For the tools and tests that count what a robot received.
+pub fn parse_footer(text: &str) -> Option<(u64, u64)> {
+    let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    let rest = last.trim().strip_prefix("sluice digest #")?;
+    let (id, n) = rest.split_once(" · ")?;
+    let n = n
+        .strip_suffix(" alerts")
+        .or_else(|| n.strip_suffix(" alert"))?;
+    Some((id.parse().ok()?, n.replace(',', "").parse().ok()?))
+}
+
 const LINK_PREFIX: &str = "[full alert list](";
 
 /// The link goes inside `(...)` on one line, so what would end the destination or the line is
@@ -2182,6 +2194,16 @@ pub(crate) mod tests {
             None => {}
         }
         Ok(())
+    }
+
+    #[test]
+    fn a_footer_reads_back() {
+        for (id, n) in [(1, 0), (42, 1), (7, 1_238), (u64::MAX, 40_000)] {
+            let text = format!("### t\n\n- x\n\n{}\n", footer(id, n as usize));
+            assert_eq!(parse_footer(&text), Some((id, n)));
+        }
+        assert_eq!(parse_footer("### t\n\nno footer"), None);
+        assert_eq!(parse_footer("sluice digest #x · 3 alerts"), None);
     }
 
     #[test]

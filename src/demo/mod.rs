@@ -489,11 +489,7 @@ async fn drive(
 
 /// The number in a digest's last line, `sluice digest #12 · 1,234 alerts`.
 fn footer_count(text: &str) -> Option<u64> {
-    let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
-    let rest = last.trim().strip_prefix("sluice digest #")?;
-    let (_, count) = rest.split_once(" · ")?;
-    let number = count.split_whitespace().next()?;
-    number.replace(',', "").parse().ok()
+    crate::digest::parse_footer(text).map(|(_, n)| n)
 }
 
 fn local_time(ms: i64) -> String {

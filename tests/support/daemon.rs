@@ -386,19 +386,8 @@ pub fn run_cli(args: &[&str], stdin: Option<&str>, envs: &[(&str, &str)]) -> (i3
 
 /// Parses the footer of a digest text: `(id, alerts)`.
 pub fn footer_of(text: &str) -> (u64, u64) {
-    let last = text.lines().last().unwrap_or("");
-    let rest = last
-        .strip_prefix("sluice digest #")
-        .unwrap_or_else(|| panic!("no footer in last line {last:?}"));
-    let (id, n) = rest.split_once(" · ").expect("footer separator");
-    let n = n
-        .strip_suffix(" alerts")
-        .or_else(|| n.strip_suffix(" alert"))
-        .expect("footer count");
-    (
-        id.parse().expect("id"),
-        n.replace(',', "").parse().expect("count"),
-    )
+    sluice::digest::parse_footer(text)
+        .unwrap_or_else(|| panic!("no footer in the last line of {text:?}"))
 }
 
 /// How many alerts the accepted digests cover, by their footers.
