@@ -239,10 +239,6 @@ impl Writer {
         *self = next;
         Ok(old)
     }
-
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
 }
 
 #[cfg(test)]
