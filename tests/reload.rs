@@ -174,6 +174,15 @@ async fn reload_changes_robots_keeping_queues_and_rate_history() {
     let (code, out, err) = run_cli(&["reload", "--server", &d.url("")], None, &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("removed a;"), "{out}");
+    let r = reqwest::Client::new()
+        .post(d.url("/v1/queue/move"))
+        .body(r#"{"robot": "a"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("missing field `to`"), "{body}");
     let (code, _, err) = run_cli(
         &["move", "--server", &d.url(""), "--robot", "b", "--to", "b"],
         None,
