@@ -8,6 +8,7 @@
 
 pub mod alert;
 pub mod alertmanager;
+pub mod blob;
 pub mod chunk;
 
 pub mod client;

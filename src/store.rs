@@ -1,11 +1,15 @@
-//! The durable queue: one sled database in `server.data_dir`, five trees, and a write-ahead log
-//! beside it ([`crate::wal`]).
+//! The durable queue: one sled database in `server.data_dir`, five trees, a write-ahead log
+//! beside it ([`crate::wal`]), and the alerts' bytes in segment files under `segments/`
+//! ([`crate::blob`]).
 //!
 //! ```text
-//! alerts   <robot> 0x00 <seq u64 BE>  → Alert (JSON)      pending, then covered by a digest
+//! alerts   <robot> 0x00 <first seq u64 BE> → blob::Ref      a chunk of consecutive alerts
+//!                                                           (older stores: the chunk, or one
+//!                                                           alert as JSON, inline)
 //! digests  <id u64 BE>                → DigestRecord (JSON)
 //! meta     "cursor" 0x00 <robot>      → u64 BE            first seq not yet in a digest
 //!          "sends"  0x00 <robot>      → [i64] (JSON)      wall-clock ms of recent sends
+//!          "blobs_synced"             → blob::Watermark   blob bytes durable up to here
 //! dedup    <robot> 0x00 <dedup key>   → {seq, ms} (JSON)  a keyed alert already queued
 //! requests <Idempotency-Key>          → {ids, ms} (JSON)  the answer to a keyed request
 //! ```
@@ -32,7 +36,13 @@
 //!    beside sled's ([`MARKER`]): the store's id (also kept inside sled) and, written at every
 //!    clean shutdown, each robot's next sequence number. At open, a missing id or a sequence that
 //!    went backwards means records were lost, and sluice refuses to start.
+//! 6. **A chunk's reference is never trusted beyond what is known durable.** Chunks go to the
+//!    blob files without a sync; every sled flush this module asks for syncs them first and
+//!    records the watermark ([`durable_flush`]). A reference sled flushed on its own beyond the
+//!    watermark is checked at open, and dropped if its bytes are not all there: its alerts are
+//!    still in the write-ahead log, which puts them back.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -43,6 +53,7 @@ use sled::Transactional;
 use tokio::sync::oneshot;
 
 use crate::alert::Alert;
+use crate::blob::{self, Blobs, Ref, Watermark};
 use crate::digest::{Counts, Rendered};
 use crate::{chunk, wal};
 
@@ -206,7 +217,7 @@ struct Lane {
     next_seq: u64,
     cursor: u64,
     /// The newest alerts, `[next_seq - tail_count, next_seq)`, framed as in a chunk but not yet
-    /// in sled: they are in the write-ahead log (or its buffer). They go to sled as one chunk
+    /// stored: they are in the write-ahead log (or its buffer). They are stored as one chunk
     /// when the tail reaches [`chunk::CHUNK_BYTES`], before anyone reads them, and at every
     /// checkpoint and clean close ([`materialize`]).
     tail: Vec<u8>,
@@ -218,27 +229,83 @@ struct Lane {
 
 type Lanes = Arc<Mutex<HashMap<String, Arc<Mutex<Lane>>>>>;
 
-/// Writes a lane's tail to sled as one chunk, then its dedup entries.
-fn materialize(
-    alerts: &sled::Tree,
-    dedup: &sled::Tree,
-    robot: &str,
-    lane: &mut Lane,
-) -> Result<(), StoreError> {
+/// The trees and files a lane's tail is written into.
+#[derive(Clone)]
+struct Sink {
+    alerts: sled::Tree,
+    dedup: sled::Tree,
+    blobs: Arc<Blobs>,
+}
+
+impl Sink {
+    /// Stores a chunk of `count` alerts under `key`: its bytes in the blob files, its
+    /// reference in sled. A reference it replaces is released.
+    fn put_chunk(&self, key: &[u8], count: u32, chunk: &[u8]) -> Result<(), StoreError> {
+        let r = self
+            .blobs
+            .put(count, chunk)
+            .map_err(|e| StoreError::Io(format!("cannot write alerts to the blob files: {e}")))?;
+        let old = self.alerts.insert(key, &r.encode()[..])?;
+        self.release(old.as_deref());
+        Ok(())
+    }
+
+    /// A value has left the alerts tree: its blob bytes are no longer live.
+    fn release(&self, old: Option<&[u8]>) {
+        if let Some(r) = old.and_then(Ref::decode) {
+            self.blobs.release(&r);
+        }
+    }
+
+    /// Removes a chunk from the alerts tree; returns whether there was one.
+    fn remove_chunk(&self, key: &[u8]) -> Result<bool, StoreError> {
+        let old = self.alerts.remove(key)?;
+        self.release(old.as_deref());
+        Ok(old.is_some())
+    }
+}
+
+/// How many alerts a stored value holds (a reference, or an older store's inline value).
+fn stored_count(key: &[u8], value: &[u8]) -> Result<u64, StoreError> {
+    match Ref::decode(value) {
+        Some(r) => Ok(u64::from(r.count)),
+        None => chunk::count(value).map_err(|e| decode_error(key, e)),
+    }
+}
+
+const WATERMARK: &str = "blobs_synced";
+
+/// Makes sled durable, and the blob bytes its references point to before it (invariant 6):
+/// the blob files are synced and the watermark recorded first.
+fn durable_flush(db: &sled::Db, meta: &sled::Tree, blobs: &Blobs) -> Result<(), String> {
+    if let Some(mark) = blobs
+        .sync()
+        .map_err(|e| format!("cannot sync the blob files: {e}"))?
+    {
+        meta.insert(WATERMARK, &mark.encode()[..])
+            .map_err(|e| format!("flush failed: {e}"))?;
+    }
+    db.flush().map_err(|e| format!("flush failed: {e}"))?;
+    Ok(())
+}
+
+/// Writes a lane's tail as one chunk, then its dedup entries.
+fn materialize(sink: &Sink, robot: &str, lane: &mut Lane) -> Result<(), StoreError> {
     if lane.tail_count == 0 {
         return Ok(());
     }
     let first = lane.next_seq - u64::from(lane.tail_count);
-    alerts.insert(
-        alert_key(robot, first),
-        chunk::seal(lane.tail_count, &lane.tail),
+    sink.put_chunk(
+        &alert_key(robot, first),
+        lane.tail_count,
+        &chunk::seal(lane.tail_count, &lane.tail),
     )?;
     if !lane.tail_dedup.is_empty() {
         let mut batch = sled::Batch::default();
         for (k, v) in lane.tail_dedup.drain() {
             batch.insert(k, v);
         }
-        dedup.apply_batch(batch)?;
+        sink.dedup.apply_batch(batch)?;
     }
     lane.tail.clear();
     lane.tail_count = 0;
@@ -255,14 +322,10 @@ fn lanes_now(lanes: &Lanes) -> Vec<(String, Arc<Mutex<Lane>>)> {
         .collect()
 }
 
-/// Every lane's tail to sled (checkpoint, close).
-fn materialize_all(
-    alerts: &sled::Tree,
-    dedup: &sled::Tree,
-    lanes: &Lanes,
-) -> Result<(), StoreError> {
+/// Every lane's tail written out (checkpoint, close).
+fn materialize_all(sink: &Sink, lanes: &Lanes) -> Result<(), StoreError> {
     for (robot, lane) in lanes_now(lanes) {
-        materialize(alerts, dedup, &robot, &mut lane.lock().expect("lane lock"))?;
+        materialize(sink, &robot, &mut lane.lock().expect("lane lock"))?;
     }
     Ok(())
 }
@@ -271,6 +334,9 @@ type Waiter = oneshot::Sender<Result<(), StoreError>>;
 
 /// The marker file in the data directory (invariant 5).
 pub const MARKER: &str = "sluice-store.json";
+
+/// The blob files' directory inside the data directory (sled uses `blobs/` itself).
+pub const BLOB_DIR: &str = "segments";
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Marker {
@@ -288,6 +354,8 @@ pub struct Store {
     meta: sled::Tree,
     dedup: sled::Tree,
     requests: sled::Tree,
+    /// The alerts and dedup trees again, with the blob files.
+    sink: Sink,
     lanes: Lanes,
     flusher: Mutex<Option<mpsc::Sender<Waiter>>>,
     stats: Arc<CommitStats>,
@@ -409,11 +477,31 @@ impl Store {
             }
         };
         let open_tree = |name: &str| db.open_tree(name).map_err(|e| classify_open_error(&dir, e));
+        let (alerts, meta, dedup) = (
+            open_tree("alerts")?,
+            open_tree("meta")?,
+            open_tree("dedup")?,
+        );
+        let watermark = meta
+            .get(WATERMARK)
+            .map_err(|e| classify_open_error(&dir, e))?
+            .and_then(|v| Watermark::decode(&v))
+            .unwrap_or_default();
+        let blobs =
+            Blobs::open(&dir.join(BLOB_DIR), watermark.seg).map_err(|e| StoreError::Open {
+                dir: dir.clone(),
+                detail: format!("cannot open {BLOB_DIR}/: {e}"),
+            })?;
         let store = Store {
-            alerts: open_tree("alerts")?,
+            sink: Sink {
+                alerts: alerts.clone(),
+                dedup: dedup.clone(),
+                blobs: Arc::new(blobs),
+            },
+            alerts,
             digests: open_tree("digests")?,
-            meta: open_tree("meta")?,
-            dedup: open_tree("dedup")?,
+            meta,
+            dedup,
             requests: open_tree("requests")?,
             dir,
             db,
@@ -425,6 +513,7 @@ impl Store {
         };
         // sled alone must pass the damage checks (what it flushed is never lost); only then may
         // the write-ahead log add what came after its last flush.
+        store.adopt_blobs(watermark)?;
         store.check_readable()?;
         store.check_marker()?;
         let generation = store.recover_wal()?;
@@ -444,6 +533,8 @@ impl Store {
         let next = files.last().map_or(1, |(g, _)| g + 1);
         let ops = wal::read_all(&self.dir).map_err(corrupt)?;
         let mut applied = 0usize;
+        // Per robot, the ranges of the digests in the store, read only if needed.
+        let mut digested: Option<HashMap<String, Vec<(u64, u64)>>> = None;
         for op in &ops {
             let tree = match op.tree {
                 wal::Tree::Alerts => &self.alerts,
@@ -455,24 +546,43 @@ impl Store {
             match &op.value {
                 Some(v) => {
                     if op.tree == wal::Tree::Alerts {
-                        // A logged chunk holds one whole request, and sled's chunks hold whole
-                        // requests too: if sled has the first alert, it has them all. One below
-                        // its robot's cursor is in a digest (and may have been delivered and
-                        // pruned since): never queue it again.
+                        // A logged chunk holds one whole request, and stored chunks hold whole
+                        // requests too: if the store has the first alert, it has them all. One
+                        // below its robot's cursor is in a digest; unless that digest is still
+                        // kept, it was delivered and pruned since: never queue it again.
                         let Some(split) = op.key.iter().position(|&b| b == 0) else {
                             continue;
                         };
                         let robot = String::from_utf8_lossy(&op.key[..split]).into_owned();
                         let first = be_u64(&op.key[split + 1..]);
+                        if self.chunk_covering(&robot, first)?.is_some() {
+                            continue;
+                        }
                         let cursor = self
                             .meta
                             .get(meta_key("cursor", &robot))?
                             .map_or(0, |c| be_u64(&c));
-                        if first < cursor || self.chunk_covering(&robot, first)?.is_some() {
-                            continue;
+                        if first < cursor {
+                            let ranges = match &digested {
+                                Some(d) => d,
+                                None => digested.insert(self.digest_ranges()?),
+                            };
+                            let kept = ranges
+                                .get(&robot)
+                                .is_some_and(|r| r.iter().any(|&(a, b)| a <= first && first < b));
+                            if !kept {
+                                continue;
+                            }
                         }
+                        let count = chunk::count(v).map_err(|e| corrupt(e.to_string()))?;
+                        self.sink.put_chunk(&op.key, count as u32, v)?;
+                        applied += 1;
+                        continue;
                     }
                     tree.insert(op.key.as_slice(), v.as_slice())?;
+                }
+                None if op.tree == wal::Tree::Alerts => {
+                    self.sink.remove_chunk(&op.key)?;
                 }
                 None => {
                     tree.remove(op.key.as_slice())?;
@@ -480,8 +590,13 @@ impl Store {
             }
             applied += 1;
         }
-        self.db.flush()?;
+        self.flush()?;
         wal::remove_before(&self.dir, next).map_err(|e| corrupt(e.to_string()))?;
+        // What nothing points to any more (after that flush) can go.
+        self.sink
+            .blobs
+            .delete(&self.sink.blobs.empty())
+            .map_err(|e| corrupt(format!("cannot delete unused blob files: {e}")))?;
         if !ops.is_empty() {
             tracing::info!(
                 records = ops.len(),
@@ -490,6 +605,65 @@ impl Store {
             );
         }
         Ok(next)
+    }
+
+    /// Counts the stored references as live in the blob files. One beyond `watermark` may point
+    /// at bytes that never reached the disk (invariant 6): it is read back, and dropped if
+    /// damaged; the write-ahead log still holds its alerts. One below it must be there.
+    fn adopt_blobs(&self, watermark: Watermark) -> Result<(), StoreError> {
+        let blobs = &self.sink.blobs;
+        let mut torn = Vec::new();
+        for item in self.alerts.iter() {
+            let (k, v) = item.map_err(|e| StoreError::Corrupt {
+                dir: self.dir.clone(),
+                detail: e.to_string(),
+            })?;
+            let Some(r) = Ref::decode(&v) else {
+                continue;
+            };
+            if watermark.below(&r) {
+                if let Err(e) = blobs.get(&r) {
+                    if torn.is_empty() {
+                        tracing::info!(
+                            key = %String::from_utf8_lossy(&k),
+                            "a chunk written just before an unclean stop is incomplete ({e}); the write-ahead log restores it"
+                        );
+                    }
+                    torn.push(k);
+                    continue;
+                }
+            } else if !blobs.has(r.seg) {
+                return Err(StoreError::Corrupt {
+                    dir: self.dir.clone(),
+                    detail: format!(
+                        "stored alerts {} point into {}/{}, which is missing",
+                        String::from_utf8_lossy(&k),
+                        BLOB_DIR,
+                        blob::file_name(r.seg)
+                    ),
+                });
+            }
+            blobs.adopt(&r);
+        }
+        if !torn.is_empty() {
+            tracing::info!(chunks = torn.len(), "incomplete chunks dropped");
+        }
+        for k in torn {
+            self.alerts.remove(k)?;
+        }
+        Ok(())
+    }
+
+    /// Per robot, the sequence ranges of every digest in the store.
+    fn digest_ranges(&self) -> Result<HashMap<String, Vec<(u64, u64)>>, StoreError> {
+        let mut out: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
+        for d in self.digests() {
+            let d = d?;
+            out.entry(d.robot)
+                .or_default()
+                .push((d.first_seq, d.end_seq));
+        }
+        Ok(out)
     }
 
     /// Adds write-ahead log records; the next [`commit`](Self::commit) makes them durable. Call it
@@ -584,8 +758,8 @@ impl Store {
         if let Some(e) = self.health.error() {
             return Err(StoreError::Io(e));
         }
-        materialize_all(&self.alerts, &self.dedup, &self.lanes)?;
-        self.db.flush()?;
+        materialize_all(&self.sink, &self.lanes)?;
+        self.flush()?;
         let Some(id) = self.meta.get("store_id")? else {
             return Ok(());
         };
@@ -610,7 +784,8 @@ impl Store {
             decode::<DigestRecord>(&item.0, &item.1).map_err(|e| corrupt(e.to_string()))?;
         }
         if let Some((k, v)) = self.alerts.last().map_err(|e| corrupt(e.to_string()))? {
-            chunk::alerts(&v, 0, u64::MAX).map_err(|e| {
+            let bytes = self.load(&k, &v).map_err(|e| corrupt(e.to_string()))?;
+            chunk::alerts(&bytes, 0, u64::MAX).map_err(|e| {
                 corrupt(format!(
                     "stored alerts {} are unreadable: {e}",
                     String::from_utf8_lossy(&k)
@@ -628,8 +803,8 @@ impl Store {
         })?;
         let committer = Committer {
             checkpointing: Default::default(),
-            alerts: self.alerts.clone(),
-            dedup: self.dedup.clone(),
+            sink: self.sink.clone(),
+            meta: self.meta.clone(),
             lanes: self.lanes.clone(),
             db: self.db.clone(),
             dir: self.dir.clone(),
@@ -684,7 +859,7 @@ impl Store {
             .next_back()
             .transpose()?
         {
-            Some((k, v)) => be_u64(&k) + chunk::count(&v).map_err(|e| decode_error(&k, e))?,
+            Some((k, v)) => be_u64(&k) + stored_count(&k, &v)?,
             None => 0,
         };
         let lane = Arc::new(Mutex::new(Lane {
@@ -794,7 +969,7 @@ impl Store {
         lane.next_seq = next;
         self.log(&records);
         if lane.tail.len() >= chunk::CHUNK_BYTES {
-            materialize(&self.alerts, &self.dedup, robot, &mut lane)?;
+            materialize(&self.sink, robot, &mut lane)?;
         }
         Ok(slots)
     }
@@ -876,17 +1051,29 @@ impl Store {
             .unwrap_or_else(|_| Err(StoreError::Io("the commit thread stopped".into())))
     }
 
-    /// Flushes synchronously (shutdown, and the send log before a POST).
+    /// Flushes synchronously (shutdown, and the send log before a POST), the blob files first.
     pub fn flush(&self) -> Result<(), StoreError> {
         if let Some(e) = self.health.error() {
             return Err(StoreError::Io(e));
         }
-        self.db.flush().map_err(|e| {
-            let e = StoreError::Io(format!("flush failed: {e}"));
-            self.health.fail(&e.to_string());
-            e
-        })?;
-        Ok(())
+        durable_flush(&self.db, &self.meta, &self.sink.blobs).map_err(|e| {
+            self.health.fail(&e);
+            StoreError::Io(e)
+        })
+    }
+
+    /// A stored value's chunk bytes: read from the blob files for a reference, the value itself
+    /// for an older store's inline chunk.
+    fn load<'v>(&self, key: &[u8], value: &'v [u8]) -> Result<Cow<'v, [u8]>, StoreError> {
+        match Ref::decode(value) {
+            Some(r) => self
+                .sink
+                .blobs
+                .get(&r)
+                .map(Cow::Owned)
+                .map_err(|e| decode_error(key, e)),
+            None => Ok(Cow::Borrowed(value)),
+        }
     }
 
     /// Alerts waiting for a robot's next digest.
@@ -909,8 +1096,11 @@ impl Store {
                 .map_err(|e| decode_error(robot.as_bytes(), e))?
         } else {
             match self.chunk_covering(robot, lane.cursor)? {
-                Some((first, v)) => chunk::alerts(&v, lane.cursor - first, 1)
-                    .map_err(|e| decode_error(&alert_key(robot, first), e))?,
+                Some((first, v)) => {
+                    let key = alert_key(robot, first);
+                    chunk::alerts(&self.load(&key, &v)?, lane.cursor - first, 1)
+                        .map_err(|e| decode_error(&key, e))?
+                }
                 None => Vec::new(),
             }
         };
@@ -932,7 +1122,7 @@ impl Store {
             return Ok(None);
         };
         let first = be_u64(&k);
-        let n = chunk::count(&v).map_err(|e| decode_error(&k, e))?;
+        let n = stored_count(&k, &v)?;
         Ok((first + n > seq).then_some((first, v)))
     }
 
@@ -947,7 +1137,8 @@ impl Store {
         let mut out = Vec::with_capacity(end.saturating_sub(first).min(1 << 20) as usize);
         let mut take = |chunk_first: u64, k: &[u8], v: &[u8]| -> Result<(), StoreError> {
             let skip = first.saturating_sub(chunk_first);
-            let alerts = chunk::alerts(v, skip, end.saturating_sub(chunk_first + skip))
+            let bytes = self.load(k, v)?;
+            let alerts = chunk::alerts(&bytes, skip, end.saturating_sub(chunk_first + skip))
                 .map_err(|e| decode_error(k, e))?;
             let from = chunk_first + skip;
             out.extend((from..).zip(alerts));
@@ -990,7 +1181,7 @@ impl Store {
         let lane = self.lane(robot)?;
         let (first, end) = {
             let mut lane = lane.lock().expect("lane lock");
-            materialize(&self.alerts, &self.dedup, robot, &mut lane)?;
+            materialize(&self.sink, robot, &mut lane)?;
             (lane.cursor, lane.next_seq.min(lane.cursor + max_alerts))
         };
         if first == end {
@@ -1137,12 +1328,12 @@ impl Store {
             let cursor = self.lane(&d.robot)?.lock().expect("lane lock").cursor;
             let keep = kept.get(&d.robot).map_or(&[][..], Vec::as_slice);
             let shared = |a: u64, b: u64| b > cursor || keep.iter().any(|&(x, y)| x < b && a < y);
-            let mut batch = sled::Batch::default();
+            let mut unshared = Vec::new();
             let mut consider = |k: &[u8], v: &[u8]| -> Result<(), StoreError> {
                 let first = be_u64(k);
-                let n = chunk::count(v).map_err(|e| decode_error(k, e))?;
+                let n = stored_count(k, v)?;
                 if !shared(first, first + n) {
-                    batch.remove(k);
+                    unshared.push(k.to_vec());
                 }
                 Ok(())
             };
@@ -1156,7 +1347,9 @@ impl Store {
                 let (k, v) = item?;
                 consider(&k, &v)?;
             }
-            self.alerts.apply_batch(batch)?;
+            for k in unshared {
+                self.sink.remove_chunk(&k)?;
+            }
             self.digests.remove(d.id.to_be_bytes())?;
         }
         // Dedup keys and request answers expire with their robot's (or the longest) retention.
@@ -1187,7 +1380,64 @@ impl Store {
                 self.requests.remove(k)?;
             }
         }
+        self.compact()?;
+        self.reclaim()?;
         Ok(gone)
+    }
+
+    /// Copies the live chunks of mostly freed blob segments into the active one (a slow robot's
+    /// chunks pinning a segment among a faster robot's pruned ones), so that [`reclaim`] can
+    /// delete the old files. Returns how many chunks moved.
+    fn compact(&self) -> Result<usize, StoreError> {
+        /// At most this many segments per round, so a round stays short.
+        const SEGMENTS_PER_ROUND: usize = 4;
+        let blobs = &self.sink.blobs;
+        let sparse = blobs.sparse(SEGMENTS_PER_ROUND);
+        if sparse.is_empty() {
+            return Ok(0);
+        }
+        let io = |e: std::io::Error| StoreError::Io(format!("blob compaction: {e}"));
+        let mut copies = Vec::new();
+        for item in self.alerts.iter() {
+            let (k, v) = item?;
+            if let Some(old) = Ref::decode(&v).filter(|r| sparse.contains(&r.seg)) {
+                let bytes = blobs.get(&old).map_err(|e| decode_error(&k, e))?;
+                copies.push((k, old, blobs.put(old.count, &bytes).map_err(io)?));
+            }
+        }
+        // The copies are durable before sled can hold a reference to them (invariant 6).
+        blobs.sync().map_err(io)?;
+        let mut moved = 0;
+        for (k, old, new) in copies {
+            match self.alerts.compare_and_swap(
+                &k,
+                Some(&old.encode()[..]),
+                Some(&new.encode()[..]),
+            )? {
+                Ok(()) => {
+                    blobs.release(&old);
+                    moved += 1;
+                }
+                // Pruned or moved meanwhile: the copy is garbage.
+                Err(_) => blobs.release(&new),
+            }
+        }
+        tracing::debug!(chunks = moved, segments = ?sparse, "compacted blob segments");
+        Ok(moved)
+    }
+
+    /// Deletes the blob segments nothing points to any more, once a flush has made that durable
+    /// (invariant 2 of [`crate::blob`]). Returns the bytes freed.
+    fn reclaim(&self) -> Result<u64, StoreError> {
+        let empty = self.sink.blobs.empty();
+        if empty.is_empty() {
+            return Ok(0);
+        }
+        self.flush()?;
+        self.sink
+            .blobs
+            .delete(&empty)
+            .map_err(|e| StoreError::Io(format!("cannot delete blob files: {e}")))
     }
 
     /// Queues a dead digest's alerts again for robot `to` (its own robot or another) and marks
@@ -1285,7 +1535,7 @@ impl Store {
         const PIECE: u64 = 10_000;
         let lane = self.lane(from)?;
         let mut lane = lane.lock().expect("lane lock");
-        materialize(&self.alerts, &self.dedup, from, &mut lane)?;
+        materialize(&self.sink, from, &mut lane)?;
         let start = lane.cursor;
         let cursor_key = meta_key("cursor", from);
         while lane.cursor < lane.next_seq {
@@ -1311,7 +1561,6 @@ impl Store {
         }
         // The chunks that held only pending alerts go; one that also holds sealed alerts stays
         // for its digest.
-        let mut gone = sled::Batch::default();
         let mut records = Vec::new();
         for k in self
             .alerts
@@ -1319,16 +1568,21 @@ impl Store {
             .keys()
         {
             let k = k?;
+            self.sink.remove_chunk(&k)?;
             wal::encode(&mut records, wal::Tree::Alerts, &k, None);
-            gone.remove(k);
         }
-        self.alerts.apply_batch(gone)?;
         self.log(&records);
         Ok(moved)
     }
 
+    /// sled's files and the blob files.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + self.sink.blobs.usage().file_bytes
+    }
+
+    /// The blob files' totals (status, tests).
+    pub fn blob_usage(&self) -> blob::Usage {
+        self.sink.blobs.usage()
     }
 }
 
@@ -1363,8 +1617,8 @@ const GATHER: Duration = Duration::from_micros(250);
 struct Committer {
     /// A checkpoint's flush is running.
     checkpointing: Arc<std::sync::atomic::AtomicBool>,
-    alerts: sled::Tree,
-    dedup: sled::Tree,
+    sink: Sink,
+    meta: sled::Tree,
     lanes: Lanes,
     db: sled::Db,
     dir: PathBuf,
@@ -1449,10 +1703,12 @@ impl Committer {
             .writer
             .rotate()
             .map_err(|e| format!("write-ahead log: cannot start a new file: {e}"))?;
-        materialize_all(&self.alerts, &self.dedup, &self.lanes).map_err(|e| e.to_string())?;
+        materialize_all(&self.sink, &self.lanes).map_err(|e| e.to_string())?;
         self.checkpointing.store(true, SeqCst);
-        let (db, dir, health, busy) = (
+        let (db, meta, blobs, dir, health, busy) = (
             self.db.clone(),
+            self.meta.clone(),
+            self.sink.blobs.clone(),
             self.dir.clone(),
             self.health.clone(),
             self.checkpointing.clone(),
@@ -1460,13 +1716,10 @@ impl Committer {
         let spawned = std::thread::Builder::new()
             .name("sluice-checkpoint".into())
             .spawn(move || {
-                let done = db
-                    .flush()
-                    .map_err(|e| format!("flush failed: {e}"))
-                    .and_then(|_| {
-                        wal::remove_before(&dir, old + 1)
-                            .map_err(|e| format!("write-ahead log: cannot delete old files: {e}"))
-                    });
+                let done = durable_flush(&db, &meta, &blobs).and_then(|_| {
+                    wal::remove_before(&dir, old + 1)
+                        .map_err(|e| format!("write-ahead log: cannot delete old files: {e}"))
+                });
                 if let Err(e) = done {
                     health.fail(&e);
                 }
