@@ -150,7 +150,11 @@ pub struct Usage {
 #[derive(Debug)]
 pub struct Blobs {
     dir: PathBuf,
+    segment_bytes: u64,
     state: Mutex<State>,
+    /// Held through a whole [`sync`](Blobs::sync): a second caller must not report a watermark
+    /// whose bytes the first is still syncing.
+    syncing: Mutex<()>,
 }
 
 /// A segment's file name.
@@ -161,8 +165,9 @@ pub fn file_name(seg: u32) -> String {
 impl Blobs {
     /// Opens `dir` (created if missing). New segments are numbered above every file present and
     /// above `floor`, the segment of the last recorded watermark (invariant 3). Nothing counts
-    /// as live until the store [`adopt`](Self::adopt)s its references.
-    pub fn open(dir: &Path, floor: u32) -> std::io::Result<Blobs> {
+    /// as live until the store [`adopt`](Self::adopt)s its references. A new segment is started
+    /// once the active one would pass `segment_bytes` ([`SEGMENT_BYTES`] but in tests).
+    pub fn open(dir: &Path, floor: u32, segment_bytes: u64) -> std::io::Result<Blobs> {
         std::fs::create_dir_all(dir)?;
         let mut segs = BTreeMap::new();
         for entry in std::fs::read_dir(dir)? {
@@ -197,6 +202,8 @@ impl Blobs {
             .saturating_add(1);
         Ok(Blobs {
             dir: dir.to_path_buf(),
+            segment_bytes: segment_bytes.clamp(1, u64::from(u32::MAX)),
+            syncing: Mutex::new(()),
             state: Mutex::new(State {
                 segs,
                 next_id,
@@ -214,12 +221,12 @@ impl Blobs {
     pub fn put(&self, count: u32, bytes: &[u8]) -> std::io::Result<Ref> {
         let len = u32::try_from(bytes.len())
             .ok()
-            .filter(|&l| u64::from(l) <= SEGMENT_BYTES)
+            .filter(|&l| u64::from(l) <= self.segment_bytes)
             .ok_or_else(|| std::io::Error::other("a chunk larger than a segment"))?;
         let crc = crc32(bytes);
         let mut st = self.state();
         let seg = match st.active {
-            Some(seg) if st.segs[&seg].size + u64::from(len) <= SEGMENT_BYTES => seg,
+            Some(seg) if st.segs[&seg].size + u64::from(len) <= self.segment_bytes => seg,
             _ => self.start_segment(&mut st)?,
         };
         let s = st.segs.get_mut(&seg).expect("active segment");
@@ -326,6 +333,7 @@ impl Blobs {
     /// Makes every byte written so far durable. Returns the new watermark, or `None` when
     /// nothing was written since open.
     pub fn sync(&self) -> std::io::Result<Option<Watermark>> {
+        let _one_at_a_time = self.syncing.lock().expect("blobs sync lock");
         let (files, mark) = {
             let mut st = self.state();
             let files: Vec<Arc<File>> = std::mem::take(&mut st.unsynced)
@@ -449,7 +457,7 @@ mod tests {
     #[test]
     fn bytes_read_back_and_damage_is_detected() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::open(dir.path(), 0).unwrap();
+        let blobs = Blobs::open(dir.path(), 0, SEGMENT_BYTES).unwrap();
         let a = blobs.put(1, b"first chunk").unwrap();
         let b = blobs.put(2, b"second chunk").unwrap();
         assert_eq!((a.seg, a.off, b.seg, b.off), (1, 0, 1, 11));
@@ -468,7 +476,7 @@ mod tests {
     #[test]
     fn segments_roll_over_and_an_emptied_one_is_deleted_only_when_asked() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::open(dir.path(), 0).unwrap();
+        let blobs = Blobs::open(dir.path(), 0, SEGMENT_BYTES).unwrap();
         let big = vec![7u8; (SEGMENT_BYTES / 2) as usize];
         let r1 = blobs.put(1, &big).unwrap();
         let r2 = blobs.put(1, &big).unwrap();
@@ -500,16 +508,16 @@ mod tests {
     fn numbering_continues_above_the_files_and_the_floor() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let blobs = Blobs::open(dir.path(), 0).unwrap();
+            let blobs = Blobs::open(dir.path(), 0, SEGMENT_BYTES).unwrap();
             blobs.put(1, b"x").unwrap();
         }
-        let reopened = Blobs::open(dir.path(), 0).unwrap();
+        let reopened = Blobs::open(dir.path(), 0, SEGMENT_BYTES).unwrap();
         assert_eq!(reopened.put(1, b"y").unwrap().seg, 2);
         // A floor above the files (a watermark whose segments were all deleted) wins.
-        let floored = Blobs::open(dir.path(), 9).unwrap();
+        let floored = Blobs::open(dir.path(), 9, SEGMENT_BYTES).unwrap();
         assert_eq!(floored.put(1, b"z").unwrap().seg, 10);
         // At open nothing is live until adopted: both old segments count as empty.
-        let again = Blobs::open(dir.path(), 0).unwrap();
+        let again = Blobs::open(dir.path(), 0, SEGMENT_BYTES).unwrap();
         let r = Ref {
             count: 1,
             seg: 2,
@@ -525,7 +533,7 @@ mod tests {
     #[test]
     fn sparse_segments_are_found_sparsest_first() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::open(dir.path(), 0).unwrap();
+        let blobs = Blobs::open(dir.path(), 0, SEGMENT_BYTES).unwrap();
         let quarter = vec![1u8; (SEGMENT_BYTES / 4) as usize];
         let refs: Vec<Ref> = (0..9).map(|_| blobs.put(1, &quarter).unwrap()).collect();
         // Segments 1 and 2 full (4 each), 3 active with one.

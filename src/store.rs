@@ -457,6 +457,16 @@ impl Store {
     /// Opens (or creates) the database in `dir`. A locked or corrupted directory is an error that
     /// says what to do; a broken store is never replaced by an empty one.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        Store::open_with_segments(dir, cache_bytes, blob::SEGMENT_BYTES)
+    }
+
+    /// [`open`](Self::open) with blob segments of `segment_bytes` instead of
+    /// [`blob::SEGMENT_BYTES`] (tests of compaction use small ones).
+    pub fn open_with_segments(
+        dir: &Path,
+        cache_bytes: u64,
+        segment_bytes: u64,
+    ) -> Result<Store, StoreError> {
         let dir = dir.to_path_buf();
         // A sluice that has just stopped may still be releasing the directory's lock (sled's
         // flusher thread lets go of it up to a second later), so a quick restart waits briefly.
@@ -488,9 +498,11 @@ impl Store {
             .and_then(|v| Watermark::decode(&v))
             .unwrap_or_default();
         let blobs =
-            Blobs::open(&dir.join(BLOB_DIR), watermark.seg).map_err(|e| StoreError::Open {
-                dir: dir.clone(),
-                detail: format!("cannot open {BLOB_DIR}/: {e}"),
+            Blobs::open(&dir.join(BLOB_DIR), watermark.seg, segment_bytes).map_err(|e| {
+                StoreError::Open {
+                    dir: dir.clone(),
+                    detail: format!("cannot open {BLOB_DIR}/: {e}"),
+                }
             })?;
         let store = Store {
             sink: Sink {

@@ -264,12 +264,22 @@ async fn child_acknowledges_then_aborts() {
         store.commit().await.unwrap();
     }
     println!("ACKNOWLEDGED 1000");
+    // Optionally give sled's background flush (every second) time to persist the chunks'
+    // references, never their bytes: only the store's own flushes sync the blob files. A commit
+    // every 100 ms keeps the idle checkpoint (after 2 s without one), which would sync them,
+    // from running.
+    if let Ok(ms) = std::env::var("SLUICE_TEST_ABORT_AFTER_MS") {
+        let until = std::time::Instant::now() + Duration::from_millis(ms.parse().unwrap());
+        while std::time::Instant::now() < until {
+            store.append("tick", &[alert("tick", 1)]).unwrap();
+            store.commit().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     std::process::abort();
 }
 
-#[test]
-fn acknowledged_alerts_survive_an_abort_through_the_write_ahead_log() {
-    let dir = tempfile::tempdir().unwrap();
+fn run_aborting_child(dir: &std::path::Path, wait_ms: u64) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -277,12 +287,160 @@ fn acknowledged_alerts_survive_an_abort_through_the_write_ahead_log() {
             "--ignored",
             "--nocapture",
         ])
-        .env("SLUICE_TEST_ABORT_DIR", dir.path())
+        .env("SLUICE_TEST_ABORT_DIR", dir)
+        .env("SLUICE_TEST_ABORT_AFTER_MS", wait_ms.to_string())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("ACKNOWLEDGED 1000"), "{stdout}");
     assert!(!out.status.success(), "the child was meant to abort");
+}
+
+fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join(sluice::store::BLOB_DIR))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Every alert of `robot` still pending, sealed into one digest and read back.
+fn pending_titles(store: &Store, robot: &str) -> Vec<String> {
+    let d = store
+        .seal(robot, u64::MAX, 1, |_, a| rendered(a))
+        .unwrap()
+        .unwrap();
+    store
+        .digest_alerts(&d)
+        .unwrap()
+        .into_iter()
+        .map(|(_, a)| a.title)
+        .collect()
+}
+
+#[test]
+fn chunks_whose_bytes_never_reached_the_disk_come_back_from_the_write_ahead_log() {
+    let dir = tempfile::tempdir().unwrap();
+    run_aborting_child(dir.path(), 2500);
+    // sled flushed the chunks' references on its own before the abort...
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let refs = db
+            .open_tree("alerts")
+            .unwrap()
+            .iter()
+            .filter(|kv| sluice::blob::Ref::decode(&kv.as_ref().unwrap().1).is_some())
+            .count();
+        assert!(
+            refs > 0,
+            "sled holds no references yet: the test would prove nothing"
+        );
+    }
+    // ...but the bytes they point to were never synced: say the machine lost them.
+    let segments = segment_files(dir.path());
+    assert!(!segments.is_empty());
+    for f in &segments {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+    let store = Store::open(dir.path(), 8 << 20).unwrap();
+    assert_eq!(store.pending("ops").unwrap(), 1000);
+    let titles = pending_titles(&store, "ops");
+    let expected: Vec<String> = (0..10)
+        .flat_map(|b| (0..100).map(move |i| format!("a{b}-{i}")))
+        .collect();
+    assert_eq!(titles, expected);
+    // The emptied files went once nothing pointed into them.
+    for f in &segments {
+        assert!(!f.exists(), "{} is still there", f.display());
+    }
+}
+
+#[test]
+fn a_missing_segment_file_below_the_watermark_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let alerts: Vec<Alert> = (0..500).map(|i| alert(&format!("a{i}"), 1)).collect();
+        store.append("ops", &alerts).unwrap();
+        store.close().unwrap();
+    }
+    for f in segment_files(dir.path()) {
+        std::fs::remove_file(f).unwrap();
+    }
+    match Store::open(dir.path(), 8 << 20) {
+        Err(StoreError::Corrupt { detail, .. }) => {
+            assert!(detail.contains("which is missing"), "{detail}")
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("opened a store whose alerts are gone"),
+    }
+}
+
+#[test]
+fn pruned_segments_are_deleted_and_sparse_ones_compacted() {
+    const SEGMENT: u64 = 64 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with_segments(dir.path(), 8 << 20, SEGMENT).unwrap();
+    // A fast robot's large alerts interleaved with a slow robot's small ones, so every segment
+    // holds both: pruning the fast robot's leaves each mostly empty but not empty.
+    let padding = "x".repeat(400);
+    for i in 0..600 {
+        store
+            .append("fast", &[alert(&format!("fast {i} {padding}"), 1)])
+            .unwrap();
+        store
+            .append("slow", &[alert(&format!("slow {i}"), 1)])
+            .unwrap();
+    }
+    let before = store.blob_usage();
+    assert!(before.files >= 4, "{before:?}");
+    let mut d = store
+        .seal("fast", u64::MAX, 2, |_, a| rendered(a))
+        .unwrap()
+        .unwrap();
+    d.state = DigestState::Sent;
+    d.sent_ms = Some(3);
+    store.update_digest(&d).unwrap();
+    // Each round compacts at most 4 segments; a few rounds settle it.
+    for _ in 0..(before.files / 4 + 2) {
+        store.prune(10_000, |_| Duration::from_secs(1)).unwrap();
+    }
+    let after = store.blob_usage();
+    assert!(
+        after.file_bytes <= 2 * after.live_bytes + SEGMENT,
+        "{before:?} → {after:?}"
+    );
+    assert!(after.files < before.files / 2, "{before:?} → {after:?}");
+    assert_eq!(segment_files(dir.path()).len() as u64, after.files);
+    let expected: Vec<String> = (0..600).map(|i| format!("slow {i}")).collect();
+    store.close().unwrap();
+    drop(store);
+    // The compacted references are durable, and point at the right bytes.
+    let store = Store::open_with_segments(dir.path(), 8 << 20, SEGMENT).unwrap();
+    assert_eq!(pending_titles(&store, "slow"), expected);
+
+    // Delivered and pruned too: nothing is left but (at most) the segment being written.
+    let mut d = store.digests().last().unwrap().unwrap();
+    d.state = DigestState::Sent;
+    d.sent_ms = Some(3);
+    store.update_digest(&d).unwrap();
+    store.prune(10_000, |_| Duration::from_secs(1)).unwrap();
+    assert!(store.blob_usage().files <= 1, "{:?}", store.blob_usage());
+    store.close().unwrap();
+    drop(store);
+    let _store = Store::open_with_segments(dir.path(), 8 << 20, SEGMENT).unwrap();
+    assert!(segment_files(dir.path()).is_empty());
+}
+
+#[test]
+fn acknowledged_alerts_survive_an_abort_through_the_write_ahead_log() {
+    let dir = tempfile::tempdir().unwrap();
+    run_aborting_child(dir.path(), 0);
 
     // The log holds every acknowledged alert; a torn record at its end (a write the crash cut
     // short, never acknowledged) is ignored.
