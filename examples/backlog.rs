@@ -974,13 +974,14 @@ async fn burst_run(
 
 /// The backlog runs' config: the robot's defaults but retention 1 s (so delivered digests are
 /// pruned at once in the reuse phase) and retries capped at 5 s (so the robot's return is noticed
-/// quickly; each failed attempt uses a send permit, and 5 s leaves 8 of 20 a minute free).
+/// quickly; each failed attempt uses a send permit, and 5 s leaves 8 of 20 a minute free), and
+/// `max_pending` above the default million, so that `--sizes` may go beyond it.
 fn backlog_config(fake: &FakeRobot, cache_size: Option<&str>) -> String {
     let server = cache_size.map_or(String::new(), |s| format!("cache_size = \"{s}\"\n"));
     robot_config(
         fake,
         &server,
-        "retention = \"1s\"\nretry_max_backoff = \"5s\"\n",
+        "retention = \"1s\"\nretry_max_backoff = \"5s\"\nmax_pending = 100000000\n",
     )
 }
 
