@@ -9,10 +9,10 @@
 //! What keeps this safe (the store relies on each):
 //! 1. **A reference is never durable before its bytes.** Bytes are written with plain `pwrite`;
 //!    [`Blobs::sync`] makes everything written so far durable and returns a watermark, which the
-//!    store records in sled before each checkpoint's flush. sled may still flush a newer
+//!    store records in sled before each flush it asks for. sled may still flush a newer
 //!    reference on its own, so at open every reference beyond the watermark is read back and
-//!    checked ([`Blobs::check`]); a bad one is dropped, and the write-ahead log, which still holds
-//!    those alerts, puts them back.
+//!    checked ([`Watermark::below`], [`Blobs::get`]); a bad one is dropped, and the write-ahead
+//!    log, which still holds those alerts, puts them back.
 //! 2. **A segment is deleted only when nothing durable points into it.** [`Blobs::release`]
 //!    marks a segment whose last chunk went; the store deletes it ([`Blobs::delete`]) only after
 //!    a sled flush has made the removals durable.
@@ -299,11 +299,6 @@ impl Blobs {
         Ok(buf)
     }
 
-    /// Whether the chunk's bytes are all there (open: a reference beyond the watermark).
-    pub fn check(&self, r: &Ref) -> bool {
-        self.get(r).is_ok()
-    }
-
     /// Whether segment `seg`'s file is there.
     pub fn has(&self, seg: u32) -> bool {
         self.state().segs.contains_key(&seg)
@@ -469,8 +464,12 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         assert!(blobs.get(&b).unwrap_err().contains("checksum mismatch"));
         assert!(blobs.get(&a).is_ok());
-        assert!(!blobs.check(&Ref { len: 400, ..a }), "past the end");
-        assert!(!blobs.check(&Ref { seg: 9, ..a }), "no such segment");
+        assert!(blobs.get(&Ref { len: 400, ..a }).is_err(), "past the end");
+        let missing = blobs.get(&Ref { seg: 9, ..a }).unwrap_err();
+        assert!(
+            missing.contains("seg-00000009.blob is missing"),
+            "{missing}"
+        );
     }
 
     #[test]
