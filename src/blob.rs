@@ -170,18 +170,11 @@ impl Blobs {
     pub fn open(dir: &Path, floor: u32, segment_bytes: u64) -> std::io::Result<Blobs> {
         std::fs::create_dir_all(dir)?;
         let mut segs = BTreeMap::new();
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(seg) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("seg-"))
-                .and_then(|n| n.strip_suffix(".blob"))
-                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-            else {
+        for (seg, path) in crate::wal::numbered_files(dir, "seg-", ".blob")? {
+            let Ok(seg) = u32::try_from(seg) else {
                 continue;
             };
-            let file = File::open(entry.path())?;
+            let file = File::open(path)?;
             let size = file.metadata()?.len();
             segs.insert(
                 seg,
@@ -299,9 +292,13 @@ impl Blobs {
         Ok(buf)
     }
 
-    /// Whether segment `seg`'s file is there.
-    pub fn has(&self, seg: u32) -> bool {
-        self.state().segs.contains_key(&seg)
+    /// Whether the file of `r`'s segment is there and long enough to hold it (checked at open
+    /// for every reference; only those beyond the watermark are read back).
+    pub fn holds(&self, r: &Ref) -> bool {
+        self.state()
+            .segs
+            .get(&r.seg)
+            .is_some_and(|s| u64::from(r.off) + u64::from(r.len) <= s.size)
     }
 
     /// Counts a stored reference as live (open, after reading the index).
@@ -526,6 +523,12 @@ mod tests {
         };
         again.adopt(&r);
         assert_eq!(again.empty(), vec![1, 10]);
+        assert!(again.holds(&r));
+        assert!(
+            !again.holds(&Ref { len: 2, ..r }),
+            "the file is one byte long"
+        );
+        assert!(!again.holds(&Ref { seg: 3, ..r }), "no segment 3");
         assert_eq!(again.get(&r).unwrap(), b"y");
     }
 

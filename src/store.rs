@@ -257,11 +257,11 @@ impl Sink {
         }
     }
 
-    /// Removes a chunk from the alerts tree; returns whether there was one.
-    fn remove_chunk(&self, key: &[u8]) -> Result<bool, StoreError> {
+    /// Removes a chunk (if there is one) from the alerts tree.
+    fn remove_chunk(&self, key: &[u8]) -> Result<(), StoreError> {
         let old = self.alerts.remove(key)?;
         self.release(old.as_deref());
-        Ok(old.is_some())
+        Ok(())
     }
 }
 
@@ -644,12 +644,14 @@ impl Store {
                     torn.push(k);
                     continue;
                 }
-            } else if !blobs.has(r.seg) {
+            } else if !blobs.holds(&r) {
                 return Err(StoreError::Corrupt {
                     dir: self.dir.clone(),
                     detail: format!(
-                        "stored alerts {} point into {}/{}, which is missing",
+                        "stored alerts {} point to bytes {}..{} of {}/{}, which is missing or shorter",
                         String::from_utf8_lossy(&k),
+                        r.off,
+                        u64::from(r.off) + u64::from(r.len),
                         BLOB_DIR,
                         blob::file_name(r.seg)
                     ),

@@ -145,19 +145,26 @@ fn file_name(generation: u64) -> String {
 
 /// The log files in `dir`, oldest first, with their generations.
 pub fn files(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    numbered_files(dir, "wal-", ".log")
+}
+
+/// The files in `dir` named `<prefix><hex number><suffix>`, by number, with their numbers.
+pub fn numbered_files(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> std::io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        let Some(hex) = name
+        let number = name
             .to_str()
-            .and_then(|n| n.strip_prefix("wal-"))
-            .and_then(|n| n.strip_suffix(".log"))
-        else {
-            continue;
-        };
-        if let Ok(generation) = u64::from_str_radix(hex, 16) {
-            out.push((generation, entry.path()));
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|n| n.strip_suffix(suffix))
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+        if let Some(number) = number {
+            out.push((number, entry.path()));
         }
     }
     out.sort();

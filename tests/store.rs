@@ -361,7 +361,7 @@ fn chunks_whose_bytes_never_reached_the_disk_come_back_from_the_write_ahead_log(
 }
 
 #[test]
-fn a_missing_segment_file_below_the_watermark_is_refused() {
+fn a_missing_or_cut_segment_file_below_the_watermark_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open(dir.path(), 8 << 20).unwrap();
@@ -369,16 +369,28 @@ fn a_missing_segment_file_below_the_watermark_is_refused() {
         store.append("ops", &alerts).unwrap();
         store.close().unwrap();
     }
-    for f in segment_files(dir.path()) {
+    let refused = |what: &str| match Store::open(dir.path(), 8 << 20) {
+        Err(StoreError::Corrupt { detail, .. }) => {
+            assert!(
+                detail.contains("which is missing or shorter"),
+                "{what}: {detail}"
+            )
+        }
+        Err(other) => panic!("{what}: wrong error: {other}"),
+        Ok(_) => panic!("{what}: opened a store whose alerts are gone"),
+    };
+    let files = segment_files(dir.path());
+    let size = std::fs::metadata(&files[0]).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&files[0])
+        .unwrap();
+    f.set_len(size - 1).unwrap();
+    refused("cut one byte short");
+    for f in files {
         std::fs::remove_file(f).unwrap();
     }
-    match Store::open(dir.path(), 8 << 20) {
-        Err(StoreError::Corrupt { detail, .. }) => {
-            assert!(detail.contains("which is missing"), "{detail}")
-        }
-        Err(other) => panic!("wrong error: {other}"),
-        Ok(_) => panic!("opened a store whose alerts are gone"),
-    }
+    refused("deleted");
 }
 
 #[test]
