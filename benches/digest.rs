@@ -3,12 +3,11 @@
 //! is flooded. One more bench renders 1 000 alerts through a custom template (the built-in one,
 //! loaded as a custom template), which renders the template once per configuration tried.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jiff::tz::TimeZone;
-use sluice::alert::{Alert, Severity, Status};
+use sluice::alert::{Alert, Labels, Severity, Status};
 use sluice::digest::{DigestSpec, render};
 use sluice::template::{BUILTIN_BODY, Templates};
 
@@ -37,7 +36,7 @@ fn alerts(n: usize) -> Vec<Alert> {
             let r = next();
             let group = r % 200;
             let table = (r >> 8) % 5_000;
-            let mut labels = BTreeMap::new();
+            let mut labels = Labels::new();
             labels.insert("alertname".to_string(), format!("dq_check_{group}"));
             labels.insert("job".to_string(), "data-quality".to_string());
             labels.insert("table".to_string(), format!("ods_table_{table}"));

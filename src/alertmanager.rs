@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::alert::{
-    Alert, AlertError, MAX_LABELS, MAX_TEXT_BYTES, MAX_TITLE_BYTES, Severity, Status,
+    Alert, AlertError, Labels, MAX_LABELS, MAX_TEXT_BYTES, MAX_TITLE_BYTES, Severity, Status,
     default_fingerprint, kind, parse_rfc3339_ms,
 };
 use crate::digest::cut_utf8;
@@ -175,7 +175,7 @@ pub fn parse_notification_value(
         }
     };
     let group_labels = match map.get("groupLabels") {
-        None | Some(Value::Null) => BTreeMap::new(),
+        None | Some(Value::Null) => Labels::new(),
         Some(v) => labels(v, "groupLabels")?,
     };
     let items = match map.get("alerts") {
@@ -250,7 +250,7 @@ fn parse_alert(
         }
     };
     let labels = match map.get("labels") {
-        None | Some(Value::Null) => BTreeMap::new(),
+        None | Some(Value::Null) => Labels::new(),
         Some(v) => labels(v, &at("labels"))?,
     };
     let empty = Map::new();
@@ -374,7 +374,7 @@ fn truncation_note(
     alerts: &[AmAlert],
     truncated: u64,
     group_key: &str,
-    group_labels: BTreeMap<String, String>,
+    group_labels: Labels,
     external_url: Option<&str>,
     received_ms: i64,
 ) -> AmAlert {
@@ -405,7 +405,7 @@ fn truncation_note(
     let fingerprint = default_fingerprint(
         &format!("{group_key}\u{0}truncated"),
         Severity::Warning,
-        &BTreeMap::new(),
+        &Labels::new(),
     );
     AmAlert {
         alert: Alert {
@@ -429,14 +429,14 @@ fn truncation_note(
 /// A label set: string values (numbers and booleans are written out, as `/v1/alerts` does), names
 /// over [`MAX_LABEL_NAME_BYTES`] dropped, values cut to [`MAX_LABEL_VALUE_BYTES`], and at most
 /// [`MAX_LABELS`] labels, the first in key order.
-fn labels(value: &Value, path: &str) -> Result<BTreeMap<String, String>, AlertError> {
+fn labels(value: &Value, path: &str) -> Result<Labels, AlertError> {
     let Value::Object(map) = value else {
         return Err(AlertError::invalid(
             path,
             format!("expected an object of string values, found {}", kind(value)),
         ));
     };
-    let mut out = BTreeMap::new();
+    let mut out = Labels::new();
     for (k, v) in map {
         let v = match v {
             Value::String(s) => s.clone(),
@@ -457,11 +457,9 @@ fn labels(value: &Value, path: &str) -> Result<BTreeMap<String, String>, AlertEr
             out.insert(k.clone(), v);
         }
     }
-    // serde_json's map may keep insertion order (feature `preserve_order`); a BTreeMap is sorted
+    // serde_json's map may keep insertion order (feature `preserve_order`); `Labels` is sorted
     // either way, so "the first in key order" does not depend on how the crate was built.
-    if out.len() > MAX_LABELS {
-        out = out.into_iter().take(MAX_LABELS).collect();
-    }
+    out.truncate(MAX_LABELS);
     Ok(out)
 }
 

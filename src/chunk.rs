@@ -17,9 +17,7 @@
 //!
 //! A value that starts with `{` is one alert in JSON: what stores written before chunks hold.
 
-use std::collections::BTreeMap;
-
-use crate::alert::{Alert, Severity, Status};
+use crate::alert::{Alert, Labels, Severity, Status};
 
 /// A chunk is closed once it holds this many bytes. Each robot keeps up to this much in memory
 /// (its tail), and sled one 21-byte reference per chunk: for 1 000 000 alerts about 27 000.
@@ -183,7 +181,7 @@ fn decode(entry: &[u8]) -> Result<Alert, String> {
     let time_ms = if flags & 4 != 0 { Some(r.i64()?) } else { None };
     let ends_ms = if flags & 8 != 0 { Some(r.i64()?) } else { None };
     let n = u16::from_le_bytes(r.bytes(2)?.try_into().expect("2"));
-    let mut labels = BTreeMap::new();
+    let mut labels = Labels::with_capacity(n.into());
     for _ in 0..n {
         let k = r.string()?;
         labels.insert(k, r.string()?);
@@ -208,7 +206,7 @@ mod tests {
     use crate::alert::default_fingerprint;
 
     fn alert(i: i64, full: bool) -> Alert {
-        let mut labels = BTreeMap::new();
+        let mut labels = Labels::new();
         labels.insert("job".to_string(), format!("dq_{i}"));
         labels.insert("表".to_string(), "订单".to_string());
         Alert {

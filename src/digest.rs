@@ -79,7 +79,7 @@
 use std::cell::{Cell, OnceCell};
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use jiff::Timestamp;
 use jiff::civil::{Date, DateTime};
@@ -1217,7 +1217,7 @@ struct CtxAlert<'a> {
     text: Option<&'a str>,
     severity: &'static str,
     status: &'static str,
-    labels: &'a BTreeMap<String, String>,
+    labels: &'a crate::alert::Labels,
     fingerprint: &'a str,
     source: Option<&'a str>,
     count: u64,
@@ -2058,7 +2058,6 @@ pub(crate) fn sample_contexts() -> Vec<minijinja::Value> {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::collections::BTreeMap;
 
     use proptest::prelude::*;
 
@@ -2079,7 +2078,7 @@ pub(crate) mod tests {
         group: Option<&str>,
         fingerprint: &str,
     ) -> Alert {
-        let mut labels = BTreeMap::new();
+        let mut labels = crate::alert::Labels::new();
         if let Some(g) = group {
             labels.insert("alertname".to_string(), g.to_string());
         }

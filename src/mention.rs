@@ -126,7 +126,7 @@ mod tests {
     use crate::alert::{Severity, Status, default_fingerprint};
 
     fn alert(severity: Severity, labels: &[(&str, &str)]) -> Alert {
-        let labels: BTreeMap<String, String> = labels
+        let labels: crate::alert::Labels = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();

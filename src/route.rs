@@ -27,6 +27,8 @@ use std::collections::BTreeMap;
 
 use regex::{Regex, RegexBuilder};
 
+use crate::alert::Labels;
+
 /// Compiled-program limit for one `match_re` regex: generous for any real label pattern, small
 /// enough that a configuration cannot make the daemon allocate without bound (`a{1000}{1000}`).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -80,7 +82,7 @@ enum Test {
 /// What an alert looks like to the router.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {
-    pub labels: &'a BTreeMap<String, String>,
+    pub labels: &'a Labels,
     pub severity: &'a str,
     pub source: Option<&'a str>,
 }
@@ -334,8 +336,8 @@ fn one_line(e: &regex::Error) -> String {
 /// labels too; the caller pulls them out). Values may contain `=` after the first one; they
 /// cannot contain `,`. Whitespace around pairs, keys and values is trimmed. A blank argument
 /// is an alert without labels.
-pub fn parse_label_list(s: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut labels = BTreeMap::new();
+pub fn parse_label_list(s: &str) -> Result<Labels, String> {
+    let mut labels = Labels::new();
     if s.trim().is_empty() {
         return Ok(labels);
     }
@@ -364,7 +366,7 @@ mod tests {
 
     const ROBOTS: &[&str] = &["ops", "dq", "db", "web"];
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn map<T: FromIterator<(String, String)>>(pairs: &[(&str, &str)]) -> T {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -384,7 +386,7 @@ mod tests {
         Routes::compile(routes, default, ROBOTS).expect("test routes compile")
     }
 
-    fn subj<'a>(labels: &'a BTreeMap<String, String>, severity: &'a str) -> Subject<'a> {
+    fn subj<'a>(labels: &'a Labels, severity: &'a str) -> Subject<'a> {
         Subject {
             labels,
             severity,
@@ -700,7 +702,7 @@ mod tests {
             lines.last().map(String::as_str),
             Some("no route matched; default_robot: ops")
         );
-        let none = BTreeMap::new();
+        let none = Labels::new();
         let lines = compile(&routes[2..], None).explain(&subj(&none, "info"));
         assert_eq!(
             lines[0],
@@ -721,7 +723,7 @@ mod tests {
             &[raw(&[], &[], "dq", true), raw(&[], &[], "dq", false)],
             None,
         );
-        let none = BTreeMap::new();
+        let none = Labels::new();
         let lines = r.explain(&subj(&none, "info"));
         assert!(lines[1].contains("(robot already chosen)"), "{lines:?}");
         assert_eq!(lines.last().map(String::as_str), Some("robots: dq"));
@@ -761,7 +763,7 @@ mod tests {
     fn reference(
         routes: &[RawRoute],
         default: Option<&str>,
-        labels: &BTreeMap<String, String>,
+        labels: &Labels,
         severity: &str,
     ) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
@@ -827,6 +829,7 @@ mod tests {
             severity in proptest::sample::select(&SEVERITIES[..2]),
         ) {
             let compiled = Routes::compile(&routes, default, ROBOTS).expect("valid routes");
+            let labels = Labels::from(labels);
             let got = compiled.route(&Subject { labels: &labels, severity, source: None });
             prop_assert_eq!(got, reference(&routes, default, &labels, severity));
         }
