@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the tables in BENCHMARKS.md, in under 10 minutes on the project's 2-core machine (9 min 29 s):
+# Reproduces the tables in BENCHMARKS.md, in under 10 minutes on the project's 2-core machine (9 min 22 s):
 #   1. criterion: digest rendering, the store's durable ingest, the rate guard
 #   2. durable ingest over HTTP with the load tool: 1, 16 and 64 clients × 100 and 1 alert per POST
 #   3. sluice against Prometheus Alertmanager 0.25 under the same wrk load (needs wrk and
