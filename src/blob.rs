@@ -135,8 +135,6 @@ struct State {
     next_id: u32,
     /// Written since the last sync.
     unsynced: BTreeSet<u32>,
-    /// Not active and nothing live in them: deleted after the next durable sled flush.
-    empty: BTreeSet<u32>,
 }
 
 /// Totals over every segment file, for status and compaction.
@@ -246,11 +244,7 @@ impl Blobs {
             .create_new(true)
             .open(self.dir.join(file_name(seg)))?;
         st.next_id += 1;
-        if let Some(old) = st.active.replace(seg)
-            && st.segs.get(&old).is_some_and(|s| s.live_chunks == 0)
-        {
-            st.empty.insert(old);
-        }
+        st.active = Some(seg);
         st.segs.insert(
             seg,
             Segment {
@@ -311,14 +305,9 @@ impl Blobs {
 
     /// The reference is gone from the index; its segment may become empty (invariant 2).
     pub fn release(&self, r: &Ref) {
-        let mut st = self.state();
-        let active = st.active;
-        if let Some(s) = st.segs.get_mut(&r.seg) {
+        if let Some(s) = self.state().segs.get_mut(&r.seg) {
             s.live_chunks = s.live_chunks.saturating_sub(1);
             s.live_bytes = s.live_bytes.saturating_sub(u64::from(r.len));
-            if s.live_chunks == 0 && active != Some(r.seg) {
-                st.empty.insert(r.seg);
-            }
         }
     }
 
@@ -347,16 +336,12 @@ impl Blobs {
     /// Segments with nothing live (not the active one), found at open or left by releases.
     /// Delete them with [`delete`](Self::delete) only after a sled flush that followed this call.
     pub fn empty(&self) -> Vec<u32> {
-        let mut st = self.state();
-        let active = st.active;
-        let found: Vec<u32> = st
-            .segs
+        let st = self.state();
+        st.segs
             .iter()
-            .filter(|(id, s)| s.live_chunks == 0 && Some(**id) != active)
+            .filter(|(id, s)| s.live_chunks == 0 && Some(**id) != st.active)
             .map(|(id, _)| *id)
-            .collect();
-        st.empty.extend(found);
-        st.empty.iter().copied().collect()
+            .collect()
     }
 
     /// Deletes those of `segs` that are still empty. Returns the bytes freed.
@@ -367,7 +352,6 @@ impl Blobs {
                 let mut st = self.state();
                 let still_empty =
                     st.active != Some(seg) && st.segs.get(&seg).is_some_and(|s| s.live_chunks == 0);
-                st.empty.remove(&seg);
                 st.unsynced.remove(&seg);
                 if still_empty {
                     st.segs.remove(&seg)
