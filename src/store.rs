@@ -349,12 +349,10 @@ struct Marker {
 pub struct Store {
     dir: PathBuf,
     db: sled::Db,
-    alerts: sled::Tree,
     digests: sled::Tree,
     meta: sled::Tree,
-    dedup: sled::Tree,
     requests: sled::Tree,
-    /// The alerts and dedup trees again, with the blob files.
+    /// The alerts and dedup trees, with the blob files.
     sink: Sink,
     lanes: Lanes,
     flusher: Mutex<Option<mpsc::Sender<Waiter>>>,
@@ -506,14 +504,12 @@ impl Store {
             })?;
         let store = Store {
             sink: Sink {
-                alerts: alerts.clone(),
-                dedup: dedup.clone(),
+                alerts,
+                dedup,
                 blobs: Arc::new(blobs),
             },
-            alerts,
             digests: open_tree("digests")?,
             meta,
-            dedup,
             requests: open_tree("requests")?,
             dir,
             db,
@@ -549,10 +545,10 @@ impl Store {
         let mut digested: Option<HashMap<String, Vec<(u64, u64)>>> = None;
         for op in &ops {
             let tree = match op.tree {
-                wal::Tree::Alerts => &self.alerts,
+                wal::Tree::Alerts => &self.sink.alerts,
                 wal::Tree::Digests => &self.digests,
                 wal::Tree::Meta => &self.meta,
-                wal::Tree::Dedup => &self.dedup,
+                wal::Tree::Dedup => &self.sink.dedup,
                 wal::Tree::Requests => &self.requests,
             };
             match &op.value {
@@ -625,7 +621,7 @@ impl Store {
     fn adopt_blobs(&self, watermark: Watermark) -> Result<(), StoreError> {
         let blobs = &self.sink.blobs;
         let mut torn = Vec::new();
-        for item in self.alerts.iter() {
+        for item in self.sink.alerts.iter() {
             let (k, v) = item.map_err(|e| StoreError::Corrupt {
                 dir: self.dir.clone(),
                 detail: e.to_string(),
@@ -663,7 +659,7 @@ impl Store {
             tracing::info!(chunks = torn.len(), "incomplete chunks dropped");
         }
         for k in torn {
-            self.alerts.remove(k)?;
+            self.sink.alerts.remove(k)?;
         }
         Ok(())
     }
@@ -797,7 +793,12 @@ impl Store {
         if let Some(item) = self.digests.last().map_err(|e| corrupt(e.to_string()))? {
             decode::<DigestRecord>(&item.0, &item.1).map_err(|e| corrupt(e.to_string()))?;
         }
-        if let Some((k, v)) = self.alerts.last().map_err(|e| corrupt(e.to_string()))? {
+        if let Some((k, v)) = self
+            .sink
+            .alerts
+            .last()
+            .map_err(|e| corrupt(e.to_string()))?
+        {
             let bytes = self.load(&k, &v).map_err(|e| corrupt(e.to_string()))?;
             chunk::alerts(&bytes, 0, u64::MAX).map_err(|e| {
                 corrupt(format!(
@@ -868,6 +869,7 @@ impl Store {
             .get(meta_key("cursor", robot))?
             .map_or(0, |v| be_u64(&v));
         let last = match self
+            .sink
             .alerts
             .range(alert_key(robot, 0)..=alert_key(robot, u64::MAX))
             .next_back()
@@ -939,7 +941,7 @@ impl Store {
                 let dkey = dedup_key(robot, key);
                 let prior = match lane.tail_dedup.get(&dkey) {
                     Some(v) => Some(decode::<Seen>(&dkey, v)?),
-                    None => match self.dedup.get(&dkey)? {
+                    None => match self.sink.dedup.get(&dkey)? {
                         Some(v) => Some(decode::<Seen>(&dkey, &v)?),
                         None => None,
                     },
@@ -1128,6 +1130,7 @@ impl Store {
         seq: u64,
     ) -> Result<Option<(u64, sled::IVec)>, StoreError> {
         let Some((k, v)) = self
+            .sink
             .alerts
             .range(alert_key(robot, 0)..=alert_key(robot, seq))
             .next_back()
@@ -1164,6 +1167,7 @@ impl Store {
             take(chunk_first, &alert_key(robot, chunk_first), &v)?;
         }
         for item in self
+            .sink
             .alerts
             .range(alert_key(robot, first)..alert_key(robot, end))
         {
@@ -1355,6 +1359,7 @@ impl Store {
                 consider(&alert_key(&d.robot, first), &v)?;
             }
             for item in self
+                .sink
                 .alerts
                 .range(alert_key(&d.robot, d.first_seq + 1)..alert_key(&d.robot, d.end_seq))
             {
@@ -1376,7 +1381,7 @@ impl Store {
             .max()
             .unwrap_or(Duration::from_secs(7 * 86_400));
         let expired = |ms: i64, keep: Duration| ms + keep.as_millis() as i64 <= now_ms;
-        for item in self.dedup.iter() {
+        for item in self.sink.dedup.iter() {
             let (k, v) = item?;
             let robot = k.split(|&b| b == 0).next().unwrap_or_default();
             let keep = retention(&String::from_utf8_lossy(robot));
@@ -1385,7 +1390,7 @@ impl Store {
                 ms: i64,
             }
             if decode::<Seen>(&k, &v).map_or(true, |s| expired(s.ms, keep)) {
-                self.dedup.remove(k)?;
+                self.sink.dedup.remove(k)?;
             }
         }
         for item in self.requests.iter() {
@@ -1412,7 +1417,7 @@ impl Store {
         }
         let io = |e: std::io::Error| StoreError::Io(format!("blob compaction: {e}"));
         let mut copies = Vec::new();
-        for item in self.alerts.iter() {
+        for item in self.sink.alerts.iter() {
             let (k, v) = item?;
             if let Some(old) = Ref::decode(&v).filter(|r| sparse.contains(&r.seg)) {
                 let bytes = blobs.get(&old).map_err(|e| decode_error(&k, e))?;
@@ -1423,7 +1428,7 @@ impl Store {
         blobs.sync().map_err(io)?;
         let mut moved = 0;
         for (k, old, new) in copies {
-            match self.alerts.compare_and_swap(
+            match self.sink.alerts.compare_and_swap(
                 &k,
                 Some(&old.encode()[..]),
                 Some(&new.encode()[..]),
@@ -1505,7 +1510,13 @@ impl Store {
     pub fn robots(&self) -> Result<Vec<String>, StoreError> {
         let mut out = std::collections::BTreeSet::new();
         let mut from = Vec::new();
-        while let Some((k, _)) = self.alerts.range(from.as_slice()..).next().transpose()? {
+        while let Some((k, _)) = self
+            .sink
+            .alerts
+            .range(from.as_slice()..)
+            .next()
+            .transpose()?
+        {
             let name = k.split(|&b| b == 0).next().unwrap_or_default();
             out.insert(String::from_utf8_lossy(name).into_owned());
             from = name.to_vec();
@@ -1577,6 +1588,7 @@ impl Store {
         // for its digest.
         let mut records = Vec::new();
         for k in self
+            .sink
             .alerts
             .range(alert_key(from, start)..=alert_key(from, u64::MAX))
             .keys()
