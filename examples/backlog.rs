@@ -816,16 +816,9 @@ async fn sample(d: &Daemon) -> Result<Sample, String> {
 
 // ---- formatting ----------------------------------------------------------------------------
 
+/// `n` with spaces between thousands (the digest's grouping, read by people here too).
 fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(' ');
-        }
-        out.push(ch);
-    }
-    out
+    sluice::digest::thousands(n).replace(',', " ")
 }
 
 fn mib(bytes: u64) -> String {

@@ -558,17 +558,9 @@ fn work_dir(args: &Args) -> Result<(PathBuf, Option<tempfile::TempDir>), String>
     }
 }
 
-/// Prints `n` with thin thousands separators, as the summary is read by people.
+/// `n` with spaces between thousands (the digest's grouping, read by people here too).
 fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(' ');
-        }
-        out.push(ch);
-    }
-    out
+    sluice::digest::thousands(n).replace(',', " ")
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
