@@ -25,6 +25,16 @@ fn alert(title: &str, received_ms: i64) -> Alert {
     }
 }
 
+/// The titles of the alerts a digest covers, read back from the store.
+fn titles(store: &Store, d: &sluice::store::DigestRecord) -> Vec<String> {
+    store
+        .digest_alerts(d)
+        .unwrap()
+        .into_iter()
+        .map(|(_, a)| a.title)
+        .collect()
+}
+
 fn rendered(alerts: &[Alert]) -> (Rendered, Mention) {
     let r = Rendered {
         title: "t".into(),
@@ -83,12 +93,7 @@ fn sealing_covers_a_contiguous_range_and_moves_the_cursor() {
     assert_eq!(d.oldest_ms, 10);
     assert_eq!(store.pending("ops").unwrap(), 1);
     assert_eq!(store.oldest_pending_ms("ops").unwrap(), Some(12));
-    let titles: Vec<String> = store
-        .digest_alerts(&d)
-        .unwrap()
-        .into_iter()
-        .map(|(_, a)| a.title)
-        .collect();
+    let titles = titles(&store, &d);
     assert_eq!(titles, ["a", "b"]);
 
     let e = store
@@ -236,12 +241,7 @@ async fn a_removed_robots_queue_moves_whole_and_survives_a_reopen() {
         .seal("new", 100_000, 100, |_, a| rendered(a))
         .unwrap()
         .unwrap();
-    let titles: Vec<String> = store
-        .digest_alerts(&d)
-        .unwrap()
-        .into_iter()
-        .map(|(_, a)| a.title)
-        .collect();
+    let titles = titles(&store, &d);
     assert_eq!(titles[0], "new 0");
     assert_eq!(titles[1], "old 0");
     assert_eq!(titles[6], "old 5");
@@ -310,12 +310,7 @@ fn pending_titles(store: &Store, robot: &str) -> Vec<String> {
         .seal(robot, u64::MAX, 1, |_, a| rendered(a))
         .unwrap()
         .unwrap();
-    store
-        .digest_alerts(&d)
-        .unwrap()
-        .into_iter()
-        .map(|(_, a)| a.title)
-        .collect()
+    titles(store, &d)
 }
 
 #[test]
