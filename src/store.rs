@@ -269,7 +269,7 @@ impl Sink {
 fn stored_count(key: &[u8], value: &[u8]) -> Result<u64, StoreError> {
     match Ref::decode(value) {
         Some(r) => Ok(u64::from(r.count)),
-        None => chunk::count(value).map_err(|e| decode_error(key, e)),
+        None => chunk::count(value).map_err(|e| alert_error(key, e)),
     }
 }
 
@@ -437,9 +437,22 @@ fn be_u64(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
-fn decode_error(key: &[u8], detail: String) -> StoreError {
+/// An alerts-tree key as a person reads it: `alerts of robot ops from #1200`.
+fn describe_alert_key(key: &[u8]) -> String {
+    match key.len().checked_sub(9) {
+        Some(split) if key[split] == 0 => format!(
+            "alerts of robot {} from #{}",
+            String::from_utf8_lossy(&key[..split]),
+            be_u64(&key[split + 1..])
+        ),
+        _ => String::from_utf8_lossy(key).into_owned(),
+    }
+}
+
+/// Stored alerts under `key` could not be read.
+fn alert_error(key: &[u8], detail: String) -> StoreError {
     StoreError::Decode {
-        key: String::from_utf8_lossy(key).into_owned(),
+        key: describe_alert_key(key),
         detail,
     }
 }
@@ -633,7 +646,7 @@ impl Store {
                 if let Err(e) = blobs.get(&r) {
                     if torn.is_empty() {
                         tracing::info!(
-                            key = %String::from_utf8_lossy(&k),
+                            key = %describe_alert_key(&k),
                             "a chunk written just before an unclean stop is incomplete ({e}); the write-ahead log restores it"
                         );
                     }
@@ -644,8 +657,8 @@ impl Store {
                 return Err(StoreError::Corrupt {
                     dir: self.dir.clone(),
                     detail: format!(
-                        "stored alerts {} point to bytes {}..{} of {}/{}, which is missing or shorter",
-                        String::from_utf8_lossy(&k),
+                        "{} point to bytes {}..{} of {}/{}, which is missing or shorter",
+                        describe_alert_key(&k),
                         r.off,
                         u64::from(r.off) + u64::from(r.len),
                         BLOB_DIR,
@@ -800,12 +813,8 @@ impl Store {
             .map_err(|e| corrupt(e.to_string()))?
         {
             let bytes = self.load(&k, &v).map_err(|e| corrupt(e.to_string()))?;
-            chunk::alerts(&bytes, 0, u64::MAX).map_err(|e| {
-                corrupt(format!(
-                    "stored alerts {} are unreadable: {e}",
-                    String::from_utf8_lossy(&k)
-                ))
-            })?;
+            chunk::alerts(&bytes, 0, u64::MAX)
+                .map_err(|e| corrupt(format!("{} are unreadable: {e}", describe_alert_key(&k))))?;
         }
         Ok(())
     }
@@ -1087,7 +1096,7 @@ impl Store {
                 .blobs
                 .get(&r)
                 .map(Cow::Owned)
-                .map_err(|e| decode_error(key, e)),
+                .map_err(|e| alert_error(key, e)),
             None => Ok(Cow::Borrowed(value)),
         }
     }
@@ -1108,14 +1117,18 @@ impl Store {
         }
         let tail_first = lane.next_seq - u64::from(lane.tail_count);
         let oldest = if lane.cursor >= tail_first {
-            chunk::body_alerts(&lane.tail, lane.tail_count, lane.cursor - tail_first, 1)
-                .map_err(|e| decode_error(robot.as_bytes(), e))?
+            chunk::body_alerts(&lane.tail, lane.tail_count, lane.cursor - tail_first, 1).map_err(
+                |detail| StoreError::Decode {
+                    key: format!("newest alerts of robot {robot}"),
+                    detail,
+                },
+            )?
         } else {
             match self.chunk_covering(robot, lane.cursor)? {
                 Some((first, v)) => {
                     let key = alert_key(robot, first);
                     chunk::alerts(&self.load(&key, &v)?, lane.cursor - first, 1)
-                        .map_err(|e| decode_error(&key, e))?
+                        .map_err(|e| alert_error(&key, e))?
                 }
                 None => Vec::new(),
             }
@@ -1156,7 +1169,7 @@ impl Store {
             let skip = first.saturating_sub(chunk_first);
             let bytes = self.load(k, v)?;
             let alerts = chunk::alerts(&bytes, skip, end.saturating_sub(chunk_first + skip))
-                .map_err(|e| decode_error(k, e))?;
+                .map_err(|e| alert_error(k, e))?;
             let from = chunk_first + skip;
             out.extend((from..).zip(alerts));
             Ok(())
@@ -1420,7 +1433,7 @@ impl Store {
         for item in self.sink.alerts.iter() {
             let (k, v) = item?;
             if let Some(old) = Ref::decode(&v).filter(|r| sparse.contains(&r.seg)) {
-                let bytes = blobs.get(&old).map_err(|e| decode_error(&k, e))?;
+                let bytes = blobs.get(&old).map_err(|e| alert_error(&k, e))?;
                 copies.push((k, old, blobs.put(old.count, &bytes).map_err(io)?));
             }
         }
