@@ -269,7 +269,7 @@ fn resolve(
 async fn enqueue(
     state: &Ctx,
     bound: &[Bound],
-    idempotency_key: Option<&str>,
+    idempotency_key: Option<(&str, &str)>,
 ) -> Result<(Vec<String>, usize), Rejection> {
     let now = state.clock.now_ms();
     let mut by_robot: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -334,8 +334,8 @@ async fn enqueue(
             }
         }
     }
-    if let Some(key) = idempotency_key
-        && let Err(e) = state.store.finish_request(key, &ids, now)
+    if let Some((key, fingerprint)) = idempotency_key
+        && let Err(e) = state.store.finish_request(key, fingerprint, &ids, now)
     {
         // The alerts are queued either way; a retry would then be processed again.
         tracing::warn!("cannot record the Idempotency-Key answer: {e}");
@@ -417,6 +417,7 @@ async fn post_alerts(State(app): State<AppState>, headers: HeaderMap, body: Body
         }
     }
 
+    let fingerprint = crate::store::request_fingerprint(&bytes);
     if let Some(key) = &idempotency_key {
         let window = state
             .robots
@@ -424,18 +425,24 @@ async fn post_alerts(State(app): State<AppState>, headers: HeaderMap, body: Body
             .map(|h| h.config.timing.retention)
             .max()
             .unwrap_or_default();
-        match state.store.claim_request(key, now, window) {
+        match state.store.claim_request(key, &fingerprint, now, window) {
             Ok(None) => {}
             Ok(Some(ids)) => {
                 return accepted(n, ids.len(), ids);
             }
             Err(e @ Claim::InFlight) => return error(StatusCode::CONFLICT, e.to_string()),
+            Err(e @ Claim::Reused) => {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
+            }
             Err(Claim::Store(e)) => {
                 return unavailable(format!("the store cannot accept alerts right now: {e}"));
             }
         }
     }
-    match enqueue(&state, &bound, idempotency_key.as_deref()).await {
+    let keyed = idempotency_key
+        .as_deref()
+        .map(|k| (k, fingerprint.as_str()));
+    match enqueue(&state, &bound, keyed).await {
         Ok((ids, duplicates)) => accepted(n, duplicates, ids),
         Err(resp) => {
             if let Some(key) = &idempotency_key {

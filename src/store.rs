@@ -194,10 +194,24 @@ impl Slot {
 }
 
 /// The answer kept for an Idempotency-Key; `ids: None` while the request is being processed.
+/// `body` is the request's fingerprint ([`request_fingerprint`]): only a request with the same
+/// body gets the stored answer. Records written before fingerprints existed have none and are
+/// taken as matching, as they were then.
 #[derive(Serialize, Deserialize)]
 struct Answered {
     ids: Option<Vec<String>>,
     ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    body: Option<String>,
+}
+
+/// What identifies a request's content under its Idempotency-Key: the SHA-256 of its body, in hex.
+pub fn request_fingerprint(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A claim older than this (ms) belongs to a request that died with its process.
@@ -207,6 +221,12 @@ const ABANDONED_CLAIM_MS: i64 = 60_000;
 pub enum Claim {
     #[error("a request with this Idempotency-Key is being processed; retry in a moment")]
     InFlight,
+    /// The key was used for a request with another body (IETF draft-ietf-httpapi-idempotency-key-header:
+    /// a key identifies one request; reusing it for another is the client's mistake).
+    #[error(
+        "Idempotency-Key header: this key was already used for another request (a different body) within the retention window; use a new key for a new request"
+    )]
+    Reused,
     #[error(transparent)]
     Store(StoreError),
 }
@@ -999,19 +1019,24 @@ impl Store {
         Ok(slots)
     }
 
-    /// Claims an Idempotency-Key for a request being processed. `Ok(None)`: it is ours, go on
-    /// and [`finish_request`](Self::finish_request) or [`release_request`](Self::release_request)
-    /// it. `Ok(Some(ids))`: answered before within `window`, here are the ids. `Err(InFlight)`:
-    /// another request with this key is being processed right now.
+    /// Claims an Idempotency-Key for a request with body fingerprint `body` (see
+    /// [`request_fingerprint`]). `Ok(None)`: it is ours, go on and
+    /// [`finish_request`](Self::finish_request) or [`release_request`](Self::release_request) it.
+    /// `Ok(Some(ids))`: the same request was answered within `window`, here are the ids.
+    /// `Err(InFlight)`: the same request is being processed right now. `Err(Reused)`: the key
+    /// belongs to a request with another body (answered within `window`, or in flight), which
+    /// must never be taken for this one: its alerts would be acknowledged and never queued.
     pub fn claim_request(
         &self,
         key: &str,
+        body: &str,
         now_ms: i64,
         window: Duration,
     ) -> Result<Option<Vec<String>>, Claim> {
         let claim = serde_json::to_vec(&Answered {
             ids: None,
             ms: now_ms,
+            body: Some(body.to_string()),
         })
         .map_err(|e| Claim::Store(StoreError::Io(e.to_string())))?;
         loop {
@@ -1019,6 +1044,13 @@ impl Store {
             if let Some(v) = &current {
                 let prior: Answered = decode(key.as_bytes(), v).map_err(Claim::Store)?;
                 let age = now_ms - prior.ms;
+                let live = match prior.ids {
+                    Some(_) => age <= window.as_millis() as i64,
+                    None => age < ABANDONED_CLAIM_MS,
+                };
+                if live && prior.body.as_deref().is_some_and(|b| b != body) {
+                    return Err(Claim::Reused);
+                }
                 match prior.ids {
                     Some(ids) if age <= window.as_millis() as i64 => return Ok(Some(ids)),
                     // A claim older than this was abandoned by a crash: take it over.
@@ -1038,10 +1070,17 @@ impl Store {
     }
 
     /// Records the answer to a claimed request (made durable by the next commit).
-    pub fn finish_request(&self, key: &str, ids: &[String], now_ms: i64) -> Result<(), StoreError> {
+    pub fn finish_request(
+        &self,
+        key: &str,
+        body: &str,
+        ids: &[String],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(&Answered {
             ids: Some(ids.to_vec()),
             ms: now_ms,
+            body: Some(body.to_string()),
         })
         .map_err(|e| StoreError::Io(e.to_string()))?;
         let written = self.requests.insert(key, bytes.as_slice());

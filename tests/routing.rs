@@ -135,6 +135,38 @@ async fn an_idempotency_key_replays_the_first_answer_and_queues_nothing_new() {
     d.stop().await;
 }
 
+/// Issue 10, finding 1: a second request under a used key, with other alerts, was answered 202
+/// with the first request's ids, and its alerts were never queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_idempotency_key_with_another_body_is_refused_not_swallowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(ROUTED, dir.path()).await;
+    let first = json!({"robot": "ops", "title": "disk full on db1", "severity": "critical"});
+    let (status, answer) = post_with(&d, &first, Some("K")).await;
+    assert_eq!(status, 202, "{answer}");
+    let other = json!([
+        {"robot": "ops", "title": "orders table empty", "severity": "critical"},
+        {"robot": "ops", "title": "users table empty", "severity": "critical"},
+    ]);
+    let (status, body) = post_with(&d, &other, Some("K")).await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("Idempotency-Key") && message.contains("another request"),
+        "{message}"
+    );
+    assert_eq!(num(&d.robot_status("ops").await, "pending"), 1);
+    // The same body under the same key still gets the stored answer, and a new key is a new
+    // request: nothing was lost, the client only has to pick a new key.
+    let (status, again) = post_with(&d, &first, Some("K")).await;
+    assert_eq!((status, &again["ids"]), (202, &answer["ids"]));
+    let (status, queued) = post_with(&d, &other, Some("K2")).await;
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!(queued["ids"], json!(["ops:1", "ops:2"]));
+    assert_eq!(num(&d.robot_status("ops").await, "pending"), 3);
+    d.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
