@@ -33,6 +33,12 @@ use crate::wal::crc32;
 /// A new segment is started once the active one would pass this size.
 pub const SEGMENT_BYTES: u64 = 8 << 20;
 
+/// Whether a chunk of `len` bytes goes into a segment already holding `size`: while the segment
+/// stays within `segment_bytes`, or, for a chunk larger than any segment, only into an empty one.
+fn fits(size: u64, len: u64, segment_bytes: u64) -> bool {
+    size + len <= segment_bytes || (size == 0 && len > segment_bytes)
+}
+
 /// The first byte of a reference value (stored chunks start with 0x01, legacy alerts with `{`).
 pub const TAG: u8 = 0x02;
 
@@ -209,15 +215,22 @@ impl Blobs {
 
     /// Appends a chunk of `count` alerts; its bytes are readable at once, durable after the next
     /// [`sync`](Self::sync).
+    ///
+    /// A chunk larger than a segment (one request of many megabytes: an Alertmanager group
+    /// cannot be split) gets a segment of its own, which is then full: a segment is a unit of
+    /// space reuse, not a limit on what one request may hold.
     pub fn put(&self, count: u32, bytes: &[u8]) -> std::io::Result<Ref> {
-        let len = u32::try_from(bytes.len())
-            .ok()
-            .filter(|&l| u64::from(l) <= self.segment_bytes)
-            .ok_or_else(|| std::io::Error::other("a chunk larger than a segment"))?;
+        let len = u32::try_from(bytes.len()).map_err(|_| {
+            std::io::Error::other(format!(
+                "a chunk of {} bytes, more than the {} a segment file can address",
+                bytes.len(),
+                u32::MAX
+            ))
+        })?;
         let crc = crc32(bytes);
         let mut st = self.state();
         let seg = match st.active {
-            Some(seg) if st.segs[&seg].size + u64::from(len) <= self.segment_bytes => seg,
+            Some(seg) if fits(st.segs[&seg].size, u64::from(len), self.segment_bytes) => seg,
             _ => self.start_segment(&mut st)?,
         };
         let s = st.segs.get_mut(&seg).expect("active segment");

@@ -29,6 +29,9 @@ window = "5s"
 /// The largest body DingTalk accepts is 20 000 bytes; a digest never serializes to more.
 pub const DINGTALK_MAX_BODY: usize = 20_000;
 
+/// The most `server.max_body` may be.
+pub const MAX_BODY_LIMIT: u64 = 256 << 20;
+
 #[derive(Debug, thiserror::Error)]
 #[error("{origin}: {message}")]
 pub struct ConfigError {
@@ -481,6 +484,14 @@ impl Config {
         let max_body = size("server.max_body", &s.max_body, 1 << 20)?;
         if max_body < 1024 {
             return Err(fail("server.max_body: at least 1KiB".into()));
+        }
+        // One request's alerts are stored as one chunk, which a segment reference addresses
+        // with 32 bits; their binary form is at most about 3.3× their JSON (tiny alerts), so
+        // this keeps every request storable with a wide margin.
+        if max_body > MAX_BODY_LIMIT {
+            return Err(fail(format!(
+                "server.max_body: {max_body} bytes is more than the 256MiB one request may hold; send fewer alerts per request"
+            )));
         }
         let cache_bytes = size("server.cache_size", &s.cache_size, 64 << 20)?;
         let max_alerts_per_request = match s.max_alerts_per_request {
@@ -1077,6 +1088,10 @@ mod tests {
                 "robots.x.webhook: required",
             ),
             ("[server]\n".to_string(), "no robots configured"),
+            (
+                GOOD.replace("[server]", "[server]\nmax_body = \"1GiB\""),
+                "server.max_body: 1073741824 bytes is more than the 256MiB",
+            ),
             (
                 "[robots.\"a b\"]\nprovider = \"console\"\n".to_string(),
                 "robots.a b: a robot name",

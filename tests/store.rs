@@ -445,6 +445,34 @@ fn pruned_segments_are_deleted_and_sparse_ones_compacted() {
     assert!(segment_files(dir.path()).is_empty());
 }
 
+/// Issue 10, finding 2: one request whose alerts encoded to more than a segment answered 503
+/// "chunk larger than a segment" and failed the whole store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_larger_than_a_segment_is_stored_without_failing_the_store() {
+    const SEGMENT: u64 = 64 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with_segments(dir.path(), 8 << 20, SEGMENT).unwrap();
+    let padding = "x".repeat(400);
+    store.append("ops", &[alert("before", 1)]).unwrap();
+    let big: Vec<Alert> = (0..400)
+        .map(|i| alert(&format!("big {i} {padding}"), 1))
+        .collect();
+    store.append("ops", &big).unwrap();
+    store.commit().await.unwrap();
+    store.append("ops", &[alert("after", 1)]).unwrap();
+    store.commit().await.unwrap();
+    assert_eq!(store.health().error(), None);
+    let usage = store.blob_usage();
+    assert!(usage.file_bytes > 2 * SEGMENT, "{usage:?}");
+    let mut expected = vec!["before".to_string()];
+    expected.extend((0..400).map(|i| format!("big {i} {padding}")));
+    expected.push("after".to_string());
+    store.close().unwrap();
+    drop(store);
+    let store = Store::open_with_segments(dir.path(), 8 << 20, SEGMENT).unwrap();
+    assert_eq!(pending_titles(&store, "ops"), expected);
+}
+
 #[test]
 fn acknowledged_alerts_survive_an_abort_through_the_write_ahead_log() {
     let dir = tempfile::tempdir().unwrap();
