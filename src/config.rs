@@ -69,6 +69,17 @@ pub struct Server {
     pub max_alerts_per_request: usize,
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
+    /// Host names (lowercase, no port) accepted besides the listen address, `localhost` and
+    /// `public_url`'s host while sluice listens on loopback (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    pub keepalive_timeout: Duration,
+    /// Most connections open at once; further clients wait in the kernel's backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +263,12 @@ struct RawServer {
     max_body: Option<RawSize>,
     max_alerts_per_request: Option<i64>,
     cache_size: Option<RawSize>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    keepalive_timeout: Option<String>,
+    max_connections: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -504,6 +521,60 @@ impl Config {
             }
         };
 
+        let mut allowed_hosts = Vec::new();
+        for (i, h) in s.allowed_hosts.iter().enumerate() {
+            let key = format!("server.allowed_hosts[{i}]");
+            let h = expand(&key, h)?.trim().to_ascii_lowercase();
+            let bare = h.trim_start_matches('[').trim_end_matches(']');
+            let name = |h: &str| {
+                h.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
+            };
+            if bare.parse::<std::net::IpAddr>().is_err() && !name(&h) {
+                return Err(fail(format!(
+                    "{key}: {h:?} is not a host name; expected a name or an IP address without scheme, port or path, e.g. \"sluice.internal\""
+                )));
+            }
+            allowed_hosts.push(bare.to_string());
+        }
+        let server_duration =
+            |key: &str, v: &Option<String>, default: Duration| -> Result<Duration, ConfigError> {
+                let Some(text) = expand_opt(key, v)? else {
+                    return Ok(default);
+                };
+                let d = parse_duration(&text).map_err(|m| fail(format!("{key}: {m}")))?;
+                if d < Duration::from_millis(10) {
+                    return Err(fail(format!("{key}: at least 10ms")));
+                }
+                Ok(d)
+            };
+        let header_timeout = server_duration(
+            "server.header_timeout",
+            &s.header_timeout,
+            Duration::from_secs(60),
+        )?;
+        let body_timeout = server_duration(
+            "server.body_timeout",
+            &s.body_timeout,
+            Duration::from_secs(60),
+        )?;
+        let keepalive_timeout = server_duration(
+            "server.keepalive_timeout",
+            &s.keepalive_timeout,
+            Duration::from_secs(75),
+        )?;
+        let max_connections = match s.max_connections {
+            None => 4096,
+            Some(n) if (1..=1_000_000).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(fail(format!(
+                    "server.max_connections: {n} is out of range; expected 1 to 1000000"
+                )));
+            }
+        };
+
         let defaults = timing(
             &Timing::default(),
             &raw.defaults,
@@ -716,6 +787,11 @@ impl Config {
                 max_body: max_body as usize,
                 max_alerts_per_request,
                 cache_bytes,
+                allowed_hosts,
+                header_timeout,
+                body_timeout,
+                keepalive_timeout,
+                max_connections,
             },
             robots,
         })

@@ -103,6 +103,7 @@ pub async fn serve(
         clock,
         metrics,
         control,
+        local: addr,
     };
     tokio::spawn(async move {
         shutdown.await;

@@ -176,6 +176,7 @@ async fn reload_changes_robots_keeping_queues_and_rate_history() {
     assert!(out.contains("removed a;"), "{out}");
     let r = reqwest::Client::new()
         .post(d.url("/v1/queue/move"))
+        .header("content-type", "application/json")
         .body(r#"{"robot": "a"}"#)
         .send()
         .await

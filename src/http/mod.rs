@@ -1,4 +1,7 @@
 //! The HTTP API (axum). Every error is JSON `{"error": "..."}` that says what was wrong and where.
+//! [`guard`] decides which requests reach it at all.
+
+pub mod guard;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +35,8 @@ pub struct AppState {
     pub clock: Clock,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub control: Control,
+    /// The address sluice listens on (the Host rule applies on loopback).
+    pub local: std::net::SocketAddr,
 }
 
 /// One request's view: the [`Live`] snapshot taken when it started, with the store open.
@@ -90,7 +95,25 @@ pub fn router(state: AppState) -> Router {
                 "no such route; see README for the API",
             )
         })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard_requests,
+        ))
         .with_state(state)
+}
+
+/// Turns away what [`guard::check`] refuses, before any route (or token check) sees it.
+async fn guard_requests(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let config = app.live.get().config;
+    match guard::check(
+        request.method(),
+        request.headers(),
+        app.local,
+        &config.server,
+    ) {
+        Ok(()) => next.run(request).await,
+        Err(r) => error(r.status, r.message),
+    }
 }
 
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
