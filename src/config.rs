@@ -388,6 +388,9 @@ impl Config {
         if a.cache_bytes != b.cache_bytes {
             changed.push("server.cache_size");
         }
+        if a.max_connections != b.max_connections {
+            changed.push("server.max_connections");
+        }
         changed
     }
 

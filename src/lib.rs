@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod digest;
+pub mod fd;
 pub mod http;
 pub mod limit;
 pub mod mention;
@@ -74,7 +75,29 @@ pub async fn serve(
     if !addr.ip().is_loopback() && config.server.auth_tokens.is_empty() {
         tracing::warn!(%addr, "listening beyond loopback without server.auth_tokens: anyone who can reach this port can post alerts");
     }
-    tracing::info!(%addr, data_dir = %store.dir().display(), robots = %config.robot_names(), "sluice is running");
+    match fd::raise_soft_limit() {
+        Some(r) if r.after > r.before => tracing::info!(
+            "open files: soft limit raised from {} to {} (the hard limit)",
+            r.before,
+            r.after
+        ),
+        Some(r) if r.after < r.hard => tracing::warn!(
+            "open files: cannot raise the soft limit {} to the hard limit {}",
+            r.before,
+            r.hard
+        ),
+        Some(r) => tracing::info!("open files: soft limit {} (the hard limit)", r.after),
+        None => {}
+    }
+    let (connections, fd_limit) = http::listen::connection_budget(config.server.max_connections);
+    if connections < config.server.max_connections {
+        tracing::warn!(
+            "server.max_connections = {} lowered to {connections}: the open-files limit is {}, and the store needs descriptors too",
+            config.server.max_connections,
+            fd_limit.unwrap_or(0)
+        );
+    }
+    tracing::info!(%addr, data_dir = %store.dir().display(), robots = %config.robot_names(), max_connections = connections, "sluice is running");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = crate::metrics::Metrics::new();
@@ -109,12 +132,25 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let mut http_stop = stop_rx.clone();
-    let served = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(async move {
-            let _ = http_stop.wait_for(|stop| *stop).await;
-        })
-        .await;
+    let limits = {
+        let live = live.clone();
+        move || {
+            let s = &live.get().config.server;
+            http::listen::Limits {
+                header: s.header_timeout,
+                body: s.body_timeout,
+                keepalive: s.keepalive_timeout,
+            }
+        }
+    };
+    http::listen::serve(
+        listener,
+        http::router(state),
+        connections,
+        limits,
+        stop_rx.clone(),
+    )
+    .await;
     let fatal = supervised.await.ok().flatten();
     let _ = pruning.await;
     if let Some(why) = fatal {
@@ -126,7 +162,6 @@ pub async fn serve(
         Err(why) => Err(StoreError::Io(why)),
     };
     tracing::info!("sluice stopped");
-    served.map_err(ServeError::Http)?;
     flushed?;
     Ok(())
 }

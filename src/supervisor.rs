@@ -365,6 +365,7 @@ impl Supervisor {
         next.server.listen = old.server.listen;
         next.server.data_dir = old.server.data_dir.clone();
         next.server.cache_bytes = old.server.cache_bytes;
+        next.server.max_connections = old.server.max_connections;
         // Mentions and links use these, so every robot restarts when they change.
         let shared_changed =
             old.owners != next.owners || old.server.public_url != next.server.public_url;

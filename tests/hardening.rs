@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 use support::daemon::{Daemon, num};
 
@@ -155,4 +157,270 @@ async fn a_web_page_cannot_post_alerts_trigger_actions_or_read_the_api() {
     assert!(out.contains("ops"), "{out}");
     assert_eq!(num(&d.robot_status("ops").await, "pending"), 2);
     d.stop().await;
+}
+
+const SHORT_TIMEOUTS: &str = r#"
+[server]
+listen = "{listen}"
+data_dir = "{data_dir}"
+header_timeout = "400ms"
+body_timeout = "400ms"
+keepalive_timeout = "300ms"
+max_connections = 40
+
+[defaults]
+window = "1h"
+
+[robots.ops]
+provider = "console"
+"#;
+
+/// Reads until the server closes the connection (or `within` passes); returns what it sent.
+async fn read_to_close(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Finding 5: with no header, body or idle timeout and no connection limit, 3 000 idle and 10
+/// slowloris connections all stayed open for 132 s, and half-sent bodies held memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_cut_off_with_408_and_do_not_block_others() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = support::daemon::ChildDaemon::start(SHORT_TIMEOUTS, dir.path());
+    d.wait_healthy().await;
+    let started = Instant::now();
+    // Twice the connection limit, saying nothing.
+    let mut idle = Vec::new();
+    for _ in 0..80 {
+        idle.push(TcpStream::connect(d.addr).await.unwrap());
+    }
+    // A slowloris: a header line every 100 ms, never the blank line that ends them.
+    let mut loris = TcpStream::connect(d.addr).await.unwrap();
+    loris
+        .write_all(b"POST /v1/alerts HTTP/1.1\r\nhost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let dripping = tokio::spawn(async move {
+        for i in 0..40 {
+            if loris
+                .write_all(format!("x-drip-{i}: 1\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        loris
+    });
+    // A body announced, a tenth of it sent.
+    let mut half = TcpStream::connect(d.addr).await.unwrap();
+    half.write_all(
+        b"POST /v1/alerts HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"title\":",
+    )
+    .await
+    .unwrap();
+    let answer = read_to_close(&mut half, Duration::from_secs(5))
+        .await
+        .expect("closed");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("server.body_timeout"), "{answer}");
+    let mut loris = dripping.await.unwrap();
+    let answer = read_to_close(&mut loris, Duration::from_secs(5))
+        .await
+        .expect("closed");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("server.header_timeout"), "{answer}");
+    for (i, c) in idle.iter_mut().enumerate() {
+        let said = read_to_close(c, Duration::from_secs(5)).await;
+        assert_eq!(
+            said.as_deref(),
+            Some(""),
+            "idle connection {i} not closed in silence"
+        );
+    }
+    // The first 40 were closed after 400 ms, the rest waited in the backlog and then had their
+    // own 400 ms: seconds, not minutes.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    // A keep-alive connection that goes quiet after its request is closed too, without a 408.
+    let mut kept = TcpStream::connect(d.addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut kept, Duration::from_secs(5))
+        .await
+        .expect("closed");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && !answer.contains("408"),
+        "{answer}"
+    );
+    // Meanwhile everyone else is served.
+    let posted = reqwest::Client::new()
+        .post(d.url("/v1/alerts"))
+        .json(&json!({"title": "still here"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 202);
+    let (code, took) = d.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", d.stderr());
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+const DEFAULT_TIMEOUTS: &str = r#"
+[server]
+listen = "{listen}"
+data_dir = "{data_dir}"
+
+[defaults]
+window = "1h"
+
+[robots.ops]
+provider = "console"
+"#;
+
+/// Finding 5: one slowloris client kept SIGTERM from finishing for 25 s; the README promises 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_cannot_keep_shutdown_from_finishing_within_five_seconds() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = support::daemon::ChildDaemon::start(DEFAULT_TIMEOUTS, dir.path());
+    d.wait_healthy().await;
+    let mut loris = TcpStream::connect(d.addr).await.unwrap();
+    loris
+        .write_all(b"POST /v1/alerts HTTP/1.1\r\nhost: 127.0.0.1\r\nx-a: 1\r\n")
+        .await
+        .unwrap();
+    let mut half = TcpStream::connect(d.addr).await.unwrap();
+    half.write_all(
+        b"POST /v1/alerts HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let _idle = TcpStream::connect(d.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (code, took) = d.terminate(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{}", d.stderr());
+    assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
+}
+
+/// Starts the binary with its open-files limit set to `soft`/`hard` first.
+fn with_nofile(soft: u64, hard: u64) -> impl Fn(&mut std::process::Command) + Send + Sync {
+    move |cmd| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only setrlimit runs, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                let l = libc::rlimit {
+                    rlim_cur: soft as libc::rlim_t,
+                    rlim_max: hard as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+}
+
+/// The "Max open files" soft and hard limits of a running process.
+fn open_files_limit(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    let mut parts = line["Max open files".len()..].split_whitespace();
+    (
+        parts.next().unwrap().to_string(),
+        parts.next().unwrap().to_string(),
+    )
+}
+
+/// Finding 6: sluice kept the inherited soft limit (1 024 under a default systemd unit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_files_soft_limit_is_raised_to_the_hard_limit_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = support::daemon::ChildDaemon::start_with(
+        DEFAULT_TIMEOUTS,
+        dir.path(),
+        with_nofile(300, 4096),
+    );
+    d.wait_healthy().await;
+    assert_eq!(open_files_limit(d.pid()), ("4096".into(), "4096".into()));
+    let log = d.stderr();
+    assert!(log.contains("soft limit raised from 300 to 4096"), "{log}");
+    let (code, _) = d.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+}
+
+/// Finding 6: at descriptor exhaustion sluice must go on accepting once descriptors are free,
+/// and clients must never take the ones the store needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_beyond_the_descriptor_budget_wait_and_the_store_keeps_working() {
+    use tokio::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    // The hard limit is low too: nothing to raise to.
+    let mut d = support::daemon::ChildDaemon::start_with(
+        DEFAULT_TIMEOUTS,
+        dir.path(),
+        with_nofile(300, 300),
+    );
+    d.wait_healthy().await;
+    let log = d.stderr();
+    assert!(
+        log.contains("server.max_connections = 4096 lowered to 150"),
+        "{log}"
+    );
+    // More clients than the budget: 150 are accepted, the rest wait in the listen backlog
+    // (128), and none takes a descriptor the store needs.
+    let mut held = Vec::new();
+    for _ in 0..250 {
+        held.push(TcpStream::connect(d.addr).await.unwrap());
+    }
+    let http = reqwest::Client::new();
+    let waiting = http
+        .get(d.url("/healthz"))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(waiting.is_err(), "the budget was not full: {waiting:?}");
+    // The first clients go away: their descriptors are free again and sluice accepts the rest.
+    held.drain(..150);
+    for i in 0..50 {
+        let r = http
+            .post(d.url("/v1/alerts"))
+            .json(&json!({"title": format!("after {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+    }
+    let status = d.status().await;
+    assert_eq!(status["store"]["error"], Value::Null, "{status}");
+    assert_eq!(status["robots"][0]["pending"], 50, "{status}");
+    let (code, _) = d.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", d.stderr());
 }

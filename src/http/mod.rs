@@ -2,6 +2,7 @@
 //! [`guard`] decides which requests reach it at all.
 
 pub mod guard;
+pub mod listen;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -227,9 +228,17 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes,
     {
         return Err(Box::new(too_large(len, max)));
     }
-    to_bytes(body, max)
-        .await
-        .map_err(|_| Box::new(too_large(max + 1, max)))
+    to_bytes(body, max).await.map_err(|e| {
+        // The body failed: its deadline passed (408), or it outgrew `max` (413).
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if let Some(t) = c.downcast_ref::<listen::BodyTimeout>() {
+                return Box::new(listen::body_timeout_response(t));
+            }
+            cause = c.source();
+        }
+        Box::new(too_large(max + 1, max))
+    })
 }
 
 fn rejected(e: AlertError) -> Response {
@@ -717,9 +726,13 @@ struct ReplayRequest {
     to: Option<String>,
 }
 
-async fn post_replay(State(app): State<AppState>, body: Bytes) -> Response {
+async fn post_replay(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let state = match app.ctx() {
         Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let body = match read_body(&headers, body, state.config.server.max_body).await {
+        Ok(b) => b,
         Err(r) => return *r,
     };
     let req: ReplayRequest = match optional_json(
@@ -927,9 +940,18 @@ struct RedeliverRequest {
 
 /// Queues a delivered digest's alerts again, for its own robot or `to`; they go out as new
 /// digests, within the limits.
-async fn post_redeliver(State(app): State<AppState>, Path(id): Path<u64>, body: Bytes) -> Response {
+async fn post_redeliver(
+    State(app): State<AppState>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let state = match app.ctx() {
         Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let body = match read_body(&headers, body, state.config.server.max_body).await {
+        Ok(b) => b,
         Err(r) => return *r,
     };
     let req: RedeliverRequest = match optional_json(&body, "{\"to\": \"ROBOT\"} (optional)") {
@@ -994,7 +1016,12 @@ struct MoveRequest {
 }
 
 /// Moves the queue of a robot removed from the config to a configured robot.
-async fn post_move(State(app): State<AppState>, body: Bytes) -> Response {
+async fn post_move(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let max = app.live.get().config.server.max_body;
+    let body = match read_body(&headers, body, max).await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
     let req: MoveRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {

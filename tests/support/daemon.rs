@@ -180,11 +180,22 @@ pub struct ChildDaemon {
     pub config_path: PathBuf,
     pub stderr_path: PathBuf,
     child: Option<Child>,
+    /// Applied to the command before every spawn (limits, environment).
+    configure: Box<dyn Fn(&mut Command) + Send + Sync>,
 }
 
 impl ChildDaemon {
     /// Writes the config into `dir/sluice.toml` (data in `dir/data`) and starts the binary.
     pub fn start(template: &str, dir: &Path) -> ChildDaemon {
+        ChildDaemon::start_with(template, dir, |_| {})
+    }
+
+    /// Like [`start`](Self::start), with `configure` applied to the command before each spawn.
+    pub fn start_with(
+        template: &str,
+        dir: &Path,
+        configure: impl Fn(&mut Command) + Send + Sync + 'static,
+    ) -> ChildDaemon {
         let addr = free_port();
         let config_path = dir.join("sluice.toml");
         std::fs::write(
@@ -197,6 +208,7 @@ impl ChildDaemon {
             config_path,
             stderr_path: dir.join("stderr.log"),
             child: None,
+            configure: Box::new(configure),
         };
         d.spawn();
         d
@@ -208,15 +220,15 @@ impl ChildDaemon {
             .append(true)
             .open(&self.stderr_path)
             .expect("stderr log");
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["serve", "-c"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.args(["serve", "-c"])
             .arg(&self.config_path)
             .env("RUST_LOG", "sluice=debug,info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn sluice");
+            .stderr(stderr);
+        (self.configure)(&mut cmd);
+        let child = cmd.spawn().expect("spawn sluice");
         self.child = Some(child);
     }
 
@@ -261,6 +273,11 @@ impl ChildDaemon {
             .json()
             .await
             .expect("status JSON")
+    }
+
+    /// The process id of the running process.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Sends a signal by name ("HUP", "TERM") to the running process.
