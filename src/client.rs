@@ -493,6 +493,11 @@ pub fn status_table(status: &Value) -> String {
     if let Some(e) = status["store"]["error"].as_str() {
         out.push_str(&format!("store: {e}\n"));
     }
+    for f in status["faults"].as_array().unwrap_or(&empty) {
+        if let Some(f) = f.as_str() {
+            out.push_str(&format!("fault: {f}\n"));
+        }
+    }
     out
 }
 

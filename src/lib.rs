@@ -105,7 +105,8 @@ pub async fn serve(
     let (supervisor, live, control) =
         Supervisor::start(config, store, clock, metrics.clone(), stop_rx.clone())?;
     let stop_tx = Arc::new(stop_tx);
-    let supervised = tokio::spawn({
+    let faults = live.get().faults;
+    let supervised = supervisor::spawn_watched(faults.clone(), "the supervisor".into(), {
         let stop_tx = stop_tx.clone();
         async move {
             let fatal = supervisor.run().await;
@@ -115,7 +116,11 @@ pub async fn serve(
             fatal
         }
     });
-    let pruning = tokio::spawn(supervisor::prune_loop(live.clone(), clock, stop_rx.clone()));
+    let pruning = supervisor::spawn_watched(
+        faults,
+        "the pruner".into(),
+        supervisor::prune_loop(live.clone(), clock, stop_rx.clone()),
+    );
     watchdog(live.clone(), stop_rx.clone());
     if reloadable {
         tokio::spawn(reload_on_sighup(control.clone(), stop_rx.clone()));
@@ -151,7 +156,7 @@ pub async fn serve(
         stop_rx.clone(),
     )
     .await;
-    let fatal = supervised.await.ok().flatten();
+    let fatal = supervised.await.ok().flatten().flatten();
     let _ = pruning.await;
     if let Some(why) = fatal {
         tracing::error!("{why}");

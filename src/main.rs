@@ -402,8 +402,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         c.robot_names()
                     );
                 };
-                let provider =
-                    sluice::provider::Provider::new(robot, c.server.public_url.as_deref());
+                let client = sluice::provider::http_client();
+                let provider = sluice::provider::Provider::new(
+                    robot,
+                    c.server.public_url.as_deref(),
+                    client.as_ref().map_err(String::as_str),
+                )
+                .map_err(|e| anyhow::anyhow!("--ping {name}: {e}"))?;
                 let outcome = provider.ping(robot).await;
                 use sluice::provider::Outcome;
                 return match outcome {

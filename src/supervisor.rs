@@ -7,7 +7,8 @@
 //! snapshot, replaced whole, never edited: a request works against one consistent view.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -18,7 +19,7 @@ use crate::config::{Config, ConfigError};
 use crate::limit::Clock;
 use crate::metrics::Metrics;
 use crate::provider::Provider;
-use crate::robot::{RobotHandle, RobotStatus, RobotTask, Run};
+use crate::robot::{RobotHandle, RobotStatus, RobotTask, Run, State};
 use crate::store::{DigestRecord, DigestState, Moved, Store, StoreError};
 
 /// What the running sluice looks like right now.
@@ -30,6 +31,74 @@ pub struct Live {
     pub store: Result<Arc<Store>, String>,
     /// Robots no longer configured whose alerts are still queued.
     pub orphans: Arc<BTreeMap<String, Orphan>>,
+    /// What is wrong with the process besides the store; the same for every snapshot.
+    pub faults: Arc<Faults>,
+}
+
+/// Troubles of the process that are not the store's: a task that panicked, robots that cannot
+/// be started. Each is kept under a key until what caused it is replaced; `/healthz` answers
+/// 503 and `/v1/status` lists them while any is present, so a broken sluice never looks
+/// healthy while it delivers nothing.
+#[derive(Debug, Default)]
+pub struct Faults(Mutex<BTreeMap<String, String>>);
+
+impl Faults {
+    pub fn set(&self, key: &str, why: String) {
+        self.0
+            .lock()
+            .expect("faults lock")
+            .insert(key.to_string(), why);
+    }
+
+    pub fn clear(&self, key: &str) {
+        self.0.lock().expect("faults lock").remove(key);
+    }
+
+    /// The faults' descriptions, by key.
+    pub fn list(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .expect("faults lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// What a panic said, from its payload.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(p) => p.downcast_ref::<&str>().map_or_else(
+            || "a panic without a message".to_string(),
+            |s| s.to_string(),
+        ),
+    }
+}
+
+/// Runs `task` and, should it panic, records that in `faults` under `key` (and the log)
+/// instead of letting it end in silence. The handle resolves to `None` after a panic.
+pub fn spawn_watched<T: Send + 'static>(
+    faults: Arc<Faults>,
+    key: String,
+    task: impl Future<Output = T> + Send + 'static,
+) -> JoinHandle<Option<T>> {
+    let inner = tokio::spawn(task);
+    tokio::spawn(async move {
+        match inner.await {
+            Ok(v) => Some(v),
+            Err(e) if e.is_panic() => {
+                let why = format!(
+                    "{key} panicked ({}); it is stopped until sluice is restarted (or, for a robot, until a reload changes it)",
+                    panic_message(e.into_panic())
+                );
+                tracing::error!("{why}");
+                faults.set(&key, why);
+                None
+            }
+            Err(_) => None,
+        }
+    })
 }
 
 /// The queue a robot left behind when it was removed from the config: it stays until the robot
@@ -135,9 +204,16 @@ impl Control {
     }
 }
 
+/// What woke the supervisor.
+enum Event {
+    Command(Command),
+    StoreFailed,
+    RetryClient,
+}
+
 struct Running {
     run: watch::Sender<Run>,
-    join: JoinHandle<()>,
+    join: JoinHandle<Option<()>>,
 }
 
 pub struct Supervisor {
@@ -150,7 +226,16 @@ pub struct Supervisor {
     /// When the store was last reopened, and the wait before the next try.
     reopened: Option<std::time::Instant>,
     reopen_delay: Duration,
+    /// The robots' HTTP client ([`crate::provider::http_client`]), or why it cannot be built.
+    client: Result<reqwest::Client, String>,
+    /// Configured robots not started because they need the client; retried after `client_delay`.
+    unstarted: Vec<String>,
+    client_delay: Duration,
 }
+
+/// First wait before building the HTTP client again after it failed; doubles up to a minute.
+const CLIENT_FIRST_DELAY: Duration = Duration::from_secs(1);
+const CLIENT_MAX_DELAY: Duration = Duration::from_secs(60);
 
 /// First wait between tries to reopen a failed store; it doubles up to [`REOPEN_MAX_DELAY`],
 /// also across failures that follow a reopen closely (a disk that is still full).
@@ -217,6 +302,7 @@ impl Supervisor {
             robots: Arc::new(BTreeMap::new()),
             store: Ok(store.clone()),
             orphans: Arc::new(BTreeMap::new()),
+            faults: Arc::new(Faults::default()),
         })));
         let (tx, rx) = mpsc::channel(16);
         let mut s = Supervisor {
@@ -228,6 +314,9 @@ impl Supervisor {
             stop,
             reopened: None,
             reopen_delay: REOPEN_FIRST_DELAY,
+            client: crate::provider::http_client(),
+            unstarted: Vec::new(),
+            client_delay: CLIENT_FIRST_DELAY,
         };
         s.start_robots(&store, scan, None);
         Ok((s, live, Control(tx)))
@@ -245,23 +334,71 @@ impl Supervisor {
                     None => std::future::pending().await,
                 }
             };
+            let waiting = !self.unstarted.is_empty();
+            let retry = tokio::time::sleep(self.client_delay);
             let event = tokio::select! {
-                Some(c) = self.commands.recv() => Some(c),
-                _ = failed => None,
+                Some(c) = self.commands.recv() => Event::Command(c),
+                _ = failed => Event::StoreFailed,
+                _ = retry, if waiting => Event::RetryClient,
                 _ = stopped(&mut self.stop) => break,
             };
             match event {
-                Some(command) => self.serve(command).await,
-                None => {
+                Event::Command(command) => self.serve(command).await,
+                Event::StoreFailed => {
                     if let Err(fatal) = self.reopen_store().await {
                         return Some(fatal);
                     }
                 }
+                Event::RetryClient => self.retry_client().await,
             }
         }
         let names: Vec<String> = self.tasks.keys().cloned().collect();
         self.retire(&names, Run::Shutdown).await;
         None
+    }
+
+    /// Builds the HTTP client again and, once it works, starts the robots that waited for it.
+    async fn retry_client(&mut self) {
+        self.client = crate::provider::http_client();
+        if self.client.is_err() {
+            self.client_delay = (self.client_delay * 2).min(CLIENT_MAX_DELAY);
+            self.note_unstarted();
+            return;
+        }
+        self.client_delay = CLIENT_FIRST_DELAY;
+        let live = self.live.get();
+        let Ok(store) = live.store.clone() else {
+            return; // the store's reopen starts every robot
+        };
+        let waiting = std::mem::take(&mut self.unstarted);
+        let (s, c) = (store.clone(), live.config.clone());
+        match tokio::task::spawn_blocking(move || scan(&s, &c)).await {
+            Ok(Ok(scan)) => {
+                tracing::info!(robots = ?waiting, "the HTTP client works now; starting the robots that waited for it");
+                self.start_robots(&store, scan, Some(&waiting));
+            }
+            Ok(Err(e)) => {
+                tracing::error!("cannot read the store to start the robots ({e})");
+                self.unstarted = waiting;
+            }
+            Err(_) => self.unstarted = waiting,
+        }
+    }
+
+    /// Keeps the "http client" fault in step with the robots that wait for the client.
+    fn note_unstarted(&self) {
+        let faults = self.live.get().faults;
+        match (&self.client, self.unstarted.is_empty()) {
+            (Err(why), false) => faults.set(
+                "http client",
+                format!(
+                    "{why}; robots not started: {}; sluice tries again every {} at most",
+                    self.unstarted.join(", "),
+                    humantime::format_duration(CLIENT_MAX_DELAY)
+                ),
+            ),
+            _ => faults.clear("http client"),
+        }
     }
 
     async fn serve(&mut self, command: Command) {
@@ -307,22 +444,48 @@ impl Supervisor {
                 ),
             };
             handle.status.lock().expect("status lock").dead = dead;
+            self.unstarted.retain(|n| n != name);
+            let provider = match Provider::new(
+                rc,
+                config.server.public_url.as_deref(),
+                self.client.as_ref().map_err(String::as_str),
+            ) {
+                Ok(p) => p,
+                Err(why) => {
+                    tracing::error!(robot = %name, "cannot start the robot: {why}");
+                    let mut s = handle.status.lock().expect("status lock");
+                    if s.state != State::Blocked {
+                        s.state = State::Blocked;
+                        s.since_ms = self.clock.now_ms();
+                    }
+                    s.last_error = Some(why);
+                    s.last_error_ms = Some(self.clock.now_ms());
+                    drop(s);
+                    self.unstarted.push(name.clone());
+                    robots.insert(name.clone(), handle);
+                    continue;
+                }
+            };
             let (run, rx) = watch::channel(Run::Go);
             let task = RobotTask {
                 handle: handle.clone(),
                 store: store.clone(),
-                provider: Provider::new(rc, config.server.public_url.as_deref()),
+                provider,
                 clock: self.clock,
                 run: rx,
                 public_url: config.server.public_url.clone(),
                 owners: owners.clone(),
                 outbox: scan.outboxes.remove(name).unwrap_or_default(),
             };
-            let join = tokio::spawn(task.run());
+            let key = format!("robot {name}");
+            live.faults.clear(&key);
+            let join = spawn_watched(live.faults.clone(), key, task.run());
             self.tasks.insert(name.clone(), Running { run, join });
             robots.insert(name.clone(), handle);
         }
         robots.retain(|name, _| config.robots.contains_key(name));
+        self.unstarted.retain(|n| config.robots.contains_key(n));
+        self.note_unstarted();
         for (robot, o) in &scan.orphans {
             tracing::warn!(robot = %robot, pending = o.pending, digests = o.digests, "alerts are queued for a robot that is not configured; they stay queued until it comes back or `sluice move` sends them elsewhere");
         }
@@ -620,4 +783,37 @@ pub async fn prune_loop(live: LiveCell, clock: Clock, mut stop: watch::Receiver<
 /// Resolves once `stop` says so (or its sender is gone).
 pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 10, finding 7: a task that panicked ended in silence.
+    #[tokio::test]
+    async fn a_task_that_panics_is_recorded_as_a_fault() {
+        let faults = Arc::new(Faults::default());
+        let fine = spawn_watched(faults.clone(), "robot a".into(), async { 7 });
+        assert_eq!(fine.await.unwrap(), Some(7));
+        assert!(faults.list().is_empty());
+        let broken = spawn_watched(faults.clone(), "robot b".into(), async {
+            if faults_are_real() {
+                panic!("index out of bounds: the len is 0");
+            }
+        });
+        assert_eq!(broken.await.unwrap(), None);
+        let listed = faults.list();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert!(
+            listed[0].starts_with("robot b panicked (index out of bounds: the len is 0)"),
+            "{listed:?}"
+        );
+        faults.clear("robot b");
+        assert!(faults.list().is_empty());
+    }
+
+    /// Keeps the compiler from seeing the panic above as unconditional.
+    fn faults_are_real() -> bool {
+        std::hint::black_box(true)
+    }
 }

@@ -424,3 +424,82 @@ async fn clients_beyond_the_descriptor_budget_wait_and_the_store_keeps_working()
     let (code, _) = d.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{}", d.stderr());
 }
+
+/// Finding 7: when the system's CA roots could not be read, building a robot's HTTP client
+/// panicked inside the supervisor; sluice went on answering 202 and `/healthz` ok, and
+/// delivered nothing until restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_ca_roots_are_reported_in_health_and_status_and_delivery_resumes_once_readable()
+{
+    use support::fake_robot::{FakeRobot, Limits};
+    let fake = FakeRobot::start(Limits::default()).await;
+    fake.add_robot("tok", Some("SECtest"), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let roots = dir.path().join("roots.pem");
+    let template = format!(
+        r#"
+[server]
+listen = "{{listen}}"
+data_dir = "{{data_dir}}"
+
+[defaults]
+window = "100ms"
+
+[robots.ops]
+webhook = "{}"
+secret = "SECtest"
+"#,
+        fake.webhook("tok")
+    );
+    let (file, none) = (roots.clone(), dir.path().join("no-such-dir"));
+    let mut d = support::daemon::ChildDaemon::start_with(&template, dir.path(), move |cmd| {
+        cmd.env("SSL_CERT_FILE", &file).env("SSL_CERT_DIR", &none);
+    });
+    // Not healthy, and saying why; alerts are still taken, durably.
+    let http = reqwest::Client::new();
+    let health = loop {
+        if let Ok(r) = http.get(d.url("/healthz")).send().await {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(health.status().as_u16(), 503);
+    let why = health.text().await.unwrap();
+    assert!(
+        why.contains("cannot build the HTTP client") && why.contains("ops"),
+        "{why}"
+    );
+    let posted = http
+        .post(d.url("/v1/alerts"))
+        .json(&json!({"title": "waits for the client"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 202);
+    let status = d.status().await;
+    assert_eq!(status["robots"][0]["state"], "blocked", "{status}");
+    assert!(
+        status["robots"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("CA certificates"),
+        "{status}"
+    );
+    assert!(
+        status["faults"][0]
+            .as_str()
+            .unwrap()
+            .contains("robots not started: ops"),
+        "{status}"
+    );
+    // The roots become readable: the robot starts and delivers what waited.
+    std::fs::copy("/etc/ssl/certs/ca-certificates.crt", &roots).unwrap();
+    d.wait_healthy().await;
+    fake.wait_for("tok", Duration::from_secs(10), |a| {
+        a.iter().any(|m| m.text.contains("waits for the client"))
+    })
+    .await;
+    assert_eq!(d.status().await["faults"], json!([]));
+    let (code, _) = d.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", d.stderr());
+}

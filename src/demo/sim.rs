@@ -380,7 +380,8 @@ mod tests {
         );
         let config = crate::config::Config::parse(&text, "test", &|_| None).unwrap();
         let robot = &config.robots["r"];
-        let provider = crate::provider::Provider::new(robot, None);
+        let client = crate::provider::http_client().unwrap();
+        let provider = crate::provider::Provider::new(robot, None, Ok(&client)).unwrap();
         assert_eq!(provider.ping(robot).await, crate::provider::Outcome::Ok);
         assert!(
             sim.messages("tok")[0]

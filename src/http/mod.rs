@@ -625,6 +625,7 @@ async fn get_status(State(app): State<AppState>) -> Response {
         "robots": robots,
         "unconfigured": unconfigured,
         "store": store_status,
+        "faults": live.faults.list(),
         "config": live.config.origin,
     }))
     .into_response()
@@ -990,11 +991,18 @@ async fn post_redeliver(
     Json(json!({"id": id, "alerts": d.count(), "to": target})).into_response()
 }
 
-/// `ok` while sluice can take alerts; 503 with the reason while its store is being reopened.
+/// `ok` while sluice can take and deliver alerts; 503 with the reason while its store is being
+/// reopened, or while a fault keeps it from delivering (a task panicked, robots not started).
 async fn get_healthz(State(app): State<AppState>) -> Response {
-    match app.live.get().store {
-        Ok(_) => "ok\n".into_response(),
-        Err(why) => unavailable(why),
+    let live = app.live.get();
+    if let Err(why) = live.store {
+        return unavailable(why);
+    }
+    let faults = live.faults.list();
+    if faults.is_empty() {
+        "ok\n".into_response()
+    } else {
+        unavailable(faults.join("; "))
     }
 }
 

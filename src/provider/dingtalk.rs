@@ -22,6 +22,7 @@ pub const TEXT_BUDGET: usize = DINGTALK_MAX_BODY - 1_000;
 
 pub struct DingTalk {
     client: reqwest::Client,
+    timeout: Duration,
     webhook: String,
     secret: Option<String>,
     msgtype: MsgType,
@@ -29,15 +30,11 @@ pub struct DingTalk {
 }
 
 impl DingTalk {
-    pub fn new(robot: &Robot, public_url: Option<&str>) -> DingTalk {
-        let client = reqwest::Client::builder()
-            .timeout(robot.timing.request_timeout)
-            .connect_timeout(robot.timing.request_timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the HTTP client builds with a valid configuration");
+    /// A robot sending with the process's one HTTP `client` ([`super::http_client`]).
+    pub fn new(robot: &Robot, public_url: Option<&str>, client: reqwest::Client) -> DingTalk {
         DingTalk {
             client,
+            timeout: robot.timing.request_timeout,
             webhook: robot.webhook.clone().unwrap_or_default(),
             secret: robot.secret.clone(),
             msgtype: robot.look.msgtype,
@@ -55,7 +52,11 @@ impl DingTalk {
             ),
             _ => message_body(&digest.title, &digest.text, &digest.mentions),
         };
-        let mut request = self.client.post(&self.webhook).json(&body);
+        let mut request = self
+            .client
+            .post(&self.webhook)
+            .timeout(self.timeout)
+            .json(&body);
         if let Some(secret) = &self.secret {
             // A fresh timestamp per request: DingTalk rejects one more than an hour off.
             let ts = crate::unix_ms();
