@@ -18,9 +18,10 @@
 //!    `T = ⌈period / limit⌉`: exactly `limit` per window, at the full sustained rate.
 //!    The pacer is in memory only; the log covers restarts.
 //!
-//! Time: the log uses wall-clock ms from a [`Clock`] that runs on tokio's time, so a test with a
-//! paused runtime drives both layers. governor's own `until_ready` sleeps on a real timer, so we
-//! only ever call `check()` and sleep with tokio.
+//! Time: the guard works in this process's wall-clock ms from a [`Clock`], which is the host's
+//! wall clock read once at start plus tokio's monotonic time since, so a wall-clock step inside
+//! the process moves nothing, and a test with a paused runtime drives both layers. governor's own
+//! `until_ready` sleeps on a real timer, so we only ever call `check()` and sleep with tokio.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -32,22 +33,56 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 /// Wall-clock milliseconds that advance with tokio's clock: real time normally, virtual time in a
-/// test whose runtime is paused.
+/// test whose runtime is paused. Beside it, the kernel's boot clock, advancing the same way.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     wall_at_start: i64,
+    boot_at_start: Option<Boot>,
+    /// `CLOCK_BOOTTIME − CLOCK_MONOTONIC` at start. tokio's time is monotonic and stops while the
+    /// machine is suspended; the boot clock does not, and the boot times we persist must not fall
+    /// behind the real ones (a send would then look older than it is after a restart).
+    suspended_at_start: Option<i64>,
     start: tokio::time::Instant,
+}
+
+/// A kernel boot (its id) and a time on its boot clock, in ms since it began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Boot {
+    pub id: BootId,
+    pub ms: i64,
+}
+
+/// What a [`Clock`] reads at one instant: this process's wall-clock ms and, where the kernel has
+/// them, the boot clock and boot id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    pub wall_ms: i64,
+    pub boot: Option<Boot>,
 }
 
 impl Clock {
     pub fn new() -> Clock {
-        Clock::starting_at(crate::unix_ms())
+        Clock::at(Reading {
+            wall_ms: crate::unix_ms(),
+            boot: host_boot(),
+        })
     }
 
-    /// A clock that reads `wall_ms` now (tests).
+    /// A clock that reads `wall_ms` now (tests), on the host's boot clock.
     pub fn starting_at(wall_ms: i64) -> Clock {
+        Clock::at(Reading {
+            wall_ms,
+            boot: host_boot(),
+        })
+    }
+
+    /// A clock that reads `now` now. A test seam: a test restarts sluice with the wall clock
+    /// stepped, or on another boot, without touching the machine's clocks.
+    pub fn at(now: Reading) -> Clock {
         Clock {
-            wall_at_start: wall_ms,
+            wall_at_start: now.wall_ms,
+            boot_at_start: now.boot,
+            suspended_at_start: suspended_ms(),
             start: tokio::time::Instant::now(),
         }
     }
@@ -55,12 +90,117 @@ impl Clock {
     pub fn now_ms(&self) -> i64 {
         self.wall_at_start + self.start.elapsed().as_millis() as i64
     }
+
+    /// The wall clock and the boot clock, read together.
+    pub fn reading(&self) -> Reading {
+        let elapsed = self.start.elapsed().as_millis() as i64;
+        let suspended = match (self.suspended_at_start, suspended_ms()) {
+            (Some(then), Some(now)) => (now - then).max(0),
+            _ => 0,
+        };
+        Reading {
+            wall_ms: self.wall_at_start + elapsed,
+            boot: self.boot_at_start.map(|b| Boot {
+                id: b.id,
+                ms: b.ms + elapsed + suspended,
+            }),
+        }
+    }
 }
 
 impl Default for Clock {
     fn default() -> Self {
         Clock::new()
     }
+}
+
+/// The kernel's id of the running boot (`/proc/sys/kernel/random/boot_id`, a UUID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BootId(pub u128);
+
+impl std::fmt::Display for BootId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = format!("{:032x}", self.0);
+        write!(
+            f,
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
+    }
+}
+
+impl std::str::FromStr for BootId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<BootId, String> {
+        let hex: String = s.trim().chars().filter(|&c| c != '-').collect();
+        if hex.len() != 32 {
+            return Err(format!(
+                "boot id {s:?} is not a UUID (32 hex digits, with or without dashes)"
+            ));
+        }
+        u128::from_str_radix(&hex, 16)
+            .map(BootId)
+            .map_err(|_| format!("boot id {s:?} is not a UUID (32 hex digits)"))
+    }
+}
+
+impl TryFrom<String> for BootId {
+    type Error = String;
+    fn try_from(s: String) -> Result<BootId, String> {
+        s.parse()
+    }
+}
+
+impl From<BootId> for String {
+    fn from(id: BootId) -> String {
+        id.to_string()
+    }
+}
+
+/// The running boot and its boot clock, if the kernel tells us both.
+pub fn host_boot() -> Option<Boot> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Boot {
+        id,
+        ms: boot_clock_ms()?,
+    })
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn kernel_clock_ms(clock: libc::clockid_t) -> Option<i64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the one timespec it is given a pointer to.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    // The fields are 32 bits wide on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    (rc == 0).then(|| ts.tv_sec as i64 * 1000 + ts.tv_nsec as i64 / 1_000_000)
+}
+
+/// `CLOCK_BOOTTIME`: ms since the boot began, suspend included.
+fn boot_clock_ms() -> Option<i64> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return kernel_clock_ms(libc::CLOCK_BOOTTIME);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    return None;
+}
+
+/// How long this boot has been suspended so far, in ms.
+fn suspended_ms() -> Option<i64> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return Some(kernel_clock_ms(libc::CLOCK_BOOTTIME)? - kernel_clock_ms(libc::CLOCK_MONOTONIC)?);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    return None;
 }
 
 /// governor's view of tokio's clock.
@@ -291,6 +431,47 @@ mod tests {
             "only {} sends in 10 virtual minutes",
             sent.len()
         );
+    }
+
+    const BOOT_A: BootId = BootId(0x6f1e_0a4b_52d4_4c84_9b3c_1f2e_3d4c_5b6a);
+
+    fn on(id: BootId, wall_ms: i64, boot_ms: i64) -> Reading {
+        Reading {
+            wall_ms,
+            boot: Some(Boot { id, ms: boot_ms }),
+        }
+    }
+
+    #[test]
+    fn a_boot_id_reads_and_prints_as_the_kernel_writes_it() {
+        let text = "6f1e0a4b-52d4-4c84-9b3c-1f2e3d4c5b6a";
+        let id: BootId = format!("{text}\n").parse().unwrap();
+        assert_eq!(id, BOOT_A);
+        assert_eq!(id.to_string(), text);
+        let err = "6f1e0a4b-52d4".parse::<BootId>().unwrap_err();
+        assert!(err.contains("not a UUID"), "{err}");
+        // The machine's own, where it has one.
+        if let Some(boot) = host_boot() {
+            assert!(boot.ms > 0);
+        }
+    }
+
+    /// The boot clock advances with tokio's time, as the wall clock does.
+    #[tokio::test(start_paused = true)]
+    async fn the_boot_clock_advances_with_tokio_time() {
+        let clock = Clock::at(on(BOOT_A, 1_000_000, 7_000));
+        tokio::time::sleep(Duration::from_secs(90)).await;
+        let r = clock.reading();
+        assert_eq!(r.wall_ms, 1_090_000);
+        let boot = r.boot.unwrap();
+        assert_eq!(boot.id, BOOT_A);
+        // Plus the time the machine was suspended meanwhile, if it was.
+        assert!(
+            (97_000..98_000).contains(&boot.ms),
+            "boot clock at {}",
+            boot.ms
+        );
+        assert_eq!(clock.now_ms(), 1_090_000);
     }
 
     /// A restarted guard that inherits a full log waits instead of bursting.
