@@ -7,6 +7,11 @@
 //! Pressure makes digests bigger, not more frequent: a digest is sealed only once a send permit is
 //! in hand, and while an earlier digest waits to be retried nothing new is sealed, so everything
 //! that arrives meanwhile joins one later digest.
+//!
+//! The task works on this process's [`Clock`]. The send log an earlier process left in the store,
+//! on a wall clock that may have stepped since, is brought into it once, when first read
+//! ([`crate::limit::resume`]), so a step across a restart neither lets a burst through nor holds
+//! a robot back longer than one rate period.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -199,16 +204,14 @@ impl RobotTask {
     pub async fn run(mut self) {
         let name = self.handle.config.name.clone();
         let timing = self.handle.config.timing.clone();
-        let log = match self.store.send_log(&name) {
-            // The newest send may have been in flight when the last process stopped: its answer
-            // time never reached the disk, and the robot may have counted it as late as that
-            // answer could have come. So it counts as that late.
-            Ok(mut log) => {
-                if let Some(last) = log.last_mut() {
-                    *last += timing.request_timeout.as_millis() as i64;
-                }
-                log
-            }
+        let log = match self.store.stamped_send_log(&name) {
+            // Into this process's clock once, whatever the wall clock did since the log was
+            // written; the newest send counts as late as its answer could have come.
+            Ok(stored) => crate::limit::resume(
+                &stored,
+                self.clock.reading(),
+                timing.request_timeout.as_millis() as i64,
+            ),
             Err(e) => {
                 // Without the log we cannot prove the limit; assume a full period of sends.
                 tracing::error!(robot = %name, "cannot read the send log ({e}); assuming the limit was just used up");
@@ -342,7 +345,8 @@ impl RobotTask {
             let mut stamp = self.clock.now_ms() + ahead;
             guard.record(stamp);
             let recorded = loop {
-                if let Err(e) = self.store.set_send_log(&name, &guard.log(), true) {
+                let stored = self.clock.stored(&guard.log());
+                if let Err(e) = self.store.set_stamped_send_log(&name, &stored, true) {
                     break Err(e);
                 }
                 let flushed = self.clock.now_ms();
@@ -365,7 +369,9 @@ impl RobotTask {
             };
             let done = self.clock.now_ms();
             guard.complete(done);
-            let _ = self.store.set_send_log(&name, &guard.log(), false);
+            let _ = self
+                .store
+                .set_stamped_send_log(&name, &self.clock.stored(&guard.log()), false);
             digest.attempts += 1;
 
             // 5. Act on the answer.
