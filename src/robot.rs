@@ -8,10 +8,11 @@
 //! in hand, and while an earlier digest waits to be retried nothing new is sealed, so everything
 //! that arrives meanwhile joins one later digest.
 //!
-//! The task works on this process's [`Clock`]. The send log an earlier process left in the store,
-//! on a wall clock that may have stepped since, is brought into it once, when first read
-//! ([`crate::limit::resume`]), so a step across a restart neither lets a burst through nor holds
-//! a robot back longer than one rate period.
+//! The task works on this process's [`Clock`]. Times an earlier process left in the store, on a
+//! wall clock that may have stepped since, are brought into it once, when first read: the send
+//! log by [`crate::limit::resume`], the oldest pending alert's receipt by `OldestPending`. So a
+//! step across a restart neither lets a burst through nor holds a robot back longer than one rate
+//! period or one window.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -200,6 +201,30 @@ impl Jitter {
     }
 }
 
+/// When the oldest pending alert counts as received, for its window. Its `received_ms` is on the
+/// wall clock of the process that took it in; one whose clock was ahead (stepped back since, across
+/// a restart) left a time in this process's future, which would hold the digest back for the
+/// whole step. That alert was received before this task first saw it, so it counts as received
+/// no later than that. Bounding it by "now" on every loop instead would keep it in the future.
+#[derive(Debug, Default)]
+struct OldestPending {
+    /// The `received_ms` last seen as the oldest, and when it was first seen.
+    seen: Option<(i64, i64)>,
+}
+
+impl OldestPending {
+    fn received(&mut self, received_ms: i64, now_ms: i64) -> i64 {
+        let first_seen = match self.seen {
+            Some((r, at)) if r == received_ms => at,
+            _ => {
+                self.seen = Some((received_ms, now_ms));
+                now_ms
+            }
+        };
+        received_ms.min(first_seen)
+    }
+}
+
 impl RobotTask {
     pub async fn run(mut self) {
         let name = self.handle.config.name.clone();
@@ -227,6 +252,7 @@ impl RobotTask {
         let mut trouble_since: Option<i64> = None;
         let mut catch_up: Option<(i64, i64)> = None;
         let mut jitter = Jitter::new(&name);
+        let mut oldest_pending = OldestPending::default();
         self.update(|s| {
             s.outbox = outbox.len();
             s.recent_sends = guard.log();
@@ -245,6 +271,7 @@ impl RobotTask {
             if outbox.is_empty() {
                 match self.store.oldest_pending_ms(&name) {
                     Ok(None) => {
+                        oldest_pending = OldestPending::default();
                         self.set_state(State::Idle, now);
                         let wake = self.handle.wake.clone();
                         tokio::select! {
@@ -254,6 +281,7 @@ impl RobotTask {
                         continue;
                     }
                     Ok(Some(oldest)) => {
+                        let oldest = oldest_pending.received(oldest, now);
                         let ready = oldest + timing.window.as_millis() as i64;
                         if now < ready {
                             self.set_state(State::Waiting, now);
@@ -536,6 +564,21 @@ mod tests {
             prop_assert!(d >= nominal / 2, "{d:?} < half of {nominal:?}");
             prop_assert!(d <= nominal + Duration::from_millis(1), "{d:?} > {nominal:?}");
         }
+    }
+
+    #[test]
+    fn an_alert_from_the_future_counts_as_received_when_first_seen() {
+        let mut o = OldestPending::default();
+        // An alert of this process: its own time.
+        assert_eq!(o.received(1_000, 1_500), 1_000);
+        assert_eq!(o.received(1_000, 9_000), 1_000);
+        // One stamped an hour ahead: when it was first seen, and it stays so as time passes.
+        let ahead = 10_000 + 3_600_000;
+        assert_eq!(o.received(ahead, 10_000), 10_000);
+        assert_eq!(o.received(ahead, 12_000), 10_000);
+        // The next one is measured from when it became the oldest.
+        assert_eq!(o.received(ahead + 5, 13_000), 13_000);
+        assert_eq!(o.received(14_000, 14_500), 14_000);
     }
 
     #[test]

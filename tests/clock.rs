@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sluice::limit::{Boot, BootId, Clock, Reading, StoredLog};
 use sluice::store::Store;
-use support::daemon::{post_json, render_config};
+use support::daemon::{footers_total, post_json, render_config};
 use support::fake_robot::{FakeRobot, Limits};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -243,6 +243,36 @@ async fn a_wall_clock_stepped_forward_across_a_reboot_does_not_burst() {
     let after = restart_with_a_full_send_log(rebooted).await;
     after.assert_no_burst();
     after.assert_no_stall();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_received_while_the_clock_was_ahead_wait_no_longer_than_the_window() {
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let window = Duration::from_secs(2);
+    let template = config(&fake, "2s");
+    // Alerts in, and a restart before their window closes; the wall clock then steps back.
+    let first = Sluice::start(&template, dir.path(), Clock::new()).await;
+    for i in 0..5 {
+        first.post(&format!("while the clock was ahead #{i}")).await;
+    }
+    first.stop().await;
+    assert!(fake.requests(TOKEN).is_empty(), "sent before the restart");
+
+    let restarted = Instant::now();
+    let second = Sluice::start(&template, dir.path(), stepped(-HOUR_MS)).await;
+    let got = fake
+        .wait_for(TOKEN, window + SLACK + Duration::from_secs(1), |a| {
+            footers_total(a) >= 5
+        })
+        .await;
+    let waited = got[0].at.duration_since(restarted);
+    assert!(
+        waited <= window + SLACK,
+        "the digest came {waited:?} after the restart (window {window:?})"
+    );
+    assert_eq!(footers_total(&got), 5);
+    second.stop().await;
 }
 
 /// The fake robot's skewed clock, on its own: it refuses a host-signed timestamp as DingTalk
