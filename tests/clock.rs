@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sluice::limit::{Boot, BootId, Clock, Reading, StoredLog};
 use sluice::store::Store;
-use support::daemon::{footers_total, post_json, render_config};
+use support::daemon::{footers_total, post_json, render_config, run_cli};
 use support::fake_robot::{FakeRobot, Limits};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -111,6 +111,19 @@ impl Sluice {
         let body = json!({"title": title, "severity": "error"});
         let (status, answer) = post_json(&self.http, &self.url("/v1/alerts"), &body).await;
         assert_eq!(status, 202, "{answer}");
+    }
+
+    async fn robot_status(&self) -> Value {
+        let s: Value = self
+            .http
+            .get(self.url("/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        s["robots"][0].clone()
     }
 
     async fn stop(self) {
@@ -273,6 +286,38 @@ async fn alerts_received_while_the_clock_was_ahead_wait_no_longer_than_the_windo
     );
     assert_eq!(footers_total(&got), 5);
     second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_timestamp_answer_says_how_far_the_host_clock_is_off() {
+    let fake = fake().await;
+    // The robot's clock is two hours ahead of the host's: our signatures are two hours old to it.
+    fake.set_clock_skew(2 * HOUR_MS);
+    let dir = tempfile::tempdir().unwrap();
+    let d = Sluice::start(&config(&fake, "0s"), dir.path(), Clock::new()).await;
+    d.post("signed with the host's clock").await;
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        let s = d.robot_status().await;
+        if s["state"] == "blocked" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "never blocked: {s}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let error = status["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("invalid timestamp")
+            && error.contains("the host clock is 2h 0m behind the robot's (its Date header: "),
+        "{status}"
+    );
+    // `sluice status` shows it as well.
+    let (code, table, _) = run_cli(&["status", "--server", &d.addr.to_string()], None, &[]);
+    assert_eq!(code, 0);
+    assert!(table.contains("the host clock is 2h 0m behind"), "{table}");
+    d.stop().await;
+    assert!(fake.accepted(TOKEN).is_empty());
 }
 
 /// The fake robot's skewed clock, on its own: it refuses a host-signed timestamp as DingTalk
