@@ -63,7 +63,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let clock = Clock::new();
+    serve_with_clock(config, listener, Clock::new(), shutdown).await
+}
+
+/// [`serve`] on a given clock. A test seam: a test restarts sluice on the same data with the wall
+/// clock stepped (or on another boot, see [`Clock::at`]) without changing the machine's time.
+pub async fn serve_with_clock(
+    config: Config,
+    listener: TcpListener,
+    clock: Clock,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let data_dir = config.server.data_dir.clone();
     let cache = config.server.cache_bytes;
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, cache))

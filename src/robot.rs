@@ -7,6 +7,12 @@
 //! Pressure makes digests bigger, not more frequent: a digest is sealed only once a send permit is
 //! in hand, and while an earlier digest waits to be retried nothing new is sealed, so everything
 //! that arrives meanwhile joins one later digest.
+//!
+//! The task works on this process's [`Clock`]. Times an earlier process left in the store, on a
+//! wall clock that may have stepped since, are brought into it once, when first read: the send
+//! log by [`crate::limit::resume`], the oldest pending alert's receipt by `OldestPending`. So a
+//! step across a restart neither lets a burst through nor holds a robot back longer than one rate
+//! period or one window.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -195,20 +201,42 @@ impl Jitter {
     }
 }
 
+/// When the oldest pending alert counts as received, for its window. Its `received_ms` is on the
+/// wall clock of the process that took it in; one whose clock was ahead (stepped back since, across
+/// a restart) left a time in this process's future, which would hold the digest back for the
+/// whole step. That alert was received before this task first saw it, so it counts as received
+/// no later than that. Bounding it by "now" on every loop instead would keep it in the future.
+#[derive(Debug, Default)]
+struct OldestPending {
+    /// The `received_ms` last seen as the oldest, and when it was first seen.
+    seen: Option<(i64, i64)>,
+}
+
+impl OldestPending {
+    fn received(&mut self, received_ms: i64, now_ms: i64) -> i64 {
+        let first_seen = match self.seen {
+            Some((r, at)) if r == received_ms => at,
+            _ => {
+                self.seen = Some((received_ms, now_ms));
+                now_ms
+            }
+        };
+        received_ms.min(first_seen)
+    }
+}
+
 impl RobotTask {
     pub async fn run(mut self) {
         let name = self.handle.config.name.clone();
         let timing = self.handle.config.timing.clone();
-        let log = match self.store.send_log(&name) {
-            // The newest send may have been in flight when the last process stopped: its answer
-            // time never reached the disk, and the robot may have counted it as late as that
-            // answer could have come. So it counts as that late.
-            Ok(mut log) => {
-                if let Some(last) = log.last_mut() {
-                    *last += timing.request_timeout.as_millis() as i64;
-                }
-                log
-            }
+        let log = match self.store.stamped_send_log(&name) {
+            // Into this process's clock once, whatever the wall clock did since the log was
+            // written; the newest send counts as late as its answer could have come.
+            Ok(stored) => crate::limit::resume(
+                &stored,
+                self.clock.reading(),
+                timing.request_timeout.as_millis() as i64,
+            ),
             Err(e) => {
                 // Without the log we cannot prove the limit; assume a full period of sends.
                 tracing::error!(robot = %name, "cannot read the send log ({e}); assuming the limit was just used up");
@@ -224,6 +252,7 @@ impl RobotTask {
         let mut trouble_since: Option<i64> = None;
         let mut catch_up: Option<(i64, i64)> = None;
         let mut jitter = Jitter::new(&name);
+        let mut oldest_pending = OldestPending::default();
         self.update(|s| {
             s.outbox = outbox.len();
             s.recent_sends = guard.log();
@@ -242,6 +271,7 @@ impl RobotTask {
             if outbox.is_empty() {
                 match self.store.oldest_pending_ms(&name) {
                     Ok(None) => {
+                        oldest_pending = OldestPending::default();
                         self.set_state(State::Idle, now);
                         let wake = self.handle.wake.clone();
                         tokio::select! {
@@ -251,6 +281,7 @@ impl RobotTask {
                         continue;
                     }
                     Ok(Some(oldest)) => {
+                        let oldest = oldest_pending.received(oldest, now);
                         let ready = oldest + timing.window.as_millis() as i64;
                         if now < ready {
                             self.set_state(State::Waiting, now);
@@ -342,7 +373,8 @@ impl RobotTask {
             let mut stamp = self.clock.now_ms() + ahead;
             guard.record(stamp);
             let recorded = loop {
-                if let Err(e) = self.store.set_send_log(&name, &guard.log(), true) {
+                let stored = self.clock.stored(&guard.log());
+                if let Err(e) = self.store.set_stamped_send_log(&name, &stored, true) {
                     break Err(e);
                 }
                 let flushed = self.clock.now_ms();
@@ -365,7 +397,9 @@ impl RobotTask {
             };
             let done = self.clock.now_ms();
             guard.complete(done);
-            let _ = self.store.set_send_log(&name, &guard.log(), false);
+            let _ = self
+                .store
+                .set_stamped_send_log(&name, &self.clock.stored(&guard.log()), false);
             digest.attempts += 1;
 
             // 5. Act on the answer.
@@ -530,6 +564,21 @@ mod tests {
             prop_assert!(d >= nominal / 2, "{d:?} < half of {nominal:?}");
             prop_assert!(d <= nominal + Duration::from_millis(1), "{d:?} > {nominal:?}");
         }
+    }
+
+    #[test]
+    fn an_alert_from_the_future_counts_as_received_when_first_seen() {
+        let mut o = OldestPending::default();
+        // An alert of this process: its own time.
+        assert_eq!(o.received(1_000, 1_500), 1_000);
+        assert_eq!(o.received(1_000, 9_000), 1_000);
+        // One stamped an hour ahead: when it was first seen, and it stays so as time passes.
+        let ahead = 10_000 + 3_600_000;
+        assert_eq!(o.received(ahead, 10_000), 10_000);
+        assert_eq!(o.received(ahead, 12_000), 10_000);
+        // The next one is measured from when it became the oldest.
+        assert_eq!(o.received(ahead + 5, 13_000), 13_000);
+        assert_eq!(o.received(14_000, 14_500), 14_000);
     }
 
     #[test]

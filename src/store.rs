@@ -8,7 +8,9 @@
 //!                                                           alert as JSON, inline)
 //! digests  <id u64 BE>                → DigestRecord (JSON)
 //! meta     "cursor" 0x00 <robot>      → u64 BE            first seq not yet in a digest
-//!          "sends"  0x00 <robot>      → [i64] (JSON)      wall-clock ms of recent sends
+//!          "sends"  0x00 <robot>      → limit::BootLog    recent sends on the wall and boot
+//!                                                         clocks, and the boot id (JSON;
+//!                                                         older stores: [wall ms])
 //!          "blobs_synced"             → blob::Watermark   blob bytes durable up to here
 //! dedup    <robot> 0x00 <dedup key>   → {seq, ms} (JSON)  a keyed alert already queued
 //! requests <Idempotency-Key>          → {ids, ms} (JSON)  the answer to a keyed request
@@ -1344,19 +1346,47 @@ impl Store {
         })
     }
 
-    /// Wall-clock ms of the robot's recent sends, oldest first.
+    /// Wall-clock ms of the robot's recent sends, oldest first, as the process that wrote them
+    /// read its clock (see [`Store::stamped_send_log`] for what they mean after a restart).
     pub fn send_log(&self, robot: &str) -> Result<Vec<i64>, StoreError> {
+        Ok(self.stamped_send_log(robot)?.wall_ms())
+    }
+
+    /// The robot's recent sends as stored: with the boot clock and boot id since boot stamps,
+    /// wall-clock ms alone in stores of earlier releases. [`crate::limit::resume`] brings either
+    /// into the running clock.
+    pub fn stamped_send_log(&self, robot: &str) -> Result<crate::limit::StoredLog, StoreError> {
         let key = meta_key("sends", robot);
-        match self.meta.get(&key)? {
-            Some(v) => decode(&key, &v),
-            None => Ok(Vec::new()),
+        let Some(v) = self.meta.get(&key)? else {
+            return Ok(crate::limit::StoredLog::Wall(Vec::new()));
+        };
+        // Earlier releases wrote a bare list; a list is never valid as the newer object.
+        if v.trim_ascii_start().starts_with(b"[") {
+            Ok(crate::limit::StoredLog::Wall(decode(&key, &v)?))
+        } else {
+            Ok(crate::limit::StoredLog::Boot(decode(&key, &v)?))
         }
+    }
+
+    /// Replaces the robot's send log with wall-clock ms alone (the format of earlier releases):
+    /// after a restart its sends count as just made.
+    pub fn set_send_log(&self, robot: &str, log: &[i64], durable: bool) -> Result<(), StoreError> {
+        self.set_stamped_send_log(robot, &crate::limit::StoredLog::Wall(log.to_vec()), durable)
     }
 
     /// Replaces the robot's send log and, if `durable`, flushes before returning: a send recorded
     /// this way counts against the limit even if the process dies during the POST.
-    pub fn set_send_log(&self, robot: &str, log: &[i64], durable: bool) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(log).map_err(|e| StoreError::Io(e.to_string()))?;
+    pub fn set_stamped_send_log(
+        &self,
+        robot: &str,
+        log: &crate::limit::StoredLog,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let bytes = match log {
+            crate::limit::StoredLog::Wall(w) => serde_json::to_vec(w),
+            crate::limit::StoredLog::Boot(b) => serde_json::to_vec(b),
+        }
+        .map_err(|e| StoreError::Io(e.to_string()))?;
         let written = self.meta.insert(meta_key("sends", robot), bytes);
         self.checked(written.map_err(StoreError::from))?;
         if durable {

@@ -67,8 +67,12 @@ impl DingTalk {
             Err(e) => Outcome::Transient(describe_transport_error(e)),
             Ok(resp) => {
                 let status = resp.status().as_u16();
+                let date = resp.headers().get(reqwest::header::DATE).cloned();
                 match resp.text().await {
-                    Ok(text) => classify(status, &text),
+                    Ok(text) => {
+                        let date = date.as_ref().and_then(|d| d.to_str().ok());
+                        note_clock_skew(classify(status, &text), date, crate::unix_ms())
+                    }
                     Err(e) => Outcome::Transient(describe_transport_error(e)),
                 }
             }
@@ -161,6 +165,52 @@ pub fn classify(status: u16, body: &str) -> Outcome {
         460101 | 101002 => Outcome::Message(why("message too long")),
         _ => Outcome::Message(why("unrecognised error")),
     }
+}
+
+/// Past this, a robot's clock and the host's differ by more than request latency and the `Date`
+/// header's whole seconds explain.
+pub const CLOCK_SKEW_NOTED: Duration = Duration::from_secs(60);
+
+/// A refused security check (errcode 310000) gets what the robot's `Date` header says of the host
+/// clock, when the two differ by more than [`CLOCK_SKEW_NOTED`]: DingTalk refuses a signature whose
+/// timestamp is more than an hour from its own clock ("invalid timestamp", but its words vary), and
+/// "fix the host's clock" is the one useful hint then. `host_ms` is the host clock as the answer
+/// came, the clock that signed the request. Pure, beside [`classify`].
+pub fn note_clock_skew(outcome: Outcome, date: Option<&str>, host_ms: i64) -> Outcome {
+    match outcome {
+        Outcome::Robot(reason) if reason.starts_with("errcode 310000 ") => {
+            match date.and_then(|d| clock_skew(d, host_ms)) {
+                Some(note) => Outcome::Robot(format!("{reason}; {note}")),
+                None => Outcome::Robot(reason),
+            }
+        }
+        other => other,
+    }
+}
+
+/// "the host clock is 2h 0m behind the robot's (its Date header: …)", or `None` when `date` is
+/// not an HTTP date or is within [`CLOCK_SKEW_NOTED`] of `host_ms`.
+pub fn clock_skew(date: &str, host_ms: i64) -> Option<String> {
+    static PARSER: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
+    let robot_ms = PARSER.parse_timestamp(date.trim()).ok()?.as_millisecond();
+    let off_ms = robot_ms - host_ms;
+    if off_ms.unsigned_abs() <= CLOCK_SKEW_NOTED.as_millis() as u64 {
+        return None;
+    }
+    // A Date header has whole seconds, and the answer took a moment to come: round, so that two
+    // hours off reads "2h 0m", not "1h 59m".
+    let secs = (off_ms.unsigned_abs() + 500) / 1000;
+    let by = if secs >= 3600 {
+        let minutes = (secs + 30) / 60;
+        format!("{}h {}m", minutes / 60, minutes % 60)
+    } else {
+        format!("{}m {}s", secs / 60, secs % 60)
+    };
+    let side = if off_ms > 0 { "behind" } else { "ahead of" };
+    Some(format!(
+        "the host clock is {by} {side} the robot's (its Date header: {}); DingTalk refuses signatures more than an hour off its clock, so set the host's time right (NTP)",
+        date.trim()
+    ))
 }
 
 /// The first 200 bytes of a text, on one line.
@@ -280,6 +330,51 @@ mod tests {
             Some(
                 "errcode 310000 (keyword, signature, timestamp or IP check failed): sign not match"
             )
+        );
+    }
+
+    #[test]
+    fn a_refused_timestamp_says_how_far_the_host_clock_is_off() {
+        let refused = || classify(200, r#"{"errcode":310000,"errmsg":"invalid timestamp"}"#);
+        let host = 1_700_000_000_000; // Tue, 14 Nov 2023 22:13:20 GMT
+        let robot_ahead = "Wed, 15 Nov 2023 00:13:20 GMT";
+        // The answer came 700 ms after the Date's whole second: still two hours.
+        let got = note_clock_skew(refused(), Some(robot_ahead), host + 700);
+        assert_eq!(got.class(), "robot");
+        let reason = got.reason().unwrap();
+        assert!(
+            reason.starts_with("errcode 310000 (keyword, signature, timestamp or IP check failed): invalid timestamp; the host clock is 2h 0m behind the robot's (its Date header: Wed, 15 Nov 2023 00:13:20 GMT)"),
+            "{reason}"
+        );
+        let robot_behind = "Tue, 14 Nov 2023 22:09:50 GMT";
+        let got = note_clock_skew(refused(), Some(robot_behind), host);
+        assert!(
+            got.reason()
+                .unwrap()
+                .contains("the host clock is 3m 30s ahead of the robot's"),
+            "{got}"
+        );
+        // Within a minute, without a Date or with an unreadable one: the answer as it was.
+        for date in [
+            Some("Tue, 14 Nov 2023 22:14:00 GMT"),
+            None,
+            Some("yesterday"),
+        ] {
+            assert_eq!(
+                note_clock_skew(refused(), date, host),
+                refused(),
+                "{date:?}"
+            );
+        }
+        // Other answers are not about the clock.
+        let throttled = classify(200, r#"{"errcode":130101,"errmsg":"send too fast"}"#);
+        assert_eq!(
+            note_clock_skew(throttled.clone(), Some(robot_ahead), host),
+            throttled
+        );
+        assert_eq!(
+            note_clock_skew(Outcome::Ok, Some(robot_ahead), host),
+            Outcome::Ok
         );
     }
 

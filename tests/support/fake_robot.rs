@@ -14,7 +14,10 @@
 //!   breach, counting *every* request that reaches a known token (rejected
 //!   ones included), because DingTalk cannot be assumed to be kinder;
 //! * injected faults ([`Fault`]) and outages ([`FakeRobot::go_offline`]), so
-//!   retry, timeout and backoff paths can be exercised.
+//!   retry, timeout and backoff paths can be exercised;
+//! * its own clock, in the `Date` header of every answer and in the check of
+//!   a signed timestamp, which [`FakeRobot::set_clock_skew`] can put off the
+//!   host's (a host whose clock is wrong, as DingTalk sees it).
 //!
 //! The server is written directly on tokio TCP with a minimal HTTP/1.1 parser
 //! instead of a web framework: that gives full control over the connection,
@@ -31,6 +34,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -291,6 +295,8 @@ struct Server {
 struct Shared {
     limits: Limits,
     tokens: Mutex<HashMap<String, TokenState>>,
+    /// How far the fake's clock is ahead of the host's, in ms (negative: behind).
+    skew_ms: AtomicI64,
 }
 
 /// A robot's security settings (安全设置).
@@ -340,6 +346,7 @@ impl TokenState {
         &mut self,
         limits: &Limits,
         now: Instant,
+        clock_ms: i64,
         params: &HashMap<String, String>,
         body: &[u8],
     ) -> Result<Accepted, (i64, &'static str)> {
@@ -361,7 +368,7 @@ impl TokenState {
             let timestamp = params
                 .get("timestamp")
                 .and_then(|t| t.parse::<i64>().ok())
-                .filter(|&t| t.abs_diff(unix_ms()) <= TIMESTAMP_TOLERANCE_MS);
+                .filter(|&t| t.abs_diff(clock_ms) <= TIMESTAMP_TOLERANCE_MS);
             let Some(timestamp) = timestamp else {
                 return Err((ERR_SECURITY, MSG_INVALID_TIMESTAMP));
             };
@@ -478,13 +485,19 @@ impl Shared {
         response
     }
 
+    /// The fake's own clock, Unix ms: the host's, put off by [`FakeRobot::set_clock_skew`].
+    fn clock_ms(&self) -> i64 {
+        unix_ms() + self.skew_ms.load(Ordering::Relaxed)
+    }
+
     /// Runs the normal checks on a request and records the outcome.
     fn process(&self, token: &str, params: &HashMap<String, String>, body: &[u8]) -> Response {
         let limits = self.limits;
+        let clock_ms = self.clock_ms();
         self.update(token, |st| {
             // Taken under the lock, so arrival times are recorded in order.
             let now = Instant::now();
-            let (code, msg) = match st.check(&limits, now, params, body) {
+            let (code, msg) = match st.check(&limits, now, clock_ms, params, body) {
                 Ok(accepted) => {
                     st.accepted.push(accepted);
                     (ERR_OK, "ok")
@@ -516,6 +529,7 @@ impl FakeRobot {
         let shared = Arc::new(Shared {
             limits,
             tokens: Mutex::new(HashMap::new()),
+            skew_ms: AtomicI64::new(0),
         });
         let server = spawn_server(listener, Arc::clone(&shared));
         FakeRobot {
@@ -579,6 +593,15 @@ impl FakeRobot {
     /// `Errcode(300001, "token is not exist")` for a revoked robot.
     pub fn set_sticky(&self, token: &str, fault: Option<Fault>) {
         self.inner.shared.update(token, |st| st.sticky = fault);
+    }
+
+    /// Runs the fake's clock `skew_ms` ahead of the host's (behind, if
+    /// negative), for every token: a signed timestamp more than
+    /// [`TIMESTAMP_TOLERANCE_MS`] off that clock is refused with 310000
+    /// "invalid timestamp", as DingTalk refuses it, and every answer's `Date`
+    /// header shows that clock. 0 (the start) is the host's clock.
+    pub fn set_clock_skew(&self, skew_ms: i64) {
+        self.inner.shared.skew_ms.store(skew_ms, Ordering::Relaxed);
     }
 
     /// Locks `token` out for `d` from now, as if another sender sharing the
@@ -758,7 +781,9 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
         Ok(Ok(request)) => shared.handle(request).await,
     };
     if let Some(response) = response {
-        let _ = stream.write_all(&response.to_bytes()).await;
+        let _ = stream
+            .write_all(&response.to_bytes(shared.clock_ms()))
+            .await;
     }
     let _ = stream.shutdown().await;
     // Closing a socket with unread input resets the connection, which can
@@ -980,7 +1005,9 @@ impl Response {
         }
     }
 
-    fn to_bytes(&self) -> Vec<u8> {
+    /// The whole answer, dated `clock_ms` (the fake's clock) as an HTTP
+    /// server dates its answers.
+    fn to_bytes(&self, clock_ms: i64) -> Vec<u8> {
         let reason = match self.status {
             200 => "OK",
             400 => "Bad Request",
@@ -997,8 +1024,16 @@ impl Response {
             504 => "Gateway Timeout",
             _ => "Fault",
         };
+        let date = jiff::Timestamp::from_millisecond(clock_ms)
+            .ok()
+            .and_then(|t| {
+                jiff::fmt::rfc2822::DateTimePrinter::new()
+                    .timestamp_to_rfc9110_string(&t)
+                    .ok()
+            })
+            .map_or(String::new(), |d| format!("Date: {d}\r\n"));
         let mut bytes = format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 {} {reason}\r\n{date}Content-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             self.status,
             self.content_type,
             self.body.len()
