@@ -12,6 +12,7 @@
 //!                                                         clocks, and the boot id (JSON;
 //!                                                         older stores: [wall ms])
 //!          "blobs_synced"             → blob::Watermark   blob bytes durable up to here
+//!          "next_digest"              → u64 BE            the next digest id
 //! dedup    <robot> 0x00 <dedup key>   → {seq, ms} (JSON)  a keyed alert already queued
 //! requests <Idempotency-Key>          → {ids, ms} (JSON)  the answer to a keyed request
 //! ```
@@ -382,7 +383,16 @@ pub struct Store {
     health: Arc<Health>,
     /// Write-ahead log records written since the last commit took them (see [`crate::wal`]).
     wal: Arc<Mutex<Vec<u8>>>,
+    /// The next digest id: dense, and never one that was used before (see [`NEXT_DIGEST`]).
+    next_digest: std::sync::atomic::AtomicU64,
 }
+
+/// `meta` key of the next digest id. Ids come from this counter, not from sled's
+/// `generate_id`, which jumps by a million after every unclean stop (users read `#10000168` as
+/// ten million digests). Each seal writes the counter in the same transaction as its record, so
+/// after a crash it is at least one past every stored digest; a seal that never committed leaves
+/// a gap of one at most, and pruned digests' ids are never used again.
+const NEXT_DIGEST: &str = "next_digest";
 
 /// Whether the store can still write. sled keeps an I/O error once it has hit one (a full disk
 /// stays "full" to it even after space is freed), so the first failed flush marks the store
@@ -553,6 +563,7 @@ impl Store {
             stats: Arc::new(CommitStats::default()),
             health: Arc::new(Health::default()),
             wal: Arc::new(Mutex::new(Vec::new())),
+            next_digest: std::sync::atomic::AtomicU64::new(1),
         };
         // sled alone must pass the damage checks (what it flushed is never lost); only then may
         // the write-ahead log add what came after its last flush.
@@ -561,6 +572,15 @@ impl Store {
         store.check_marker()?;
         let generation = store.recover_wal()?;
         store.lanes.lock().expect("lanes lock").clear();
+        let stored = store.meta.get(NEXT_DIGEST)?.map_or(1, |v| be_u64(&v));
+        let newest = store
+            .digests
+            .last()?
+            .map_or(0, |(k, _)| be_u64(&k))
+            .saturating_add(1);
+        store
+            .next_digest
+            .store(stored.max(newest), std::sync::atomic::Ordering::Relaxed);
         store.start_flusher(generation)?;
         Ok(store)
     }
@@ -1273,7 +1293,9 @@ impl Store {
                 ),
             });
         }
-        let id = self.db.generate_id()? + 1;
+        let id = self
+            .next_digest
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (rendered, mentions) = render(id, &alerts);
         let record = DigestRecord {
             id,
@@ -1299,6 +1321,11 @@ impl Store {
         (&self.digests, &self.meta).transaction(|(d, m)| {
             d.insert(&id.to_be_bytes(), bytes.as_slice())?;
             m.insert(cursor_key.as_slice(), &end.to_be_bytes())?;
+            // Seals of several robots commit in any order: the counter only moves up.
+            let stored = m.get(NEXT_DIGEST)?.map_or(0, |v| be_u64(&v));
+            if stored <= id {
+                m.insert(NEXT_DIGEST, &(id + 1).to_be_bytes())?;
+            }
             Ok(())
         })?;
         lane.lock().expect("lane lock").cursor = end;
