@@ -207,6 +207,14 @@ pub struct Timing {
     pub max_pending: u64,
 }
 
+impl Timing {
+    /// Every rolling window the robot's rate guard holds. Today one, from `rate_limit` and
+    /// `rate_period`; a platform with several limits at once adds its own here.
+    pub fn windows(&self) -> Vec<crate::limit::Window> {
+        vec![crate::limit::Window::new(self.rate_limit, self.rate_period)]
+    }
+}
+
 impl Default for Timing {
     fn default() -> Self {
         Timing {

@@ -348,29 +348,72 @@ pub fn log_wait_ms(log: &[i64], limit: usize, period_ms: i64, margin_ms: i64, no
     (kth + period_ms + margin_ms - now_ms).max(0)
 }
 
-pub struct RateGuard {
+/// One rolling window of a robot's limit: at most `limit` requests in any `period`. A platform
+/// may impose several at once (Feishu: 100 a minute and 5 a second); the guard holds them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub limit: u32,
+    pub period: Duration,
+}
+
+impl Window {
+    pub fn new(limit: u32, period: Duration) -> Window {
+        Window { limit, period }
+    }
+}
+
+/// A window as the exact log checks it.
+#[derive(Debug, Clone, Copy)]
+struct Held {
     limit: usize,
     period_ms: i64,
     margin_ms: i64,
+}
+
+pub struct RateGuard {
+    /// Every window; the first is the one status reports ("sends in the current period").
+    windows: Vec<Held>,
+    /// Entries kept: the largest limit, enough for every window's check.
+    keep: usize,
     log: VecDeque<i64>,
     pacer: Pacer,
 }
 
 impl RateGuard {
-    /// A guard that starts from a persisted log (oldest first).
+    /// A guard of one window that starts from a persisted log (oldest first).
     pub fn new(limit: u32, period: Duration, log: Vec<i64>) -> RateGuard {
-        let (burst, per) = pacer_quota(limit, period);
+        RateGuard::with_windows(&[Window::new(limit, period)], log)
+    }
+
+    /// A guard that holds every one of `windows` (at least one), from a persisted log. The
+    /// pacer spaces sends by the slowest sustained rate among them, `T = max ⌈period/limit⌉`,
+    /// so that with burst 1 it admits at most `⌈W/T⌉ ≤ limit` in each window `W`.
+    pub fn with_windows(windows: &[Window], log: Vec<i64>) -> RateGuard {
+        assert!(!windows.is_empty(), "a rate guard needs a window");
+        let per = windows
+            .iter()
+            .map(|w| pacer_quota(w.limit, w.period).1)
+            .max()
+            .expect("at least one window");
         let quota = Quota::with_period(per)
             .expect("period is positive")
-            .allow_burst(NonZeroU32::new(burst).expect("burst is at least 1"));
+            .allow_burst(NonZeroU32::new(1).expect("1 is not 0"));
+        let held: Vec<Held> = windows
+            .iter()
+            .map(|w| Held {
+                limit: w.limit as usize,
+                period_ms: w.period.as_millis() as i64,
+                margin_ms: margin(w.period).as_millis() as i64,
+            })
+            .collect();
+        let keep = held.iter().map(|w| w.limit).max().unwrap_or(1);
         let mut log: VecDeque<i64> = log.into();
-        while log.len() > limit as usize {
+        while log.len() > keep {
             log.pop_front();
         }
         RateGuard {
-            limit: limit as usize,
-            period_ms: period.as_millis() as i64,
-            margin_ms: margin(period).as_millis() as i64,
+            windows: held,
+            keep,
             log,
             pacer: RateLimiter::direct_with_clock(quota, TokioClock),
         }
@@ -380,7 +423,12 @@ impl RateGuard {
     /// send); otherwise how long to wait before asking again.
     pub fn acquire(&mut self, now_ms: i64) -> Result<(), Duration> {
         let log = self.log.make_contiguous();
-        let wait = log_wait_ms(log, self.limit, self.period_ms, self.margin_ms, now_ms);
+        let wait = self
+            .windows
+            .iter()
+            .map(|w| log_wait_ms(log, w.limit, w.period_ms, w.margin_ms, now_ms))
+            .max()
+            .unwrap_or(0);
         if wait > 0 {
             return Err(Duration::from_millis(wait as u64));
         }
@@ -396,7 +444,7 @@ impl RateGuard {
     /// Notes a request starting at `at_ms`. Persist [`log`](Self::log) durably before sending.
     pub fn record(&mut self, at_ms: i64) {
         self.log.push_back(at_ms);
-        while self.log.len() > self.limit {
+        while self.log.len() > self.keep {
             self.log.pop_front();
         }
     }
@@ -419,16 +467,15 @@ impl RateGuard {
         self.log.iter().copied().collect()
     }
 
-    /// Requests in the trailing period, for status.
+    /// Requests in the first window's trailing period, for status.
     pub fn sends_in_period(&self, now_ms: i64) -> usize {
-        self.log
-            .iter()
-            .filter(|&&t| t > now_ms - self.period_ms)
-            .count()
+        let period_ms = self.windows[0].period_ms;
+        self.log.iter().filter(|&&t| t > now_ms - period_ms).count()
     }
 
+    /// The first window's limit, for status.
     pub fn limit(&self) -> usize {
-        self.limit
+        self.windows[0].limit
     }
 }
 
@@ -503,6 +550,75 @@ mod tests {
             arrivals.sort();
             prop_assert!(max_in_window(&arrivals, period_ms) <= limit);
         }
+    }
+
+    proptest! {
+        /// With several windows at once, the whole guard (exact log and pacer together) keeps
+        /// every window, whatever the arrival pattern; and it still uses the tightest budget.
+        #[test]
+        fn several_windows_are_all_held(
+            windows in proptest::collection::vec((1u32..12, 50u64..3_000), 1..4),
+            gaps in proptest::collection::vec(0u64..400, 1..300),
+            latency in 0u64..60,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let windows: Vec<Window> = windows
+                .iter()
+                .map(|&(l, p)| Window::new(l, Duration::from_millis(p)))
+                .collect();
+            let sent = rt.block_on(async {
+                let clock = Clock::starting_at(1_700_000_000_000);
+                let mut guard = RateGuard::with_windows(&windows, Vec::new());
+                let mut sent = Vec::new();
+                for gap in &gaps {
+                    tokio::time::sleep(Duration::from_millis(*gap)).await;
+                    if guard.acquire(clock.now_ms()).is_ok() {
+                        guard.record(clock.now_ms());
+                        sent.push(clock.now_ms());
+                        tokio::time::sleep(Duration::from_millis(latency)).await;
+                        guard.complete(clock.now_ms());
+                    }
+                }
+                sent
+            });
+            for w in &windows {
+                let most = max_in_window(&sent, w.period.as_millis() as i64);
+                prop_assert!(most <= w.limit as usize, "{most} in {w:?}: {sent:?}");
+            }
+        }
+    }
+
+    /// Feishu's two limits at once, asked continuously: 5 in any second and 100 in any minute,
+    /// and close to 100 a minute over ten minutes.
+    #[tokio::test(start_paused = true)]
+    async fn a_per_second_and_a_per_minute_window_hold_together() {
+        let clock = Clock::starting_at(1_700_000_000_000);
+        let windows = [
+            Window::new(100, Duration::from_secs(60)),
+            Window::new(5, Duration::from_secs(1)),
+        ];
+        let mut guard = RateGuard::with_windows(&windows, Vec::new());
+        let mut sent = Vec::new();
+        let end = clock.now_ms() + 10 * 60_000;
+        while clock.now_ms() < end {
+            match guard.acquire(clock.now_ms()) {
+                Ok(()) => {
+                    guard.record(clock.now_ms());
+                    sent.push(clock.now_ms());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    guard.complete(clock.now_ms());
+                }
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+        assert!(max_in_window(&sent, 1_000) <= 5);
+        assert!(max_in_window(&sent, 60_000) <= 100);
+        assert!(sent.len() >= 900, "only {} sends in 10 minutes", sent.len());
+        assert_eq!(guard.limit(), 100);
     }
 
     /// Under tokio's paused clock the whole guard admits exactly `limit` per period when asked

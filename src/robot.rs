@@ -240,10 +240,11 @@ impl RobotTask {
             Err(e) => {
                 // Without the log we cannot prove the limit; assume a full period of sends.
                 tracing::error!(robot = %name, "cannot read the send log ({e}); assuming the limit was just used up");
-                vec![self.clock.now_ms(); timing.rate_limit as usize]
+                let most = timing.windows().iter().map(|w| w.limit).max().unwrap_or(1);
+                vec![self.clock.now_ms(); most as usize]
             }
         };
-        let mut guard = RateGuard::new(timing.rate_limit, timing.rate_period, log);
+        let mut guard = RateGuard::with_windows(&timing.windows(), log);
         let mut outbox: VecDeque<DigestRecord> = std::mem::take(&mut self.outbox).into();
         let mut retry_at: Option<i64> = None;
         let mut failures = 0u32;
