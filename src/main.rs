@@ -416,7 +416,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         println!("robot {name} accepted the test message");
                         Ok(())
                     }
-                    Outcome::Throttled(r) => {
+                    Outcome::Throttled(r, _) => {
                         bail!("robot {name} is rate-limiting us right now: {r}")
                     }
                     Outcome::Transient(r) => bail!("cannot reach robot {name} right now: {r}"),

@@ -238,7 +238,7 @@ impl RobotMetrics {
             .position(|c| *c == outcome.class())
             .expect("every class is listed");
         self.attempts[i].increment(1);
-        if matches!(outcome, Outcome::Throttled(_)) {
+        if matches!(outcome, Outcome::Throttled(..)) {
             self.throttles.increment(1);
         }
     }

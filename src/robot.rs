@@ -434,9 +434,10 @@ impl RobotTask {
                     digest.state = DigestState::Dead;
                     retry_at = None;
                 }
-                Outcome::Throttled(_) => {
+                Outcome::Throttled(_, wait) => {
                     trouble_since.get_or_insert(now);
-                    retry_at = Some(done + timing.throttle_backoff.as_millis() as i64);
+                    let wait = wait.unwrap_or(timing.throttle_backoff);
+                    retry_at = Some(done + wait.as_millis() as i64);
                 }
                 Outcome::Transient(_) => {
                     trouble_since.get_or_insert(now);
@@ -478,8 +479,9 @@ impl RobotTask {
                     self.update(|s| s.dead += 1);
                     self.note_error(r, done);
                 }
-                Outcome::Throttled(r) => {
-                    tracing::warn!(robot = %name, digest = digest.id, "throttled by the robot, pausing {}: {r}", humantime::format_duration(timing.throttle_backoff));
+                Outcome::Throttled(r, wait) => {
+                    let pause = wait.unwrap_or(timing.throttle_backoff);
+                    tracing::warn!(robot = %name, digest = digest.id, "throttled by the robot, pausing {}: {r}", humantime::format_duration(pause));
                     self.set_state(State::Throttled, done);
                     self.note_error(r, done);
                 }

@@ -752,3 +752,31 @@ async fn replay_sends_delivered_alerts_again_to_a_new_robot() {
     assert_eq!(status, 400, "{body}");
     d.stop().await;
 }
+
+/// Issue 11: a throttle answer that says when to come back (HTTP 429 with `Retry-After`) is
+/// waited out for that long, not for the robot's whole `throttle_backoff`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttle_with_retry_after_is_retried_when_the_robot_says() {
+    let fake = fake().await;
+    fake.push_fault("ops-token", Fault::RetryAfter(1));
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        &config(&fake, "100ms", "throttle_backoff = \"1h\""),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(d.post(&alerts("ops", "告警 disk", 3)).await.0, 202);
+    let throttled = d
+        .wait_status("ops", Duration::from_secs(5), |s| s["state"] == "throttled")
+        .await;
+    let next = throttled["next_attempt_ms"].as_i64().unwrap();
+    let since = throttled["since_ms"].as_i64().unwrap();
+    assert!((900..=1_500).contains(&(next - since)), "{throttled}");
+    let got = fake
+        .wait_for("ops-token", Duration::from_secs(5), |a| {
+            footers_total(a) == 3
+        })
+        .await;
+    assert_eq!(got.len(), 1);
+    d.stop().await;
+}

@@ -67,11 +67,23 @@ impl DingTalk {
             Err(e) => Outcome::Transient(describe_transport_error(e)),
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let date = resp.headers().get(reqwest::header::DATE).cloned();
+                let header = |name| {
+                    resp.headers()
+                        .get(name)
+                        .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let date = header(reqwest::header::DATE);
+                let wait = header(reqwest::header::RETRY_AFTER);
                 match resp.text().await {
                     Ok(text) => {
-                        let date = date.as_ref().and_then(|d| d.to_str().ok());
-                        note_clock_skew(classify(status, &text), date, crate::unix_ms())
+                        let now = crate::unix_ms();
+                        match classify(status, &text) {
+                            Outcome::Throttled(why, _) => {
+                                Outcome::Throttled(why, super::retry_after(wait.as_deref(), now))
+                            }
+                            other => note_clock_skew(other, date.as_deref(), now),
+                        }
                     }
                     Err(e) => Outcome::Transient(describe_transport_error(e)),
                 }
@@ -128,7 +140,7 @@ pub fn sign(secret: &str, timestamp_ms: i64) -> String {
 pub fn classify(status: u16, body: &str) -> Outcome {
     match status {
         200..=299 => {}
-        429 => return Outcome::Throttled(format!("HTTP {status}")),
+        429 => return Outcome::Throttled(format!("HTTP {status}"), None),
         408 | 500..=599 => return Outcome::Transient(format!("HTTP {status}")),
         401 | 403 | 404 | 410 => {
             return Outcome::Robot(format!("HTTP {status}: the webhook URL is refused"));
@@ -152,8 +164,8 @@ pub fn classify(status: u16, body: &str) -> Outcome {
     };
     match code {
         0 => Outcome::Ok,
-        130101 | 410100 => Outcome::Throttled(why("sending too fast")),
-        90030 => Outcome::Throttled(why("webhook call quota exceeded")),
+        130101 | 410100 => Outcome::Throttled(why("sending too fast"), None),
+        90030 => Outcome::Throttled(why("webhook call quota exceeded"), None),
         -1 => Outcome::Transient(why("system busy")),
         310000 => Outcome::Robot(why("keyword, signature, timestamp or IP check failed")),
         300001 | 300005 | 400101 => Outcome::Robot(why("access token does not exist")),

@@ -18,8 +18,9 @@ use crate::store::DigestRecord;
 pub enum Outcome {
     /// Delivered.
     Ok,
-    /// The robot is rate-limited: keep the digest, wait out the penalty, retry.
-    Throttled(String),
+    /// The robot is rate-limited: keep the digest, wait out the penalty, retry. The robot may
+    /// say how long (HTTP `Retry-After`); otherwise the robot's `throttle_backoff` applies.
+    Throttled(String, Option<Duration>),
     /// Network trouble or a busy server: keep the digest, retry with backoff.
     Transient(String),
     /// The robot itself is unusable (token, signature, keyword, IP, group gone): keep everything,
@@ -33,7 +34,7 @@ impl Outcome {
     pub fn class(&self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
-            Outcome::Throttled(_) => "throttled",
+            Outcome::Throttled(..) => "throttled",
             Outcome::Transient(_) => "transient",
             Outcome::Robot(_) => "robot",
             Outcome::Message(_) => "message",
@@ -43,12 +44,32 @@ impl Outcome {
     pub fn reason(&self) -> Option<&str> {
         match self {
             Outcome::Ok => None,
-            Outcome::Throttled(r)
+            Outcome::Throttled(r, _)
             | Outcome::Transient(r)
             | Outcome::Robot(r)
             | Outcome::Message(r) => Some(r),
         }
     }
+}
+
+/// The longest `Retry-After` sluice honours; a longer one is taken as this (a robot that says
+/// "a day" is better probed again within the hour).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// An HTTP `Retry-After` value (RFC 9110 §10.2.3: delay seconds, or an HTTP date) as a wait from
+/// `now_ms`, at most [`MAX_RETRY_AFTER`]; `None` when absent or unreadable.
+pub fn retry_after(value: Option<&str>, now_ms: i64) -> Option<Duration> {
+    let value = value?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            static PARSER: jiff::fmt::rfc2822::DateTimeParser =
+                jiff::fmt::rfc2822::DateTimeParser::new();
+            let at = PARSER.parse_timestamp(value).ok()?.as_millisecond();
+            Duration::from_millis((at - now_ms).max(0) as u64)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 impl fmt::Display for Outcome {
@@ -161,5 +182,33 @@ impl Provider {
             Provider::DingTalk(d) => d.send(digest).await,
             Provider::Console(c) => c.send(digest),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates_and_is_bounded() {
+        let now = 1_700_000_000_000; // Tue, 14 Nov 2023 22:13:20 GMT
+        assert_eq!(
+            retry_after(Some("120"), now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(retry_after(Some(" 0 "), now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(Some("Tue, 14 Nov 2023 22:14:20 GMT"), now),
+            Some(Duration::from_secs(60))
+        );
+        // A date already past means "now"; a day is taken as the longest wait honoured.
+        assert_eq!(
+            retry_after(Some("Tue, 14 Nov 2023 22:00:00 GMT"), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(Some("86400"), now), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after(Some("soon"), now), None);
+        assert_eq!(retry_after(Some("-5"), now), None);
+        assert_eq!(retry_after(None, now), None);
     }
 }

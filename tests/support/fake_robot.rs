@@ -140,6 +140,8 @@ pub enum Fault {
     Slow(Duration),
     /// Read the whole request, then close the connection without answering.
     Drop,
+    /// Answer HTTP 429 with `Retry-After: <seconds>`, as a gateway in front of the robot might.
+    RetryAfter(u64),
 }
 
 /// A message the fake answered with errcode 0.
@@ -471,6 +473,11 @@ impl Shared {
                 Some(Response::plain(status, "upstream error")),
             ),
             Some(Fault::Drop) => (None, 0, None),
+            Some(Fault::RetryAfter(secs)) => {
+                let mut r = Response::plain(429, "slow down");
+                r.header = Some(format!("Retry-After: {secs}\r\n"));
+                (None, 429, Some(r))
+            }
         };
         let period = self.limits.period;
         self.update(token, |st| {
@@ -982,6 +989,8 @@ struct Response {
     status: u16,
     content_type: &'static str,
     body: Vec<u8>,
+    /// One more header line, with its CRLF.
+    header: Option<String>,
 }
 
 impl Response {
@@ -993,6 +1002,7 @@ impl Response {
             body: json!({ "errcode": errcode, "errmsg": errmsg })
                 .to_string()
                 .into_bytes(),
+            header: None,
         }
     }
 
@@ -1002,6 +1012,7 @@ impl Response {
             status,
             content_type: "text/plain; charset=utf-8",
             body: message.as_bytes().to_vec(),
+            header: None,
         }
     }
 
@@ -1033,8 +1044,9 @@ impl Response {
             })
             .map_or(String::new(), |d| format!("Date: {d}\r\n"));
         let mut bytes = format!(
-            "HTTP/1.1 {} {reason}\r\n{date}Content-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 {} {reason}\r\n{date}{}Content-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             self.status,
+            self.header.as_deref().unwrap_or(""),
             self.content_type,
             self.body.len()
         )
