@@ -1,7 +1,7 @@
 //! sluice: alerts in, durable queue, merged markdown digests out to chat robots, never faster
 //! than the robot allows.
 //!
-//! [`serve`] wires the parts: the [`store`] (sled), one [`robot`] task per configured robot
+//! [`serve`] wires the parts: the [`store`] (sled), one [`delivery`] task per configured robot
 //! (window → permit from [`limit`] → seal → render with [`digest`] → send with a [`provider`]),
 //! kept by the [`supervisor`] (which also reloads the config and reopens a failed store), and the
 //! [`http`] API. The binary in `main.rs` only parses the command line.
@@ -13,6 +13,7 @@ pub mod chunk;
 
 pub mod client;
 pub mod config;
+pub mod delivery;
 pub mod demo;
 pub mod digest;
 pub mod fd;
@@ -21,7 +22,6 @@ pub mod limit;
 pub mod mention;
 pub mod metrics;
 pub mod provider;
-pub mod robot;
 pub mod route;
 pub mod store;
 pub mod supervisor;
@@ -56,7 +56,7 @@ pub enum ServeError {
 pub const EXIT_RESTART: i32 = 75;
 
 /// Runs sluice on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
-/// requests finish, gives an in-flight send [`robot::SHUTDOWN_GRACE`] to complete, flushes the
+/// requests finish, gives an in-flight send [`delivery::SHUTDOWN_GRACE`] to complete, flushes the
 /// store and returns. With a config read from a file, SIGHUP reloads it (as `POST /-/reload`).
 pub async fn serve(
     config: Config,

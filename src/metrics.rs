@@ -12,8 +12,8 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
+use crate::delivery::status::State;
 use crate::provider::Outcome;
-use crate::robot::State;
 
 const METADATA: Metadata<'static> = Metadata::new("sluice", Level::INFO, Some("sluice::metrics"));
 

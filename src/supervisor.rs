@@ -16,10 +16,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
+use crate::delivery::{RobotHandle, RobotStatus, RobotTask, Run};
 use crate::limit::Clock;
 use crate::metrics::Metrics;
 use crate::provider::Provider;
-use crate::robot::{RobotHandle, RobotStatus, RobotTask, Run, State};
 use crate::store::{DigestRecord, DigestState, Moved, Store, StoreError};
 
 /// What the running sluice looks like right now.
@@ -433,17 +433,14 @@ impl Supervisor {
             }
             let dead = scan.dead.get(name).copied().unwrap_or(0);
             let handle = match robots.get(name) {
-                Some(h) => RobotHandle {
-                    config: rc.clone(),
-                    ..h.clone()
-                },
+                Some(h) => h.reconfigured(rc.clone()),
                 None => RobotHandle::new(
                     rc.clone(),
                     RobotStatus::new(self.clock.now_ms()),
                     self.metrics.robot(name),
                 ),
             };
-            handle.status.lock().expect("status lock").dead = dead;
+            handle.set_dead(dead);
             self.unstarted.retain(|n| n != name);
             let provider = match Provider::new(
                 rc,
@@ -453,14 +450,7 @@ impl Supervisor {
                 Ok(p) => p,
                 Err(why) => {
                     tracing::error!(robot = %name, "cannot start the robot: {why}");
-                    let mut s = handle.status.lock().expect("status lock");
-                    if s.state != State::Blocked {
-                        s.state = State::Blocked;
-                        s.since_ms = self.clock.now_ms();
-                    }
-                    s.last_error = Some(why);
-                    s.last_error_ms = Some(self.clock.now_ms());
-                    drop(s);
+                    handle.cannot_start(why, self.clock.now_ms());
                     self.unstarted.push(name.clone());
                     robots.insert(name.clone(), handle);
                     continue;

@@ -22,8 +22,8 @@ use crate::alert::{Alert, AlertError, parse_body};
 
 use crate::alertmanager;
 use crate::config::{Config, redact_url};
+use crate::delivery::RobotHandle;
 use crate::limit::Clock;
-use crate::robot::RobotHandle;
 use crate::route::Subject;
 use crate::store::{Claim, DigestRecord, DigestState, ReplayError, Slot, Store};
 use crate::supervisor::{Control, Live, LiveCell, MoveError, ReloadError};
@@ -359,7 +359,7 @@ async fn enqueue(
             h.metrics.received.increment(new);
             h.metrics.duplicates.increment(dropped);
             if dropped > 0 {
-                h.status.lock().expect("status lock").duplicates_dropped += dropped;
+                h.count_duplicates(dropped);
             }
             if new > 0 {
                 woken.push(h.wake.clone());
@@ -791,8 +791,7 @@ async fn post_replay(State(app): State<AppState>, headers: HeaderMap, body: Body
             Ok(d) => {
                 alerts += d.count();
                 if let Some(h) = state.robots.get(&d.robot) {
-                    let mut s = h.status.lock().expect("status lock");
-                    s.dead = s.dead.saturating_sub(1);
+                    h.replayed_dead();
                 }
                 replayed.push(json!({"id": d.id, "alerts": d.count(), "to": target}));
             }

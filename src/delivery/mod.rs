@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Robot;
@@ -29,6 +28,12 @@ use crate::metrics::RobotMetrics;
 use crate::provider::{Outcome, Provider};
 use crate::store::{DigestRecord, DigestState, Store};
 
+pub mod decide;
+pub mod status;
+
+pub use decide::backoff;
+pub use status::{RobotStatus, State};
+
 /// Most alerts one digest covers, which bounds the memory a seal needs. A larger backlog becomes
 /// several digests.
 pub const MAX_ALERTS_PER_DIGEST: u64 = 100_000;
@@ -37,81 +42,14 @@ pub const MAX_ALERTS_PER_DIGEST: u64 = 100_000;
 /// digest then stays queued and is sent again after the restart).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// Nothing pending.
-    Idle,
-    /// Alerts pending: waiting for the window to close or for a send permit.
-    Waiting,
-    /// A request is in flight.
-    Sending,
-    /// A transient error: retrying with exponential backoff.
-    Backoff,
-    /// The robot said we are too fast: waiting out its penalty.
-    Throttled,
-    /// The robot refuses us (token, signature, keyword...): probing rarely until it accepts.
-    Blocked,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Idle => "idle",
-            State::Waiting => "waiting",
-            State::Sending => "sending",
-            State::Backoff => "backoff",
-            State::Throttled => "throttled",
-            State::Blocked => "blocked",
-        }
-    }
-}
-
-/// What a robot's task tells the rest of the process.
-#[derive(Debug, Clone, Serialize)]
-pub struct RobotStatus {
-    pub state: State,
-    /// When the robot entered `state` (Unix ms).
-    pub since_ms: i64,
-    pub last_error: Option<String>,
-    pub last_error_ms: Option<i64>,
-    /// Sealed digests not yet delivered.
-    pub outbox: usize,
-    /// Wall-clock ms of recent requests (the rate guard's log).
-    pub recent_sends: Vec<i64>,
-    pub digests_sent: u64,
-    pub alerts_delivered: u64,
-    pub dead: u64,
-    /// Alerts acknowledged but not queued again: repeats of a dedup key already queued.
-    pub duplicates_dropped: u64,
-    /// When the next retry or probe is due (Unix ms).
-    pub next_attempt_ms: Option<i64>,
-}
-
-impl RobotStatus {
-    pub fn new(now_ms: i64) -> RobotStatus {
-        RobotStatus {
-            state: State::Idle,
-            since_ms: now_ms,
-            last_error: None,
-            last_error_ms: None,
-            outbox: 0,
-            recent_sends: Vec::new(),
-            digests_sent: 0,
-            alerts_delivered: 0,
-            dead: 0,
-            duplicates_dropped: 0,
-            next_attempt_ms: None,
-        }
-    }
-}
-
 /// The handle the HTTP layer keeps for each robot.
 #[derive(Clone)]
 pub struct RobotHandle {
     pub config: Robot,
     pub wake: Arc<Notify>,
-    pub status: Arc<Mutex<RobotStatus>>,
+    /// Written only through the methods below (the task's own, and the few facts others
+    /// learn first: duplicates at ingest, replays, a robot that cannot start).
+    status: Arc<Mutex<RobotStatus>>,
     pub metrics: RobotMetrics,
 }
 
@@ -125,8 +63,47 @@ impl RobotHandle {
         }
     }
 
+    /// The same robot under a new config, keeping its status and counters (a reload).
+    pub fn reconfigured(&self, config: Robot) -> RobotHandle {
+        RobotHandle {
+            config,
+            ..self.clone()
+        }
+    }
+
     pub fn status(&self) -> RobotStatus {
         self.status.lock().expect("status lock").clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut RobotStatus)) {
+        f(&mut self.status.lock().expect("status lock"));
+    }
+
+    /// Ingest acknowledged `n` repeats of dedup keys already queued.
+    pub fn count_duplicates(&self, n: u64) {
+        self.update(|s| s.duplicates_dropped += n);
+    }
+
+    /// How many of its digests are dead (read from the store at start).
+    pub fn set_dead(&self, dead: u64) {
+        self.update(|s| s.dead = dead);
+    }
+
+    /// One of its dead digests was replayed.
+    pub fn replayed_dead(&self) {
+        self.update(|s| s.dead = s.dead.saturating_sub(1));
+    }
+
+    /// The robot cannot be started (`why`): it shows as blocked with the reason.
+    pub fn cannot_start(&self, why: String, now_ms: i64) {
+        self.update(|s| {
+            if s.state != State::Blocked {
+                s.state = State::Blocked;
+                s.since_ms = now_ms;
+            }
+            s.last_error = Some(why);
+            s.last_error_ms = Some(now_ms);
+        });
     }
 }
 
@@ -154,17 +131,6 @@ pub struct RobotTask {
     pub owners: Arc<BTreeMap<String, BTreeMap<String, Vec<String>>>>,
     /// Digests sealed before a restart and not yet delivered, oldest first.
     pub outbox: Vec<DigestRecord>,
-}
-
-/// Delay before retry number `failures` (1-based): `initial` doubling up to `max`, then "equal
-/// jitter": a uniformly random point in the upper half, so retries from many robots spread out
-/// while the delay never drops below half the nominal value.
-pub fn backoff(failures: u32, initial: Duration, max: Duration, random: u64) -> Duration {
-    let exp = failures.saturating_sub(1).min(30);
-    let nominal = initial.saturating_mul(1u32 << exp).min(max);
-    let half = nominal / 2;
-    let span = (nominal - half).as_millis().max(1) as u64;
-    half + Duration::from_millis(random % (span + 1))
 }
 
 /// Sealing a large digest decodes all its alerts at once (about 75 MB for 100 000); glibc keeps
@@ -247,11 +213,9 @@ impl RobotTask {
         let mut guard = RateGuard::with_windows(&timing.windows(), log);
         let mut outbox: VecDeque<DigestRecord> = std::mem::take(&mut self.outbox).into();
         let mut retry_at: Option<i64> = None;
-        let mut failures = 0u32;
-        // Since when the robot has been failing us, and, once it is back, the period the next
-        // digest reports as a catch-up.
-        let mut trouble_since: Option<i64> = None;
-        let mut catch_up: Option<(i64, i64)> = None;
+        // Failures in a row, since when the robot has been failing us, and, once it is back,
+        // the period the next digest reports as a catch-up.
+        let mut memory = decide::Memory::default();
         let mut jitter = Jitter::new(&name);
         let mut oldest_pending = OldestPending::default();
         self.update(|s| {
@@ -333,7 +297,7 @@ impl RobotTask {
                                 link: link.as_deref(),
                                 max_bytes: budget - mention::line_cost(&line),
                                 tz: &look.timezone,
-                                catch_up,
+                                catch_up: memory.catch_up,
                                 templates: look.templates.as_deref(),
                             },
                             alerts,
@@ -345,7 +309,7 @@ impl RobotTask {
                     });
                 match sealed {
                     Ok(Some(d)) => {
-                        catch_up = None;
+                        memory.catch_up = None;
                         tracing::debug!(robot = %name, digest = d.id, alerts = d.count(), "sealed");
                         if d.count() >= 10_000 {
                             release_freed_memory();
@@ -417,44 +381,15 @@ impl RobotTask {
                 Outcome::Message(_) => m.dead.increment(1),
                 _ => {}
             }
-            let reason = outcome.reason().map(str::to_string);
-            digest.last_error = reason.clone();
-            match &outcome {
-                Outcome::Ok => {
-                    if let Some(since) = trouble_since.take() {
-                        catch_up = Some((since, done));
-                    }
-                    digest.state = DigestState::Sent;
-                    digest.sent_ms = Some(done);
-                    digest.text = String::new();
-                    failures = 0;
-                    retry_at = None;
-                }
-                Outcome::Message(_) => {
-                    digest.state = DigestState::Dead;
-                    retry_at = None;
-                }
-                Outcome::Throttled(_, wait) => {
-                    trouble_since.get_or_insert(now);
-                    let wait = wait.unwrap_or(timing.throttle_backoff);
-                    retry_at = Some(done + wait.as_millis() as i64);
-                }
-                Outcome::Transient(_) => {
-                    trouble_since.get_or_insert(now);
-                    failures += 1;
-                    let d = backoff(
-                        failures,
-                        timing.retry_initial_backoff,
-                        timing.retry_max_backoff,
-                        jitter.next(),
-                    );
-                    retry_at = Some(done + d.as_millis() as i64);
-                }
-                Outcome::Robot(_) => {
-                    trouble_since.get_or_insert(now);
-                    retry_at = Some(done + timing.blocked_probe.as_millis() as i64);
-                }
+            digest.last_error = outcome.reason().map(str::to_string);
+            let next =
+                decide::after_answer(&mut memory, &outcome, now, done, &timing, jitter.next());
+            digest.state = next.digest;
+            if next.digest == DigestState::Sent {
+                digest.sent_ms = Some(done);
+                digest.text = String::new();
             }
+            retry_at = next.retry_at;
             if let Err(e) = self.store.update_digest(&digest) {
                 // The digest stays pending on disk: at worst it is sent once more after a restart.
                 tracing::error!(robot = %name, digest = digest.id, "cannot record the answer: {e}");
@@ -471,7 +406,6 @@ impl RobotTask {
                         s.digests_sent += 1;
                         s.alerts_delivered += digest.count();
                     });
-                    self.set_state(State::Idle, done);
                 }
                 Outcome::Message(r) => {
                     outbox.pop_front();
@@ -482,19 +416,19 @@ impl RobotTask {
                 Outcome::Throttled(r, wait) => {
                     let pause = wait.unwrap_or(timing.throttle_backoff);
                     tracing::warn!(robot = %name, digest = digest.id, "throttled by the robot, pausing {}: {r}", humantime::format_duration(pause));
-                    self.set_state(State::Throttled, done);
                     self.note_error(r, done);
                 }
                 Outcome::Transient(r) => {
                     tracing::warn!(robot = %name, digest = digest.id, attempt = digest.attempts, "send failed, will retry: {r}");
-                    self.set_state(State::Backoff, done);
                     self.note_error(r, done);
                 }
                 Outcome::Robot(r) => {
                     tracing::error!(robot = %name, digest = digest.id, "robot refuses our messages, blocked until a probe succeeds: {r}");
-                    self.set_state(State::Blocked, done);
                     self.note_error(r, done);
                 }
+            }
+            if let Some(state) = next.state {
+                self.set_state(state, done);
             }
             self.update(|s| {
                 s.outbox = outbox.len();
@@ -527,7 +461,7 @@ impl RobotTask {
     }
 
     fn update(&self, f: impl FnOnce(&mut RobotStatus)) {
-        f(&mut self.handle.status.lock().expect("status lock"));
+        self.handle.update(f);
     }
 
     fn set_state(&self, state: State, now: i64) {
@@ -553,21 +487,6 @@ impl RobotTask {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn backoff_stays_between_half_and_the_nominal_delay(
-            failures in 1u32..100, initial_ms in 10u64..5_000, max_ms in 5_000u64..600_000, random: u64,
-        ) {
-            let initial = Duration::from_millis(initial_ms);
-            let max = Duration::from_millis(max_ms);
-            let d = backoff(failures, initial, max, random);
-            let nominal = (initial * 2u32.pow(failures.saturating_sub(1).min(20))).min(max);
-            prop_assert!(d >= nominal / 2, "{d:?} < half of {nominal:?}");
-            prop_assert!(d <= nominal + Duration::from_millis(1), "{d:?} > {nominal:?}");
-        }
-    }
 
     #[test]
     fn an_alert_from_the_future_counts_as_received_when_first_seen() {
@@ -582,14 +501,5 @@ mod tests {
         // The next one is measured from when it became the oldest.
         assert_eq!(o.received(ahead + 5, 13_000), 13_000);
         assert_eq!(o.received(14_000, 14_500), 14_000);
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_maximum() {
-        let s = Duration::from_secs(1);
-        let top = |n| backoff(n, s, Duration::from_secs(300), u64::MAX - 1);
-        assert!(top(1) <= s && top(1) >= s / 2);
-        assert!(top(3) >= Duration::from_secs(2) && top(3) <= Duration::from_secs(4));
-        assert!(top(20) >= Duration::from_secs(150) && top(20) <= Duration::from_secs(300));
     }
 }

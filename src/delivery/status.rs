@@ -1,0 +1,73 @@
+//! What a robot's task tells the rest of the process: its state and its counters. Only
+//! [`super::RobotHandle`]'s methods write a [`RobotStatus`]; everyone else reads copies.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Nothing pending.
+    Idle,
+    /// Alerts pending: waiting for the window to close or for a send permit.
+    Waiting,
+    /// A request is in flight.
+    Sending,
+    /// A transient error: retrying with exponential backoff.
+    Backoff,
+    /// The robot said we are too fast: waiting out its penalty.
+    Throttled,
+    /// The robot refuses us (token, signature, keyword...): probing rarely until it accepts.
+    Blocked,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Idle => "idle",
+            State::Waiting => "waiting",
+            State::Sending => "sending",
+            State::Backoff => "backoff",
+            State::Throttled => "throttled",
+            State::Blocked => "blocked",
+        }
+    }
+}
+
+/// What a robot's task tells the rest of the process.
+#[derive(Debug, Clone, Serialize)]
+pub struct RobotStatus {
+    pub state: State,
+    /// When the robot entered `state` (Unix ms).
+    pub since_ms: i64,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+    /// Sealed digests not yet delivered.
+    pub outbox: usize,
+    /// Wall-clock ms of recent requests (the rate guard's log).
+    pub recent_sends: Vec<i64>,
+    pub digests_sent: u64,
+    pub alerts_delivered: u64,
+    pub dead: u64,
+    /// Alerts acknowledged but not queued again: repeats of a dedup key already queued.
+    pub duplicates_dropped: u64,
+    /// When the next retry or probe is due (Unix ms).
+    pub next_attempt_ms: Option<i64>,
+}
+
+impl RobotStatus {
+    pub fn new(now_ms: i64) -> RobotStatus {
+        RobotStatus {
+            state: State::Idle,
+            since_ms: now_ms,
+            last_error: None,
+            last_error_ms: None,
+            outbox: 0,
+            recent_sends: Vec::new(),
+            digests_sent: 0,
+            alerts_delivered: 0,
+            dead: 0,
+            duplicates_dropped: 0,
+            next_attempt_ms: None,
+        }
+    }
+}
