@@ -3109,6 +3109,83 @@ pub(crate) mod tests {
         );
     }
 
+    /// A batch of `n` alerts in `groups` groups with `lines` fingerprints each, every severity
+    /// and status, each with a three-line text: the shapes a flood takes.
+    fn flood(n: usize, groups: usize, lines: usize) -> Vec<Alert> {
+        (0..n)
+            .map(|i| {
+                let g = format!("group_{}", i % groups);
+                let fp = format!("fp{}", (i / groups) % lines);
+                let mut a = alert(
+                    &format!("{g}: check {fp} failed on partition {i}"),
+                    Severity::ALL[i % 4],
+                    Some(&g),
+                    &fp,
+                );
+                a.text = Some(format!(
+                    "Check {fp} failed on partition {i}.\nThreshold 1%, measured 12.3%.\nRunbook: dq/{g}"
+                ));
+                if i % 7 == 3 {
+                    a.status = Status::Resolved;
+                }
+                a.received_ms = T0 + i as i64;
+                a
+            })
+            .collect()
+    }
+
+    /// The built-in template as a custom one, on the real rendering path, over the shapes a
+    /// flood takes and the most hostile content (1-byte titles, 16 KiB texts, which every
+    /// listed line hands to a filter): it must stay far from the fuel that stops a runaway.
+    #[test]
+    fn the_builtin_template_never_comes_near_its_fuel() {
+        let t = Templates::compile(None, Some(("body.md.j2", crate::template::BUILTIN_BODY)))
+            .expect("compiles");
+        let mut peaks = Vec::new();
+        // Hostile texts are 16 KiB each, so they stop at 5 000 alerts (80 MB); more would not
+        // render more, as at most `max_bytes / 4` entries are ever rendered.
+        for (n, hostile_too) in [(10, true), (1_000, true), (5_000, true), (100_000, false)] {
+            let mut peak = (0, 0);
+            for hostile in [false, true].into_iter().filter(|&h| hostile_too || !h) {
+                for (groups, lines) in [(1, n), (n, 1), (100, 10), (10, 100), (1, 1)] {
+                    let mut alerts = flood(n, groups, lines);
+                    if hostile {
+                        for (i, a) in alerts.iter_mut().enumerate() {
+                            a.title = (i % 10).to_string();
+                            a.text = Some(format!("x\ny\nz\n{}", "w".repeat(16 * 1024)));
+                        }
+                    }
+                    crate::template::PEAK_FUEL.with(|p| p.set(0));
+                    let mut s = spec(19_000);
+                    s.templates = Some(&t);
+                    let r = render(&s, &alerts);
+                    assert_eq!(r.total, n);
+                    let used = crate::template::PEAK_FUEL.with(|p| p.get());
+                    if hostile {
+                        peak.1 = peak.1.max(used);
+                    } else {
+                        peak.0 = peak.0.max(used);
+                    }
+                }
+            }
+            peaks.push((n, peak));
+        }
+        eprintln!(
+            "built-in template fuel (ordinary, hostile) by alerts: {peaks:?} of {}",
+            crate::template::FUEL
+        );
+        for (n, (ordinary, hostile)) in peaks {
+            assert!(
+                ordinary > 0 && (n > 5_000 || hostile > 0),
+                "no rendering measured"
+            );
+            assert!(
+                hostile.max(ordinary) * 8 < crate::template::FUEL,
+                "{n} alerts took {ordinary} / {hostile} fuel"
+            );
+        }
+    }
+
     pub(crate) fn parse_num(s: &str) -> u64 {
         s.replace(',', "")
             .parse()

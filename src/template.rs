@@ -21,6 +21,11 @@
 //!   headings, alert and group lines) is not tried. A template that prints at least 4 bytes per
 //!   entry could not fit it anyway; one that prints its entries more tersely is rendered at a
 //!   poorer level than it could be.
+//! - Template work is bounded: a rendering may use at most [`FUEL`] steps of minijinja fuel
+//!   (instructions, and bytes of data made). A template that runs out on the samples is refused
+//!   at load with its name and line, so a loop over a huge `range()` cannot hang `check`,
+//!   `serve` or a reload; one that runs out at seal time fails like any run-time error (below),
+//!   so a robot waits at most a few renderings' worth of fuel on its template.
 //! - A custom title is trimmed, made one line and cut to 200 bytes; an empty one keeps the
 //!   built-in title. A template that fails at run time (which the load-time check makes
 //!   unlikely) is logged and the built-in format is used.
@@ -96,13 +101,26 @@
 use std::fmt;
 
 use minijinja::syntax::SyntaxConfig;
-use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior, Value};
 
 use crate::alert::{Alert, Severity, Status, default_fingerprint};
 
 /// The built-in body format as a template (`templates/body.md.j2`): the starting point for a
 /// custom one.
 pub const BUILTIN_BODY: &str = include_str!("../templates/body.md.j2");
+
+/// Most work one rendering of a template may do, in minijinja fuel: one unit per instruction,
+/// per 64 bytes of data made or handed to a filter, per item a built-in filter visits.
+///
+/// Without a bound, a template looping twice over `range(100000)` hangs `check`, `serve` and
+/// every reload at load, where it renders the samples. Fuel also bounds what a rendering can
+/// allocate (about 64 bytes per unit, so 320 MB), which is why it is no larger. The built-in
+/// template takes about 13 000 on ordinary floods of any size and 600 000 on the most hostile
+/// content measured (1-byte titles and 16 KiB texts, where every listed line hands a filter
+/// 16 KiB): at most `max_bytes / 4` entries are ever rendered, and a rendering stops once its
+/// output cannot fit. A test holds it under an eighth of this. A runaway is stopped in about
+/// 0.2 s (release build).
+pub const FUEL: u64 = 5_000_000;
 
 /// A robot's compiled title and/or body templates.
 #[derive(Clone)]
@@ -255,9 +273,17 @@ impl std::io::Write for Within {
 }
 
 fn template_error(name: &str, e: &Error) -> TemplateError {
-    let message = match e.detail() {
-        Some(d) => format!("{}: {d}", e.kind()),
-        None => e.kind().to_string(),
+    let message = match (e.kind(), e.detail()) {
+        // Only the sample renderings at load spend fuel here, so say what was measured on what.
+        (ErrorKind::OutOfFuel, _) => format!(
+            "uses more than {} steps of template work (minijinja fuel) on a sample digest of \
+             {} alerts; a loop over a large range(), loops nested in loops or a string grown \
+             in a loop do that. sluice refuses it so that no digest, check or reload waits on it",
+            crate::digest::thousands(FUEL),
+            sample_alerts(0).len(),
+        ),
+        (kind, Some(d)) => format!("{kind}: {d}"),
+        (kind, None) => kind.to_string(),
     };
     TemplateError {
         name: name.to_string(),
@@ -269,6 +295,7 @@ fn template_error(name: &str, e: &Error) -> TemplateError {
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
     // Markdown, not HTML: nothing is escaped whatever the template's name.
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_syntax(
@@ -292,7 +319,8 @@ fn environment() -> Environment<'static> {
     });
     env.add_filter(
         "line",
-        |v: Value, max: Option<usize>| -> Result<String, Error> {
+        |state: &State, v: Value, max: Option<usize>| -> Result<String, Error> {
+            note_fuel(state);
             let mut out = String::new();
             if let Some(s) = text_arg("line", &v)? {
                 crate::digest::push_clean(&mut out, &s, max.unwrap_or(200));
@@ -302,7 +330,8 @@ fn environment() -> Environment<'static> {
     );
     env.add_filter(
         "excerpt",
-        |v: Value, max: Option<usize>| -> Result<String, Error> {
+        |state: &State, v: Value, max: Option<usize>| -> Result<String, Error> {
+            note_fuel(state);
             let mut out = String::new();
             if let Some(e) = text_arg("excerpt", &v)?
                 .as_deref()
@@ -313,14 +342,33 @@ fn environment() -> Environment<'static> {
             Ok(out)
         },
     );
-    env.add_filter("quote", |v: Value| -> Result<String, Error> {
-        let mut out = String::new();
-        if let Some(s) = text_arg("quote", &v)? {
-            crate::digest::push_quote(&mut out, &s);
-        }
-        Ok(out)
-    });
+    env.add_filter(
+        "quote",
+        |state: &State, v: Value| -> Result<String, Error> {
+            note_fuel(state);
+            let mut out = String::new();
+            if let Some(s) = text_arg("quote", &v)? {
+                crate::digest::push_quote(&mut out, &s);
+            }
+            Ok(out)
+        },
+    );
     env
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The most fuel a rendering on this thread had used when a text filter ran: how the fuel
+    /// test measures renderings on the real path, where one stopped at the byte budget never
+    /// returns its state. The built-in template calls a text filter on every line it writes.
+    pub(crate) static PEAK_FUEL: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn note_fuel(_state: &State) {
+    #[cfg(test)]
+    if let Some((used, _)) = _state.fuel_levels() {
+        PEAK_FUEL.with(|p| p.set(p.get().max(used)));
+    }
 }
 
 /// A filter's text argument: none gives `None`; undefined is an error, so that a misspelt
@@ -618,6 +666,78 @@ mod tests {
         assert_eq!(e.name, "robots.ops.title_template");
         let e = body("{{ robot|upcase }}").expect_err("unknown filter");
         assert!(e.message.contains("unknown filter"), "{e}");
+    }
+
+    #[test]
+    fn runaway_templates_run_out_of_fuel_at_load() {
+        for (source, line) in [
+            // Nested loops: 10^10 steps.
+            (
+                "x\n{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                2,
+            ),
+            // A string doubled in a loop: memory, not steps.
+            (
+                "{% set s = namespace(v='0123456789abcdef') %}\n\n\
+                 {% for i in range(100) %}{% set s.v = s.v ~ s.v %}{% endfor %}{{ s.v|length }}",
+                3,
+            ),
+            // One huge value.
+            ("{{ 'x' * 1000000000 }}", 1),
+        ] {
+            let started = std::time::Instant::now();
+            let e = body(source).expect_err("runs out of fuel");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "took {:?}",
+                started.elapsed()
+            );
+            assert_eq!(
+                (e.name.as_str(), e.line),
+                ("robots.ops.body_template", line),
+                "{e}"
+            );
+            assert!(
+                e.message.starts_with(&format!(
+                    "uses more than {} steps of template work",
+                    crate::digest::thousands(FUEL)
+                )),
+                "{e}"
+            );
+            assert!(e.message.contains("range()"), "{e}");
+        }
+        // A title template is held to the same bound.
+        let e = Templates::compile(
+            Some(("title.txt.j2", "{% for i in range(100000) %}{% for j in range(9) %}{{ j }}{% endfor %}{% endfor %}")),
+            None,
+        )
+        .expect_err("runs out of fuel");
+        assert_eq!(e.name, "title.txt.j2");
+        assert!(e.message.contains("steps of template work"), "{e}");
+    }
+
+    #[test]
+    fn a_template_running_out_of_fuel_at_seal_falls_back_to_the_built_in() {
+        // The sample has 10 alerts, so the check passes; 11 alerts take it into the loops.
+        let t = body(
+            "{% if counts.total > 10 %}\
+             {% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\
+             {% endif %}fine",
+        )
+        .expect("compiles");
+        let mut s = spec(19_000);
+        s.templates = Some(&t);
+        let few = vec![alert("a", Severity::Info, None, "x"); 3];
+        assert!(render(&s, &few).text.starts_with("fine\n\n"));
+        let many = vec![alert("a", Severity::Info, None, "x"); 11];
+        let started = std::time::Instant::now();
+        let r = render(&s, &many);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the robot waited {:?}",
+            started.elapsed()
+        );
+        assert_eq!(r.text, render(&spec(19_000), &many).text);
     }
 
     #[test]
