@@ -31,7 +31,13 @@
 //!   unlikely) is logged and the built-in format is used.
 //!
 //! Templates use `trim_blocks` and `lstrip_blocks` (a line holding only a `{% … %}` tag
-//! disappears; end a tag with `+%}` to keep the newline after it) and no auto-escaping.
+//! disappears; end a tag with `+%}` to keep the newline after it). A value printed without a
+//! filter (`{{ a.labels.instance }}`, `{{ a.title }}`) is written as one line of plain text in
+//! DingTalk's dialect, as `line` writes it (see [`crate::digest`]'s `markdown`), so an alert
+//! cannot bring markup, mentions or a forged footer through a template either; what sluice
+//! and the configuration wrote (`robot`, `title`, `keyword`, `link`, times, names of sections)
+//! and the results of the text filters are printed as they are, and so is everything inside
+//! `{% autoescape false %}` … `{% endautoescape %}`.
 //! [`BUILTIN_BODY`] (`templates/body.md.j2`) reproduces the built-in format exactly from the
 //! same context (a test holds it to that), and is the place to start from.
 //!
@@ -93,10 +99,12 @@
 //! first time.
 //!
 //! Filters, besides minijinja's built-ins: `thousands` (an integer with `,` separators:
-//! `1234` → `1,234`), `line(max=200)` (one line: trimmed, line breaks made spaces, cut to `max`
-//! bytes with `…`), `excerpt(max=160)` (the first non-blank line of a text, as `line`), `quote`
-//! (the first non-blank lines of a text as `> ` lines: at most 3 lines and 300 bytes, `…` when
-//! there is more). The text filters give an empty string for none.
+//! `1234` → `1,234`), `line(max=200)` (one line of plain text: trimmed, line breaks made spaces,
+//! anything markdown or DingTalk would read neutralized, cut to `max` bytes of what it shows
+//! with `…`), `excerpt(max=160)` (the first non-blank line of a text, as `line` but keeping web
+//! links and emphasis), `quote` (the first non-blank lines of a text as `> ` lines, each as
+//! `excerpt` writes it: at most 3 lines and 300 bytes, `…` when there is more). The text
+//! filters give an empty string for none.
 
 use std::fmt;
 
@@ -292,12 +300,26 @@ fn template_error(name: &str, e: &Error) -> TemplateError {
     }
 }
 
+/// The auto-escape mode of every template: values printed as they are go out as plain text.
+const MARKDOWN: &str = "markdown";
+
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
-    // Markdown, not HTML: nothing is escaped whatever the template's name.
-    env.set_auto_escape_callback(|_| AutoEscape::None);
+    // Markdown, not HTML: a value printed as it is comes from an alert more often than not (a
+    // label, a title), so it is written as plain text in DingTalk's dialect, as `line` writes
+    // it; the text filters' results and the values sluice made are marked safe and go out as
+    // they are. `{% autoescape false %}` turns this off for a block.
+    env.set_auto_escape_callback(|_| AutoEscape::Custom(MARKDOWN.into()));
+    env.set_formatter(|out, state, value| {
+        let plain = matches!(state.auto_escape(), AutoEscape::Custom(m) if m == MARKDOWN);
+        if value.is_safe() || !plain {
+            return write!(out, "{value}").map_err(Error::from);
+        }
+        out.write_str(&crate::digest::plain(&value.to_string()))
+            .map_err(Error::from)
+    });
     env.set_syntax(
         SyntaxConfig::builder()
             .trim_blocks(true)
@@ -305,12 +327,15 @@ fn environment() -> Environment<'static> {
             .build()
             .expect("the default delimiters are valid"),
     );
-    env.add_filter("thousands", |v: Value| -> Result<String, Error> {
+    env.add_filter("thousands", |v: Value| -> Result<Value, Error> {
         if let Ok(n) = u64::try_from(v.clone()) {
-            return Ok(crate::digest::thousands(n));
+            return Ok(Value::from_safe_string(crate::digest::thousands(n)));
         }
         match i64::try_from(v.clone()) {
-            Ok(n) => Ok(format!("-{}", crate::digest::thousands(n.unsigned_abs()))),
+            Ok(n) => Ok(Value::from_safe_string(format!(
+                "-{}",
+                crate::digest::thousands(n.unsigned_abs())
+            ))),
             Err(_) => Err(Error::new(
                 ErrorKind::InvalidOperation,
                 format!("thousands expects an integer, got {}", v.kind()),
@@ -319,40 +344,37 @@ fn environment() -> Environment<'static> {
     });
     env.add_filter(
         "line",
-        |state: &State, v: Value, max: Option<usize>| -> Result<String, Error> {
+        |state: &State, v: Value, max: Option<usize>| -> Result<Value, Error> {
             note_fuel(state);
             let mut out = String::new();
             if let Some(s) = text_arg("line", &v)? {
-                crate::digest::push_clean(&mut out, &s, max.unwrap_or(200));
+                crate::digest::push_plain(&mut out, &s, max.unwrap_or(200));
             }
-            Ok(out)
+            Ok(Value::from_safe_string(out))
         },
     );
     env.add_filter(
         "excerpt",
-        |state: &State, v: Value, max: Option<usize>| -> Result<String, Error> {
+        |state: &State, v: Value, max: Option<usize>| -> Result<Value, Error> {
             note_fuel(state);
             let mut out = String::new();
             if let Some(e) = text_arg("excerpt", &v)?
                 .as_deref()
                 .and_then(crate::digest::excerpt)
             {
-                crate::digest::push_clean(&mut out, e, max.unwrap_or(160));
+                crate::digest::push_rich(&mut out, e, max.unwrap_or(160));
             }
-            Ok(out)
+            Ok(Value::from_safe_string(out))
         },
     );
-    env.add_filter(
-        "quote",
-        |state: &State, v: Value| -> Result<String, Error> {
-            note_fuel(state);
-            let mut out = String::new();
-            if let Some(s) = text_arg("quote", &v)? {
-                crate::digest::push_quote(&mut out, &s);
-            }
-            Ok(out)
-        },
-    );
+    env.add_filter("quote", |state: &State, v: Value| -> Result<Value, Error> {
+        note_fuel(state);
+        let mut out = String::new();
+        if let Some(s) = text_arg("quote", &v)? {
+            crate::digest::push_quote(&mut out, &s);
+        }
+        Ok(Value::from_safe_string(out))
+    });
     env
 }
 
@@ -738,6 +760,91 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(r.text, render(&spec(19_000), &many).text);
+    }
+
+    #[test]
+    fn labels_and_group_names_render_as_plain_text() {
+        let name = "*db* [x](https://e.example) <font color=red>";
+        let shown = "＊db＊ [x］(https://e.example) ＜font color=red>";
+        let mut a = alert("t", Severity::Critical, Some(name), "x");
+        a.labels.insert(
+            "instance".into(),
+            "**web-1** @all _x_ ![](https://p)".into(),
+        );
+        let r = render(&spec(19_000), std::slice::from_ref(&a));
+        assert!(
+            r.text.contains(&format!("\n**{shown}** · 1\n")),
+            "{}",
+            r.text
+        );
+        // A group line and an overflow line, on a flood of such groups.
+        let flood: Vec<Alert> = (0..400)
+            .map(|i| {
+                alert(
+                    &format!("t{i}"),
+                    Severity::Critical,
+                    Some(&format!("{name}{i}")),
+                    "x",
+                )
+            })
+            .collect();
+        let r = render(&spec(MIN_BUDGET), &flood);
+        assert!(
+            r.text.contains(&format!("\n- **{shown}0** ×1: t0\n")),
+            "{}",
+            r.text
+        );
+        // Cut to 40 bytes of what it shows.
+        assert!(
+            r.text
+                .contains("more: ＊db＊ [x］(https://e.example) ＜fon… 1, "),
+            "{}",
+            r.text
+        );
+        assert!(
+            !r.text.contains("*db*") && !r.text.contains("<font"),
+            "{}",
+            r.text
+        );
+
+        // A template printing names and labels as they are, or through `line`.
+        let t = body(
+            "{% for s in sections %}{% for g in s.groups %}{{ g.name }}|{{ g.name|line }}\n\
+             {% for a in g.alerts %}{{ a.labels.instance|default('') }}|\
+             {% for k, v in a.labels|items %}{{ k }}={{ v }};{% endfor %}\n\
+             {% endfor %}{% endfor %}{% endfor %}",
+        )
+        .expect("compiles");
+        let mut s = spec(19_000);
+        s.templates = Some(&t);
+        let r = render(&s, std::slice::from_ref(&a));
+        let label = "＊＊web-1＊＊ ＠all _x＿ ！[］(https://p)";
+        assert_eq!(
+            r.text,
+            format!(
+                "{shown}|{shown}\n{label}|alertname={shown};instance={label};\n\n\
+                 sluice digest #42 · 1 alert"
+            )
+        );
+        // What sluice and the configuration wrote goes out as it is.
+        let t = body(
+            "{{ robot }} {{ keyword }} {{ link }}\n{{ title }}\n\
+             {% autoescape false %}{% for s in sections %}{% for g in s.groups %}\
+             {{ g.name }}{% endfor %}{% endfor %}{% endautoescape %}",
+        )
+        .expect("compiles");
+        s.templates = Some(&t);
+        s.robot = "*ops*_";
+        s.keyword = Some("<告警>");
+        s.link = Some("https://x.example/a_b");
+        let r = render(&s, std::slice::from_ref(&a));
+        assert_eq!(
+            r.text,
+            format!(
+                "*ops*_ <告警> https://x.example/a_b\n<告警> *ops*_: 1 critical\n{name}\n\n\
+                 sluice digest #42 · 1 alert"
+            )
+        );
     }
 
     #[test]
