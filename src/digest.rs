@@ -30,6 +30,11 @@
 //! (headings, bold, list items, quotes, links); nothing from an alert can break a line or start
 //! one of its own, and every cut is on a character boundary.
 //!
+//! Alert content is written in DingTalk's dialect by `markdown`: titles, group names and
+//! labels as plain text, texts keeping only web links and emphasis; nothing from an alert is an
+//! image, raw HTML, a mention, a bidi control or a line that reads as the footer. Every cost
+//! below is measured on the escaped text, so the escaping never breaks the budget.
+//!
 //! # Levels
 //!
 //! Each section (four firing severities, then resolved) is shown at a level: (0) every merged
@@ -89,16 +94,20 @@ use serde::Serialize;
 use crate::alert::{Alert, Severity, Status};
 use crate::template::Templates;
 
+pub(crate) mod markdown;
+
+use markdown::{Kind, breaks_line, is_blank};
+
 /// Smallest `max_bytes` for which [`render`] honours the budget.
 pub const MIN_BUDGET: usize = 1024;
 
-/// Alert titles are cut to this many bytes (then `…` is appended).
+/// Alert titles are cut to this many bytes of what they show (then `…` is appended).
 const TITLE_BYTES: usize = 200;
-/// The excerpt of an alert's text is cut to this many bytes (then `…` is appended).
+/// The excerpt of an alert's text is cut to this many bytes of what it shows (then `…`).
 const EXCERPT_BYTES: usize = 160;
 /// A level-0 quote shows at most this many non-blank lines of the text …
 const QUOTE_LINES: usize = 3;
-/// … and at most this many bytes of it.
+/// … and at most this many bytes of what they show.
 const QUOTE_BYTES: usize = 300;
 /// Group names in group headings and group lines are cut to this many bytes.
 const HEADING_GROUP_BYTES: usize = 80;
@@ -700,7 +709,7 @@ impl<'a> Plan<'a> {
             if i > 0 {
                 out.push_str("; ");
             }
-            push_clean(out, &self.alerts[line.first].title, GROUP_TITLE_BYTES);
+            push_plain(out, &self.alerts[line.first].title, GROUP_TITLE_BYTES);
         }
         if shown.iter().map(|l| l.count).sum::<u64>() < group.total {
             out.push_str(" …");
@@ -713,7 +722,7 @@ impl<'a> Plan<'a> {
     fn push_entry(&self, out: &mut String, s: usize, line: &Line, level: u8) {
         let a = &self.alerts[line.first];
         out.push_str("- ");
-        push_clean(out, &a.title, TITLE_BYTES);
+        push_plain(out, &a.title, TITLE_BYTES);
         let occurrences = line.occurrences(s);
         if occurrences > 1 {
             out.push_str(" ×");
@@ -733,7 +742,7 @@ impl<'a> Plan<'a> {
             && let Some(e) = a.text.as_deref().and_then(excerpt)
         {
             out.push_str(" — ");
-            push_clean(out, e, EXCERPT_BYTES);
+            push_rich(out, e, EXCERPT_BYTES);
         }
         if level == 0
             && let Some(t) = a.text.as_deref()
@@ -836,10 +845,11 @@ impl<'a> Plan<'a> {
         let section = &self.index.sections[s];
         let groups = &self.index.groups;
         let digits = thousands_len(self.index.section_total[s]);
+        let mut scratch = String::new();
         let mut names: Vec<usize> = section
             .iter()
             .map(|&g| match groups[g].name {
-                Some(n) => clean_cost(n, OVERFLOW_GROUP_BYTES),
+                Some(n) => plain_cost(&mut scratch, n, OVERFLOW_GROUP_BYTES),
                 None => OTHER_GROUP.len(),
             })
             .collect();
@@ -1041,12 +1051,17 @@ impl<'a> Plan<'a> {
             })
         };
         let total = &self.index.section_total;
+        let safe = |s: &str| minijinja::Value::from_safe_string(s.to_string());
         let ctx = Context {
-            robot: self.spec.robot,
+            robot: safe(self.spec.robot),
             id: self.spec.id,
-            title: &self.title,
-            keyword: self.spec.keyword,
-            link: self.link.as_deref().filter(|_| choice.extras.link && !bare),
+            title: safe(&self.title),
+            keyword: self.spec.keyword.map(safe),
+            link: self
+                .link
+                .as_deref()
+                .filter(|_| choice.extras.link && !bare)
+                .map(safe),
             // The title's split, not the records' (`Rendered::counts`): each alert once.
             counts: CtxCounts {
                 critical: total[Severity::Critical.index()],
@@ -1139,11 +1154,13 @@ impl<'a> Plan<'a> {
 /// The template context; every field is documented in [`crate::template`].
 #[derive(Serialize)]
 struct Context<'a> {
-    robot: &'a str,
+    // What sluice or the configuration wrote goes out as it is, even printed without a filter
+    // (a value that is not safe is written as plain text; see `crate::template`).
+    robot: minijinja::Value,
     id: u64,
-    title: &'a str,
-    keyword: Option<&'a str>,
-    link: Option<&'a str>,
+    title: minijinja::Value,
+    keyword: Option<minijinja::Value>,
+    link: Option<minijinja::Value>,
     counts: CtxCounts,
     time_range: Option<CtxRange>,
     from_ms: Option<i64>,
@@ -1352,9 +1369,10 @@ fn resolved_ms(a: &Alert) -> i64 {
     a.ends_ms.unwrap_or(a.received_ms)
 }
 
-/// A blank label would render as an empty bold heading; it groups with the unlabelled.
+/// A blank label (spaces, or characters that are not shown) would render as an empty bold
+/// heading; it groups with the unlabelled.
 fn group_of(a: &Alert) -> Option<&str> {
-    a.group().filter(|g| !g.trim().is_empty())
+    a.group().filter(|g| !g.trim_matches(is_blank).is_empty())
 }
 
 /// Alerts by section and group. Lines are not merged here: a digest lists a few hundred lines at
@@ -1609,7 +1627,7 @@ fn push_group_heading(out: &mut String, name: Option<&str>, n: u64) {
 
 fn push_group_name(out: &mut String, name: Option<&str>, max: usize) {
     match name {
-        Some(n) => push_clean(out, n, max),
+        Some(n) => push_plain(out, n, max),
         None => out.push_str(OTHER_GROUP),
     }
 }
@@ -1826,16 +1844,6 @@ fn push_date_time(s: &mut String, dt: DateTime, seconds: bool) {
 
 // ---- Text ----
 
-/// Whitespace and control characters, trimmed from the ends of titles and excerpts.
-fn is_blank(c: char) -> bool {
-    c.is_whitespace() || c.is_control()
-}
-
-/// Characters that could end a markdown line (or render as one); they become spaces.
-fn breaks_line(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
-}
-
 /// The part of `s` that [`push_clean`] shows, and whether it was cut.
 fn clean_part(s: &str, max: usize) -> (&str, bool) {
     let s = s.trim_matches(is_blank);
@@ -1847,7 +1855,9 @@ fn clean_part(s: &str, max: usize) -> (&str, bool) {
     }
 }
 
-/// Appends `s` trimmed, with line-breaking characters made spaces, cut to `max` bytes with `…`.
+/// Appends text that sluice or the configuration wrote (the robot name, a custom title): trimmed,
+/// with line-breaking characters made spaces, cut to `max` bytes with `…`. Alert content goes
+/// through [`push_plain`] or [`push_rich`] instead.
 pub(crate) fn push_clean(out: &mut String, s: &str, max: usize) {
     let (part, was_cut) = clean_part(s, max);
     out.extend(part.chars().map(|c| if breaks_line(c) { ' ' } else { c }));
@@ -1856,18 +1866,54 @@ pub(crate) fn push_clean(out: &mut String, s: &str, max: usize) {
     }
 }
 
-/// The exact cost of what [`push_clean`] appends, without building it.
-fn clean_cost(s: &str, max: usize) -> usize {
-    let (part, was_cut) = clean_part(s, max);
-    let body: usize = part
-        .chars()
-        .map(|c| match c {
-            '"' | '\\' => 2,
-            c if breaks_line(c) => 1,
-            c => c.len_utf8(),
-        })
-        .sum();
-    body + if was_cut { ELLIPSIS.len() } else { 0 }
+/// Appends one line of alert content written as `kind` in DingTalk's dialect ([`markdown`]),
+/// cut to at most `max` bytes of what it shows (trailing blanks dropped at a cut); true if cut.
+fn push_escaped(out: &mut String, s: &str, max: usize, kind: Kind) -> bool {
+    let start = out.len();
+    let mut cut = false;
+    markdown::escape(s, kind, &mut |piece| {
+        if out.len() - start + piece.len() > max {
+            cut = true;
+            return false;
+        }
+        out.push_str(piece);
+        true
+    });
+    if cut {
+        let kept = out[start..].trim_end_matches(is_blank).len();
+        out.truncate(start + kept);
+    }
+    cut
+}
+
+/// Appends alert content that must read as plain text (a title, a group name, a label), cut to
+/// `max` bytes with `…`.
+pub(crate) fn push_plain(out: &mut String, s: &str, max: usize) {
+    if push_escaped(out, s, max, Kind::Plain) {
+        out.push_str(ELLIPSIS);
+    }
+}
+
+/// Appends a line of an alert's text, which keeps its web links and emphasis, cut to `max`
+/// bytes with `…`.
+pub(crate) fn push_rich(out: &mut String, s: &str, max: usize) {
+    if push_escaped(out, s, max, Kind::Rich) {
+        out.push_str(ELLIPSIS);
+    }
+}
+
+/// Alert content as plain text, whole (for values a template prints as they are).
+pub(crate) fn plain(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    push_plain(&mut out, s, usize::MAX);
+    out
+}
+
+/// The exact cost of what [`push_plain`] appends: measured on the same output, in `scratch`.
+fn plain_cost(scratch: &mut String, s: &str, max: usize) -> usize {
+    scratch.clear();
+    push_plain(scratch, s, max);
+    cost(scratch)
 }
 
 /// The first non-blank line of a text, trimmed.
@@ -1877,8 +1923,9 @@ pub(crate) fn excerpt(text: &str) -> Option<&str> {
         .find(|l| !l.is_empty())
 }
 
-/// Appends the text's first non-blank lines as a markdown quote (`> …` lines joined by `\n`):
-/// at most 3 lines and 300 bytes of text, cut on a character boundary, `…` when there is more.
+/// Appends the text's first non-blank lines as a markdown quote (`> …` lines joined by `\n`),
+/// each written as rich alert content: at most 3 lines and 300 bytes of what they show, cut on a
+/// character boundary, `…` when there is more.
 pub(crate) fn push_quote(out: &mut String, text: &str) {
     let mut room = QUOTE_BYTES;
     let mut lines = text
@@ -1888,21 +1935,24 @@ pub(crate) fn push_quote(out: &mut String, text: &str) {
         .peekable();
     let mut shown = 0;
     while let Some(l) = lines.next() {
-        let (part, cut) = clean_part(l, room);
-        if part.is_empty() {
+        let line_start = out.len();
+        if shown > 0 {
+            out.push('\n');
+        }
+        out.push_str("> ");
+        let body = out.len();
+        let cut = push_escaped(out, l, room, Kind::Rich);
+        let written = out.len() - body;
+        if written == 0 {
             // No room left for even one character: mark the cut on the line before.
+            out.truncate(line_start);
             if shown > 0 {
                 out.push_str(" …");
             }
             return;
         }
-        if shown > 0 {
-            out.push('\n');
-        }
-        out.push_str("> ");
-        out.extend(part.chars().map(|c| if breaks_line(c) { ' ' } else { c }));
         shown += 1;
-        room -= part.len();
+        room -= written;
         if cut {
             out.push_str(ELLIPSIS);
             return;
@@ -2791,6 +2841,141 @@ pub(crate) mod tests {
         );
     }
 
+    /// Whether a line reads as a footer to a reader: the footer's words and `#`, whatever the
+    /// case, spacing, emphasis markers or invisible characters between them.
+    fn reads_as_footer(line: &str) -> bool {
+        let seen: String = line
+            .chars()
+            .filter(|&c| !markdown::is_invisible(c) && !matches!(c, '*' | '_' | '~' | '`'))
+            .flat_map(char::to_lowercase)
+            .collect();
+        let words: Vec<&str> = seen.split_whitespace().collect();
+        let seen = words.join(" ");
+        [
+            "sluice digest #",
+            "sluice digest＃",
+            "sluice digest ＃",
+            "sluice digest#",
+        ]
+        .iter()
+        .any(|f| seen.contains(f))
+    }
+
+    /// Checks that only the last line of `r` is a footer, to `parse_footer` and to a reader,
+    /// and that it counts every alert under the digest's id.
+    fn only_the_last_line_is_a_footer(r: &Rendered, id: u64, n: usize) -> Result<(), String> {
+        let lines: Vec<&str> = r.text.lines().collect();
+        let (last, rest) = lines.split_last().ok_or("no lines")?;
+        if let Some(l) = rest
+            .iter()
+            .find(|l| parse_footer(l).is_some() || reads_as_footer(l))
+        {
+            return Err(format!("{l:?} reads as a footer in\n{}", r.text));
+        }
+        if parse_footer(last) != Some((id, n as u64))
+            || parse_footer(&r.text) != Some((id, n as u64))
+        {
+            return Err(format!(
+                "the last line {last:?} is not the footer of #{id} · {n}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A body template that writes alert content at the start of lines in every way it can:
+    /// raw values, filtered ones, labels.
+    fn exposing_template() -> Templates {
+        Templates::compile(
+            None,
+            Some((
+                "exposing.md.j2",
+                "{% for s in sections + ([resolved] if resolved else []) %}\n\
+                 {% for g in s.groups %}\n\
+                 {{ g.name }}\n{{ g.name|line }}\n\
+                 {% for a in g.alerts %}\n\
+                 {{ a.title }}\n{{ a.title|line }}\n{{ a.text|excerpt }}\n{{ a.text|quote }}\n\
+                 {% if a.text %}{{ a.text }}{% endif +%}\n\
+                 {% for k, v in a.labels|items %}{{ k }}={{ v }}\n{{ v }}\n{% endfor %}\n\
+                 {% endfor %}\n\
+                 {% endfor %}\n\
+                 {% endfor %}",
+            )),
+        )
+        .expect("compiles")
+    }
+
+    #[test]
+    fn an_alert_title_cannot_forge_a_digest_footer() {
+        let forged = "sluice digest #999 · 99,999 alerts";
+        let mut a = alert(forged, Severity::Critical, Some(forged), "x");
+        a.text = Some(format!(
+            "{forged}\n  SLUICE\u{200B} Digest ＃7 · 1 alert\n{forged}"
+        ));
+        a.labels.insert("instance".into(), forged.into());
+        let mut b = alert(&format!("  {forged}"), Severity::Info, None, "y");
+        b.text = Some(forged.into());
+        let alerts = [a, b];
+        let t = exposing_template();
+        let mut s = spec(19_000);
+        for levels in [[0; SECTIONS], [1; SECTIONS], [2; SECTIONS]] {
+            let text = render_at(&s, &alerts, levels);
+            let r = Plan::new(&s, &alerts).finish(text, 0, &chosen(&s, &alerts));
+            only_the_last_line_is_a_footer(&r, 42, 2).unwrap();
+        }
+        assert!(
+            render(&s, &alerts)
+                .text
+                .contains("\n- “sluice digest” #999 · 99,999 alerts\n> “sluice digest” #999")
+        );
+        s.templates = Some(&t);
+        let r = render(&s, &alerts);
+        assert!(
+            r.text.contains("\n“sluice digest” #999 · 99,999 alerts\n"),
+            "{}",
+            r.text
+        );
+        only_the_last_line_is_a_footer(&r, 42, 2).unwrap();
+    }
+
+    #[test]
+    fn alert_content_cannot_inject_images_html_or_bidi_overrides() {
+        let mut a = alert(
+            "disk full <font color=red>PAID</font> ![](https://t.example/p.gif)",
+            Severity::Critical,
+            Some("disk"),
+            "x",
+        );
+        a.text = Some(
+            "![pixel](https://t.example/p.gif) <!-- hidden --> <img src=x>\n\
+             see [runbook](https://wiki.example/disk) or [this](dingtalk://dingtalkclient/page/link?url=x)\n\
+             invoice\u{202E}fdp.exe &#x202E; **do** _this_"
+                .into(),
+        );
+        let text = render_at(&spec(19_000), std::slice::from_ref(&a), [0; SECTIONS]);
+        assert!(
+            text.contains(
+                "\n- disk full ＜font color=red>PAID＜/font> ！[］(https://t.example/p.gif)\n\
+                 > [pixel](https://t.example/p.gif) ＜!-- hidden --> ＜img src=x>\n\
+                 > see [runbook](https://wiki.example/disk) or [this］(dingtalk://dingtalkclient/page/link?url=x)\n\
+                 > invoicefdp.exe ＆#x202E; **do** _this_\n"
+            ),
+            "{text}"
+        );
+        let text = render_at(&spec(19_000), std::slice::from_ref(&a), [1; SECTIONS]);
+        assert!(
+            text.contains(" — [pixel](https://t.example/p.gif) ＜!-- hidden --> ＜img src=x>\n"),
+            "{text}"
+        );
+        // The same through a template.
+        let t = exposing_template();
+        let mut s = spec(19_000);
+        s.templates = Some(&t);
+        let r = render(&s, std::slice::from_ref(&a));
+        for bad in ["<font", "<!--", "<img", "![", "\u{202E}", "](dingtalk"] {
+            assert!(!r.text.contains(bad), "{bad:?} in {}", r.text);
+        }
+    }
+
     #[test]
     fn footer_counts_alerts_singular_and_plural() {
         assert_eq!(footer(42, 1), "sluice digest #42 · 1 alert");
@@ -3028,13 +3213,17 @@ pub(crate) mod tests {
             "x",
         );
         a.text = Some("line one\u{85}still one\n#two".to_string());
+        // A `#` that starts a list item's content (or a quote line) would make a heading in
+        // it, so it is written as its fullwidth twin.
         let text = render_at(&spec(19_000), std::slice::from_ref(&a), [1; SECTIONS]);
         assert_eq!(
             alert_lines(&text),
-            ["- # big > quote   tab bell sep — line one still one"]
+            ["- ＃ big > quote   tab bell sep — line one still one"]
         );
         let text = render_at(&spec(19_000), &[a], [0; SECTIONS]);
-        assert!(text.contains("\n- # big > quote   tab bell sep\n> line one still one\n> #two\n"));
+        assert!(
+            text.contains("\n- ＃ big > quote   tab bell sep\n> line one still one\n> ＃two\n")
+        );
         // Group names are cleaned too.
         let b = alert("t", Severity::Info, Some("g\nh"), "y");
         assert!(render(&spec(19_000), &[b]).text.contains("\n**g h** · 1\n"));
@@ -3109,6 +3298,83 @@ pub(crate) mod tests {
         );
     }
 
+    /// A batch of `n` alerts in `groups` groups with `lines` fingerprints each, every severity
+    /// and status, each with a three-line text: the shapes a flood takes.
+    fn flood(n: usize, groups: usize, lines: usize) -> Vec<Alert> {
+        (0..n)
+            .map(|i| {
+                let g = format!("group_{}", i % groups);
+                let fp = format!("fp{}", (i / groups) % lines);
+                let mut a = alert(
+                    &format!("{g}: check {fp} failed on partition {i}"),
+                    Severity::ALL[i % 4],
+                    Some(&g),
+                    &fp,
+                );
+                a.text = Some(format!(
+                    "Check {fp} failed on partition {i}.\nThreshold 1%, measured 12.3%.\nRunbook: dq/{g}"
+                ));
+                if i % 7 == 3 {
+                    a.status = Status::Resolved;
+                }
+                a.received_ms = T0 + i as i64;
+                a
+            })
+            .collect()
+    }
+
+    /// The built-in template as a custom one, on the real rendering path, over the shapes a
+    /// flood takes and the most hostile content (1-byte titles, 16 KiB texts, which every
+    /// listed line hands to a filter): it must stay far from the fuel that stops a runaway.
+    #[test]
+    fn the_builtin_template_never_comes_near_its_fuel() {
+        let t = Templates::compile(None, Some(("body.md.j2", crate::template::BUILTIN_BODY)))
+            .expect("compiles");
+        let mut peaks = Vec::new();
+        // Hostile texts are 16 KiB each, so they stop at 5 000 alerts (80 MB); more would not
+        // render more, as at most `max_bytes / 4` entries are ever rendered.
+        for (n, hostile_too) in [(10, true), (1_000, true), (5_000, true), (100_000, false)] {
+            let mut peak = (0, 0);
+            for hostile in [false, true].into_iter().filter(|&h| hostile_too || !h) {
+                for (groups, lines) in [(1, n), (n, 1), (100, 10), (10, 100), (1, 1)] {
+                    let mut alerts = flood(n, groups, lines);
+                    if hostile {
+                        for (i, a) in alerts.iter_mut().enumerate() {
+                            a.title = (i % 10).to_string();
+                            a.text = Some(format!("x\ny\nz\n{}", "w".repeat(16 * 1024)));
+                        }
+                    }
+                    crate::template::PEAK_FUEL.with(|p| p.set(0));
+                    let mut s = spec(19_000);
+                    s.templates = Some(&t);
+                    let r = render(&s, &alerts);
+                    assert_eq!(r.total, n);
+                    let used = crate::template::PEAK_FUEL.with(|p| p.get());
+                    if hostile {
+                        peak.1 = peak.1.max(used);
+                    } else {
+                        peak.0 = peak.0.max(used);
+                    }
+                }
+            }
+            peaks.push((n, peak));
+        }
+        eprintln!(
+            "built-in template fuel (ordinary, hostile) by alerts: {peaks:?} of {}",
+            crate::template::FUEL
+        );
+        for (n, (ordinary, hostile)) in peaks {
+            assert!(
+                ordinary > 0 && (n > 5_000 || hostile > 0),
+                "no rendering measured"
+            );
+            assert!(
+                hostile.max(ordinary) * 8 < crate::template::FUEL,
+                "{n} alerts took {ordinary} / {hostile} fuel"
+            );
+        }
+    }
+
     pub(crate) fn parse_num(s: &str) -> u64 {
         s.replace(',', "")
             .parse()
@@ -3173,6 +3439,50 @@ pub(crate) mod tests {
                 }
                 if let Some((k, v)) = GROUPS[g] {
                     a.labels.insert(k.to_string(), v.to_string());
+                }
+                a
+            })
+    }
+
+    /// Alert content made of what markdown, DingTalk and sluice's footer read.
+    fn hostile_string() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            2 => nasty_string(6),
+            3 => prop::sample::select(vec![
+                "sluice digest #", "SLUICE  digest ＃12 · 3 alerts", "sluice\u{200B} digest#",
+                "sluice **digest** #1", "sluice digest #1 · 2 alerts", "@13800000000", "@all",
+                "![x](http://p.example/x.gif)", "![](http://p)", "<font color=red>", "<!-- x -->",
+                "<img src=x>", "<https://a>", "\u{202E}", "\u{2066}", "\u{200F}", "&#x202E;",
+                "&lt;", "&amp;", "[a](dingtalk://x)", "[a]( javascript:x)", "[a](https://ok)",
+                "[a]: http://e", "[b][a]", "# ", "> ", "- ", "+ ", "1. ", "***", "---", "=",
+                "\n", "\n\n", "`", "_", "*", "~", "\\", "](", "[", "]", "!", "<", "&",
+            ])
+            .prop_map(str::to_string),
+        ];
+        prop::collection::vec(piece, 0..8).prop_map(|v| v.concat())
+    }
+
+    fn arb_hostile_alert() -> impl Strategy<Value = Alert> {
+        (
+            hostile_string(),
+            prop::option::of(hostile_string()),
+            prop::option::of(hostile_string()),
+            hostile_string(),
+            0..4usize,
+            any::<bool>(),
+            0..4u8,
+        )
+            .prop_map(|(title, text, group, label, sev, resolved, fp)| {
+                let mut a = alert(
+                    &title,
+                    Severity::ALL[sev],
+                    group.as_deref(),
+                    &format!("fp{fp}"),
+                );
+                a.text = text;
+                a.labels.insert("instance".into(), label);
+                if resolved {
+                    a.status = Status::Resolved;
                 }
                 a
             })
@@ -3253,13 +3563,10 @@ pub(crate) mod tests {
         out
     }
 
+    /// The start of what a title shows: its plain text in DingTalk's dialect (which
+    /// `markdown`'s own tests check), 20 characters that no cut at 200 bytes reaches.
     fn shown_title_start(title: &str) -> String {
-        let t: String = title
-            .trim_matches(|c: char| c.is_whitespace() || c.is_control())
-            .chars()
-            .take(20)
-            .map(|c| if breaks_line(c) { ' ' } else { c })
-            .collect();
+        let t: String = plain(title).chars().take(20).collect();
         t.trim_end().to_string()
     }
 
@@ -3547,6 +3854,71 @@ pub(crate) mod tests {
                 return Err(TestCaseError::fail(e));
             }
             check_structure(&r, &choice, &alerts, &spec)?;
+        }
+
+        /// Whatever an alert holds, a digest (built-in or through a template that writes
+        /// alert content at the start of lines, raw or filtered) still fits and counts every
+        /// alert; its only footer is its last line, with the true id and count; and nothing
+        /// from an alert is an image, raw HTML, a reference, a non-web link, a mention or a
+        /// bidi control.
+        #[test]
+        fn no_alert_content_forges_the_footer_or_brings_markup(
+            alerts in prop::collection::vec(arb_hostile_alert(), 0..40),
+            (max_bytes, robot, keyword, link, id, zone, catch_up) in arb_spec_parts(),
+        ) {
+            let zones = zones();
+            let t = exposing_template();
+            let plain_spec = DigestSpec {
+                robot, id, keyword, link, max_bytes,
+                tz: &zones[zone],
+                catch_up: catch_up.map(|(a, b)| (T0 + a, T0 + b)),
+                templates: None,
+            };
+            for spec in [plain_spec, DigestSpec { templates: Some(&t), ..plain_spec }] {
+                let r = render(&spec, &alerts);
+                prop_assert!(size(&r) <= max_bytes, "{} > {}", size(&r), max_bytes);
+                prop_assert_eq!(r.listed + r.summarized, alerts.len());
+                if let Err(e) = only_the_last_line_is_a_footer(&r, id, alerts.len()) {
+                    return Err(TestCaseError::fail(e));
+                }
+                let text = &r.text;
+                prop_assert!(!text.contains(markdown::is_invisible), "{:?}", text);
+                prop_assert!(!text.contains('@'), "{}", text);
+                prop_assert!(!text.contains("!["), "{}", text);
+                prop_assert!(!text.contains("][") && !text.contains("]:"), "{}", text);
+                for (at, _) in text.match_indices('<') {
+                    let next = text[at + 1..].chars().next();
+                    prop_assert!(
+                        !next.is_some_and(|c| c.is_ascii_alphabetic() || "/!?".contains(c)),
+                        "raw HTML at {} in {}", at, text
+                    );
+                }
+                for (at, _) in text.match_indices("](") {
+                    let dest = text[at + 2..].trim_start().to_ascii_lowercase();
+                    prop_assert!(
+                        dest.starts_with("http://") || dest.starts_with("https://"),
+                        "a link to {:?} in {}", &text[at..], text
+                    );
+                }
+                for (at, _) in text.match_indices('&') {
+                    let rest = &text[at + 1..];
+                    let (body, digits): (&str, fn(&char) -> bool) =
+                        if let Some(hex) = rest.strip_prefix("#x").or(rest.strip_prefix("#X")) {
+                            (hex, char::is_ascii_hexdigit)
+                        } else if let Some(dec) = rest.strip_prefix('#') {
+                            (dec, char::is_ascii_digit)
+                        } else if rest.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                            (rest, char::is_ascii_alphanumeric)
+                        } else {
+                            continue;
+                        };
+                    let len: usize = body.chars().take_while(digits).map(char::len_utf8).sum();
+                    prop_assert!(
+                        len == 0 || !body[len..].starts_with(';'),
+                        "an entity at {} in {}", at, text
+                    );
+                }
+            }
         }
 
         #[test]

@@ -204,6 +204,52 @@ mod tests {
     }
 
     #[test]
+    fn an_alert_cannot_mention_anyone_the_config_did_not_ask_for() {
+        let robot = Mentions {
+            mobiles: vec!["13800000000".into()],
+            ..Mentions::default()
+        };
+        let mut a = alert(
+            Severity::Critical,
+            &[
+                ("job", "dq_orders"),
+                ("alertname", "@all"),
+                ("owner_mobile", "@13900000009"),
+            ],
+        );
+        a.title = "@13900000009 @all look".into();
+        a.text = Some("@13900000009\n@all @alice\n<at user_id=\"bob\"></at>".into());
+        // `owner_mobile` with a phone number is the documented way for an alert to name one.
+        let owned = alert(Severity::Error, &[("owner_mobile", "13700000002")]);
+        let alerts = [a, owned];
+        let m = mentions_for(&robot, &owners(), &alerts);
+        assert_eq!(m.mobiles, ["13800000000", "13800000001", "13700000002"]);
+        assert_eq!(m.user_ids, ["alice"]);
+        assert!(!m.all);
+
+        let tz = jiff::tz::TimeZone::UTC;
+        for levels_budget in [19_000, 2_000] {
+            let spec = crate::digest::DigestSpec {
+                robot: "ops",
+                id: 7,
+                keyword: None,
+                link: None,
+                max_bytes: levels_budget - line_cost(&m.line()),
+                tz: &tz,
+                catch_up: None,
+                templates: None,
+            };
+            let r = crate::digest::render(&spec, &alerts);
+            let text = insert_line(&r.text, &m.line());
+            // The only @s are the mention line's, right above the footer.
+            let with_at: Vec<&str> = text.lines().filter(|l| l.contains('@')).collect();
+            assert_eq!(with_at, [m.line()], "{text}");
+            assert_eq!(text.lines().rev().nth(2), Some(m.line().as_str()));
+            assert!(text.contains("＠13900000009"), "{text}");
+        }
+    }
+
+    #[test]
     fn the_line_goes_above_the_footer() {
         let text = "### t\n\n- a\n\nsluice digest #1 · 1 alert";
         assert_eq!(

@@ -306,3 +306,56 @@ async fn sighup_reloads_the_config_file() {
     let (code, _) = d.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{}", d.stderr());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_a_runaway_template_is_refused_and_the_daemon_goes_on() {
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    let good = config(&fake, Some("50ms"), false);
+    let d = Daemon::start_file(&good, &dir.path().join("data"), &path).await;
+
+    // 10^10 loop steps: loading it used to hold the reload (and every later one) forever.
+    let runaway = good.replace(
+        "window = \"50ms\"",
+        "window = \"50ms\"\nbody_template = '''{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}'''",
+    );
+    assert_ne!(runaway, good);
+    d.rewrite(&runaway, &path);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let r = http
+        .post(d.url("/-/reload"))
+        .send()
+        .await
+        .expect("the reload answers within 10 s");
+    assert_eq!(r.status().as_u16(), 422);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let e = r.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("the running one stays"), "{e}");
+    assert!(
+        e.contains("robots.a.body_template: line 1: uses more than 5,000,000 steps"),
+        "{e}"
+    );
+
+    // The running config still delivers, and the next reload is taken.
+    assert_eq!(d.post(&alerts("a", "still here", 1)).await.0, 202);
+    wait_for_footers(&fake, "a-token", 1, Duration::from_secs(3)).await;
+    d.rewrite(&config(&fake, Some("50ms"), true), &path);
+    let (status, r) = reload(&d).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(names(&r["added"]), ["b"]);
+    assert_eq!(d.post(&alerts("b", "new robot", 1)).await.0, 202);
+    wait_for_footers(&fake, "b-token", 1, Duration::from_secs(3)).await;
+    d.stop().await;
+}
