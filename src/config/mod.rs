@@ -5,8 +5,6 @@
 //! in every string value; an unset variable is an error that names it and the key that used it.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,15 +27,47 @@ window = "5s"
 /// The largest body DingTalk accepts is 20 000 bytes; a digest never serializes to more.
 pub const DINGTALK_MAX_BODY: usize = 20_000;
 
-/// The most `server.max_body` may be.
-pub const MAX_BODY_LIMIT: u64 = 256 << 20;
-
 #[derive(Debug, thiserror::Error)]
 #[error("{origin}: {message}")]
 pub struct ConfigError {
     /// The file, with `:line:column` when known, or "built-in default".
     pub origin: String,
     pub message: String,
+}
+
+mod robot;
+mod server;
+
+pub use robot::{Look, Mentions, MsgType, ProviderKind, Robot, Timing, is_mobile, is_person};
+pub use server::{MAX_BODY_LIMIT, Server};
+
+use robot::{RawRobot, RawTiming, look, timing};
+
+/// What every section's parser needs: where the text came from (for errors and relative paths)
+/// and how to look up `${VAR}`s.
+pub(crate) struct Parsing<'a> {
+    origin: &'a str,
+    base_dir: &'a Path,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Parsing<'_> {
+    fn fail(&self, message: String) -> ConfigError {
+        ConfigError {
+            origin: self.origin.to_string(),
+            message,
+        }
+    }
+
+    /// `v` with its `${VAR}`s replaced; an unset variable is an error that names `key`.
+    fn expand(&self, key: &str, v: &str) -> Result<String, ConfigError> {
+        expand_vars(v, self.env)
+            .map_err(|var| self.fail(format!("{key}: environment variable `{var}` is not set")))
+    }
+
+    fn expand_opt(&self, key: &str, v: &Option<String>) -> Result<Option<String>, ConfigError> {
+        v.as_deref().map(|v| self.expand(key, v)).transpose()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -57,181 +87,6 @@ pub struct Config {
     pub severity_map: BTreeMap<String, Severity>,
 }
 
-#[derive(Debug, Clone)]
-pub struct Server {
-    pub listen: SocketAddr,
-    pub data_dir: PathBuf,
-    pub auth_tokens: Vec<String>,
-    pub public_url: Option<String>,
-    /// Largest accepted request body, in bytes.
-    pub max_body: usize,
-    /// Most alerts in one `POST /v1/alerts`.
-    pub max_alerts_per_request: usize,
-    /// sled's page cache, in bytes.
-    pub cache_bytes: u64,
-    /// Host names (lowercase, no port) accepted besides the listen address, `localhost` and
-    /// `public_url`'s host while sluice listens on loopback (DNS rebinding).
-    pub allowed_hosts: Vec<String>,
-    /// How long a client may take to send a request's headers.
-    pub header_timeout: Duration,
-    /// How long a client may take to send a request's body.
-    pub body_timeout: Duration,
-    /// How long an idle keep-alive connection stays open.
-    pub keepalive_timeout: Duration,
-    /// Most connections open at once; further clients wait in the kernel's backlog.
-    pub max_connections: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
-    DingTalk,
-    Console,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::DingTalk => "dingtalk",
-            ProviderKind::Console => "console",
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Robot {
-    pub name: String,
-    pub provider: ProviderKind,
-    /// Full webhook URL including its access token; print it only through [`redact_url`].
-    pub webhook: Option<String>,
-    pub secret: Option<String>,
-    pub keywords: Vec<String>,
-    pub mentions: Mentions,
-    pub timing: Timing,
-    pub look: Look,
-}
-
-impl Robot {
-    /// Whether `other` would run this robot exactly the same way (a reload leaves it alone).
-    pub fn same_as(&self, other: &Robot) -> bool {
-        let (a, b) = (&self.look, &other.look);
-        let same_templates = match (&a.templates, &b.templates) {
-            (None, None) => true,
-            (Some(x), Some(y)) => x.same_sources(y),
-            _ => false,
-        };
-        self.name == other.name
-            && self.provider == other.provider
-            && self.webhook == other.webhook
-            && self.secret == other.secret
-            && self.keywords == other.keywords
-            && self.mentions == other.mentions
-            && self.timing == other.timing
-            && a.timezone_name == b.timezone_name
-            && a.msgtype == b.msgtype
-            && same_templates
-    }
-}
-
-/// How a robot's digests look: time zone, templates, message type.
-#[derive(Debug, Clone)]
-pub struct Look {
-    pub timezone: jiff::tz::TimeZone,
-    /// The zone's name as configured ("Asia/Shanghai"), or "host" for the host's zone.
-    pub timezone_name: String,
-    /// Custom templates, compiled and checked against a sample at load; `None`: built-in format.
-    pub templates: Option<std::sync::Arc<crate::template::Templates>>,
-    pub msgtype: MsgType,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MsgType {
-    Markdown,
-    /// A markdown card with one button to the digest's page on `server.public_url`.
-    ActionCard,
-}
-
-/// Whom a robot's digests @ (DingTalk shows an @ only if it is both in the `at` object and
-/// written in the text).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Mentions {
-    pub mobiles: Vec<String>,
-    pub user_ids: Vec<String>,
-    pub all: bool,
-    /// Only digests holding an alert at least this severe mention anyone (owners included).
-    pub min_severity: Option<Severity>,
-}
-
-/// A mobile number or a DingTalk user id: 1 to 64 characters, no spaces.
-pub fn is_person(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && !s.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-/// A mobile number as DingTalk takes it: digits, optionally `+<country>-<number>`.
-pub fn is_mobile(s: &str) -> bool {
-    let digits = s.strip_prefix('+').unwrap_or(s);
-    !digits.is_empty()
-        && digits.len() <= 20
-        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'-')
-        && digits.bytes().next().is_some_and(|b| b.is_ascii_digit())
-}
-
-impl fmt::Debug for Robot {
-    // Hand-written so that a `{:?}` anywhere can never print the token or the secret.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Robot")
-            .field("name", &self.name)
-            .field("provider", &self.provider)
-            .field("webhook", &self.webhook.as_deref().map(redact_url))
-            .field("secret", &self.secret.as_ref().map(|_| "***"))
-            .field("keywords", &self.keywords)
-            .field("mentions", &self.mentions)
-            .field("look", &self.look)
-            .field("timing", &self.timing)
-            .finish()
-    }
-}
-
-/// The per-robot durations and limits; `[defaults]` supplies each one a robot does not set.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Timing {
-    pub window: Duration,
-    pub rate_limit: u32,
-    pub rate_period: Duration,
-    pub retry_initial_backoff: Duration,
-    pub retry_max_backoff: Duration,
-    pub throttle_backoff: Duration,
-    pub blocked_probe: Duration,
-    pub request_timeout: Duration,
-    pub retention: Duration,
-    /// Most alerts waiting for a digest; beyond it ingest answers 503 instead of growing.
-    pub max_pending: u64,
-}
-
-impl Timing {
-    /// Every rolling window the robot's rate guard holds. Today one, from `rate_limit` and
-    /// `rate_period`; a platform with several limits at once adds its own here.
-    pub fn windows(&self) -> Vec<crate::limit::Window> {
-        vec![crate::limit::Window::new(self.rate_limit, self.rate_period)]
-    }
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Timing {
-            window: Duration::from_secs(30),
-            rate_limit: 20,
-            rate_period: Duration::from_secs(60),
-            retry_initial_backoff: Duration::from_secs(1),
-            retry_max_backoff: Duration::from_secs(300),
-            throttle_backoff: Duration::from_secs(600),
-            blocked_probe: Duration::from_secs(300),
-            request_timeout: Duration::from_secs(10),
-            retention: Duration::from_secs(7 * 86_400),
-            max_pending: 1_000_000,
-        }
-    }
-}
-
 // ---- the file as written -------------------------------------------------------------------
 
 #[derive(Deserialize, Default)]
@@ -239,7 +94,7 @@ impl Default for Timing {
 struct RawFile {
     default_robot: Option<String>,
     #[serde(default)]
-    server: RawServer,
+    server: server::RawServer,
     #[serde(default)]
     defaults: RawTiming,
     #[serde(default)]
@@ -257,114 +112,6 @@ struct RawFile {
 struct RawAlertmanager {
     #[serde(default)]
     severity_map: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    listen: Option<String>,
-    data_dir: Option<String>,
-    #[serde(default)]
-    auth_tokens: Vec<String>,
-    auth_tokens_file: Option<String>,
-    public_url: Option<String>,
-    max_body: Option<RawSize>,
-    max_alerts_per_request: Option<i64>,
-    cache_size: Option<RawSize>,
-    #[serde(default)]
-    allowed_hosts: Vec<String>,
-    header_timeout: Option<String>,
-    body_timeout: Option<String>,
-    keepalive_timeout: Option<String>,
-    max_connections: Option<i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawSize {
-    Bytes(u64),
-    Text(String),
-}
-
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawTiming {
-    window: Option<String>,
-    rate_limit: Option<i64>,
-    rate_period: Option<String>,
-    retry_initial_backoff: Option<String>,
-    retry_max_backoff: Option<String>,
-    throttle_backoff: Option<String>,
-    blocked_probe: Option<String>,
-    request_timeout: Option<String>,
-    retention: Option<String>,
-    max_pending: Option<i64>,
-    timezone: Option<String>,
-    title_template: Option<String>,
-    body_template: Option<String>,
-    title_template_file: Option<String>,
-    body_template_file: Option<String>,
-    msgtype: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRobot {
-    provider: Option<String>,
-    webhook: Option<String>,
-    webhook_file: Option<String>,
-    secret: Option<String>,
-    secret_file: Option<String>,
-    #[serde(default)]
-    keywords: Vec<String>,
-    #[serde(default)]
-    mention_mobiles: Vec<String>,
-    #[serde(default)]
-    mention_user_ids: Vec<String>,
-    #[serde(default)]
-    mention_all: bool,
-    mention_min_severity: Option<String>,
-    // The [defaults] keys, spelled out: serde cannot combine `flatten` with
-    // `deny_unknown_fields`, and unknown keys must be rejected with their position.
-    window: Option<String>,
-    rate_limit: Option<i64>,
-    rate_period: Option<String>,
-    retry_initial_backoff: Option<String>,
-    retry_max_backoff: Option<String>,
-    throttle_backoff: Option<String>,
-    blocked_probe: Option<String>,
-    request_timeout: Option<String>,
-    retention: Option<String>,
-    max_pending: Option<i64>,
-    timezone: Option<String>,
-    title_template: Option<String>,
-    body_template: Option<String>,
-    title_template_file: Option<String>,
-    body_template_file: Option<String>,
-    msgtype: Option<String>,
-}
-
-impl RawRobot {
-    fn timing(&self) -> RawTiming {
-        RawTiming {
-            window: self.window.clone(),
-            rate_limit: self.rate_limit,
-            rate_period: self.rate_period.clone(),
-            retry_initial_backoff: self.retry_initial_backoff.clone(),
-            retry_max_backoff: self.retry_max_backoff.clone(),
-            throttle_backoff: self.throttle_backoff.clone(),
-            blocked_probe: self.blocked_probe.clone(),
-            request_timeout: self.request_timeout.clone(),
-            retention: self.retention.clone(),
-            max_pending: self.max_pending,
-            timezone: self.timezone.clone(),
-            title_template: self.title_template.clone(),
-            body_template: self.body_template.clone(),
-            title_template_file: self.title_template_file.clone(),
-            body_template_file: self.body_template_file.clone(),
-            msgtype: self.msgtype.clone(),
-        }
-    }
 }
 
 impl Config {
@@ -434,157 +181,16 @@ impl Config {
             },
             message: e.message().trim().replace('\n', "; "),
         })?;
-        let fail = |message: String| ConfigError {
-            origin: origin.to_string(),
-            message,
+        let p = Parsing {
+            origin,
+            base_dir,
+            env,
         };
-        let expand = |key: &str, v: &str| {
-            expand_vars(v, env)
-                .map_err(|var| fail(format!("{key}: environment variable `{var}` is not set")))
-        };
-        let expand_opt = |key: &str, v: &Option<String>| -> Result<Option<String>, ConfigError> {
-            v.as_deref().map(|v| expand(key, v)).transpose()
-        };
+        let fail = |message: String| p.fail(message);
+        let expand = |key: &str, v: &str| p.expand(key, v);
+        let expand_opt = |key: &str, v: &Option<String>| p.expand_opt(key, v);
 
-        let s = &raw.server;
-        let listen_text =
-            expand_opt("server.listen", &s.listen)?.unwrap_or_else(|| "127.0.0.1:9780".to_string());
-        let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            fail(format!(
-                "server.listen: {listen_text:?} is not an address; expected IP:PORT, e.g. \"127.0.0.1:9780\""
-            ))
-        })?;
-        let data_dir = expand_opt("server.data_dir", &s.data_dir)?
-            .unwrap_or_else(|| "./sluice-data".to_string());
-        if data_dir.trim().is_empty() {
-            return Err(fail("server.data_dir: must not be empty".into()));
-        }
-        let mut auth_tokens = Vec::new();
-        for (i, t) in s.auth_tokens.iter().enumerate() {
-            let key = format!("server.auth_tokens[{i}]");
-            let t = expand(&key, t)?;
-            if t.len() < 8 {
-                return Err(fail(format!(
-                    "{key}: a token must be at least 8 characters"
-                )));
-            }
-            auth_tokens.push(t);
-        }
-        if let Some(path) = expand_opt("server.auth_tokens_file", &s.auth_tokens_file)? {
-            let text =
-                read_secret_file("server.auth_tokens_file", &path, base_dir).map_err(&fail)?;
-            // One token per line; blank lines and `#` comments are skipped.
-            for (n, line) in text.lines().enumerate() {
-                let t = line.trim();
-                if t.is_empty() || t.starts_with('#') {
-                    continue;
-                }
-                if t.len() < 8 {
-                    return Err(fail(format!(
-                        "server.auth_tokens_file: line {}: a token must be at least 8 characters",
-                        n + 1
-                    )));
-                }
-                auth_tokens.push(t.to_string());
-            }
-        }
-        let public_url = expand_opt("server.public_url", &s.public_url)?
-            .filter(|u| !u.is_empty())
-            .map(|u| {
-                if u.starts_with("http://") || u.starts_with("https://") {
-                    Ok(u.trim_end_matches('/').to_string())
-                } else {
-                    Err(fail(format!(
-                        "server.public_url: {u:?} must start with http:// or https://"
-                    )))
-                }
-            })
-            .transpose()?;
-        let size = |key: &str, v: &Option<RawSize>, default: u64| -> Result<u64, ConfigError> {
-            match v {
-                None => Ok(default),
-                Some(RawSize::Bytes(n)) => Ok(*n),
-                Some(RawSize::Text(t)) => {
-                    parse_size(&expand(key, t)?).map_err(|m| fail(format!("{key}: {m}")))
-                }
-            }
-        };
-        let max_body = size("server.max_body", &s.max_body, 1 << 20)?;
-        if max_body < 1024 {
-            return Err(fail("server.max_body: at least 1KiB".into()));
-        }
-        // One request's alerts are stored as one chunk, which a segment reference addresses
-        // with 32 bits; their binary form is at most about 3.3× their JSON (tiny alerts), so
-        // this keeps every request storable with a wide margin.
-        if max_body > MAX_BODY_LIMIT {
-            return Err(fail(format!(
-                "server.max_body: {max_body} bytes is more than the 256MiB one request may hold; send fewer alerts per request"
-            )));
-        }
-        let cache_bytes = size("server.cache_size", &s.cache_size, 64 << 20)?;
-        let max_alerts_per_request = match s.max_alerts_per_request {
-            None => 10_000,
-            Some(n) if (1..=1_000_000).contains(&n) => n as usize,
-            Some(n) => {
-                return Err(fail(format!(
-                    "server.max_alerts_per_request: {n} is out of range; expected 1 to 1000000"
-                )));
-            }
-        };
-
-        let mut allowed_hosts = Vec::new();
-        for (i, h) in s.allowed_hosts.iter().enumerate() {
-            let key = format!("server.allowed_hosts[{i}]");
-            let h = expand(&key, h)?.trim().to_ascii_lowercase();
-            let bare = h.trim_start_matches('[').trim_end_matches(']');
-            let name = |h: &str| {
-                h.split('.').all(|label| {
-                    !label.is_empty()
-                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                })
-            };
-            if bare.parse::<std::net::IpAddr>().is_err() && !name(&h) {
-                return Err(fail(format!(
-                    "{key}: {h:?} is not a host name; expected a name or an IP address without scheme, port or path, e.g. \"sluice.internal\""
-                )));
-            }
-            allowed_hosts.push(bare.to_string());
-        }
-        let server_duration =
-            |key: &str, v: &Option<String>, default: Duration| -> Result<Duration, ConfigError> {
-                let Some(text) = expand_opt(key, v)? else {
-                    return Ok(default);
-                };
-                let d = parse_duration(&text).map_err(|m| fail(format!("{key}: {m}")))?;
-                if d < Duration::from_millis(10) {
-                    return Err(fail(format!("{key}: at least 10ms")));
-                }
-                Ok(d)
-            };
-        let header_timeout = server_duration(
-            "server.header_timeout",
-            &s.header_timeout,
-            Duration::from_secs(60),
-        )?;
-        let body_timeout = server_duration(
-            "server.body_timeout",
-            &s.body_timeout,
-            Duration::from_secs(60),
-        )?;
-        let keepalive_timeout = server_duration(
-            "server.keepalive_timeout",
-            &s.keepalive_timeout,
-            Duration::from_secs(75),
-        )?;
-        let max_connections = match s.max_connections {
-            None => 4096,
-            Some(n) if (1..=1_000_000).contains(&n) => n as usize,
-            Some(n) => {
-                return Err(fail(format!(
-                    "server.max_connections: {n} is out of range; expected 1 to 1000000"
-                )));
-            }
-        };
+        let server = server::parse(&p, &raw.server)?;
 
         let defaults = timing(
             &Timing::default(),
@@ -724,7 +330,7 @@ impl Config {
                 &raw.defaults,
                 &r.timing(),
                 &format!("robots.{name}"),
-                public_url.is_some(),
+                server.public_url.is_some(),
                 base_dir,
                 &expand,
                 &fail,
@@ -790,20 +396,7 @@ impl Config {
             severity_map,
             origin: origin.to_string(),
             path: None,
-            server: Server {
-                listen,
-                data_dir: PathBuf::from(data_dir),
-                auth_tokens,
-                public_url,
-                max_body: max_body as usize,
-                max_alerts_per_request,
-                cache_bytes,
-                allowed_hosts,
-                header_timeout,
-                body_timeout,
-                keepalive_timeout,
-                max_connections,
-            },
+            server,
             robots,
         })
     }
@@ -812,201 +405,6 @@ impl Config {
     pub fn robot_names(&self) -> String {
         self.robots.keys().cloned().collect::<Vec<_>>().join(", ")
     }
-}
-
-/// The robot's `look`: each key from the robot's table, else from `[defaults]`.
-fn look(
-    defaults: &RawTiming,
-    robot: &RawTiming,
-    section: &str,
-    has_public_url: bool,
-    base_dir: &Path,
-    expand: &dyn Fn(&str, &str) -> Result<String, ConfigError>,
-    fail: &dyn Fn(String) -> ConfigError,
-) -> Result<Look, ConfigError> {
-    // (key as the user should fix it, value)
-    let pick = |k: &str,
-                r: &Option<String>,
-                d: &Option<String>|
-     -> Result<Option<(String, String)>, ConfigError> {
-        match (r, d) {
-            (Some(v), _) => {
-                let key = format!("{section}.{k}");
-                Ok(Some((key.clone(), expand(&key, v)?)))
-            }
-            (None, Some(v)) => {
-                let key = format!("defaults.{k}");
-                Ok(Some((key.clone(), expand(&key, v)?)))
-            }
-            (None, None) => Ok(None),
-        }
-    };
-    let (timezone, timezone_name) = match pick("timezone", &robot.timezone, &defaults.timezone)? {
-        None => (jiff::tz::TimeZone::system(), "host".to_string()),
-        Some((key, name)) => match jiff::tz::TimeZone::get(&name) {
-            Ok(tz) => (tz, name),
-            Err(_) => {
-                return Err(fail(format!(
-                    "{key}: unknown time zone {name:?}; expected an IANA name such as \"Asia/Shanghai\" or \"UTC\""
-                )));
-            }
-        },
-    };
-    let msgtype = match pick("msgtype", &robot.msgtype, &defaults.msgtype)? {
-        None => MsgType::Markdown,
-        Some((_, m)) if m == "markdown" => MsgType::Markdown,
-        Some((key, m)) if m == "actionCard" => {
-            if !has_public_url {
-                return Err(fail(format!(
-                    "{key}: \"actionCard\" needs server.public_url for its button to the digest's page"
-                )));
-            }
-            MsgType::ActionCard
-        }
-        Some((key, m)) => {
-            return Err(fail(format!(
-                "{key}: unknown msgtype {m:?}; expected \"markdown\" or \"actionCard\""
-            )));
-        }
-    };
-    let source = |inline: &str,
-                  file: &str,
-                  r_inline: &Option<String>,
-                  d_inline: &Option<String>,
-                  r_file: &Option<String>,
-                  d_file: &Option<String>|
-     -> Result<Option<(String, String)>, ConfigError> {
-        let text = pick(inline, r_inline, d_inline)?;
-        let path = pick(file, r_file, d_file)?;
-        match (text, path) {
-            (Some((key, _)), Some((other, _))) => Err(fail(format!(
-                "{key} and {other}: give the template inline or as a file, not both"
-            ))),
-            (Some(t), None) => Ok(Some(t)),
-            (None, Some((key, path))) => {
-                let full = base_dir.join(&path);
-                let text = std::fs::read_to_string(&full)
-                    .map_err(|e| fail(format!("{key}: cannot read {}: {e}", full.display())))?;
-                Ok(Some((full.display().to_string(), text)))
-            }
-            (None, None) => Ok(None),
-        }
-    };
-    let title = source(
-        "title_template",
-        "title_template_file",
-        &robot.title_template,
-        &defaults.title_template,
-        &robot.title_template_file,
-        &defaults.title_template_file,
-    )?;
-    let body = source(
-        "body_template",
-        "body_template_file",
-        &robot.body_template,
-        &defaults.body_template,
-        &robot.body_template_file,
-        &defaults.body_template_file,
-    )?;
-    let templates = if title.is_none() && body.is_none() {
-        None
-    } else {
-        let t = crate::template::Templates::compile(
-            title.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
-            body.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
-        )
-        .map_err(|e| fail(e.to_string()))?;
-        Some(std::sync::Arc::new(t))
-    };
-    Ok(Look {
-        timezone,
-        timezone_name,
-        templates,
-        msgtype,
-    })
-}
-
-fn timing(
-    base: &Timing,
-    raw: &RawTiming,
-    section: &str,
-    expand: &dyn Fn(&str, &str) -> Result<String, ConfigError>,
-    fail: &dyn Fn(String) -> ConfigError,
-) -> Result<Timing, ConfigError> {
-    let dur = |k: &str, v: &Option<String>, base: Duration| -> Result<Duration, ConfigError> {
-        let key = format!("{section}.{k}");
-        match v {
-            None => Ok(base),
-            Some(text) => {
-                parse_duration(&expand(&key, text)?).map_err(|m| fail(format!("{key}: {m}")))
-            }
-        }
-    };
-    let t = Timing {
-        window: dur("window", &raw.window, base.window)?,
-        rate_limit: match raw.rate_limit {
-            None => base.rate_limit,
-            Some(n) if (1..=10_000).contains(&n) => n as u32,
-            Some(n) => {
-                return Err(fail(format!(
-                    "{section}.rate_limit: {n} is out of range; expected 1 to 10000 requests per rate_period"
-                )));
-            }
-        },
-        rate_period: dur("rate_period", &raw.rate_period, base.rate_period)?,
-        retry_initial_backoff: dur(
-            "retry_initial_backoff",
-            &raw.retry_initial_backoff,
-            base.retry_initial_backoff,
-        )?,
-        retry_max_backoff: dur(
-            "retry_max_backoff",
-            &raw.retry_max_backoff,
-            base.retry_max_backoff,
-        )?,
-        throttle_backoff: dur(
-            "throttle_backoff",
-            &raw.throttle_backoff,
-            base.throttle_backoff,
-        )?,
-        blocked_probe: dur("blocked_probe", &raw.blocked_probe, base.blocked_probe)?,
-        request_timeout: dur(
-            "request_timeout",
-            &raw.request_timeout,
-            base.request_timeout,
-        )?,
-        retention: dur("retention", &raw.retention, base.retention)?,
-        max_pending: match raw.max_pending {
-            None => base.max_pending,
-            Some(n) if (1..=1_000_000_000).contains(&n) => n as u64,
-            Some(n) => {
-                return Err(fail(format!(
-                    "{section}.max_pending: {n} is out of range; expected 1 to 1000000000 alerts"
-                )));
-            }
-        },
-    };
-    let positive = [
-        ("rate_period", t.rate_period),
-        ("retry_initial_backoff", t.retry_initial_backoff),
-        ("retry_max_backoff", t.retry_max_backoff),
-        ("throttle_backoff", t.throttle_backoff),
-        ("blocked_probe", t.blocked_probe),
-        ("request_timeout", t.request_timeout),
-    ];
-    for (k, d) in positive {
-        if d < Duration::from_millis(10) {
-            return Err(fail(format!("{section}.{k}: must be at least 10ms")));
-        }
-    }
-    if t.retry_max_backoff < t.retry_initial_backoff {
-        return Err(fail(format!(
-            "{section}.retry_max_backoff: {} is shorter than retry_initial_backoff {}",
-            humantime::format_duration(t.retry_max_backoff),
-            humantime::format_duration(t.retry_initial_backoff)
-        )));
-    }
-    Ok(t)
 }
 
 /// Reads a file holding a secret (a token, a webhook, a signing secret). The message names the
@@ -1228,7 +626,7 @@ mod tests {
     #[test]
     fn the_example_config_is_valid() {
         let c = Config::parse(
-            include_str!("../config.toml.example"),
+            include_str!("../../config.toml.example"),
             "config.toml.example",
             &|_| Some("x".to_string()),
         )

@@ -1,0 +1,434 @@
+//! A robot's table (and `[defaults]`, read through the same raw struct): its provider, its
+//! webhook and secrets, its timing and its look.
+
+use std::fmt;
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    DingTalk,
+    Console,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::DingTalk => "dingtalk",
+            ProviderKind::Console => "console",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Robot {
+    pub name: String,
+    pub provider: ProviderKind,
+    /// Full webhook URL including its access token; print it only through [`redact_url`].
+    pub webhook: Option<String>,
+    pub secret: Option<String>,
+    pub keywords: Vec<String>,
+    pub mentions: Mentions,
+    pub timing: Timing,
+    pub look: Look,
+}
+
+impl Robot {
+    /// Whether `other` would run this robot exactly the same way (a reload leaves it alone).
+    pub fn same_as(&self, other: &Robot) -> bool {
+        let (a, b) = (&self.look, &other.look);
+        let same_templates = match (&a.templates, &b.templates) {
+            (None, None) => true,
+            (Some(x), Some(y)) => x.same_sources(y),
+            _ => false,
+        };
+        self.name == other.name
+            && self.provider == other.provider
+            && self.webhook == other.webhook
+            && self.secret == other.secret
+            && self.keywords == other.keywords
+            && self.mentions == other.mentions
+            && self.timing == other.timing
+            && a.timezone_name == b.timezone_name
+            && a.msgtype == b.msgtype
+            && same_templates
+    }
+}
+
+/// How a robot's digests look: time zone, templates, message type.
+#[derive(Debug, Clone)]
+pub struct Look {
+    pub timezone: jiff::tz::TimeZone,
+    /// The zone's name as configured ("Asia/Shanghai"), or "host" for the host's zone.
+    pub timezone_name: String,
+    /// Custom templates, compiled and checked against a sample at load; `None`: built-in format.
+    pub templates: Option<std::sync::Arc<crate::template::Templates>>,
+    pub msgtype: MsgType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsgType {
+    Markdown,
+    /// A markdown card with one button to the digest's page on `server.public_url`.
+    ActionCard,
+}
+
+/// Whom a robot's digests @ (DingTalk shows an @ only if it is both in the `at` object and
+/// written in the text).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Mentions {
+    pub mobiles: Vec<String>,
+    pub user_ids: Vec<String>,
+    pub all: bool,
+    /// Only digests holding an alert at least this severe mention anyone (owners included).
+    pub min_severity: Option<Severity>,
+}
+
+/// A mobile number or a DingTalk user id: 1 to 64 characters, no spaces.
+pub fn is_person(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A mobile number as DingTalk takes it: digits, optionally `+<country>-<number>`.
+pub fn is_mobile(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    !digits.is_empty()
+        && digits.len() <= 20
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        && digits.bytes().next().is_some_and(|b| b.is_ascii_digit())
+}
+
+impl fmt::Debug for Robot {
+    // Hand-written so that a `{:?}` anywhere can never print the token or the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Robot")
+            .field("name", &self.name)
+            .field("provider", &self.provider)
+            .field("webhook", &self.webhook.as_deref().map(redact_url))
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("keywords", &self.keywords)
+            .field("mentions", &self.mentions)
+            .field("look", &self.look)
+            .field("timing", &self.timing)
+            .finish()
+    }
+}
+
+/// The per-robot durations and limits; `[defaults]` supplies each one a robot does not set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timing {
+    pub window: Duration,
+    pub rate_limit: u32,
+    pub rate_period: Duration,
+    pub retry_initial_backoff: Duration,
+    pub retry_max_backoff: Duration,
+    pub throttle_backoff: Duration,
+    pub blocked_probe: Duration,
+    pub request_timeout: Duration,
+    pub retention: Duration,
+    /// Most alerts waiting for a digest; beyond it ingest answers 503 instead of growing.
+    pub max_pending: u64,
+}
+
+impl Timing {
+    /// Every rolling window the robot's rate guard holds. Today one, from `rate_limit` and
+    /// `rate_period`; a platform with several limits at once adds its own here.
+    pub fn windows(&self) -> Vec<crate::limit::Window> {
+        vec![crate::limit::Window::new(self.rate_limit, self.rate_period)]
+    }
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            window: Duration::from_secs(30),
+            rate_limit: 20,
+            rate_period: Duration::from_secs(60),
+            retry_initial_backoff: Duration::from_secs(1),
+            retry_max_backoff: Duration::from_secs(300),
+            throttle_backoff: Duration::from_secs(600),
+            blocked_probe: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(10),
+            retention: Duration::from_secs(7 * 86_400),
+            max_pending: 1_000_000,
+        }
+    }
+}
+
+// ---- the tables as written ------------------------------------------------------------
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTiming {
+    pub(super) window: Option<String>,
+    pub(super) rate_limit: Option<i64>,
+    pub(super) rate_period: Option<String>,
+    pub(super) retry_initial_backoff: Option<String>,
+    pub(super) retry_max_backoff: Option<String>,
+    pub(super) throttle_backoff: Option<String>,
+    pub(super) blocked_probe: Option<String>,
+    pub(super) request_timeout: Option<String>,
+    pub(super) retention: Option<String>,
+    pub(super) max_pending: Option<i64>,
+    pub(super) timezone: Option<String>,
+    pub(super) title_template: Option<String>,
+    pub(super) body_template: Option<String>,
+    pub(super) title_template_file: Option<String>,
+    pub(super) body_template_file: Option<String>,
+    pub(super) msgtype: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRobot {
+    pub(super) provider: Option<String>,
+    pub(super) webhook: Option<String>,
+    pub(super) webhook_file: Option<String>,
+    pub(super) secret: Option<String>,
+    pub(super) secret_file: Option<String>,
+    #[serde(default)]
+    pub(super) keywords: Vec<String>,
+    #[serde(default)]
+    pub(super) mention_mobiles: Vec<String>,
+    #[serde(default)]
+    pub(super) mention_user_ids: Vec<String>,
+    #[serde(default)]
+    pub(super) mention_all: bool,
+    pub(super) mention_min_severity: Option<String>,
+    // The [defaults] keys, spelled out: serde cannot combine `flatten` with
+    // `deny_unknown_fields`, and unknown keys must be rejected with their position.
+    pub(super) window: Option<String>,
+    pub(super) rate_limit: Option<i64>,
+    pub(super) rate_period: Option<String>,
+    pub(super) retry_initial_backoff: Option<String>,
+    pub(super) retry_max_backoff: Option<String>,
+    pub(super) throttle_backoff: Option<String>,
+    pub(super) blocked_probe: Option<String>,
+    pub(super) request_timeout: Option<String>,
+    pub(super) retention: Option<String>,
+    pub(super) max_pending: Option<i64>,
+    pub(super) timezone: Option<String>,
+    pub(super) title_template: Option<String>,
+    pub(super) body_template: Option<String>,
+    pub(super) title_template_file: Option<String>,
+    pub(super) body_template_file: Option<String>,
+    pub(super) msgtype: Option<String>,
+}
+
+impl RawRobot {
+    pub(super) fn timing(&self) -> RawTiming {
+        RawTiming {
+            window: self.window.clone(),
+            rate_limit: self.rate_limit,
+            rate_period: self.rate_period.clone(),
+            retry_initial_backoff: self.retry_initial_backoff.clone(),
+            retry_max_backoff: self.retry_max_backoff.clone(),
+            throttle_backoff: self.throttle_backoff.clone(),
+            blocked_probe: self.blocked_probe.clone(),
+            request_timeout: self.request_timeout.clone(),
+            retention: self.retention.clone(),
+            max_pending: self.max_pending,
+            timezone: self.timezone.clone(),
+            title_template: self.title_template.clone(),
+            body_template: self.body_template.clone(),
+            title_template_file: self.title_template_file.clone(),
+            body_template_file: self.body_template_file.clone(),
+            msgtype: self.msgtype.clone(),
+        }
+    }
+}
+
+/// The robot's `look`: each key from the robot's table, else from `[defaults]`.
+pub(super) fn look(
+    defaults: &RawTiming,
+    robot: &RawTiming,
+    section: &str,
+    has_public_url: bool,
+    base_dir: &Path,
+    expand: &dyn Fn(&str, &str) -> Result<String, ConfigError>,
+    fail: &dyn Fn(String) -> ConfigError,
+) -> Result<Look, ConfigError> {
+    // (key as the user should fix it, value)
+    let pick = |k: &str,
+                r: &Option<String>,
+                d: &Option<String>|
+     -> Result<Option<(String, String)>, ConfigError> {
+        match (r, d) {
+            (Some(v), _) => {
+                let key = format!("{section}.{k}");
+                Ok(Some((key.clone(), expand(&key, v)?)))
+            }
+            (None, Some(v)) => {
+                let key = format!("defaults.{k}");
+                Ok(Some((key.clone(), expand(&key, v)?)))
+            }
+            (None, None) => Ok(None),
+        }
+    };
+    let (timezone, timezone_name) = match pick("timezone", &robot.timezone, &defaults.timezone)? {
+        None => (jiff::tz::TimeZone::system(), "host".to_string()),
+        Some((key, name)) => match jiff::tz::TimeZone::get(&name) {
+            Ok(tz) => (tz, name),
+            Err(_) => {
+                return Err(fail(format!(
+                    "{key}: unknown time zone {name:?}; expected an IANA name such as \"Asia/Shanghai\" or \"UTC\""
+                )));
+            }
+        },
+    };
+    let msgtype = match pick("msgtype", &robot.msgtype, &defaults.msgtype)? {
+        None => MsgType::Markdown,
+        Some((_, m)) if m == "markdown" => MsgType::Markdown,
+        Some((key, m)) if m == "actionCard" => {
+            if !has_public_url {
+                return Err(fail(format!(
+                    "{key}: \"actionCard\" needs server.public_url for its button to the digest's page"
+                )));
+            }
+            MsgType::ActionCard
+        }
+        Some((key, m)) => {
+            return Err(fail(format!(
+                "{key}: unknown msgtype {m:?}; expected \"markdown\" or \"actionCard\""
+            )));
+        }
+    };
+    let source = |inline: &str,
+                  file: &str,
+                  r_inline: &Option<String>,
+                  d_inline: &Option<String>,
+                  r_file: &Option<String>,
+                  d_file: &Option<String>|
+     -> Result<Option<(String, String)>, ConfigError> {
+        let text = pick(inline, r_inline, d_inline)?;
+        let path = pick(file, r_file, d_file)?;
+        match (text, path) {
+            (Some((key, _)), Some((other, _))) => Err(fail(format!(
+                "{key} and {other}: give the template inline or as a file, not both"
+            ))),
+            (Some(t), None) => Ok(Some(t)),
+            (None, Some((key, path))) => {
+                let full = base_dir.join(&path);
+                let text = std::fs::read_to_string(&full)
+                    .map_err(|e| fail(format!("{key}: cannot read {}: {e}", full.display())))?;
+                Ok(Some((full.display().to_string(), text)))
+            }
+            (None, None) => Ok(None),
+        }
+    };
+    let title = source(
+        "title_template",
+        "title_template_file",
+        &robot.title_template,
+        &defaults.title_template,
+        &robot.title_template_file,
+        &defaults.title_template_file,
+    )?;
+    let body = source(
+        "body_template",
+        "body_template_file",
+        &robot.body_template,
+        &defaults.body_template,
+        &robot.body_template_file,
+        &defaults.body_template_file,
+    )?;
+    let templates = if title.is_none() && body.is_none() {
+        None
+    } else {
+        let t = crate::template::Templates::compile(
+            title.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+            body.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        Some(std::sync::Arc::new(t))
+    };
+    Ok(Look {
+        timezone,
+        timezone_name,
+        templates,
+        msgtype,
+    })
+}
+
+pub(super) fn timing(
+    base: &Timing,
+    raw: &RawTiming,
+    section: &str,
+    expand: &dyn Fn(&str, &str) -> Result<String, ConfigError>,
+    fail: &dyn Fn(String) -> ConfigError,
+) -> Result<Timing, ConfigError> {
+    let dur = |k: &str, v: &Option<String>, base: Duration| -> Result<Duration, ConfigError> {
+        let key = format!("{section}.{k}");
+        match v {
+            None => Ok(base),
+            Some(text) => {
+                parse_duration(&expand(&key, text)?).map_err(|m| fail(format!("{key}: {m}")))
+            }
+        }
+    };
+    let t = Timing {
+        window: dur("window", &raw.window, base.window)?,
+        rate_limit: match raw.rate_limit {
+            None => base.rate_limit,
+            Some(n) if (1..=10_000).contains(&n) => n as u32,
+            Some(n) => {
+                return Err(fail(format!(
+                    "{section}.rate_limit: {n} is out of range; expected 1 to 10000 requests per rate_period"
+                )));
+            }
+        },
+        rate_period: dur("rate_period", &raw.rate_period, base.rate_period)?,
+        retry_initial_backoff: dur(
+            "retry_initial_backoff",
+            &raw.retry_initial_backoff,
+            base.retry_initial_backoff,
+        )?,
+        retry_max_backoff: dur(
+            "retry_max_backoff",
+            &raw.retry_max_backoff,
+            base.retry_max_backoff,
+        )?,
+        throttle_backoff: dur(
+            "throttle_backoff",
+            &raw.throttle_backoff,
+            base.throttle_backoff,
+        )?,
+        blocked_probe: dur("blocked_probe", &raw.blocked_probe, base.blocked_probe)?,
+        request_timeout: dur(
+            "request_timeout",
+            &raw.request_timeout,
+            base.request_timeout,
+        )?,
+        retention: dur("retention", &raw.retention, base.retention)?,
+        max_pending: match raw.max_pending {
+            None => base.max_pending,
+            Some(n) if (1..=1_000_000_000).contains(&n) => n as u64,
+            Some(n) => {
+                return Err(fail(format!(
+                    "{section}.max_pending: {n} is out of range; expected 1 to 1000000000 alerts"
+                )));
+            }
+        },
+    };
+    let positive = [
+        ("rate_period", t.rate_period),
+        ("retry_initial_backoff", t.retry_initial_backoff),
+        ("retry_max_backoff", t.retry_max_backoff),
+        ("throttle_backoff", t.throttle_backoff),
+        ("blocked_probe", t.blocked_probe),
+        ("request_timeout", t.request_timeout),
+    ];
+    for (k, d) in positive {
+        if d < Duration::from_millis(10) {
+            return Err(fail(format!("{section}.{k}: must be at least 10ms")));
+        }
+    }
+    if t.retry_max_backoff < t.retry_initial_backoff {
+        return Err(fail(format!(
+            "{section}.retry_max_backoff: {} is shorter than retry_initial_backoff {}",
+            humantime::format_duration(t.retry_max_backoff),
+            humantime::format_duration(t.retry_initial_backoff)
+        )));
+    }
+    Ok(t)
+}
