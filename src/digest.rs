@@ -1872,7 +1872,9 @@ fn push_escaped(out: &mut String, s: &str, max: usize, kind: Kind) -> bool {
     let start = out.len();
     let mut cut = false;
     markdown::escape(s, kind, &mut |piece| {
-        if out.len() - start + piece.len() > max {
+        let room = max - (out.len() - start);
+        if piece.len() > room {
+            out.push_str(cut_utf8(piece, room));
             cut = true;
             return false;
         }
