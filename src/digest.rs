@@ -952,9 +952,16 @@ impl<'a> Plan<'a> {
         Ok(self.finish(text, self.listed(&choice), &choice))
     }
 
-    /// A template's body with the keyword put first when it lacks it.
+    /// A template's body without its trailing blank lines (the footer follows a blank line of
+    /// its own), with the keyword put first when it lacks it. Spaces that end its last line
+    /// stay, as the renderer writes them: a level-2 group line ends `×1: ` when its title shows
+    /// as nothing, and the built-in template must give the renderer's text.
     fn keyworded(&self, body: &str) -> String {
-        let body = body.trim_end();
+        let solid = body.trim_end().len();
+        let line_end = body[solid..]
+            .find(['\n', '\r'])
+            .map_or(body.len(), |at| solid + at);
+        let body = &body[..line_end];
         match self.spec.keyword {
             Some(kw) if !body.contains(kw) => format!("{kw}\n\n{body}"),
             _ => body.to_string(),
@@ -1872,7 +1879,9 @@ fn push_escaped(out: &mut String, s: &str, max: usize, kind: Kind) -> bool {
     let start = out.len();
     let mut cut = false;
     markdown::escape(s, kind, &mut |piece| {
-        if out.len() - start + piece.len() > max {
+        let room = max - (out.len() - start);
+        if piece.len() > room {
+            out.push_str(cut_utf8(piece, room));
             cut = true;
             return false;
         }

@@ -8,7 +8,7 @@
 //!   contexts of every level (one with every optional value set, one with none), with
 //!   [`UndefinedBehavior::Strict`]. The error names the template and the line.
 //! - The footer (`sluice digest #<id> · <N> alerts`) is never part of a template: the renderer
-//!   trims the body's trailing whitespace and appends a blank line and the footer, so the count
+//!   drops the body's trailing blank lines and appends a blank line and the footer, so the count
 //!   of alerts a digest covers never depends on a template.
 //! - A digest still fits its byte budget: the body is rendered for each configuration in the
 //!   renderer's degradation order (see [`crate::digest`]) and the first that fits is sent (the
@@ -623,6 +623,23 @@ mod tests {
         // Counted only, bare, no alerts.
         assert_template_matches(&spec(MIN_BUDGET), &flood);
         assert_template_matches(&spec(MIN_BUDGET), &[]);
+    }
+
+    #[test]
+    fn the_builtin_template_keeps_the_space_that_ends_its_last_line() {
+        // A title that shows as nothing leaves `- ` as the body's last line (or a level-2 group
+        // line `… ×1: `); the renderer writes the space, so the template must keep it.
+        let alerts = [alert("\u{7}\u{200B}", Severity::Info, Some("g"), "x")];
+        let t = builtin();
+        let mut s = spec(19_000);
+        let plain = render(&s, &alerts);
+        assert!(
+            plain.text.ends_with("\n- \n\nsluice digest #42 · 1 alert"),
+            "{}",
+            plain.text
+        );
+        s.templates = Some(&t);
+        assert_eq!(render(&s, &alerts).text, plain.text);
     }
 
     #[test]

@@ -85,11 +85,12 @@ pub(crate) fn breaks_line(c: char) -> bool {
     c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
-/// Writes one line of alert content as `kind`, trimmed, piece by piece to `emit` (each piece one
-/// character, or a few that belong together), until `emit` returns false.
+/// Writes one line of alert content as `kind`, trimmed, piece by piece to `emit` (a character,
+/// a few that belong together, or a run that goes out as it is), until `emit` returns false.
+/// Any prefix of a piece cut on a character boundary is a fine place to stop.
 pub(crate) fn escape(s: &str, kind: Kind, emit: &mut dyn FnMut(&str) -> bool) {
     let s = s.trim_matches(is_blank);
-    let t: Cow<str> = if s.contains(is_invisible) {
+    let t: Cow<str> = if !s.is_ascii() && s.contains(is_invisible) {
         Cow::Owned(s.chars().filter(|&c| !is_invisible(c)).collect())
     } else {
         Cow::Borrowed(s)
@@ -98,6 +99,21 @@ pub(crate) fn escape(s: &str, kind: Kind, emit: &mut dyn FnMut(&str) -> bool) {
     let rule = block_rule(t);
     let ordered = ordered_marker(t);
     let plain = kind == Kind::Plain;
+    // The footer's words matter only before a `#`; most alert content has none.
+    let hash = t.contains('#') || (!t.is_ascii() && t.contains(['＃', '﹟']));
+    // Characters no rule looks at in the middle of a line go out in runs, found byte by byte:
+    // most of any line. Whether the character starting at byte `j` is one a rule looks at:
+    let bytes = t.as_bytes();
+    let special = |j: usize| match bytes[j] {
+        b'!' | b'&' | b'<' | b'@' | b'\\' | b']' => true,
+        b'*' | b'_' | b'`' | b'~' => plain,
+        b's' | b'S' => hash,
+        b if b < 0x20 || b == 0x7f => true,
+        // C1 controls (U+0080–U+009F) and U+2028/U+2029 break lines.
+        0xC2 => bytes.get(j + 1).is_some_and(|n| (0x80..=0x9F).contains(n)),
+        0xE2 => bytes.get(j + 1) == Some(&0x80) && matches!(bytes.get(j + 2), Some(0xA8 | 0xA9)),
+        _ => false,
+    };
     let mut quote_ends: Option<usize> = None;
     let mut prev: Option<char> = None;
     let mut i = 0;
@@ -107,6 +123,41 @@ pub(crate) fn escape(s: &str, kind: Kind, emit: &mut dyn FnMut(&str) -> bool) {
             quote_ends = None;
             if !emit("”") {
                 return;
+            }
+        }
+        if i > 0 && Some(i) != ordered {
+            let stop = [quote_ends, ordered]
+                .into_iter()
+                .flatten()
+                .filter(|&at| at > i)
+                .min()
+                .unwrap_or(t.len());
+            let mut j = i;
+            // Continuation bytes of a character are never special, so `j` stops on a boundary.
+            while j < stop {
+                if !special(j) {
+                    j += 1;
+                } else if plain && bytes[j] == b'_' {
+                    let last = if j == i {
+                        prev
+                    } else {
+                        t[..j].chars().next_back()
+                    };
+                    if underscores_close(t, j, last) {
+                        break;
+                    }
+                    j += underscores(t, j);
+                } else {
+                    break;
+                }
+            }
+            if j > i {
+                if !emit(&t[i..j]) {
+                    return;
+                }
+                prev = t[..j].chars().next_back();
+                i = j;
+                continue;
             }
         }
         let after = i + c.len_utf8();
@@ -122,14 +173,8 @@ pub(crate) fn escape(s: &str, kind: Kind, emit: &mut dyn FnMut(&str) -> bool) {
             }
         }
         if plain && c == '_' {
-            // A run of underscores can close emphasis only after a non-blank character and
-            // before something that is not a letter or digit; such a run is made fullwidth as a
-            // whole, any other is left (it can at most open emphasis, which nothing closes).
-            let run = t[i..].bytes().take_while(|&b| b == b'_').count();
-            let after_run = t[i + run..].chars().next();
-            let closes = (prev.is_some_and(|p| !p.is_whitespace())
-                && !after_run.is_some_and(char::is_alphanumeric))
-                || (i == 0 && rule == Some(Block::Break));
+            let run = underscores(t, i);
+            let closes = underscores_close(t, i, prev) || (i == 0 && rule == Some(Block::Break));
             for _ in 0..run {
                 if !emit(if closes { "＿" } else { "_" }) {
                     return;
@@ -197,6 +242,19 @@ pub(crate) fn escape(s: &str, kind: Kind, emit: &mut dyn FnMut(&str) -> bool) {
     if quote_ends.is_some() {
         emit("”");
     }
+}
+
+/// How many underscores start at `at`.
+fn underscores(t: &str, at: usize) -> usize {
+    t[at..].bytes().take_while(|&b| b == b'_').count()
+}
+
+/// Whether the run of underscores at `at`, after `prev`, could close emphasis: only after a
+/// non-blank character and before something that is not a letter or digit. Such a run is made
+/// fullwidth as a whole; any other can at most open emphasis, which then nothing closes.
+fn underscores_close(t: &str, at: usize, prev: Option<char>) -> bool {
+    let after = t[at + underscores(t, at)..].chars().next();
+    prev.is_some_and(|p| !p.is_whitespace()) && !after.is_some_and(char::is_alphanumeric)
 }
 
 /// What the first character of a line would start.
