@@ -8,8 +8,8 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jiff::tz::TimeZone;
 use sluice::alert::{Alert, Labels, Severity, Status};
+use sluice::digest::template::{BUILTIN_BODY, Templates};
 use sluice::digest::{DigestSpec, render};
-use sluice::template::{BUILTIN_BODY, Templates};
 
 /// `n` alerts over 200 groups with mixed severities; fingerprints repeat often enough that lines
 /// merge. A fixed xorshift seed keeps runs comparable.

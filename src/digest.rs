@@ -92,9 +92,10 @@ use jiff::tz::TimeZone;
 use serde::Serialize;
 
 use crate::alert::{Alert, Severity, Status};
-use crate::template::Templates;
+use template::Templates;
 
 pub(crate) mod markdown;
+pub mod template;
 
 use markdown::{Kind, breaks_line, is_blank};
 
@@ -2066,7 +2067,7 @@ fn thousands_len(n: u64) -> usize {
 }
 
 /// Contexts that take a template down every branch it can have, for
-/// [`Templates::compile`](crate::template::Templates::compile): the sample alerts at every
+/// [`Templates::compile`](crate::digest::template::Templates::compile): the sample alerts at every
 /// configuration of the degradation order, with an overflow line, bare, and a digest of no alerts
 /// with every optional value none.
 pub(crate) fn sample_contexts() -> Vec<minijinja::Value> {
@@ -2074,7 +2075,7 @@ pub(crate) fn sample_contexts() -> Vec<minijinja::Value> {
     const NOW: i64 = 1_795_831_502_000;
     const MIN: i64 = 60_000;
     let tz = TimeZone::UTC;
-    let alerts = crate::template::sample_alerts(NOW);
+    let alerts = crate::digest::template::sample_alerts(NOW);
     let spec = DigestSpec {
         robot: "sample",
         id: 1,
@@ -3337,8 +3338,11 @@ pub(crate) mod tests {
     /// listed line hands to a filter): it must stay far from the fuel that stops a runaway.
     #[test]
     fn the_builtin_template_never_comes_near_its_fuel() {
-        let t = Templates::compile(None, Some(("body.md.j2", crate::template::BUILTIN_BODY)))
-            .expect("compiles");
+        let t = Templates::compile(
+            None,
+            Some(("body.md.j2", crate::digest::template::BUILTIN_BODY)),
+        )
+        .expect("compiles");
         let mut peaks = Vec::new();
         // Hostile texts are 16 KiB each, so they stop at 5 000 alerts (80 MB); more would not
         // render more, as at most `max_bytes / 4` entries are ever rendered.
@@ -3353,12 +3357,12 @@ pub(crate) mod tests {
                             a.text = Some(format!("x\ny\nz\n{}", "w".repeat(16 * 1024)));
                         }
                     }
-                    crate::template::PEAK_FUEL.with(|p| p.set(0));
+                    crate::digest::template::PEAK_FUEL.with(|p| p.set(0));
                     let mut s = spec(19_000);
                     s.templates = Some(&t);
                     let r = render(&s, &alerts);
                     assert_eq!(r.total, n);
-                    let used = crate::template::PEAK_FUEL.with(|p| p.get());
+                    let used = crate::digest::template::PEAK_FUEL.with(|p| p.get());
                     if hostile {
                         peak.1 = peak.1.max(used);
                     } else {
@@ -3370,7 +3374,7 @@ pub(crate) mod tests {
         }
         eprintln!(
             "built-in template fuel (ordinary, hostile) by alerts: {peaks:?} of {}",
-            crate::template::FUEL
+            crate::digest::template::FUEL
         );
         for (n, (ordinary, hostile)) in peaks {
             assert!(
@@ -3378,7 +3382,7 @@ pub(crate) mod tests {
                 "no rendering measured"
             );
             assert!(
-                hostile.max(ordinary) * 8 < crate::template::FUEL,
+                hostile.max(ordinary) * 8 < crate::digest::template::FUEL,
                 "{n} alerts took {ordinary} / {hostile} fuel"
             );
         }

@@ -25,7 +25,6 @@ pub mod provider;
 pub mod route;
 pub mod store;
 pub mod supervisor;
-pub mod template;
 pub mod wal;
 
 use std::future::Future;

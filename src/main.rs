@@ -461,7 +461,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 c.server.listen,
                 c.server.data_dir.display()
             );
-            let samples = sluice::template::sample_alerts(sluice::unix_ms());
+            let samples = sluice::digest::template::sample_alerts(sluice::unix_ms());
             for r in c.robots.values() {
                 let t = &r.timing;
                 println!(

@@ -62,7 +62,7 @@ pub struct Look {
     /// The zone's name as configured ("Asia/Shanghai"), or "host" for the host's zone.
     pub timezone_name: String,
     /// Custom templates, compiled and checked against a sample at load; `None`: built-in format.
-    pub templates: Option<std::sync::Arc<crate::template::Templates>>,
+    pub templates: Option<std::sync::Arc<crate::digest::template::Templates>>,
     pub msgtype: MsgType,
 }
 
@@ -335,7 +335,7 @@ pub(super) fn look(
     let templates = if title.is_none() && body.is_none() {
         None
     } else {
-        let t = crate::template::Templates::compile(
+        let t = crate::digest::template::Templates::compile(
             title.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
             body.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
         )

@@ -115,7 +115,7 @@ use crate::alert::{Alert, Severity, Status, default_fingerprint};
 
 /// The built-in body format as a template (`templates/body.md.j2`): the starting point for a
 /// custom one.
-pub const BUILTIN_BODY: &str = include_str!("../templates/body.md.j2");
+pub const BUILTIN_BODY: &str = include_str!("../../templates/body.md.j2");
 
 /// Most work one rendering of a template may do, in minijinja fuel: one unit per instruction,
 /// per 64 bytes of data made or handed to a filter, per item a built-in filter visits.
