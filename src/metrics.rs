@@ -12,22 +12,12 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::delivery::status::State;
 use crate::provider::Outcome;
 
 const METADATA: Metadata<'static> = Metadata::new("sluice", Level::INFO, Some("sluice::metrics"));
 
 /// The answer classes, for the attempts counter.
 pub const CLASSES: [&str; 5] = ["ok", "throttled", "transient", "robot", "message"];
-/// Robot states, for the one-hot state gauge.
-pub const STATES: [State; 6] = [
-    State::Idle,
-    State::Waiting,
-    State::Sending,
-    State::Backoff,
-    State::Throttled,
-    State::Blocked,
-];
 
 pub struct Metrics {
     recorder: PrometheusRecorder,

@@ -21,6 +21,16 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, for the one-hot state gauge.
+    pub const ALL: [State; 6] = [
+        State::Idle,
+        State::Waiting,
+        State::Sending,
+        State::Backoff,
+        State::Throttled,
+        State::Blocked,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Idle => "idle",

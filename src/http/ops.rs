@@ -96,7 +96,7 @@ pub(super) async fn get_metrics(State(app): State<AppState>) -> Response {
                 .map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0);
             m.gauge("sluice_oldest_pending_age_seconds", &r).set(age);
         }
-        for st in crate::metrics::STATES {
+        for st in crate::delivery::State::ALL {
             let on = if st == s.state { 1.0 } else { 0.0 };
             m.gauge(
                 "sluice_robot_state",
