@@ -121,12 +121,8 @@ pub(super) async fn post_replay(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let state = match app.ctx() {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let body = match read_body(&headers, body, state.config.server.max_body).await {
-        Ok(b) => b,
+    let (state, body) = match app.ctx_with_body(&headers, body).await {
+        Ok(v) => v,
         Err(r) => return *r,
     };
     let req: ReplayRequest = match optional_json(
@@ -258,12 +254,8 @@ pub(super) async fn post_redeliver(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let state = match app.ctx() {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let body = match read_body(&headers, body, state.config.server.max_body).await {
-        Ok(b) => b,
+    let (state, body) = match app.ctx_with_body(&headers, body).await {
+        Ok(v) => v,
         Err(r) => return *r,
     };
     let req: RedeliverRequest = match optional_json(&body, "{\"to\": \"ROBOT\"} (optional)") {

@@ -56,6 +56,18 @@ struct Ctx {
 }
 
 impl AppState {
+    /// This request's view and its body, of at most `server.max_body` (the POST routes that
+    /// act on digests).
+    async fn ctx_with_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<(Ctx, Bytes), Rejection> {
+        let ctx = self.ctx()?;
+        let bytes = read_body(headers, body, ctx.config.server.max_body).await?;
+        Ok((ctx, bytes))
+    }
+
     /// This request's view, or a 503 while the store is being reopened.
     fn ctx(&self) -> Result<Ctx, Rejection> {
         let Live {
