@@ -141,15 +141,19 @@ pub(super) fn parse(p: &Parsing, s: &RawServer) -> Result<Server, ConfigError> {
         )));
     }
     let cache_bytes = size("server.cache_size", &s.cache_size, 64 << 20)?;
-    let max_alerts_per_request = match s.max_alerts_per_request {
-        None => 10_000,
-        Some(n) if (1..=1_000_000).contains(&n) => n as usize,
-        Some(n) => {
-            return Err(p.fail(format!(
-                "server.max_alerts_per_request: {n} is out of range; expected 1 to 1000000"
-            )));
+    // A count from 1 to a million.
+    let count = |key: &str, v: Option<i64>, default: usize| -> Result<usize, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(n) if (1..=1_000_000).contains(&n) => Ok(n as usize),
+            Some(n) => Err(p.fail(format!("{key}: {n} is out of range; expected 1 to 1000000"))),
         }
     };
+    let max_alerts_per_request = count(
+        "server.max_alerts_per_request",
+        s.max_alerts_per_request,
+        10_000,
+    )?;
 
     let mut allowed_hosts = Vec::new();
     for (i, h) in s.allowed_hosts.iter().enumerate() {
@@ -194,15 +198,7 @@ pub(super) fn parse(p: &Parsing, s: &RawServer) -> Result<Server, ConfigError> {
         &s.keepalive_timeout,
         Duration::from_secs(75),
     )?;
-    let max_connections = match s.max_connections {
-        None => 4096,
-        Some(n) if (1..=1_000_000).contains(&n) => n as usize,
-        Some(n) => {
-            return Err(p.fail(format!(
-                "server.max_connections: {n} is out of range; expected 1 to 1000000"
-            )));
-        }
-    };
+    let max_connections = count("server.max_connections", s.max_connections, 4096)?;
 
     Ok(Server {
         listen,
