@@ -578,6 +578,25 @@ mod tests {
                 "server.max_body: 1073741824 bytes is more than the 256MiB",
             ),
             (
+                GOOD.replace("[server]", "[server]\nmax_connections = 0"),
+                "server.max_connections: 0 is out of range; expected 1 to 1000000",
+            ),
+            (
+                GOOD.replace("[server]", "[server]\nheader_timeout = \"1ms\""),
+                "server.header_timeout: at least 10ms",
+            ),
+            (
+                GOOD.replace("[server]", "[server]\nbody_timeout = \"later\""),
+                "server.body_timeout: invalid duration",
+            ),
+            (
+                GOOD.replace(
+                    "[server]",
+                    "[server]\nallowed_hosts = [\"https://sluice.internal:9780/\"]",
+                ),
+                "server.allowed_hosts[0]: \"https://sluice.internal:9780/\" is not a host name; expected a name or an IP address without scheme, port or path",
+            ),
+            (
                 "[robots.\"a b\"]\nprovider = \"console\"\n".to_string(),
                 "robots.a b: a robot name",
             ),
