@@ -66,15 +66,13 @@ impl Client {
             url: url.to_string(),
             detail: crate::error_chain(&e.without_url()),
         })?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if (200..300).contains(&status) {
-            Ok(value)
+            Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
         } else {
-            let message = value
-                .get("error")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| value.to_string());
+            let message = match serde_json::from_str::<crate::api::ApiError>(&text) {
+                Ok(e) => e.error,
+                Err(_) => serde_json::from_str::<Value>(&text).map_or(text, |v| v.to_string()),
+            };
             Err(ClientError::Refused {
                 url: url.to_string(),
                 status,
@@ -131,9 +129,13 @@ impl Client {
                     },
                     other => other,
                 })?;
-                if let Some(got) = answer.get("ids").and_then(Value::as_array) {
-                    ids.extend(got.iter().filter_map(Value::as_str).map(str::to_string));
-                }
+                let accepted: crate::api::Accepted =
+                    serde_json::from_value(answer).map_err(|e| ClientError::Refused {
+                        url: url.clone(),
+                        status: 202,
+                        message: format!("the answer is not what sluice sends: {e}"),
+                    })?;
+                ids.extend(accepted.ids);
             }
         }
         Ok(ids)
@@ -155,7 +157,11 @@ impl Client {
         to: Option<&str>,
     ) -> Result<Value, ClientError> {
         let url = format!("{}/v1/dead/replay", self.base);
-        let body = json!({"robot": robot, "id": id, "to": to});
+        let body = crate::api::ReplayRequest {
+            id,
+            robot: robot.map(str::to_string),
+            to: to.map(str::to_string),
+        };
         self.call(self.http.post(&url).json(&body), &url).await
     }
 
@@ -171,8 +177,10 @@ impl Client {
 
     pub async fn redeliver(&self, id: u64, to: Option<&str>) -> Result<Value, ClientError> {
         let url = format!("{}/v1/digests/{id}/redeliver", self.base);
-        self.call(self.http.post(&url).json(&json!({"to": to})), &url)
-            .await
+        let body = crate::api::RedeliverRequest {
+            to: to.map(str::to_string),
+        };
+        self.call(self.http.post(&url).json(&body), &url).await
     }
 
     /// Asks the daemon to read its config file again.
@@ -184,7 +192,10 @@ impl Client {
     /// Moves the queue of a robot removed from the config to robot `to`.
     pub async fn move_queue(&self, robot: &str, to: &str) -> Result<Value, ClientError> {
         let url = format!("{}/v1/queue/move", self.base);
-        let body = json!({"robot": robot, "to": to});
+        let body = crate::api::MoveRequest {
+            robot: robot.to_string(),
+            to: to.to_string(),
+        };
         self.call(self.http.post(&url).json(&body), &url).await
     }
 

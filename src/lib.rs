@@ -9,6 +9,7 @@
 
 pub mod alert;
 pub mod alertmanager;
+pub mod api;
 pub mod blob;
 pub mod chunk;
 

@@ -2,6 +2,7 @@
 //! queueing their alerts again (replay, redeliver).
 
 use super::*;
+use crate::api::{RedeliverRequest, ReplayRequest};
 
 /// The digests in `state` (of `robot`, if given) for which `keep` holds, oldest first.
 pub(super) fn digests_in(
@@ -104,16 +105,6 @@ pub(super) async fn get_dead(State(app): State<AppState>, Query(q): Query<DeadQu
         }
         Err(r) => *r,
     }
-}
-
-/// Which dead digests to replay, and where to. No `id` and no `robot`: all of them.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ReplayRequest {
-    id: Option<u64>,
-    robot: Option<String>,
-    /// Queue the alerts for this robot instead of their own.
-    to: Option<String>,
 }
 
 pub(super) async fn post_replay(
@@ -238,12 +229,6 @@ pub(super) async fn list_digests(
         .map(|d| json!({"id": d.id, "robot": d.robot, "alerts": d.count(), "sent_ms": d.sent_ms, "title": d.title}))
         .collect();
     Json(json!({"digests": out})).into_response()
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RedeliverRequest {
-    to: Option<String>,
 }
 
 /// Queues a delivered digest's alerts again, for its own robot or `to`; they go out as new

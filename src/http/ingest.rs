@@ -248,7 +248,11 @@ pub(super) async fn post_alerts(
 pub(super) fn accepted(n: usize, duplicates: usize, ids: Vec<String>) -> Response {
     (
         StatusCode::ACCEPTED,
-        Json(json!({"accepted": n, "duplicates": duplicates, "ids": ids})),
+        Json(crate::api::Accepted {
+            accepted: n,
+            duplicates,
+            ids,
+        }),
     )
         .into_response()
 }

@@ -137,7 +137,10 @@ async fn guard_requests(State(app): State<AppState>, request: Request, next: Nex
 }
 
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": message.into()}))).into_response()
+    let body = crate::api::ApiError {
+        error: message.into(),
+    };
+    (status, Json(body)).into_response()
 }
 
 /// 422 for a robot name that is not configured, listing the ones that are.

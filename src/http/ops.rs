@@ -1,6 +1,7 @@
 //! Running sluice: status, metrics, health, reload, and moving a removed robot's queue.
 
 use super::*;
+use crate::api::MoveRequest;
 
 /// Each robot's state, queue and rate use; robots removed from the config that still have
 /// alerts queued; the store. Answers even while the store is being reopened (`store.error`).
@@ -169,13 +170,6 @@ pub(super) async fn post_reload(State(app): State<AppState>) -> Response {
         Err(e @ ReloadError::Invalid(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         Err(e @ ReloadError::Busy(_)) => unavailable(e.to_string()),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct MoveRequest {
-    robot: String,
-    to: String,
 }
 
 /// Moves the queue of a robot removed from the config to a configured robot.
