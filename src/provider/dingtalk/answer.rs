@@ -1,140 +1,9 @@
-//! DingTalk custom robots: 加签 signing, the markdown message, and the answer table.
-//!
-//! DingTalk answers business errors with HTTP 200 and a non-zero `errcode`; the `errmsg` text has
-//! changed over the years (English, then Chinese), so we classify on the number alone and keep the
-//! text only as a hint for humans.
+//! What DingTalk's answer means: the pure [`classify`] over status and body, and what its
+//! `Date` header says of the host clock when a signature is refused.
 
 use std::time::Duration;
 
-use base64::Engine;
-use hmac::{Hmac, KeyInit, Mac};
-use serde_json::json;
-use sha2::Sha256;
-
-use super::Outcome;
-use crate::config::{DINGTALK_MAX_BODY, MsgType, Robot};
-use crate::mention::Mention;
-use crate::store::DigestRecord;
-
-/// Budget for title + text (JSON-escaped bytes). The rest of the 20 000-byte body is the JSON
-/// envelope (about 60 bytes) and room for the `at` object.
-pub const TEXT_BUDGET: usize = DINGTALK_MAX_BODY - 1_000;
-
-pub struct DingTalk {
-    client: reqwest::Client,
-    timeout: Duration,
-    webhook: String,
-    secret: Option<String>,
-    msgtype: MsgType,
-    public_url: Option<String>,
-}
-
-impl DingTalk {
-    /// A robot sending with the process's one HTTP `client` ([`super::http_client`]).
-    pub fn new(robot: &Robot, public_url: Option<&str>, client: reqwest::Client) -> DingTalk {
-        DingTalk {
-            client,
-            timeout: robot.timing.request_timeout,
-            webhook: robot.webhook.clone().unwrap_or_default(),
-            secret: robot.secret.clone(),
-            msgtype: robot.look.msgtype,
-            public_url: public_url.map(str::to_string),
-        }
-    }
-
-    pub async fn send(&self, digest: &DigestRecord) -> Outcome {
-        let body = match (self.msgtype, &self.public_url) {
-            (MsgType::ActionCard, Some(base)) => action_card_body(
-                &digest.title,
-                &digest.text,
-                &digest.mentions,
-                &format!("{base}/v1/digests/{}", digest.id),
-            ),
-            _ => message_body(&digest.title, &digest.text, &digest.mentions),
-        };
-        let mut request = self
-            .client
-            .post(&self.webhook)
-            .timeout(self.timeout)
-            .json(&body);
-        if let Some(secret) = &self.secret {
-            // A fresh timestamp per request: DingTalk rejects one more than an hour off.
-            let ts = crate::unix_ms();
-            // `.query` percent-encodes, so the raw base64 goes in: encoded exactly once.
-            request = request.query(&[("timestamp", ts.to_string()), ("sign", sign(secret, ts))]);
-        }
-        match request.send().await {
-            Err(e) => Outcome::Transient(describe_transport_error(e)),
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let header = |name| {
-                    resp.headers()
-                        .get(name)
-                        .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
-                        .map(str::to_string)
-                };
-                let date = header(reqwest::header::DATE);
-                let wait = header(reqwest::header::RETRY_AFTER);
-                match resp.text().await {
-                    Ok(text) => {
-                        let now = crate::unix_ms();
-                        match classify(status, &text) {
-                            Outcome::Throttled(why, _) => {
-                                Outcome::Throttled(why, super::retry_after(wait.as_deref(), now))
-                            }
-                            other => note_clock_skew(other, date.as_deref(), now),
-                        }
-                    }
-                    Err(e) => Outcome::Transient(describe_transport_error(e)),
-                }
-            }
-        }
-    }
-}
-
-/// The JSON body DingTalk receives for a digest.
-pub fn message_body(title: &str, text: &str, mentions: &Mention) -> serde_json::Value {
-    with_mentions(
-        json!({"msgtype": "markdown", "markdown": {"title": title, "text": text}}),
-        mentions,
-    )
-}
-
-/// Adds DingTalk's `at` object when the digest mentions anyone.
-fn with_mentions(mut body: serde_json::Value, mentions: &Mention) -> serde_json::Value {
-    if !mentions.is_empty() {
-        body["at"] = mentions.at_object();
-    }
-    body
-}
-
-/// The body of an `actionCard` digest: the same markdown, plus one button to the digest's page.
-pub fn action_card_body(
-    title: &str,
-    text: &str,
-    mentions: &Mention,
-    url: &str,
-) -> serde_json::Value {
-    let body = json!({
-        "msgtype": "actionCard",
-        "actionCard": {
-            "title": title,
-            "text": text,
-            "btnOrientation": "0",
-            "singleTitle": "Full alert list",
-            "singleURL": url,
-        }
-    });
-    with_mentions(body, mentions)
-}
-
-/// 加签: base64(HMAC-SHA256(key = secret, message = "{timestamp_ms}\n{secret}")), not URL-encoded.
-pub fn sign(secret: &str, timestamp_ms: i64) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
-    mac.update(format!("{timestamp_ms}\n{secret}").as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
+use crate::provider::Outcome;
 
 /// Classifies an answer by HTTP status and, for 2xx, by `errcode` (ROBOTS.md §1.4, §1.5).
 pub fn classify(status: u16, body: &str) -> Outcome {
@@ -239,53 +108,9 @@ fn hint(text: &str) -> String {
     }
 }
 
-/// The error and its causes on one line, without the URL (it carries the access token).
-fn describe_transport_error(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    format!("{kind}: {}", crate::error_chain(&e.without_url()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mention::MAX_MENTIONS;
-
-    #[test]
-    fn signing_matches_the_known_answer_vectors() {
-        assert_eq!(
-            sign("secret", 1_700_000_000_000),
-            "OuzzJR5+xZ4/EYwqtNt6sMYZQMTa/HEGvc9miJe7XzY="
-        );
-        assert_eq!(
-            sign("SEC000000000000000000000", 1_700_000_000_000),
-            "1zJ/w34EOSVAYr7cu7Vo8LnebmK2/GrCgegtr8mQrqM="
-        );
-    }
-
-    #[test]
-    fn the_sign_is_url_encoded_exactly_once() {
-        let client = reqwest::Client::new();
-        let req = client
-            .post("http://127.0.0.1:1/robot/send?access_token=abc")
-            .query(&[
-                ("timestamp", "1700000000000".to_string()),
-                ("sign", sign("secret", 1_700_000_000_000)),
-            ])
-            .build()
-            .unwrap();
-        assert_eq!(
-            req.url().query(),
-            Some(
-                "access_token=abc&timestamp=1700000000000&sign=OuzzJR5%2BxZ4%2FEYwqtNt6sMYZQMTa%2FHEGvc9miJe7XzY%3D"
-            )
-        );
-    }
 
     #[test]
     fn every_known_answer_is_classified() {
@@ -387,28 +212,6 @@ mod tests {
         assert_eq!(
             note_clock_skew(Outcome::Ok, Some(robot_ahead), host),
             Outcome::Ok
-        );
-    }
-
-    #[test]
-    fn the_envelope_fits_inside_the_body_limit() {
-        let title = "x".repeat(100);
-        let text = "y".repeat(TEXT_BUDGET - 100);
-        let body = serde_json::to_vec(&message_body(&title, &text, &Mention::default())).unwrap();
-        assert!(body.len() <= DINGTALK_MAX_BODY - 800, "{}", body.len());
-        // The most mentions a digest carries fit in what is left.
-        let many = Mention {
-            mobiles: (0..MAX_MENTIONS)
-                .map(|i| format!("+8613800{i:06}"))
-                .collect(),
-            user_ids: Vec::new(),
-            all: true,
-        };
-        let at = serde_json::to_vec(&many.at_object()).unwrap();
-        assert!(
-            body.len() + at.len() + 10 <= DINGTALK_MAX_BODY,
-            "{}",
-            at.len()
         );
     }
 }

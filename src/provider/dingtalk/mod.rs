@@ -1,0 +1,111 @@
+//! DingTalk custom robots: 加签 signing, the markdown message, and the answer table.
+//!
+//! DingTalk answers business errors with HTTP 200 and a non-zero `errcode`; the `errmsg` text has
+//! changed over the years (English, then Chinese), so we classify on the number alone and keep the
+//! text only as a hint for humans.
+//!
+//! The folder: `message.rs` the JSON body (markdown or actionCard, the `at` object), `sign.rs`
+//! 加签, `answer.rs` what an answer means (the pure `classify`, and what a `Date` header says of
+//! the host clock); this file the request itself.
+
+mod answer;
+mod message;
+mod sign;
+
+pub use answer::{CLOCK_SKEW_NOTED, classify, clock_skew, note_clock_skew};
+pub use message::{action_card_body, message_body};
+pub use sign::sign;
+
+use std::time::Duration;
+
+use super::Outcome;
+use crate::config::{DINGTALK_MAX_BODY, MsgType, Robot};
+use crate::store::DigestRecord;
+
+/// Budget for title + text (JSON-escaped bytes). The rest of the 20 000-byte body is the JSON
+/// envelope (about 60 bytes) and room for the `at` object.
+pub const TEXT_BUDGET: usize = DINGTALK_MAX_BODY - 1_000;
+
+pub struct DingTalk {
+    client: reqwest::Client,
+    timeout: Duration,
+    webhook: String,
+    secret: Option<String>,
+    msgtype: MsgType,
+    public_url: Option<String>,
+}
+
+impl DingTalk {
+    /// A robot sending with the process's one HTTP `client` ([`super::http_client`]).
+    pub fn new(robot: &Robot, public_url: Option<&str>, client: reqwest::Client) -> DingTalk {
+        DingTalk {
+            client,
+            timeout: robot.timing.request_timeout,
+            webhook: robot.webhook.clone().unwrap_or_default(),
+            secret: robot.secret.clone(),
+            msgtype: robot.look.msgtype,
+            public_url: public_url.map(str::to_string),
+        }
+    }
+
+    pub async fn send(&self, digest: &DigestRecord) -> Outcome {
+        let body = match (self.msgtype, &self.public_url) {
+            (MsgType::ActionCard, Some(base)) => action_card_body(
+                &digest.title,
+                &digest.text,
+                &digest.mentions,
+                &format!("{base}/v1/digests/{}", digest.id),
+            ),
+            _ => message_body(&digest.title, &digest.text, &digest.mentions),
+        };
+        let mut request = self
+            .client
+            .post(&self.webhook)
+            .timeout(self.timeout)
+            .json(&body);
+        if let Some(secret) = &self.secret {
+            // A fresh timestamp per request: DingTalk rejects one more than an hour off.
+            let ts = crate::unix_ms();
+            // `.query` percent-encodes, so the raw base64 goes in: encoded exactly once.
+            request = request.query(&[("timestamp", ts.to_string()), ("sign", sign(secret, ts))]);
+        }
+        match request.send().await {
+            Err(e) => Outcome::Transient(describe_transport_error(e)),
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let header = |name| {
+                    resp.headers()
+                        .get(name)
+                        .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let date = header(reqwest::header::DATE);
+                let wait = header(reqwest::header::RETRY_AFTER);
+                match resp.text().await {
+                    Ok(text) => {
+                        let now = crate::unix_ms();
+                        match classify(status, &text) {
+                            Outcome::Throttled(why, _) => {
+                                Outcome::Throttled(why, super::retry_after(wait.as_deref(), now))
+                            }
+                            other => note_clock_skew(other, date.as_deref(), now),
+                        }
+                    }
+                    Err(e) => Outcome::Transient(describe_transport_error(e)),
+                }
+            }
+        }
+    }
+}
+
+/// The error and its causes on one line, without the URL (it carries the access token).
+fn describe_transport_error(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {}", crate::error_chain(&e.without_url()))
+}
