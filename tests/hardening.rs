@@ -457,10 +457,22 @@ secret = "SECtest"
     });
     // Not healthy, and saying why; alerts are still taken, durably.
     let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
     let health = loop {
         if let Ok(r) = http.get(d.url("/healthz")).send().await {
             break r;
         }
+        if let Some(code) = d.exited() {
+            panic!(
+                "sluice exited ({code:?}) instead of reporting: {}",
+                d.stderr()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sluice never answered: {}",
+            d.stderr()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(health.status().as_u16(), 503);
