@@ -6,16 +6,13 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice::limit::{Boot, BootId, Clock, Reading, StoredLog};
 use sluice::store::Store;
-use support::daemon::{footers_total, post_json, render_config, run_cli};
+use support::daemon::{Daemon, footers_total, run_cli};
 use support::fake_robot::{FakeRobot, Limits};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const TOKEN: &str = "clock-token";
 const SECRET: &str = "SECclock0123456789";
@@ -65,71 +62,10 @@ async fn fake() -> FakeRobot {
     fake
 }
 
-/// sluice in this process, on a given clock.
-struct Sluice {
-    addr: std::net::SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), sluice::ServeError>>,
-    http: reqwest::Client,
-}
-
-impl Sluice {
-    async fn start(template: &str, data_dir: &Path, clock: Clock) -> Sluice {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let text = render_config(template, data_dir, addr);
-        let config = sluice::config::Config::parse(&text, "test config", &|_| None)
-            .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(sluice::serve_with_clock(config, listener, clock, async {
-            let _ = stopped.await;
-        }));
-        let s = Sluice {
-            addr,
-            stop,
-            task,
-            http: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(r) = s.http.get(s.url("/healthz")).send().await
-                && r.status().is_success()
-            {
-                return s;
-            }
-            assert!(!s.task.is_finished(), "sluice stopped during start-up");
-            assert!(Instant::now() < deadline, "sluice did not become healthy");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn post(&self, title: &str) {
-        let body = json!({"title": title, "severity": "error"});
-        let (status, answer) = post_json(&self.http, &self.url("/v1/alerts"), &body).await;
-        assert_eq!(status, 202, "{answer}");
-    }
-
-    async fn robot_status(&self) -> Value {
-        let s: Value = self
-            .http
-            .get(self.url("/v1/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        s["robots"][0].clone()
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().expect("serve returns Ok");
-    }
+/// Posts one error alert and expects it acknowledged.
+async fn post(d: &Daemon, title: &str) {
+    let (status, answer) = d.post(&json!({"title": title, "severity": "error"})).await;
+    assert_eq!(status, 202, "{answer}");
 }
 
 /// The machine's clock with the wall clock `step_ms` off: what sluice would read after the wall
@@ -160,19 +96,19 @@ async fn restart_with_a_full_send_log(clock: impl FnOnce() -> Clock) -> AfterRes
     let fake = fake().await;
     let dir = tempfile::tempdir().unwrap();
     let template = config(&fake, "0s");
-    let first = Sluice::start(&template, dir.path(), Clock::new()).await;
+    let first = Daemon::start_with_clock(&template, dir.path(), Clock::new()).await;
     for i in 0..LIMIT {
-        first.post(&format!("before the restart #{i}")).await;
+        post(&first, &format!("before the restart #{i}")).await;
         fake.wait_for(TOKEN, Duration::from_secs(5), |a| a.len() > i)
             .await;
     }
     first.stop().await;
 
     let restarted = Instant::now();
-    let second = Sluice::start(&template, dir.path(), clock()).await;
+    let second = Daemon::start_with_clock(&template, dir.path(), clock()).await;
     let mut n = 0;
     while restarted.elapsed() < 2 * PERIOD + SLACK {
-        second.post(&format!("after the restart #{n}")).await;
+        post(&second, &format!("after the restart #{n}")).await;
         n += 1;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -265,15 +201,15 @@ async fn alerts_received_while_the_clock_was_ahead_wait_no_longer_than_the_windo
     let window = Duration::from_secs(2);
     let template = config(&fake, "2s");
     // Alerts in, and a restart before their window closes; the wall clock then steps back.
-    let first = Sluice::start(&template, dir.path(), Clock::new()).await;
+    let first = Daemon::start_with_clock(&template, dir.path(), Clock::new()).await;
     for i in 0..5 {
-        first.post(&format!("while the clock was ahead #{i}")).await;
+        post(&first, &format!("while the clock was ahead #{i}")).await;
     }
     first.stop().await;
     assert!(fake.requests(TOKEN).is_empty(), "sent before the restart");
 
     let restarted = Instant::now();
-    let second = Sluice::start(&template, dir.path(), stepped(-HOUR_MS)).await;
+    let second = Daemon::start_with_clock(&template, dir.path(), stepped(-HOUR_MS)).await;
     let got = fake
         .wait_for(TOKEN, window + SLACK + Duration::from_secs(1), |a| {
             footers_total(a) >= 5
@@ -294,12 +230,12 @@ async fn an_invalid_timestamp_answer_says_how_far_the_host_clock_is_off() {
     // The robot's clock is two hours ahead of the host's: our signatures are two hours old to it.
     fake.set_clock_skew(2 * HOUR_MS);
     let dir = tempfile::tempdir().unwrap();
-    let d = Sluice::start(&config(&fake, "0s"), dir.path(), Clock::new()).await;
-    d.post("signed with the host's clock").await;
+    let d = Daemon::start_with_clock(&config(&fake, "0s"), dir.path(), Clock::new()).await;
+    post(&d, "signed with the host's clock").await;
 
     let deadline = Instant::now() + Duration::from_secs(5);
     let status = loop {
-        let s = d.robot_status().await;
+        let s = d.robot_status("ops").await;
         if s["state"] == "blocked" {
             break s;
         }

@@ -35,6 +35,15 @@ pub struct Daemon {
 impl Daemon {
     /// Starts sluice in this process with a config template (see [`render_config`]).
     pub async fn start(template: &str, data_dir: &Path) -> Daemon {
+        Daemon::start_with_clock(template, data_dir, sluice::limit::Clock::new()).await
+    }
+
+    /// Like [`start`](Self::start), on `clock` (a wall clock stepped, say).
+    pub async fn start_with_clock(
+        template: &str,
+        data_dir: &Path,
+        clock: sluice::limit::Clock,
+    ) -> Daemon {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -42,19 +51,25 @@ impl Daemon {
         let text = render_config(template, data_dir, addr);
         let config = sluice::config::Config::parse(&text, "test config", &|_| None)
             .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
-        Daemon::launch(config, listener, data_dir).await
+        Daemon::launch(config, listener, data_dir, clock).await
     }
 
     async fn launch(
         config: sluice::config::Config,
         listener: tokio::net::TcpListener,
         data_dir: &Path,
+        clock: sluice::limit::Clock,
     ) -> Daemon {
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(sluice::serve(config, listener, async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(sluice::serve_with_clock(
+            config,
+            listener,
+            clock,
+            async move {
+                let _ = rx.await;
+            },
+        ));
         let mut d = Daemon {
             addr,
             data_dir: data_dir.to_path_buf(),
@@ -77,7 +92,7 @@ impl Daemon {
         std::fs::write(config_path, render_config(template, data_dir, addr)).expect("write config");
         let config = sluice::config::Config::load(config_path)
             .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
-        Daemon::launch(config, listener, data_dir).await
+        Daemon::launch(config, listener, data_dir, sluice::limit::Clock::new()).await
     }
 
     /// Writes a new config template to `config_path` for this daemon's address and data dir.
