@@ -56,18 +56,19 @@ impl Outcome {
 /// "a day" is better probed again within the hour).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
+/// An HTTP date (`Tue, 14 Nov 2023 22:13:20 GMT`, as in `Date` and `Retry-After`) in Unix ms.
+pub fn http_date_ms(text: &str) -> Option<i64> {
+    static PARSER: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
+    Some(PARSER.parse_timestamp(text.trim()).ok()?.as_millisecond())
+}
+
 /// An HTTP `Retry-After` value (RFC 9110 §10.2.3: delay seconds, or an HTTP date) as a wait from
 /// `now_ms`, at most [`MAX_RETRY_AFTER`]; `None` when absent or unreadable.
 pub fn retry_after(value: Option<&str>, now_ms: i64) -> Option<Duration> {
     let value = value?.trim();
     let wait = match value.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
-        Err(_) => {
-            static PARSER: jiff::fmt::rfc2822::DateTimeParser =
-                jiff::fmt::rfc2822::DateTimeParser::new();
-            let at = PARSER.parse_timestamp(value).ok()?.as_millisecond();
-            Duration::from_millis((at - now_ms).max(0) as u64)
-        }
+        Err(_) => Duration::from_millis((http_date_ms(value)? - now_ms).max(0) as u64),
     };
     Some(wait.min(MAX_RETRY_AFTER))
 }

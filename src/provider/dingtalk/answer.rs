@@ -72,8 +72,7 @@ pub fn note_clock_skew(outcome: Outcome, date: Option<&str>, host_ms: i64) -> Ou
 /// "the host clock is 2h 0m behind the robot's (its Date header: …)", or `None` when `date` is
 /// not an HTTP date or is within [`CLOCK_SKEW_NOTED`] of `host_ms`.
 pub fn clock_skew(date: &str, host_ms: i64) -> Option<String> {
-    static PARSER: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
-    let robot_ms = PARSER.parse_timestamp(date.trim()).ok()?.as_millisecond();
+    let robot_ms = crate::provider::http_date_ms(date)?;
     let off_ms = robot_ms - host_ms;
     if off_ms.unsigned_abs() <= CLOCK_SKEW_NOTED.as_millis() as u64 {
         return None;
