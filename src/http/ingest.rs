@@ -209,15 +209,18 @@ pub(super) async fn post_alerts(
         }
     }
 
-    let fingerprint = crate::store::request_fingerprint(&bytes);
-    if let Some(key) = &idempotency_key {
+    // Only a keyed request needs its body's fingerprint (not worth a hash on every request).
+    let keyed = idempotency_key
+        .as_deref()
+        .map(|k| (k, crate::store::request_fingerprint(&bytes)));
+    if let Some((key, fingerprint)) = &keyed {
         let window = state
             .robots
             .values()
             .map(|h| h.config.timing.retention)
             .max()
             .unwrap_or_default();
-        match state.store.claim_request(key, &fingerprint, now, window) {
+        match state.store.claim_request(key, fingerprint, now, window) {
             Ok(None) => {}
             Ok(Some(ids)) => {
                 return accepted(n, ids.len(), ids);
@@ -231,9 +234,7 @@ pub(super) async fn post_alerts(
             }
         }
     }
-    let keyed = idempotency_key
-        .as_deref()
-        .map(|k| (k, fingerprint.as_str()));
+    let keyed = keyed.as_ref().map(|(k, f)| (*k, f.as_str()));
     match enqueue(&state, &bound, keyed).await {
         Ok((ids, duplicates)) => accepted(n, duplicates, ids),
         Err(resp) => {
