@@ -1,8 +1,14 @@
 //! The HTTP API's shapes that the daemon and the CLI both use: defined once, so what
-//! `http/` writes and what `client.rs` reads cannot drift apart. Answers not listed here
-//! (status, digests, metrics) are still built as JSON values by their routes.
+//! `http/` writes and what `client.rs` reads cannot drift apart. Only `/metrics` (Prometheus
+//! text) and `/healthz` (plain text) are not here.
+//!
+//! Answers are read leniently (`#[serde(default)]`), so a client reads an older or newer
+//! daemon's answer as long as the fields it prints mean the same; requests are read strictly
+//! (`deny_unknown_fields`), so a typo in a field name is an error, not a silent default.
 
 use serde::{Deserialize, Serialize};
+
+use crate::digest::Counts;
 
 /// `202` to `POST /v1/alerts` and `POST /v1/alertmanager`: how many alerts the request held,
 /// how many were repeats of dedup keys already queued, and one id per alert and robot.
@@ -44,6 +50,174 @@ pub struct RedeliverRequest {
 pub struct MoveRequest {
     pub robot: String,
     pub to: String,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Status {
+    pub robots: Vec<RobotEntry>,
+    /// Robots removed from the config whose alerts are still queued.
+    pub unconfigured: Vec<Unconfigured>,
+    pub store: StoreEntry,
+    /// What keeps the process from working as configured (see `/healthz`).
+    pub faults: Vec<String>,
+    /// Where the running config came from.
+    pub config: String,
+}
+
+/// One configured robot in [`Status`]. `pending` and `oldest_pending_age_ms` are `null` while
+/// the store cannot say.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RobotEntry {
+    pub robot: String,
+    pub provider: String,
+    /// The webhook URL with its secrets redacted.
+    pub webhook: Option<String>,
+    /// `idle`, `waiting`, `sending`, `backoff`, `throttled` or `blocked`.
+    pub state: String,
+    pub since_ms: i64,
+    pub pending: Option<u64>,
+    pub oldest_pending_age_ms: Option<i64>,
+    pub outbox: usize,
+    pub sends_in_period: usize,
+    pub rate_limit: u32,
+    /// Humane durations, e.g. `1m`.
+    pub rate_period: String,
+    pub window: String,
+    pub digests_sent: u64,
+    pub alerts_delivered: u64,
+    pub dead: u64,
+    pub duplicates_dropped: u64,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+    pub next_attempt_ms: Option<i64>,
+}
+
+/// A robot no longer configured whose queue is still there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Unconfigured {
+    pub robot: String,
+    pub pending: u64,
+    pub digests: u64,
+    pub digest_alerts: u64,
+}
+
+/// The store in [`Status`]: its figures while it is open, else only `data_dir` and `error`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreEntry {
+    pub data_dir: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_on_disk: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commits: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_requests: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub largest_commit_batch: Option<u64>,
+    /// Why the store is down (it is being reopened); `null` while it is open.
+    pub error: Option<String>,
+}
+
+/// `GET /v1/digests/{id}`: a digest and its alerts. `text` is `null` once the digest was sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DigestAnswer {
+    pub id: u64,
+    pub robot: String,
+    pub state: String,
+    pub alerts_count: u64,
+    pub listed: u64,
+    pub counts: Counts,
+    pub attempts: u32,
+    pub sealed_ms: i64,
+    pub sent_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub title: String,
+    pub text: Option<String>,
+    /// Each alert as it was accepted, with its `id` (`robot:seq`).
+    pub alerts: Vec<serde_json::Value>,
+}
+
+/// `GET /v1/dead`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeadList {
+    pub dead: Vec<DeadEntry>,
+}
+
+/// A dead digest: refused for good by its robot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeadEntry {
+    pub id: u64,
+    pub robot: String,
+    pub alerts: u64,
+    pub title: String,
+    pub attempts: u32,
+    pub sealed_ms: i64,
+    pub last_error: Option<String>,
+}
+
+/// `GET /v1/digests`: delivered digests, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DigestList {
+    pub digests: Vec<SentEntry>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SentEntry {
+    pub id: u64,
+    pub robot: String,
+    pub alerts: u64,
+    pub sent_ms: Option<i64>,
+    pub title: String,
+}
+
+/// `POST /v1/dead/replay`: what was queued again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Replayed {
+    pub replayed: Vec<Requeued>,
+    /// Alerts queued again, over every digest.
+    pub alerts: u64,
+}
+
+/// One digest whose alerts were queued again, and for which robot. Also the answer to
+/// `POST /v1/digests/{id}/redeliver`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Requeued {
+    pub id: u64,
+    pub alerts: u64,
+    pub to: String,
+}
+
+/// `POST /v1/queue/move`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueueMoved {
+    pub robot: String,
+    pub to: String,
+    pub alerts: u64,
+    pub digests: u64,
+}
+
+/// `POST /-/reload`: what the reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Reloaded {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// Keys that changed but take effect only after a restart; their old values stay.
+    pub needs_restart: Vec<String>,
 }
 
 #[cfg(test)]

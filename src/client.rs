@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::api;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
@@ -21,6 +23,12 @@ pub enum ClientError {
     },
     #[error("{0}")]
     Input(String),
+    #[error("spool {}: {source}", dir.display())]
+    Spool {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Largest request `send` builds; well under the daemon's default `max_body` of 1 MiB.
@@ -50,6 +58,20 @@ impl Client {
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// Sends `req` and reads its answer as `T` (see [`crate::api`]).
+    async fn call_as<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<T, ClientError> {
+        let answer = self.call(req, url).await?;
+        serde_json::from_value(answer).map_err(|e| ClientError::Refused {
+            url: url.to_string(),
+            status: 200,
+            message: format!("an answer this client cannot read: {e}"),
+        })
     }
 
     async fn call(&self, req: reqwest::RequestBuilder, url: &str) -> Result<Value, ClientError> {
@@ -141,13 +163,13 @@ impl Client {
         Ok(ids)
     }
 
-    pub async fn dead(&self, robot: Option<&str>) -> Result<Value, ClientError> {
+    pub async fn dead(&self, robot: Option<&str>) -> Result<api::DeadList, ClientError> {
         let url = format!("{}/v1/dead", self.base);
         let mut req = self.http.get(&url);
         if let Some(r) = robot {
             req = req.query(&[("robot", r)]);
         }
-        self.call(req, &url).await
+        self.call_as(req, &url).await
     }
 
     pub async fn replay(
@@ -155,51 +177,61 @@ impl Client {
         robot: Option<&str>,
         id: Option<u64>,
         to: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<api::Replayed, ClientError> {
         let url = format!("{}/v1/dead/replay", self.base);
         let body = crate::api::ReplayRequest {
             id,
             robot: robot.map(str::to_string),
             to: to.map(str::to_string),
         };
-        self.call(self.http.post(&url).json(&body), &url).await
+        self.call_as(self.http.post(&url).json(&body), &url).await
     }
 
     /// Delivered digests of a robot within `since` ("2h").
-    pub async fn delivered(&self, robot: &str, since: &str) -> Result<Value, ClientError> {
+    pub async fn delivered(
+        &self,
+        robot: &str,
+        since: &str,
+    ) -> Result<api::DigestList, ClientError> {
         let url = format!("{}/v1/digests", self.base);
         let req = self
             .http
             .get(&url)
             .query(&[("robot", robot), ("since", since)]);
-        self.call(req, &url).await
+        self.call_as(req, &url).await
     }
 
-    pub async fn redeliver(&self, id: u64, to: Option<&str>) -> Result<Value, ClientError> {
+    pub async fn redeliver(&self, id: u64, to: Option<&str>) -> Result<api::Requeued, ClientError> {
         let url = format!("{}/v1/digests/{id}/redeliver", self.base);
         let body = crate::api::RedeliverRequest {
             to: to.map(str::to_string),
         };
-        self.call(self.http.post(&url).json(&body), &url).await
+        self.call_as(self.http.post(&url).json(&body), &url).await
     }
 
     /// Asks the daemon to read its config file again.
-    pub async fn reload(&self) -> Result<Value, ClientError> {
+    pub async fn reload(&self) -> Result<api::Reloaded, ClientError> {
         let url = format!("{}/-/reload", self.base);
-        self.call(self.http.post(&url), &url).await
+        self.call_as(self.http.post(&url), &url).await
     }
 
     /// Moves the queue of a robot removed from the config to robot `to`.
-    pub async fn move_queue(&self, robot: &str, to: &str) -> Result<Value, ClientError> {
+    pub async fn move_queue(&self, robot: &str, to: &str) -> Result<api::QueueMoved, ClientError> {
         let url = format!("{}/v1/queue/move", self.base);
         let body = crate::api::MoveRequest {
             robot: robot.to_string(),
             to: to.to_string(),
         };
-        self.call(self.http.post(&url).json(&body), &url).await
+        self.call_as(self.http.post(&url).json(&body), &url).await
     }
 
-    pub async fn status(&self) -> Result<Value, ClientError> {
+    pub async fn status(&self) -> Result<api::Status, ClientError> {
+        let url = format!("{}/v1/status", self.base);
+        self.call_as(self.http.get(&url), &url).await
+    }
+
+    /// `GET /v1/status` as the daemon wrote it, every field kept (`sluice status --json`).
+    pub async fn status_json(&self) -> Result<Value, ClientError> {
         let url = format!("{}/v1/status", self.base);
         self.call(self.http.get(&url), &url).await
     }
@@ -290,8 +322,10 @@ impl Spool {
     /// first that cannot reach the daemon.
     pub async fn flush(&self, client: &Client) -> Result<Flushed, ClientError> {
         let mut done = Flushed::default();
-        let io =
-            |e: std::io::Error| ClientError::Input(format!("spool {}: {e}", self.dir.display()));
+        let io = |source: std::io::Error| ClientError::Spool {
+            dir: self.dir.clone(),
+            source,
+        };
         for (key, path) in self.entries().map_err(io)? {
             let alerts: Vec<Value> = match std::fs::read(&path).map(|b| serde_json::from_slice(&b))
             {
@@ -401,28 +435,26 @@ pub fn alert_from_flags(
 }
 
 /// Prints `sluice dead list` as lines.
-pub fn dead_table(answer: &Value) -> String {
-    let empty = Vec::new();
-    let dead = answer["dead"].as_array().unwrap_or(&empty);
-    if dead.is_empty() {
+pub fn dead_table(answer: &api::DeadList) -> String {
+    if answer.dead.is_empty() {
         return "no dead digests\n".to_string();
     }
     let mut out = String::new();
-    for d in dead {
+    for d in &answer.dead {
         out.push_str(&format!(
             "#{}  robot {}  {} alerts  {}  — {}\n",
-            d["id"],
-            d["robot"].as_str().unwrap_or("?"),
-            d["alerts"],
-            d["title"].as_str().unwrap_or(""),
-            d["last_error"].as_str().unwrap_or("-"),
+            d.id,
+            d.robot,
+            d.alerts,
+            d.title,
+            d.last_error.as_deref().unwrap_or("-"),
         ));
     }
     out
 }
 
 /// Prints `sluice status` as a table.
-pub fn status_table(status: &Value) -> String {
+pub fn status_table(status: &api::Status) -> String {
     let mut rows = vec![[
         "ROBOT".to_string(),
         "STATE".into(),
@@ -433,49 +465,39 @@ pub fn status_table(status: &Value) -> String {
         "DEAD".into(),
         "LAST ERROR".into(),
     ]];
-    let empty = Vec::new();
-    for r in status["robots"].as_array().unwrap_or(&empty) {
-        let s = |k: &str| match &r[k] {
-            Value::String(s) => s.clone(),
-            Value::Null => "-".into(),
-            v => v.to_string(),
-        };
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    for r in &status.robots {
         // A robot in trouble says for how long.
-        let mut state = s("state");
-        if matches!(state.as_str(), "blocked" | "throttled" | "backoff")
-            && let Some(since) = r["since_ms"].as_i64()
-        {
+        let mut state = r.state.clone();
+        if matches!(state.as_str(), "blocked" | "throttled" | "backoff") {
             let now = crate::unix_ms();
-            let secs = ((now - since).max(0) / 1000) as u64;
+            let secs = ((now - r.since_ms).max(0) / 1000) as u64;
             state = format!(
                 "{state} {}",
                 humantime::format_duration(Duration::from_secs(secs))
             );
         }
         rows.push([
-            s("robot"),
+            r.robot.clone(),
             state,
-            s("pending"),
-            s("outbox"),
+            or_dash(r.pending.map(|p| p.to_string())),
+            r.outbox.to_string(),
             format!(
                 "{}/{} per {}",
-                s("sends_in_period"),
-                s("rate_limit"),
-                s("rate_period")
+                r.sends_in_period, r.rate_limit, r.rate_period
             ),
-            format!("{} in {} digests", s("alerts_delivered"), s("digests_sent")),
-            s("dead"),
-            s("last_error"),
+            format!("{} in {} digests", r.alerts_delivered, r.digests_sent),
+            r.dead.to_string(),
+            or_dash(r.last_error.clone()),
         ]);
     }
     // Robots removed from the config whose alerts are still queued.
-    for r in status["unconfigured"].as_array().unwrap_or(&empty) {
-        let n = |k: &str| r[k].as_u64().unwrap_or(0);
+    for r in &status.unconfigured {
         rows.push([
-            r["robot"].as_str().unwrap_or("?").to_string(),
+            r.robot.clone(),
             "removed".into(),
-            n("pending").to_string(),
-            n("digests").to_string(),
+            r.pending.to_string(),
+            r.digests.to_string(),
             "-".into(),
             "-".into(),
             "-".into(),
@@ -501,13 +523,11 @@ pub fn status_table(status: &Value) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
-    if let Some(e) = status["store"]["error"].as_str() {
+    if let Some(e) = &status.store.error {
         out.push_str(&format!("store: {e}\n"));
     }
-    for f in status["faults"].as_array().unwrap_or(&empty) {
-        if let Some(f) = f.as_str() {
-            out.push_str(&format!("fault: {f}\n"));
-        }
+    for f in &status.faults {
+        out.push_str(&format!("fault: {f}\n"));
     }
     out
 }
@@ -515,6 +535,51 @@ pub fn status_table(status: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The table reads the typed answer, and an older daemon's answer (fields missing) too.
+    #[test]
+    fn status_table_shows_robots_removed_robots_store_and_faults() {
+        let status: api::Status = serde_json::from_value(json!({
+            "robots": [{"robot": "ops", "state": "idle", "since_ms": 0, "pending": 3,
+                        "outbox": 1, "sends_in_period": 2, "rate_limit": 20,
+                        "rate_period": "1m", "alerts_delivered": 40, "digests_sent": 2,
+                        "dead": 0, "last_error": null}],
+            "unconfigured": [{"robot": "old", "pending": 5, "digests": 1, "digest_alerts": 9}],
+            "store": {"data_dir": "/d", "error": "reopening"},
+            "faults": ["robot dq: task panicked"],
+        }))
+        .unwrap();
+        let table = status_table(&status);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("ROBOT"), "{table}");
+        assert!(
+            lines[1].contains("ops") && lines[1].contains("2/20 per 1m"),
+            "{table}"
+        );
+        assert!(
+            lines[1].contains("40 in 2 digests") && lines[1].ends_with('-'),
+            "{table}"
+        );
+        assert!(
+            lines[2].contains("old") && lines[2].contains("removed"),
+            "{table}"
+        );
+        assert_eq!(lines[3], "store: reopening");
+        assert_eq!(lines[4], "fault: robot dq: task panicked");
+    }
+
+    #[test]
+    fn a_pending_count_the_store_cannot_give_is_a_dash() {
+        let mut status = api::Status::default();
+        status.robots.push(api::RobotEntry {
+            robot: "ops".into(),
+            state: "waiting".into(),
+            ..Default::default()
+        });
+        let table = status_table(&status);
+        let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(&row[..3], &["ops", "waiting", "-"], "{table}");
+    }
 
     #[test]
     fn json_input_takes_objects_arrays_and_lines() {

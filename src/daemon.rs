@@ -19,7 +19,7 @@ pub enum ServeError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("HTTP server failed: {0}")]
-    Http(std::io::Error),
+    Http(#[source] std::io::Error),
     /// The store failed and cannot be reopened in this process: exit (status 75) and let the
     /// supervisor start sluice again.
     #[error("{0}")]

@@ -52,3 +52,21 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     parts.join(": ")
 }
+
+#[cfg(test)]
+mod tests {
+    /// An error that names its source in its own message does not print it twice.
+    #[test]
+    fn error_chain_prints_each_cause_once() {
+        let cause = crate::config::ConfigError {
+            origin: "sluice.toml:3:1".into(),
+            message: "robots.ops.webhook: missing".into(),
+        };
+        let e = crate::supervisor::ReloadError::Invalid(cause);
+        assert!(std::error::Error::source(&e).is_some(), "the cause is kept");
+        assert_eq!(
+            crate::error_chain(&e),
+            "the new config is invalid, the running one stays: sluice.toml:3:1: robots.ops.webhook: missing"
+        );
+    }
+}

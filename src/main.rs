@@ -221,7 +221,8 @@ fn main() -> ExitCode {
             std::process::exit(sluice::EXIT_RESTART);
         }
         Err(e) => {
-            let line = format!("{e:#}").replace('\n', " ");
+            // Each cause once: an error whose message already names its source is not repeated.
+            let line = sluice::error_chain(e.as_ref()).replace('\n', " ");
             eprintln!("sluice: {line}");
             ExitCode::from(1)
         }
@@ -245,11 +246,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(sluice::demo::run(options).await?)
         }
         Command::Status { conn, json } => {
-            let status = connect(&conn)?.status().await?;
+            let client = connect(&conn)?;
             if json {
+                let status = client.status_json().await?;
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                print!("{}", client::status_table(&status));
+                print!("{}", client::status_table(&client.status().await?));
             }
             Ok(())
         }
@@ -262,10 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sluice::config::parse_duration(&since).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
             let client = connect(&conn)?;
             let list = client.delivered(&robot, &since).await?;
-            let ids: Vec<u64> = list["digests"]
-                .as_array()
-                .map(|d| d.iter().filter_map(|x| x["id"].as_u64()).collect())
-                .unwrap_or_default();
+            let ids: Vec<u64> = list.digests.iter().map(|d| d.id).collect();
             let bar = indicatif::ProgressBar::new(ids.len() as u64).with_style(
                 indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} digests {msg}")
                     .expect("a valid template"),
@@ -284,7 +283,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         );
                     }
                 };
-                alerts += answer["alerts"].as_u64().unwrap_or(0);
+                alerts += answer.alerts;
                 bar.set_message(format!("{alerts} alerts"));
                 bar.inc(1);
             }
@@ -339,12 +338,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let answer = connect(&conn)?
                         .replay(robot.as_deref(), id, to.as_deref())
                         .await?;
-                    let digests = answer["replayed"].as_array().map_or(0, Vec::len);
+                    let digests = answer.replayed.len();
                     println!(
                         "replayed {digests} dead digest{}: {} alert{} queued again",
                         if digests == 1 { "" } else { "s" },
-                        answer["alerts"],
-                        if answer["alerts"] == 1 { "" } else { "s" },
+                        answer.alerts,
+                        if answer.alerts == 1 { "" } else { "s" },
                     );
                 }
             }
@@ -352,11 +351,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Reload { conn } => {
             let r = connect(&conn)?.reload().await?;
-            let list = |k: &str| {
-                let names: Vec<&str> = r[k]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
-                    .unwrap_or_default();
+            let list = |names: &[String]| {
                 if names.is_empty() {
                     "-".to_string()
                 } else {
@@ -365,15 +360,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             println!(
                 "reloaded: added {}; removed {}; changed {}; unchanged {}",
-                list("added"),
-                list("removed"),
-                list("changed"),
-                list("unchanged")
+                list(&r.added),
+                list(&r.removed),
+                list(&r.changed),
+                list(&r.unchanged)
             );
-            if r["needs_restart"].as_array().is_some_and(|a| !a.is_empty()) {
+            if !r.needs_restart.is_empty() {
                 println!(
                     "not applied until a restart: {} (the running values stay)",
-                    list("needs_restart")
+                    list(&r.needs_restart)
                 );
             }
             Ok(())
@@ -382,10 +377,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let r = connect(&conn)?.move_queue(&robot, &to).await?;
             println!(
                 "moved {} alert{} from {robot} to {to} (with {} sealed digest{} it had not delivered)",
-                r["alerts"],
-                if r["alerts"] == 1 { "" } else { "s" },
-                r["digests"],
-                if r["digests"] == 1 { "" } else { "s" },
+                r.alerts,
+                if r.alerts == 1 { "" } else { "s" },
+                r.digests,
+                if r.digests == 1 { "" } else { "s" },
             );
             Ok(())
         }

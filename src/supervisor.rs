@@ -126,16 +126,8 @@ impl LiveCell {
     }
 }
 
-/// What a reload changed.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Reloaded {
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-    pub changed: Vec<String>,
-    pub unchanged: Vec<String>,
-    /// Keys that changed but take effect only after a restart; their old values stay.
-    pub needs_restart: Vec<&'static str>,
-}
+/// What a reload changed (the answer to `POST /-/reload`).
+pub use crate::api::Reloaded;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -144,7 +136,7 @@ pub enum ReloadError {
     )]
     NoFile,
     #[error("the new config is invalid, the running one stays: {0}")]
-    Invalid(ConfigError),
+    Invalid(#[source] ConfigError),
     #[error("{0}")]
     Busy(String),
 }
@@ -162,7 +154,7 @@ pub enum MoveError {
     #[error("{0}")]
     Busy(String),
     #[error("the store cannot move the queue right now: {0}")]
-    Store(StoreError),
+    Store(#[source] StoreError),
 }
 
 enum Command {
@@ -511,7 +503,11 @@ impl Supervisor {
         })?;
         let old = &live.config;
         let mut report = Reloaded {
-            needs_restart: old.restart_only_changes(&next),
+            needs_restart: old
+                .restart_only_changes(&next)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
             ..Reloaded::default()
         };
         // Keys read only at start-up keep their running values, so what /v1/status shows is true.

@@ -91,8 +91,23 @@ pub enum DemoError {
     Usage(String),
     #[error("cannot set up the demo: {0}")]
     Setup(String),
+    /// Setting up failed on an I/O error: `what` was being done.
+    #[error("cannot set up the demo: {what}: {source}")]
+    SetupIo {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot set up the demo: {0}")]
+    Config(#[source] crate::config::ConfigError),
     #[error("the sluice daemon failed: {0}")]
     Daemon(String),
+    #[error("the sluice daemon failed: {0}")]
+    Serve(#[source] crate::ServeError),
+    #[error("the sluice daemon failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("the sluice daemon failed: {0}")]
+    Client(#[source] crate::client::ClientError),
     #[error("{0}")]
     Job(String),
     #[error("the demo did not finish within {}: {detail}", humantime::format_duration(*.after))]
@@ -174,8 +189,10 @@ impl TempDir {
             std::process::id(),
             crate::unix_ms()
         ));
-        std::fs::create_dir(&path)
-            .map_err(|e| DemoError::Setup(format!("cannot create {}: {e}", path.display())))?;
+        std::fs::create_dir(&path).map_err(|source| DemoError::SetupIo {
+            what: format!("cannot create {}", path.display()),
+            source,
+        })?;
         Ok(TempDir(path))
     }
 }
@@ -222,10 +239,14 @@ impl Daemon {
     async fn start(config: Config) -> Result<Daemon, DemoError> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .map_err(|e| DemoError::Setup(format!("cannot listen on 127.0.0.1: {e}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| DemoError::Setup(e.to_string()))?;
+            .map_err(|source| DemoError::SetupIo {
+                what: "cannot listen on 127.0.0.1".into(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| DemoError::SetupIo {
+            what: "cannot read the listening address".into(),
+            source,
+        })?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(crate::serve(config, listener, async move {
             let _ = stopped.await;
@@ -254,8 +275,8 @@ impl Daemon {
         let _ = self.stop.send(());
         match self.task.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(DemoError::Daemon(e.to_string())),
-            Err(e) => Err(DemoError::Daemon(e.to_string())),
+            Ok(Err(e)) => Err(DemoError::Serve(e)),
+            Err(e) => Err(DemoError::Task(e)),
         }
     }
 }
@@ -273,7 +294,10 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
     };
     let sim = Simulator::start(limits)
         .await
-        .map_err(|e| DemoError::Setup(format!("cannot start the robot simulator: {e}")))?;
+        .map_err(|source| DemoError::SetupIo {
+            what: "cannot start the robot simulator".into(),
+            source,
+        })?;
 
     let plan = jobs::plan(options.alerts, options.robots);
     let mut keys = Rng::new(crate::unix_ms() as u64);
@@ -306,7 +330,7 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
         "demo configuration",
         &|_| None,
     )
-    .map_err(|e| DemoError::Setup(e.to_string()))?;
+    .map_err(DemoError::Config)?;
 
     let daemon = Daemon::start(config).await?;
     let driven = drive(&options, &plan, &robots, &sim, &daemon.client).await;
@@ -330,8 +354,7 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
     print_digests(&groups);
     let dead: u64 = final_status
         .as_ref()
-        .and_then(|s| s["robots"].as_array())
-        .map_or(0, |rs| rs.iter().filter_map(|r| r["dead"].as_u64()).sum());
+        .map_or(0, |s| s.robots.iter().map(|r| r.dead).sum());
     let summary = Summary {
         options,
         groups: &groups,
@@ -434,7 +457,7 @@ async fn drive(
         }
         let status = match client.status().await {
             Ok(s) => s,
-            Err(e) => break Err(DemoError::Daemon(e.to_string())),
+            Err(e) => break Err(DemoError::Client(e)),
         };
         for (f, r) in figures.iter_mut().zip(robots) {
             f.received = r.received.load(Ordering::Relaxed);

@@ -4,7 +4,6 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::Value;
 
 use crate::digest::thousands;
 
@@ -28,21 +27,17 @@ pub struct RobotFigures {
 
 impl RobotFigures {
     /// Fills in what the daemon's status says about this robot.
-    pub fn read_status(&mut self, status: &Value) {
-        let Some(r) = status["robots"]
-            .as_array()
-            .and_then(|rs| rs.iter().find(|r| r["robot"] == self.name.as_str()))
-        else {
+    pub fn read_status(&mut self, status: &crate::api::Status) {
+        let Some(r) = status.robots.iter().find(|r| r.robot == self.name) else {
             return;
         };
-        let n = |k: &str| r[k].as_u64().unwrap_or(0);
-        self.pending = n("pending");
-        self.outbox = n("outbox");
-        self.delivered = n("alerts_delivered");
-        self.digests = n("digests_sent");
-        self.sends_in_period = n("sends_in_period");
-        self.rate_limit = n("rate_limit");
-        self.state = r["state"].as_str().unwrap_or("").to_string();
+        self.pending = r.pending.unwrap_or(0);
+        self.outbox = r.outbox as u64;
+        self.delivered = r.alerts_delivered;
+        self.digests = r.digests_sent;
+        self.sends_in_period = r.sends_in_period as u64;
+        self.rate_limit = u64::from(r.rate_limit);
+        self.state = r.state.clone();
     }
 }
 
