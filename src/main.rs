@@ -399,12 +399,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 let client = sluice::provider::http_client();
                 let provider = sluice::provider::Provider::new(
-                    robot,
+                    &robot.target(),
                     c.server.public_url.as_deref(),
                     client.as_ref().map_err(String::as_str),
                 )
                 .map_err(|e| anyhow::anyhow!("--ping {name}: {e}"))?;
-                let outcome = provider.ping(robot).await;
+                let outcome = provider.ping(&robot.target()).await;
                 use sluice::provider::Outcome;
                 return match outcome {
                     Outcome::Ok => {

@@ -7,8 +7,32 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::alert::Alert;
-use crate::config::{Mentions, is_mobile};
+use crate::alert::{Alert, Severity};
+
+/// Whom a robot's digests @ (DingTalk shows an @ only if it is both in the `at` object and
+/// written in the text).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Mentions {
+    pub mobiles: Vec<String>,
+    pub user_ids: Vec<String>,
+    pub all: bool,
+    /// Only digests holding an alert at least this severe mention anyone (owners included).
+    pub min_severity: Option<Severity>,
+}
+
+/// A mobile number or a DingTalk user id: 1 to 64 characters, no spaces.
+pub fn is_person(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A mobile number as DingTalk takes it: digits, optionally `+<country>-<number>`.
+pub fn is_mobile(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    !digits.is_empty()
+        && digits.len() <= 20
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        && digits.bytes().next().is_some_and(|b| b.is_ascii_digit())
+}
 
 /// The people a digest mentions, decided when it is sealed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

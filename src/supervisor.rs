@@ -435,7 +435,7 @@ impl Supervisor {
             handle.set_dead(dead);
             self.unstarted.retain(|n| n != name);
             let provider = match Provider::new(
-                rc,
+                &rc.target(),
                 config.server.public_url.as_deref(),
                 self.client.as_ref().map_err(String::as_str),
             ) {

@@ -24,9 +24,6 @@ provider = "console"
 window = "5s"
 "#;
 
-/// The largest body DingTalk accepts is 20 000 bytes; a digest never serializes to more.
-pub const DINGTALK_MAX_BODY: usize = 20_000;
-
 #[derive(Debug, thiserror::Error)]
 #[error("{origin}: {message}")]
 pub struct ConfigError {
@@ -38,7 +35,10 @@ pub struct ConfigError {
 mod robot;
 mod server;
 
-pub use robot::{Look, Mentions, MsgType, ProviderKind, Robot, Timing, is_mobile, is_person};
+pub use crate::mention::{Mentions, is_mobile, is_person};
+pub use crate::provider::dingtalk::MsgType;
+pub use crate::provider::{ProviderKind, redact_url};
+pub use robot::{Look, Robot, Timing};
 pub use server::{MAX_BODY_LIMIT, Server};
 
 use robot::{RawRobot, RawTiming, look, timing};
@@ -214,14 +214,14 @@ impl Config {
                 )));
             }
             let provider = match expand_opt(&at("provider"), &r.provider)?.as_deref() {
-                Some("dingtalk") | None => ProviderKind::DingTalk,
-                Some("console") => ProviderKind::Console,
-                Some(other) => {
-                    return Err(fail(format!(
-                        "{}: unknown provider {other:?}; expected \"dingtalk\" or \"console\"",
-                        at("provider")
-                    )));
-                }
+                None => ProviderKind::DingTalk,
+                Some(kind) => ProviderKind::parse(kind).ok_or_else(|| {
+                    fail(format!(
+                        "{}: unknown provider {kind:?}; expected {}",
+                        at("provider"),
+                        ProviderKind::expected()
+                    ))
+                })?,
             };
             let from_file =
                 |inline: &str, file: &str, iv: &Option<String>, fv: &Option<String>| match (
@@ -254,39 +254,16 @@ impl Config {
                 }
                 keywords.push(k);
             }
-            if keywords.len() > 10 {
-                return Err(fail(format!(
-                    "{}: DingTalk allows at most 10 keywords, found {}",
-                    at("keywords"),
-                    keywords.len()
-                )));
-            }
-            match provider {
-                ProviderKind::DingTalk => {
-                    let Some(w) = &webhook else {
-                        return Err(fail(format!(
-                            "{}: required for provider \"dingtalk\"; expected e.g. \"https://oapi.dingtalk.com/robot/send?access_token=${{OPS_TOKEN}}\"",
-                            at("webhook")
-                        )));
-                    };
-                    if !(w.starts_with("https://") || w.starts_with("http://"))
-                        || !w.contains("access_token=")
-                    {
-                        return Err(fail(format!(
-                            "{}: {:?} is not a DingTalk webhook; expected an http(s) URL with ?access_token=...",
-                            at("webhook"),
-                            redact_url(w)
-                        )));
-                    }
-                }
-                ProviderKind::Console => {
-                    if webhook.is_some() || secret.is_some() {
-                        return Err(fail(format!(
-                            "robots.{name}: provider \"console\" prints digests and takes no webhook or secret"
-                        )));
-                    }
-                }
-            }
+            crate::provider::check(
+                provider,
+                &format!("robots.{name}"),
+                &crate::provider::Endpoint {
+                    webhook: webhook.as_deref(),
+                    secret: secret.as_deref(),
+                    keywords: &keywords,
+                },
+            )
+            .map_err(&fail)?;
             let mut mentions = Mentions {
                 all: r.mention_all,
                 ..Mentions::default()
@@ -483,21 +460,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
         .map_or(before.len(), |i| before.len() - i - 1)
         + 1;
     (line, col)
-}
-
-/// A webhook URL fit to print: the query values (access tokens, signatures) become `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_string();
-    };
-    let redacted: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _)) => format!("{k}=***"),
-            None => pair.to_string(),
-        })
-        .collect();
-    format!("{base}?{}", redacted.join("&"))
 }
 
 #[cfg(test)]

@@ -5,21 +5,6 @@ use std::fmt;
 
 use super::*;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
-    DingTalk,
-    Console,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::DingTalk => "dingtalk",
-            ProviderKind::Console => "console",
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct Robot {
     pub name: String,
@@ -34,6 +19,19 @@ pub struct Robot {
 }
 
 impl Robot {
+    /// What its provider needs of it.
+    pub fn target(&self) -> crate::provider::Target<'_> {
+        crate::provider::Target {
+            name: &self.name,
+            kind: self.provider,
+            webhook: self.webhook.as_deref(),
+            secret: self.secret.as_deref(),
+            keywords: &self.keywords,
+            msgtype: self.look.msgtype,
+            request_timeout: self.timing.request_timeout,
+        }
+    }
+
     /// Whether `other` would run this robot exactly the same way (a reload leaves it alone).
     pub fn same_as(&self, other: &Robot) -> bool {
         let (a, b) = (&self.look, &other.look);
@@ -64,38 +62,6 @@ pub struct Look {
     /// Custom templates, compiled and checked against a sample at load; `None`: built-in format.
     pub templates: Option<std::sync::Arc<crate::digest::template::Templates>>,
     pub msgtype: MsgType,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MsgType {
-    Markdown,
-    /// A markdown card with one button to the digest's page on `server.public_url`.
-    ActionCard,
-}
-
-/// Whom a robot's digests @ (DingTalk shows an @ only if it is both in the `at` object and
-/// written in the text).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Mentions {
-    pub mobiles: Vec<String>,
-    pub user_ids: Vec<String>,
-    pub all: bool,
-    /// Only digests holding an alert at least this severe mention anyone (owners included).
-    pub min_severity: Option<Severity>,
-}
-
-/// A mobile number or a DingTalk user id: 1 to 64 characters, no spaces.
-pub fn is_person(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && !s.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-/// A mobile number as DingTalk takes it: digits, optionally `+<country>-<number>`.
-pub fn is_mobile(s: &str) -> bool {
-    let digits = s.strip_prefix('+').unwrap_or(s);
-    !digits.is_empty()
-        && digits.len() <= 20
-        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'-')
-        && digits.bytes().next().is_some_and(|b| b.is_ascii_digit())
 }
 
 impl fmt::Debug for Robot {
@@ -278,20 +244,7 @@ pub(super) fn look(
     };
     let msgtype = match pick("msgtype", &robot.msgtype, &defaults.msgtype)? {
         None => MsgType::Markdown,
-        Some((_, m)) if m == "markdown" => MsgType::Markdown,
-        Some((key, m)) if m == "actionCard" => {
-            if !has_public_url {
-                return Err(fail(format!(
-                    "{key}: \"actionCard\" needs server.public_url for its button to the digest's page"
-                )));
-            }
-            MsgType::ActionCard
-        }
-        Some((key, m)) => {
-            return Err(fail(format!(
-                "{key}: unknown msgtype {m:?}; expected \"markdown\" or \"actionCard\""
-            )));
-        }
+        Some((key, m)) => MsgType::parse(&key, &m, has_public_url).map_err(fail)?,
     };
     let source = |inline: &str,
                   file: &str,

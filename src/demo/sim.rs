@@ -20,7 +20,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::config::DINGTALK_MAX_BODY;
+use crate::provider::dingtalk::MAX_BODY as DINGTALK_MAX_BODY;
 use crate::provider::dingtalk::sign;
 
 /// DingTalk rejects a signature whose timestamp is more than an hour off.
@@ -381,8 +381,11 @@ mod tests {
         let config = crate::config::Config::parse(&text, "test", &|_| None).unwrap();
         let robot = &config.robots["r"];
         let client = crate::provider::http_client().unwrap();
-        let provider = crate::provider::Provider::new(robot, None, Ok(&client)).unwrap();
-        assert_eq!(provider.ping(robot).await, crate::provider::Outcome::Ok);
+        let provider = crate::provider::Provider::new(&robot.target(), None, Ok(&client)).unwrap();
+        assert_eq!(
+            provider.ping(&robot.target()).await,
+            crate::provider::Outcome::Ok
+        );
         assert!(
             sim.messages("tok")[0]
                 .text

@@ -3,8 +3,18 @@
 
 use std::io::Write;
 
-use super::Outcome;
+use super::{Endpoint, Outcome};
 use crate::store::DigestRecord;
+
+/// A console robot prints; it has nothing to post to.
+pub fn check(robot: &str, e: &Endpoint) -> Result<(), String> {
+    if e.webhook.is_some() || e.secret.is_some() {
+        return Err(format!(
+            "{robot}: provider \"console\" prints digests and takes no webhook or secret"
+        ));
+    }
+    Ok(())
+}
 
 pub struct Console {
     name: String,

@@ -10,8 +10,87 @@ pub mod dingtalk;
 use std::fmt;
 use std::time::Duration;
 
-use crate::config::{ProviderKind, Robot};
 use crate::store::DigestRecord;
+
+/// The platforms a robot can be on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    DingTalk,
+    Console,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 2] = [ProviderKind::DingTalk, ProviderKind::Console];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::DingTalk => "dingtalk",
+            ProviderKind::Console => "console",
+        }
+    }
+
+    /// The kind a config names (`provider = "dingtalk"`).
+    pub fn parse(name: &str) -> Option<ProviderKind> {
+        ProviderKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The names a config may use, for messages: `"dingtalk" or "console"`.
+    pub fn expected() -> String {
+        let names: Vec<String> = ProviderKind::ALL
+            .iter()
+            .map(|k| format!("{:?}", k.as_str()))
+            .collect();
+        match names.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+}
+
+/// A robot's endpoint as its config table gives it, for its provider to check.
+pub struct Endpoint<'a> {
+    pub webhook: Option<&'a str>,
+    pub secret: Option<&'a str>,
+    pub keywords: &'a [String],
+}
+
+/// Checks the endpoint of the robot table `robot` (`robots.ops`) for a provider of `kind`.
+pub fn check(kind: ProviderKind, robot: &str, e: &Endpoint) -> Result<(), String> {
+    match kind {
+        ProviderKind::DingTalk => dingtalk::config::check(robot, e),
+        ProviderKind::Console => console::check(robot, e),
+    }
+}
+
+/// What a provider needs of a configured robot (`config::Robot::target`).
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub name: &'a str,
+    pub kind: ProviderKind,
+    /// Full webhook URL including its access token; print it only through [`redact_url`].
+    pub webhook: Option<&'a str>,
+    pub secret: Option<&'a str>,
+    pub keywords: &'a [String],
+    pub msgtype: dingtalk::MsgType,
+    /// Bounds each whole request.
+    pub request_timeout: Duration,
+}
+
+/// A webhook URL fit to print: the query values (access tokens, signatures) become `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) => format!("{k}=***"),
+            None => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", redacted.join("&"))
+}
 
 /// What an answer means for the digest and the robot (DESIGN.md, "Answer classes").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,17 +192,17 @@ impl Provider {
     /// The provider for `robot`. Robots that post over HTTP need `client`; without one this
     /// says why they cannot be started.
     pub fn new(
-        robot: &Robot,
+        robot: &Target,
         public_url: Option<&str>,
         client: Result<&reqwest::Client, &str>,
     ) -> Result<Provider, String> {
-        match robot.provider {
+        match robot.kind {
             ProviderKind::DingTalk => Ok(Provider::DingTalk(dingtalk::DingTalk::new(
                 robot,
                 public_url,
                 client.map_err(str::to_string)?.clone(),
             ))),
-            ProviderKind::Console => Ok(Provider::Console(console::Console::new(&robot.name))),
+            ProviderKind::Console => Ok(Provider::Console(console::Console::new(robot.name))),
         }
     }
 
@@ -144,7 +223,7 @@ impl Provider {
 
     /// Sends one test message (`sluice check --ping`). It does not go through a daemon's rate
     /// guard, so it counts against the robot's limit without the daemon knowing.
-    pub async fn ping(&self, robot: &Robot) -> Outcome {
+    pub async fn ping(&self, robot: &Target<'_>) -> Outcome {
         let now = crate::unix_ms();
         // A keyword-protected robot only takes messages that carry one.
         let keyword = robot
@@ -158,7 +237,7 @@ impl Provider {
         );
         let record = DigestRecord {
             id: 0,
-            robot: robot.name.clone(),
+            robot: robot.name.to_string(),
             first_seq: 0,
             end_seq: 0,
             counts: Default::default(),
@@ -189,6 +268,68 @@ impl Provider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_names_read_back_and_are_listed_in_messages() {
+        for k in ProviderKind::ALL {
+            assert_eq!(ProviderKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(ProviderKind::parse("slack"), None);
+        assert_eq!(ProviderKind::expected(), r#""dingtalk" or "console""#);
+    }
+
+    /// Each provider checks its own endpoint; the messages name the key.
+    #[test]
+    fn each_provider_checks_its_endpoint() {
+        let keywords: Vec<String> = (0..11).map(|i| format!("k{i}")).collect();
+        let e = |webhook, secret, keywords| Endpoint {
+            webhook,
+            secret,
+            keywords,
+        };
+        let hook = Some("https://oapi.dingtalk.com/robot/send?access_token=t");
+        assert_eq!(
+            check(ProviderKind::DingTalk, "robots.ops", &e(hook, None, &[])),
+            Ok(())
+        );
+        let err = check(
+            ProviderKind::DingTalk,
+            "robots.ops",
+            &e(hook, None, &keywords),
+        );
+        assert_eq!(
+            err.unwrap_err(),
+            "robots.ops.keywords: DingTalk allows at most 10 keywords, found 11"
+        );
+        let err = check(ProviderKind::DingTalk, "robots.ops", &e(None, None, &[])).unwrap_err();
+        assert!(
+            err.starts_with("robots.ops.webhook: required for provider \"dingtalk\""),
+            "{err}"
+        );
+        let err = check(
+            ProviderKind::DingTalk,
+            "robots.ops",
+            &e(Some("https://example.com/hook?token=s3cret"), None, &[]),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("\"https://example.com/hook?token=***\" is not a DingTalk webhook"),
+            "{err}"
+        );
+        assert_eq!(
+            check(ProviderKind::Console, "robots.c", &e(None, None, &[])),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                ProviderKind::Console,
+                "robots.c",
+                &e(None, Some("SEC"), &[])
+            )
+            .unwrap_err(),
+            "robots.c: provider \"console\" prints digests and takes no webhook or secret"
+        );
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates_and_is_bounded() {

@@ -43,8 +43,8 @@ pub fn action_card_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DINGTALK_MAX_BODY;
     use crate::mention::MAX_MENTIONS;
+    use crate::provider::dingtalk::MAX_BODY as DINGTALK_MAX_BODY;
     use crate::provider::dingtalk::TEXT_BUDGET;
 
     #[test]

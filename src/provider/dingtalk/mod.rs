@@ -4,27 +4,28 @@
 //! changed over the years (English, then Chinese), so we classify on the number alone and keep the
 //! text only as a hint for humans.
 //!
-//! The folder: `message.rs` the JSON body (markdown or actionCard, the `at` object), `sign.rs`
+//! The folder: `config.rs` what its config table must hold, `message.rs` the JSON body (markdown or actionCard, the `at` object), `sign.rs`
 //! 加签, `answer.rs` what an answer means (the pure `classify`, and what a `Date` header says of
 //! the host clock); this file the request itself.
 
 mod answer;
+pub mod config;
 mod message;
 mod sign;
 
 pub use answer::{CLOCK_SKEW_NOTED, classify, clock_skew, note_clock_skew};
+pub use config::{MAX_BODY, MsgType};
 pub use message::{action_card_body, message_body};
 pub use sign::sign;
 
 use std::time::Duration;
 
-use super::Outcome;
-use crate::config::{DINGTALK_MAX_BODY, MsgType, Robot};
+use super::{Outcome, Target};
 use crate::store::DigestRecord;
 
 /// Budget for title + text (JSON-escaped bytes). The rest of the 20 000-byte body is the JSON
 /// envelope (about 60 bytes) and room for the `at` object.
-pub const TEXT_BUDGET: usize = DINGTALK_MAX_BODY - 1_000;
+pub const TEXT_BUDGET: usize = MAX_BODY - 1_000;
 
 pub struct DingTalk {
     client: reqwest::Client,
@@ -37,13 +38,13 @@ pub struct DingTalk {
 
 impl DingTalk {
     /// A robot sending with the process's one HTTP `client` ([`super::http_client`]).
-    pub fn new(robot: &Robot, public_url: Option<&str>, client: reqwest::Client) -> DingTalk {
+    pub fn new(robot: &Target, public_url: Option<&str>, client: reqwest::Client) -> DingTalk {
         DingTalk {
             client,
-            timeout: robot.timing.request_timeout,
-            webhook: robot.webhook.clone().unwrap_or_default(),
-            secret: robot.secret.clone(),
-            msgtype: robot.look.msgtype,
+            timeout: robot.request_timeout,
+            webhook: robot.webhook.unwrap_or_default().to_string(),
+            secret: robot.secret.map(str::to_string),
+            msgtype: robot.msgtype,
             public_url: public_url.map(str::to_string),
         }
     }
