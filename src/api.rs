@@ -19,9 +19,9 @@ pub struct Accepted {
     pub ids: Vec<String>,
 }
 
-/// Every error answer: what was wrong and where, in words.
+/// The body of every error answer: what was wrong and where, in words.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiError {
+pub struct ErrorBody {
     pub error: String,
 }
 

@@ -91,7 +91,7 @@ impl Client {
         if (200..300).contains(&status) {
             Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
         } else {
-            let message = match serde_json::from_str::<crate::api::ApiError>(&text) {
+            let message = match serde_json::from_str::<crate::api::ErrorBody>(&text) {
                 Ok(e) => e.error,
                 Err(_) => serde_json::from_str::<Value>(&text).map_or(text, |v| v.to_string()),
             };

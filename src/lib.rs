@@ -21,6 +21,7 @@ pub mod demo;
 pub mod digest;
 pub mod fd;
 pub mod http;
+pub mod ingest;
 pub mod limit;
 pub mod mention;
 pub mod metrics;

@@ -2,7 +2,10 @@
 //! queueing their alerts again (replay, redeliver).
 
 use super::*;
-use crate::api::{RedeliverRequest, ReplayRequest};
+use crate::api::{
+    DeadEntry, DeadList, DigestAnswer, DigestList, RedeliverRequest, ReplayRequest, Replayed,
+    Requeued, SentEntry,
+};
 
 /// The digests in `state` (of `robot`, if given) for which `keep` holds, oldest first.
 pub(super) fn digests_in(
@@ -10,10 +13,10 @@ pub(super) fn digests_in(
     wanted: DigestState,
     robot: Option<&str>,
     keep: impl Fn(&DigestRecord) -> bool,
-) -> Result<Vec<DigestRecord>, Rejection> {
+) -> Result<Vec<DigestRecord>, ApiError> {
     let mut out = Vec::new();
     for d in state.store.digests() {
-        let d = d.map_err(|e| Box::new(unavailable(format!("cannot read the digests: {e}"))))?;
+        let d = d.map_err(|e| ApiError::unavailable(format!("cannot read the digests: {e}")))?;
         if d.state == wanted && robot.is_none_or(|r| r == d.robot) && keep(&d) {
             out.push(d);
         }
@@ -21,33 +24,28 @@ pub(super) fn digests_in(
     Ok(out)
 }
 
-pub(super) async fn get_digest(State(app): State<AppState>, Path(id): Path<String>) -> Response {
-    let state = match app.ctx() {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
+pub(super) async fn get_digest(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DigestAnswer>, ApiError> {
+    let state = app.ctx()?;
     let Ok(id) = id.trim_start_matches('#').parse::<u64>() else {
-        return error(
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("digest id {id:?} is not a number"),
-        );
+        ));
     };
-    let d = match state.store.digest(id) {
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no digest #{id}: never sealed, or delivered longer ago than its robot's retention"
-                ),
-            );
-        }
-        Err(e) => return unavailable(format!("cannot read digest #{id}: {e}")),
+    let unreadable =
+        |e: StoreError| ApiError::unavailable(format!("cannot read digest #{id}: {e}"));
+    let Some(d) = state.store.digest(id).map_err(unreadable)? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no digest #{id}: never sealed, or delivered longer ago than its robot's retention"
+            ),
+        ));
     };
-    let alerts = match state.store.digest_alerts(&d) {
-        Ok(a) => a,
-        Err(e) => return unavailable(format!("cannot read digest #{id}: {e}")),
-    };
+    let alerts = state.store.digest_alerts(&d).map_err(unreadable)?;
     let alerts: Vec<Value> = alerts
         .into_iter()
         .map(|(seq, a)| {
@@ -58,22 +56,21 @@ pub(super) async fn get_digest(State(app): State<AppState>, Path(id): Path<Strin
             v
         })
         .collect();
-    Json(json!({
-        "id": d.id,
-        "robot": d.robot,
-        "state": d.state.as_str(),
-        "alerts_count": d.count(),
-        "listed": d.listed,
-        "counts": d.counts,
-        "attempts": d.attempts,
-        "sealed_ms": d.sealed_ms,
-        "sent_ms": d.sent_ms,
-        "last_error": d.last_error,
-        "title": d.title,
-        "text": (d.state != DigestState::Sent).then_some(&d.text),
-        "alerts": alerts,
+    Ok(Json(DigestAnswer {
+        id: d.id,
+        alerts_count: d.count(),
+        state: d.state.as_str().to_string(),
+        listed: d.listed,
+        counts: d.counts,
+        attempts: d.attempts,
+        sealed_ms: d.sealed_ms,
+        sent_ms: d.sent_ms,
+        last_error: d.last_error,
+        title: d.title,
+        text: (d.state != DigestState::Sent).then_some(d.text),
+        robot: d.robot,
+        alerts,
     }))
-    .into_response()
 }
 
 #[derive(Deserialize)]
@@ -81,120 +78,113 @@ pub(super) struct DeadQuery {
     robot: Option<String>,
 }
 
-pub(super) fn dead_entry(d: &DigestRecord) -> Value {
-    json!({
-        "id": d.id,
-        "robot": d.robot,
-        "alerts": d.count(),
-        "title": d.title,
-        "attempts": d.attempts,
-        "sealed_ms": d.sealed_ms,
-        "last_error": d.last_error,
-    })
+fn dead_entry(d: &DigestRecord) -> DeadEntry {
+    DeadEntry {
+        id: d.id,
+        robot: d.robot.clone(),
+        alerts: d.count(),
+        title: d.title.clone(),
+        attempts: d.attempts,
+        sealed_ms: d.sealed_ms,
+        last_error: d.last_error.clone(),
+    }
 }
 
 /// Dead digests (refused for good by their robot), oldest first, optionally of one robot.
-pub(super) async fn get_dead(State(app): State<AppState>, Query(q): Query<DeadQuery>) -> Response {
-    let state = match app.ctx() {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    match digests_in(&state, DigestState::Dead, q.robot.as_deref(), |_| true) {
-        Ok(dead) => {
-            Json(json!({"dead": dead.iter().map(dead_entry).collect::<Vec<_>>()})).into_response()
-        }
-        Err(r) => *r,
-    }
+pub(super) async fn get_dead(
+    State(app): State<AppState>,
+    Query(q): Query<DeadQuery>,
+) -> Result<Json<DeadList>, ApiError> {
+    let state = app.ctx()?;
+    let dead = digests_in(&state, DigestState::Dead, q.robot.as_deref(), |_| true)?;
+    Ok(Json(DeadList {
+        dead: dead.iter().map(dead_entry).collect(),
+    }))
 }
 
 pub(super) async fn post_replay(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let (state, body) = match app.ctx_with_body(&headers, body).await {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let req: ReplayRequest = match optional_json(
+) -> Result<Json<Replayed>, ApiError> {
+    let (state, body) = app.ctx_with_body(&headers, body).await?;
+    let req: ReplayRequest = optional_json(
         &body,
         "{\"id\": N, \"robot\": \"R\", \"to\": \"OTHER\"} (all optional)",
-    ) {
-        Ok(r) => r,
-        Err(r) => return *r,
-    };
+    )?;
     for (field, name) in [("robot", &req.robot), ("to", &req.to)] {
         if let Some(r) = name
             && !state.robots.contains_key(r)
         {
-            return unknown_robot(&state, field, r);
+            return Err(unknown_robot(&state, field, r));
         }
     }
     let ids: Vec<u64> = match req.id {
         Some(id) => vec![id],
-        None => match digests_in(&state, DigestState::Dead, req.robot.as_deref(), |_| true) {
-            Ok(dead) => dead.iter().map(|d| d.id).collect(),
-            Err(r) => return *r,
-        },
+        None => digests_in(&state, DigestState::Dead, req.robot.as_deref(), |_| true)?
+            .iter()
+            .map(|d| d.id)
+            .collect(),
     };
     // Every target is checked before anything is replayed, so a request is done whole or not at all.
     let mut plan = Vec::with_capacity(ids.len());
     for id in ids {
-        let target = match (&req.to, state.store.digest(id)) {
-            (_, Ok(None)) => return error(StatusCode::NOT_FOUND, format!("no digest #{id}")),
-            (_, Err(e)) => return unavailable(format!("cannot read digest #{id}: {e}")),
-            (_, Ok(Some(d))) if d.state != DigestState::Dead => {
-                return error(
-                    StatusCode::CONFLICT,
-                    ReplayError::NotDead(id, d.state).to_string(),
-                );
+        let d = match state.store.digest(id) {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no digest #{id}"),
+                ));
             }
-            (Some(to), Ok(Some(_))) => to.clone(),
-            (None, Ok(Some(d))) => d.robot,
+            Err(e) => {
+                return Err(ApiError::unavailable(format!(
+                    "cannot read digest #{id}: {e}"
+                )));
+            }
         };
+        if d.state != DigestState::Dead {
+            return Err(ReplayError::NotDead(id, d.state).into());
+        }
+        let target = req.to.clone().unwrap_or(d.robot);
         if !state.robots.contains_key(&target) {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "digest #{id} belongs to robot {target:?}, which is not configured; name one with \"to\" (configured robots: {})",
-                    state.config.robot_names()
-                ),
-            );
+            return Err(ApiError::unprocessable(format!(
+                "digest #{id} belongs to robot {target:?}, which is not configured; name one with \"to\" (configured robots: {})",
+                state.config.robot_names()
+            )));
         }
         plan.push((id, target));
     }
     let now = state.clock.now_ms();
-    let mut replayed = Vec::new();
-    let mut alerts = 0;
+    let mut answer = Replayed::default();
     for (id, target) in plan {
-        match state.store.replay(id, &target, now) {
-            Ok(d) => {
-                alerts += d.count();
-                if let Some(h) = state.robots.get(&d.robot) {
-                    h.replayed_dead();
-                }
-                replayed.push(json!({"id": d.id, "alerts": d.count(), "to": target}));
+        let d = state.store.replay(id, &target, now).map_err(|e| match e {
+            ReplayError::Store(e) => {
+                ApiError::unavailable(format!("cannot replay digest #{id}: {e}"))
             }
-            Err(e @ ReplayError::NotFound(_)) => {
-                return error(StatusCode::NOT_FOUND, e.to_string());
-            }
-            Err(e @ (ReplayError::NotDead(..) | ReplayError::NotSent(..))) => {
-                return error(StatusCode::CONFLICT, e.to_string());
-            }
-            Err(ReplayError::Store(e)) => {
-                return unavailable(format!("cannot replay digest #{id}: {e}"));
-            }
+            e => e.into(),
+        })?;
+        answer.alerts += d.count();
+        if let Some(h) = state.robots.get(&d.robot) {
+            h.replayed_dead();
         }
+        answer.replayed.push(Requeued {
+            id: d.id,
+            alerts: d.count(),
+            to: target,
+        });
     }
     if let Err(e) = state.store.commit().await {
-        return unavailable(format!("the replayed alerts are not durable: {e}"));
+        return Err(ApiError::unavailable(format!(
+            "the replayed alerts are not durable: {e}"
+        )));
     }
-    for r in &replayed {
-        if let Some(h) = r["to"].as_str().and_then(|to| state.robots.get(to)) {
+    for r in &answer.replayed {
+        if let Some(h) = state.robots.get(&r.to) {
             h.wake.notify_one();
         }
     }
-    Json(json!({"replayed": replayed, "alerts": alerts})).into_response()
+    Ok(Json(answer))
 }
 
 #[derive(Deserialize)]
@@ -208,27 +198,33 @@ pub(super) struct ListQuery {
 pub(super) async fn list_digests(
     State(app): State<AppState>,
     Query(q): Query<ListQuery>,
-) -> Response {
-    let state = match app.ctx() {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
+) -> Result<Json<DigestList>, ApiError> {
+    let state = app.ctx()?;
     let since_ms = match q.since.as_deref().map(crate::config::parse_duration) {
         None => i64::MIN,
         Some(Ok(d)) => state.clock.now_ms() - d.as_millis() as i64,
-        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("since: {e}")),
+        Some(Err(e)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("since: {e}"),
+            ));
+        }
     };
-    let sent = match digests_in(&state, DigestState::Sent, q.robot.as_deref(), |d| {
+    let sent = digests_in(&state, DigestState::Sent, q.robot.as_deref(), |d| {
         d.sent_ms.is_some_and(|s| s >= since_ms)
-    }) {
-        Ok(sent) => sent,
-        Err(r) => return *r,
-    };
-    let out: Vec<Value> = sent
-        .iter()
-        .map(|d| json!({"id": d.id, "robot": d.robot, "alerts": d.count(), "sent_ms": d.sent_ms, "title": d.title}))
-        .collect();
-    Json(json!({"digests": out})).into_response()
+    })?;
+    Ok(Json(DigestList {
+        digests: sent
+            .into_iter()
+            .map(|d| SentEntry {
+                id: d.id,
+                alerts: d.count(),
+                robot: d.robot,
+                sent_ms: d.sent_ms,
+                title: d.title,
+            })
+            .collect(),
+    }))
 }
 
 /// Queues a delivered digest's alerts again, for its own robot or `to`; they go out as new
@@ -238,43 +234,43 @@ pub(super) async fn post_redeliver(
     Path(id): Path<u64>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let (state, body) = match app.ctx_with_body(&headers, body).await {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let req: RedeliverRequest = match optional_json(&body, "{\"to\": \"ROBOT\"} (optional)") {
-        Ok(r) => r,
-        Err(r) => return *r,
-    };
+) -> Result<Json<Requeued>, ApiError> {
+    let (state, body) = app.ctx_with_body(&headers, body).await?;
+    let req: RedeliverRequest = optional_json(&body, "{\"to\": \"ROBOT\"} (optional)")?;
     let target = match (&req.to, state.store.digest(id)) {
         (_, Ok(None)) => {
-            return error(
+            return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 format!("no digest #{id} (never sealed, or past retention)"),
-            );
+            ));
         }
-        (_, Err(e)) => return unavailable(format!("cannot read digest #{id}: {e}")),
+        (_, Err(e)) => {
+            return Err(ApiError::unavailable(format!(
+                "cannot read digest #{id}: {e}"
+            )));
+        }
         (Some(to), Ok(Some(_))) => to.clone(),
         (None, Ok(Some(d))) => d.robot,
     };
     let Some(handle) = state.robots.get(&target) else {
-        return unknown_robot(&state, "to", &target);
+        return Err(unknown_robot(&state, "to", &target));
     };
-    let d = match state.store.redeliver(id, &target) {
-        Ok(d) => d,
-        Err(e @ ReplayError::NotFound(_)) => return error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ (ReplayError::NotDead(..) | ReplayError::NotSent(..))) => {
-            return error(StatusCode::CONFLICT, e.to_string());
+    let d = state.store.redeliver(id, &target).map_err(|e| match e {
+        ReplayError::Store(e) => {
+            ApiError::unavailable(format!("cannot re-deliver digest #{id}: {e}"))
         }
-        Err(ReplayError::Store(e)) => {
-            return unavailable(format!("cannot re-deliver digest #{id}: {e}"));
-        }
-    };
+        e => e.into(),
+    })?;
     if let Err(e) = state.store.commit().await {
-        return unavailable(format!("the re-delivered alerts are not durable: {e}"));
+        return Err(ApiError::unavailable(format!(
+            "the re-delivered alerts are not durable: {e}"
+        )));
     }
     handle.metrics.received.increment(d.count());
     handle.wake.notify_one();
-    Json(json!({"id": id, "alerts": d.count(), "to": target})).into_response()
+    Ok(Json(Requeued {
+        id,
+        alerts: d.count(),
+        to: target,
+    }))
 }

@@ -384,9 +384,7 @@ async fn request_timeout(stream: &mut TcpStream, limit: Duration) {
 
 /// The 408 a handler gives when its body did not arrive in time; it closes the connection,
 /// since the rest of the body may still be on its way.
-pub fn body_timeout_response(e: &BodyTimeout) -> axum::response::Response {
-    let mut r = crate::http::error(StatusCode::REQUEST_TIMEOUT, e.to_string());
-    r.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    r
+pub fn body_timeout_error(e: &BodyTimeout) -> crate::http::ApiError {
+    crate::http::ApiError::new(StatusCode::REQUEST_TIMEOUT, e.to_string())
+        .with_header(header::CONNECTION, HeaderValue::from_static("close"))
 }

@@ -1,5 +1,9 @@
 //! The HTTP API (axum). Every error is JSON `{"error": "..."}` that says what was wrong and where.
 //! [`guard`] decides which requests reach it at all.
+//!
+//! Handlers return `Result<Json<T>, ApiError>` with `T` from [`crate::api`]: domain errors
+//! become answers in one place (the `From` impls on [`ApiError`]), so a status code and a
+//! message cannot drift apart between two routes that meet the same error.
 
 mod digests;
 pub mod guard;
@@ -13,7 +17,6 @@ use ops::{get_healthz, get_metrics, get_status, post_move, post_reload};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Path, Query, Request, State};
@@ -25,14 +28,13 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::alert::{Alert, AlertError, parse_body};
+use crate::alert::{AlertError, parse_body};
 
 use crate::alertmanager;
 use crate::config::{Config, redact_url};
 use crate::delivery::RobotHandle;
 use crate::limit::Clock;
-use crate::route::Subject;
-use crate::store::{Claim, DigestRecord, DigestState, ReplayError, Slot, Store};
+use crate::store::{Claim, DigestRecord, DigestState, ReplayError, Store, StoreError};
 use crate::supervisor::{Control, Live, LiveCell, MoveError, ReloadError};
 
 /// Shared by every request.
@@ -48,7 +50,7 @@ pub struct AppState {
 }
 
 /// One request's view: the [`Live`] snapshot taken when it started, with the store open.
-struct Ctx {
+pub(crate) struct Ctx {
     config: Arc<Config>,
     robots: Arc<BTreeMap<String, RobotHandle>>,
     store: Arc<Store>,
@@ -62,14 +64,14 @@ impl AppState {
         &self,
         headers: &HeaderMap,
         body: Body,
-    ) -> Result<(Ctx, Bytes), Rejection> {
+    ) -> Result<(Ctx, Bytes), ApiError> {
         let ctx = self.ctx()?;
         let bytes = read_body(headers, body, ctx.config.server.max_body).await?;
         Ok((ctx, bytes))
     }
 
     /// This request's view, or a 503 while the store is being reopened.
-    fn ctx(&self) -> Result<Ctx, Rejection> {
+    fn ctx(&self) -> Result<Ctx, ApiError> {
         let Live {
             config,
             robots,
@@ -83,7 +85,7 @@ impl AppState {
                 store,
                 clock: self.clock,
             }),
-            Err(why) => Err(Box::new(unavailable(why))),
+            Err(why) => Err(ApiError::unavailable(why)),
         }
     }
 }
@@ -136,22 +138,127 @@ async fn guard_requests(State(app): State<AppState>, request: Request, next: Nex
     }
 }
 
+/// Every answer that is not a success: a status, the message for `{"error": ...}`, and the
+/// headers that go with it (`Retry-After` on a 503).
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 503 with `Retry-After: 5`: the same request may succeed in a moment.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+    }
+
+    /// 422: the request names something that cannot be.
+    pub fn unprocessable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = crate::api::ErrorBody {
+            error: self.message,
+        };
+        let mut r = (self.status, Json(body)).into_response();
+        for (name, value) in self.headers {
+            r.headers_mut().insert(name, value);
+        }
+        r
+    }
+}
+
+impl From<crate::ingest::IngestError> for ApiError {
+    fn from(e: crate::ingest::IngestError) -> ApiError {
+        use crate::ingest::IngestError as E;
+        match &e {
+            E::UnknownRobot { .. } | E::Unroutable { .. } => ApiError::unprocessable(e.to_string()),
+            E::Claim(Claim::InFlight) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            E::Claim(Claim::Reused) => ApiError::unprocessable(e.to_string()),
+            E::Claim(Claim::Store(_)) | E::Full { .. } | E::Store(_) | E::NotDurable(_) => {
+                ApiError::unavailable(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<AlertError> for ApiError {
+    fn from(e: AlertError) -> ApiError {
+        match e {
+            AlertError::Malformed(_) => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+            AlertError::Invalid { .. } => ApiError::unprocessable(e.to_string()),
+        }
+    }
+}
+
+/// A replay or re-delivery refused: 404 for a digest that is not there, 409 for one in the
+/// wrong state, 503 when the store cannot say.
+impl From<ReplayError> for ApiError {
+    fn from(e: ReplayError) -> ApiError {
+        match e {
+            ReplayError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            ReplayError::NotDead(..) | ReplayError::NotSent(..) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            ReplayError::Store(_) => ApiError::unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<ReloadError> for ApiError {
+    fn from(e: ReloadError) -> ApiError {
+        match e {
+            ReloadError::NoFile => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            ReloadError::Invalid(_) => ApiError::unprocessable(e.to_string()),
+            ReloadError::Busy(_) => ApiError::unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<MoveError> for ApiError {
+    fn from(e: MoveError) -> ApiError {
+        match e {
+            MoveError::Configured(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            MoveError::UnknownTarget(..) | MoveError::NothingQueued(_) => {
+                ApiError::unprocessable(e.to_string())
+            }
+            MoveError::Busy(_) | MoveError::Store(_) => ApiError::unavailable(e.to_string()),
+        }
+    }
+}
+
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    let body = crate::api::ApiError {
-        error: message.into(),
-    };
-    (status, Json(body)).into_response()
+    ApiError::new(status, message).into_response()
 }
 
 /// 422 for a robot name that is not configured, listing the ones that are.
-fn unknown_robot(state: &Ctx, field: &str, name: &str) -> Response {
-    error(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        format!(
-            "{field}: unknown robot {name:?}; configured robots: {}",
-            state.config.robot_names()
-        ),
-    )
+fn unknown_robot(state: &Ctx, field: &str, name: &str) -> ApiError {
+    ApiError::unprocessable(format!(
+        "{field}: unknown robot {name:?}; configured robots: {}",
+        state.config.robot_names()
+    ))
 }
 
 /// A JSON body whose fields are all optional: empty means `T::default()`. `shape` tells the
@@ -159,23 +266,12 @@ fn unknown_robot(state: &Ctx, field: &str, name: &str) -> Response {
 fn optional_json<T: serde::de::DeserializeOwned + Default>(
     body: &[u8],
     shape: &str,
-) -> Result<T, Rejection> {
+) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        Box::new(error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("expected {shape}: {e}"),
-        ))
-    })
-}
-
-fn unavailable(message: String) -> Response {
-    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    r
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::unprocessable(format!("expected {shape}: {e}")))
 }
 
 async fn require_token(State(app): State<AppState>, request: Request, next: Next) -> Response {
@@ -197,15 +293,15 @@ async fn require_token(State(app): State<AppState>, request: Request, next: Next
     if ok {
         next.run(request).await
     } else {
-        let mut r = error(
+        ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token; send Authorization: Bearer <token> (one of server.auth_tokens)",
-        );
-        r.headers_mut().insert(
+        )
+        .with_header(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"sluice\""),
-        );
-        r
+        )
+        .into_response()
     }
 }
 
@@ -216,38 +312,35 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// An error answer on its way out of a helper (boxed: a `Response` is large).
-type Rejection = Box<Response>;
-
 /// Reads a body, honouring `server.max_body`.
 /// Alertmanager sends whole groups and cannot split them: it gets at least this much room, so a
 /// large group is not refused with a 4xx it would resend forever.
 const ALERTMANAGER_MIN_BODY: usize = 16 << 20;
 
-async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, Rejection> {
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, ApiError> {
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
         && len > max
     {
-        return Err(Box::new(too_large(len, max)));
+        return Err(too_large(len, max));
     }
     to_bytes(body, max).await.map_err(|e| {
         // The body failed: its deadline passed (408), or it outgrew `max` (413).
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         while let Some(c) = cause {
             if let Some(t) = c.downcast_ref::<listen::BodyTimeout>() {
-                return Box::new(listen::body_timeout_response(t));
+                return listen::body_timeout_error(t);
             }
             cause = c.source();
         }
-        Box::new(too_large(max + 1, max))
+        too_large(max + 1, max)
     })
 }
 
-fn too_large(len: usize, max: usize) -> Response {
-    error(
+fn too_large(len: usize, max: usize) -> ApiError {
+    ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!(
             "request body of {len} bytes exceeds server.max_body ({max} bytes); send fewer alerts per request"

@@ -1,11 +1,11 @@
 //! Running sluice: status, metrics, health, reload, and moving a removed robot's queue.
 
 use super::*;
-use crate::api::MoveRequest;
+use crate::api::{MoveRequest, QueueMoved, Reloaded, RobotEntry, Status, StoreEntry, Unconfigured};
 
 /// Each robot's state, queue and rate use; robots removed from the config that still have
 /// alerts queued; the store. Answers even while the store is being reopened (`store.error`).
-pub(super) async fn get_status(State(app): State<AppState>) -> Response {
+pub(super) async fn get_status(State(app): State<AppState>) -> Json<Status> {
     let live = app.live.get();
     let store = live.store.as_ref().ok();
     let now = app.clock.now_ms();
@@ -16,66 +16,68 @@ pub(super) async fn get_status(State(app): State<AppState>) -> Response {
         let period_ms = t.rate_period.as_millis() as i64;
         let pending = store.and_then(|st| st.pending(name).ok());
         let oldest = store.and_then(|st| st.oldest_pending_ms(name).ok().flatten());
-        robots.push(json!({
-            "robot": name,
-            "provider": h.config.provider.as_str(),
-            "webhook": h.config.webhook.as_deref().map(redact_url),
-            "state": s.state,
-            "since_ms": s.since_ms,
-            "pending": pending,
-            "oldest_pending_age_ms": oldest.map(|o| (now - o).max(0)),
-            "outbox": s.outbox,
-            "sends_in_period": s.recent_sends.iter().filter(|&&t| t > now - period_ms).count(),
-            "rate_limit": t.rate_limit,
-            "rate_period": humantime::format_duration(t.rate_period).to_string(),
-            "window": humantime::format_duration(t.window).to_string(),
-            "digests_sent": s.digests_sent,
-            "alerts_delivered": s.alerts_delivered,
-            "dead": s.dead,
-            "duplicates_dropped": s.duplicates_dropped,
-            "last_error": s.last_error,
-            "last_error_ms": s.last_error_ms,
-            "next_attempt_ms": s.next_attempt_ms,
-        }));
+        robots.push(RobotEntry {
+            robot: name.clone(),
+            provider: h.config.provider.as_str().to_string(),
+            webhook: h.config.webhook.as_deref().map(redact_url),
+            state: s.state.as_str().to_string(),
+            since_ms: s.since_ms,
+            pending,
+            oldest_pending_age_ms: oldest.map(|o| (now - o).max(0)),
+            outbox: s.outbox,
+            sends_in_period: s
+                .recent_sends
+                .iter()
+                .filter(|&&t| t > now - period_ms)
+                .count(),
+            rate_limit: t.rate_limit,
+            rate_period: humantime::format_duration(t.rate_period).to_string(),
+            window: humantime::format_duration(t.window).to_string(),
+            digests_sent: s.digests_sent,
+            alerts_delivered: s.alerts_delivered,
+            dead: s.dead,
+            duplicates_dropped: s.duplicates_dropped,
+            last_error: s.last_error,
+            last_error_ms: s.last_error_ms,
+            next_attempt_ms: s.next_attempt_ms,
+        });
     }
-    let unconfigured: Vec<Value> = live
+    let unconfigured = live
         .orphans
         .iter()
-        .map(|(name, o)| {
-            json!({
-                "robot": name,
-                "pending": o.pending,
-                "digests": o.digests,
-                "digest_alerts": o.digest_alerts,
-            })
+        .map(|(name, o)| Unconfigured {
+            robot: name.clone(),
+            pending: o.pending,
+            digests: o.digests,
+            digest_alerts: o.digest_alerts,
         })
         .collect();
     let store_status = match &live.store {
         Ok(store) => {
             let stats = store.commit_stats();
             use std::sync::atomic::Ordering::Relaxed;
-            json!({
-                "data_dir": store.dir().display().to_string(),
-                "size_on_disk": store.size_on_disk(),
-                "commits": stats.flushes.load(Relaxed),
-                "commit_requests": stats.requests.load(Relaxed),
-                "largest_commit_batch": stats.largest_batch.load(Relaxed),
-                "error": null,
-            })
+            StoreEntry {
+                data_dir: store.dir().display().to_string(),
+                size_on_disk: Some(store.size_on_disk()),
+                commits: Some(stats.flushes.load(Relaxed)),
+                commit_requests: Some(stats.requests.load(Relaxed)),
+                largest_commit_batch: Some(stats.largest_batch.load(Relaxed)),
+                error: None,
+            }
         }
-        Err(why) => json!({
-            "data_dir": live.config.server.data_dir.display().to_string(),
-            "error": why,
-        }),
+        Err(why) => StoreEntry {
+            data_dir: live.config.server.data_dir.display().to_string(),
+            error: Some(why.clone()),
+            ..StoreEntry::default()
+        },
     };
-    Json(json!({
-        "robots": robots,
-        "unconfigured": unconfigured,
-        "store": store_status,
-        "faults": live.faults.list(),
-        "config": live.config.origin,
-    }))
-    .into_response()
+    Json(Status {
+        robots,
+        unconfigured,
+        store: store_status,
+        faults: live.faults.list(),
+        config: live.config.origin.clone(),
+    })
 }
 
 /// Prometheus text format. The gauges describing the present are set here, at scrape time.
@@ -149,27 +151,22 @@ pub(super) async fn get_metrics(State(app): State<AppState>) -> Response {
 
 /// `ok` while sluice can take and deliver alerts; 503 with the reason while its store is being
 /// reopened, or while a fault keeps it from delivering (a task panicked, robots not started).
-pub(super) async fn get_healthz(State(app): State<AppState>) -> Response {
+pub(super) async fn get_healthz(State(app): State<AppState>) -> Result<&'static str, ApiError> {
     let live = app.live.get();
     if let Err(why) = live.store {
-        return unavailable(why);
+        return Err(ApiError::unavailable(why));
     }
     let faults = live.faults.list();
     if faults.is_empty() {
-        "ok\n".into_response()
+        Ok("ok\n")
     } else {
-        unavailable(faults.join("; "))
+        Err(ApiError::unavailable(faults.join("; ")))
     }
 }
 
 /// Reads the config file again: robots added, removed or changed, queues and rate history kept.
-pub(super) async fn post_reload(State(app): State<AppState>) -> Response {
-    match app.control.reload().await {
-        Ok(r) => Json(r).into_response(),
-        Err(e @ ReloadError::NoFile) => error(StatusCode::CONFLICT, e.to_string()),
-        Err(e @ ReloadError::Invalid(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-        Err(e @ ReloadError::Busy(_)) => unavailable(e.to_string()),
-    }
+pub(super) async fn post_reload(State(app): State<AppState>) -> Result<Json<Reloaded>, ApiError> {
+    Ok(Json(app.control.reload().await?))
 }
 
 /// Moves the queue of a robot removed from the config to a configured robot.
@@ -177,30 +174,19 @@ pub(super) async fn post_move(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Json<QueueMoved>, ApiError> {
     let max = app.live.get().config.server.max_body;
-    let body = match read_body(&headers, body, max).await {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    let req: MoveRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("expected {{\"robot\": \"REMOVED\", \"to\": \"CONFIGURED\"}}: {e}"),
-            );
-        }
-    };
-    match app.control.move_queue(&req.robot, &req.to).await {
-        Ok(m) => Json(
-            json!({"robot": req.robot, "to": req.to, "alerts": m.alerts, "digests": m.digests}),
-        )
-        .into_response(),
-        Err(e @ MoveError::Configured(_)) => error(StatusCode::CONFLICT, e.to_string()),
-        Err(e @ (MoveError::UnknownTarget(..) | MoveError::NothingQueued(_))) => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-        }
-        Err(e @ (MoveError::Busy(_) | MoveError::Store(_))) => unavailable(e.to_string()),
-    }
+    let body = read_body(&headers, body, max).await?;
+    let req: MoveRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::unprocessable(format!(
+            "expected {{\"robot\": \"REMOVED\", \"to\": \"CONFIGURED\"}}: {e}"
+        ))
+    })?;
+    let m = app.control.move_queue(&req.robot, &req.to).await?;
+    Ok(Json(QueueMoved {
+        robot: req.robot,
+        to: req.to,
+        alerts: m.alerts,
+        digests: m.digests,
+    }))
 }
