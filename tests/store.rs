@@ -7,7 +7,7 @@ use std::time::Duration;
 use sluice::alert::{Alert, Severity, Status, default_fingerprint};
 use sluice::digest::{Counts, Rendered};
 use sluice::mention::Mention;
-use sluice::store::{DigestState, Store, StoreError};
+use sluice::store::{DigestState, SledStore as Store, StoreError};
 
 fn alert(title: &str, received_ms: i64) -> Alert {
     let labels = Default::default();

@@ -5,15 +5,15 @@ use super::*;
 use crate::api::{RedeliverRequest, ReplayRequest};
 
 /// The digests in `state` (of `robot`, if given) for which `keep` holds, oldest first.
-pub(super) fn digests_in(
+pub(super) async fn digests_in(
     state: &Ctx,
     wanted: DigestState,
     robot: Option<&str>,
     keep: impl Fn(&DigestRecord) -> bool,
 ) -> Result<Vec<DigestRecord>, Rejection> {
     let mut out = Vec::new();
-    for d in state.store.digests() {
-        let d = d.map_err(|e| Box::new(unavailable(format!("cannot read the digests: {e}"))))?;
+    let all = state.store.digests().await;
+    for d in all.map_err(|e| Box::new(unavailable(format!("cannot read the digests: {e}"))))? {
         if d.state == wanted && robot.is_none_or(|r| r == d.robot) && keep(&d) {
             out.push(d);
         }
@@ -32,7 +32,7 @@ pub(super) async fn get_digest(State(app): State<AppState>, Path(id): Path<Strin
             format!("digest id {id:?} is not a number"),
         );
     };
-    let d = match state.store.digest(id) {
+    let d = match state.store.digest(id).await {
         Ok(Some(d)) => d,
         Ok(None) => {
             return error(
@@ -44,7 +44,7 @@ pub(super) async fn get_digest(State(app): State<AppState>, Path(id): Path<Strin
         }
         Err(e) => return unavailable(format!("cannot read digest #{id}: {e}")),
     };
-    let alerts = match state.store.digest_alerts(&d) {
+    let alerts = match state.store.digest_alerts(&d).await {
         Ok(a) => a,
         Err(e) => return unavailable(format!("cannot read digest #{id}: {e}")),
     };
@@ -99,7 +99,7 @@ pub(super) async fn get_dead(State(app): State<AppState>, Query(q): Query<DeadQu
         Ok(c) => c,
         Err(r) => return *r,
     };
-    match digests_in(&state, DigestState::Dead, q.robot.as_deref(), |_| true) {
+    match digests_in(&state, DigestState::Dead, q.robot.as_deref(), |_| true).await {
         Ok(dead) => {
             Json(json!({"dead": dead.iter().map(dead_entry).collect::<Vec<_>>()})).into_response()
         }
@@ -132,7 +132,7 @@ pub(super) async fn post_replay(
     }
     let ids: Vec<u64> = match req.id {
         Some(id) => vec![id],
-        None => match digests_in(&state, DigestState::Dead, req.robot.as_deref(), |_| true) {
+        None => match digests_in(&state, DigestState::Dead, req.robot.as_deref(), |_| true).await {
             Ok(dead) => dead.iter().map(|d| d.id).collect(),
             Err(r) => return *r,
         },
@@ -140,7 +140,7 @@ pub(super) async fn post_replay(
     // Every target is checked before anything is replayed, so a request is done whole or not at all.
     let mut plan = Vec::with_capacity(ids.len());
     for id in ids {
-        let target = match (&req.to, state.store.digest(id)) {
+        let target = match (&req.to, state.store.digest(id).await) {
             (_, Ok(None)) => return error(StatusCode::NOT_FOUND, format!("no digest #{id}")),
             (_, Err(e)) => return unavailable(format!("cannot read digest #{id}: {e}")),
             (_, Ok(Some(d))) if d.state != DigestState::Dead => {
@@ -167,7 +167,7 @@ pub(super) async fn post_replay(
     let mut replayed = Vec::new();
     let mut alerts = 0;
     for (id, target) in plan {
-        match state.store.replay(id, &target, now) {
+        match state.store.replay(id, &target, now).await {
             Ok(d) => {
                 alerts += d.count();
                 if let Some(h) = state.robots.get(&d.robot) {
@@ -184,10 +184,10 @@ pub(super) async fn post_replay(
             Err(ReplayError::Store(e)) => {
                 return unavailable(format!("cannot replay digest #{id}: {e}"));
             }
+            Err(ReplayError::NotDurable(e)) => {
+                return unavailable(format!("the replayed alerts are not durable: {e}"));
+            }
         }
-    }
-    if let Err(e) = state.store.commit().await {
-        return unavailable(format!("the replayed alerts are not durable: {e}"));
     }
     for r in &replayed {
         if let Some(h) = r["to"].as_str().and_then(|to| state.robots.get(to)) {
@@ -220,7 +220,9 @@ pub(super) async fn list_digests(
     };
     let sent = match digests_in(&state, DigestState::Sent, q.robot.as_deref(), |d| {
         d.sent_ms.is_some_and(|s| s >= since_ms)
-    }) {
+    })
+    .await
+    {
         Ok(sent) => sent,
         Err(r) => return *r,
     };
@@ -247,7 +249,7 @@ pub(super) async fn post_redeliver(
         Ok(r) => r,
         Err(r) => return *r,
     };
-    let target = match (&req.to, state.store.digest(id)) {
+    let target = match (&req.to, state.store.digest(id).await) {
         (_, Ok(None)) => {
             return error(
                 StatusCode::NOT_FOUND,
@@ -261,7 +263,7 @@ pub(super) async fn post_redeliver(
     let Some(handle) = state.robots.get(&target) else {
         return unknown_robot(&state, "to", &target);
     };
-    let d = match state.store.redeliver(id, &target) {
+    let d = match state.store.redeliver(id, &target).await {
         Ok(d) => d,
         Err(e @ ReplayError::NotFound(_)) => return error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e @ (ReplayError::NotDead(..) | ReplayError::NotSent(..))) => {
@@ -270,10 +272,10 @@ pub(super) async fn post_redeliver(
         Err(ReplayError::Store(e)) => {
             return unavailable(format!("cannot re-deliver digest #{id}: {e}"));
         }
+        Err(ReplayError::NotDurable(e)) => {
+            return unavailable(format!("the re-delivered alerts are not durable: {e}"));
+        }
     };
-    if let Err(e) = state.store.commit().await {
-        return unavailable(format!("the re-delivered alerts are not durable: {e}"));
-    }
     handle.metrics.received.increment(d.count());
     handle.wake.notify_one();
     Json(json!({"id": id, "alerts": d.count(), "to": target})).into_response()

@@ -70,7 +70,7 @@ pub(super) async fn enqueue(
             continue;
         };
         let cap = h.config.timing.max_pending;
-        let pending = state.store.pending(robot).map_err(|e| {
+        let pending = state.store.pending(robot).await.map_err(|e| {
             Box::new(unavailable(format!(
                 "the store cannot accept alerts right now: {e}"
             )))
@@ -81,30 +81,53 @@ pub(super) async fn enqueue(
             ))));
         }
     }
+    let entries: Vec<Entry> = bound
+        .iter()
+        .map(|b| Entry {
+            robot: b.robot.clone(),
+            alert: b.alert.clone(),
+            dedup_key: b.dedup_key.clone(),
+        })
+        .collect();
+    let windows: BTreeMap<String, Duration> = by_robot
+        .keys()
+        .map(|robot| {
+            let window = state
+                .robots
+                .get(*robot)
+                .map_or(Duration::ZERO, |h| h.config.timing.retention);
+            (robot.to_string(), window)
+        })
+        .collect();
+    let window: crate::store::Retention =
+        Arc::new(move |robot: &str| windows.get(robot).copied().unwrap_or_default());
+    let request = idempotency_key.map(|(key, body)| RequestKey {
+        key: key.to_string(),
+        body: body.to_string(),
+    });
+    let all_slots = match state.store.append(entries, request, now, window).await {
+        Ok(slots) => slots,
+        Err(AppendError::Write(e)) => {
+            tracing::error!("ingest: {e}");
+            return Err(Box::new(unavailable(format!(
+                "the store cannot accept alerts right now: {e}"
+            ))));
+        }
+        Err(AppendError::NotDurable(e)) => {
+            tracing::error!("ingest: {e}");
+            return Err(Box::new(unavailable(format!(
+                "the store cannot make alerts durable right now: {e}"
+            ))));
+        }
+    };
     let mut ids = vec![String::new(); bound.len()];
     let mut duplicates = 0;
     let mut woken = Vec::new();
     for (robot, positions) in &by_robot {
-        let keyed: Vec<(&Alert, Option<&str>)> = positions
-            .iter()
-            .map(|&i| (&bound[i].alert, bound[i].dedup_key.as_deref()))
-            .collect();
-        let window = state
-            .robots
-            .get(*robot)
-            .map_or(Duration::ZERO, |h| h.config.timing.retention);
-        let slots = state
-            .store
-            .append_keyed(robot, &keyed, now, window)
-            .map_err(|e| {
-                tracing::error!("ingest: {e}");
-                Box::new(unavailable(format!(
-                    "the store cannot accept alerts right now: {e}"
-                )))
-            })?;
+        let slots: Vec<Slot> = positions.iter().map(|&i| all_slots[i]).collect();
         let mut new = 0u64;
         for (&i, slot) in positions.iter().zip(&slots) {
-            ids[i] = format!("{robot}:{}", slot.seq());
+            ids[i] = alert_id(robot, slot.seq());
             match slot {
                 Slot::New(_) => new += 1,
                 Slot::Duplicate(_) => duplicates += 1,
@@ -122,18 +145,6 @@ pub(super) async fn enqueue(
             }
         }
     }
-    if let Some((key, fingerprint)) = idempotency_key
-        && let Err(e) = state.store.finish_request(key, fingerprint, &ids, now)
-    {
-        // The alerts are queued either way; a retry would then be processed again.
-        tracing::warn!("cannot record the Idempotency-Key answer: {e}");
-    }
-    state.store.commit().await.map_err(|e| {
-        tracing::error!("ingest: {e}");
-        unavailable(format!(
-            "the store cannot make alerts durable right now: {e}"
-        ))
-    })?;
     for w in woken {
         w.notify_one();
     }
@@ -220,7 +231,11 @@ pub(super) async fn post_alerts(
             .map(|h| h.config.timing.retention)
             .max()
             .unwrap_or_default();
-        match state.store.claim_request(key, fingerprint, now, window) {
+        match state
+            .store
+            .claim_request(key, fingerprint, now, window)
+            .await
+        {
             Ok(None) => {}
             Ok(Some(ids)) => {
                 return accepted(n, ids.len(), ids);
@@ -239,7 +254,7 @@ pub(super) async fn post_alerts(
         Ok((ids, duplicates)) => accepted(n, duplicates, ids),
         Err(resp) => {
             if let Some(key) = &idempotency_key {
-                state.store.release_request(key);
+                let _ = state.store.release_request(key).await;
             }
             *resp
         }

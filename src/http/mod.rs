@@ -32,7 +32,10 @@ use crate::config::{Config, redact_url};
 use crate::delivery::RobotHandle;
 use crate::limit::Clock;
 use crate::route::Subject;
-use crate::store::{Claim, DigestRecord, DigestState, ReplayError, Slot, Store};
+use crate::store::{
+    AppendError, Claim, DigestRecord, DigestState, Entry, ReplayError, RequestKey, Slot, Store,
+    alert_id,
+};
 use crate::supervisor::{Control, Live, LiveCell, MoveError, ReloadError};
 
 /// Shared by every request.
@@ -51,7 +54,7 @@ pub struct AppState {
 struct Ctx {
     config: Arc<Config>,
     robots: Arc<BTreeMap<String, RobotHandle>>,
-    store: Arc<Store>,
+    store: Arc<dyn Store>,
     clock: Clock,
 }
 

@@ -1,6 +1,19 @@
-//! The durable queue: one sled database in `server.data_dir`, five trees, a write-ahead log
-//! beside it ([`sled::wal`]), and the alerts' bytes in segment files under `segments/`
-//! ([`sled::blob`]).
+//! The durable queue: the [`Store`] trait the rest of sluice holds as `Arc<dyn Store>`, the
+//! types every backend shares, and [`open`], which picks the backend. **Every call returns once
+//! its effect is durable** (an ingest's alerts, dedup keys and Idempotency-Key answer are one
+//! call). Backends:
+//!
+//! - [`sled`]: the embedded one, and the only durable one so far: one sled database in
+//!   `server.data_dir`, five trees, a write-ahead log beside it ([`sled::wal`]), and the
+//!   alerts' bytes in segment files under `segments/` ([`sled::blob`]). Its files:
+//!   `mod.rs` (open, recovery, the marker), `keys.rs`, `lane.rs` (per-robot sequences and the
+//!   newest alerts), `queue.rs` (append, claims, seal, digests, send logs), `prune.rs`
+//!   (retention, compaction, replay, queue moves), `commit.rs` (the commit thread) and
+//!   `backend.rs` (the trait, on tokio's blocking pool).
+//! - [`memory`]: the same semantics without durability, for tests.
+//!
+//! `tests.rs` holds the conformance tests, written once against `Arc<dyn Store>` and run on
+//! every backend. The sled backend's layout:
 //!
 //! ```text
 //! alerts   <robot> 0x00 <first seq u64 BE> → blob::Ref      a chunk of consecutive alerts
@@ -17,15 +30,17 @@
 //! requests <Idempotency-Key>          → {ids, ms} (JSON)  the answer to a keyed request
 //! ```
 //!
-//! What this module guarantees, and what would break it:
+//! What the store guarantees, and what would break it (the sled backend's mechanisms named):
 //! 1. **Acknowledged means durable.** [`Store::append`] writes into sled's memory and adds the
-//!    same change to the write-ahead log's buffer; only after [`Store::commit`] returns is it on
-//!    disk, in the log. The HTTP layer acknowledges after `commit`. Commits are grouped: one
+//!    same change to the write-ahead log's buffer, then waits for the commit thread
+//!    ([`SledStore::commit`]): only then is it on disk, in the log, and only then does it
+//!    return. The HTTP layer acknowledges after `append` returns. Commits are grouped: one
 //!    thread serves every caller that arrived while the previous round ran, with one write and one
 //!    `fdatasync`, so a thousand concurrent requests cost a few syncs, not a thousand. sled
 //!    flushes itself in the background; at open, the log's records that sled had not yet flushed
-//!    are applied. Changes the robot tasks make (seals, answers, send logs) are not logged: the
-//!    send log is flushed through sled before each POST, which also makes the seal durable.
+//!    are applied. Changes the robot tasks make (seals, answers, send logs) and pruning are not
+//!    logged: each such call flushes sled before it returns (the send log before each POST).
+//!    Replays, re-deliveries and queue moves go through the log and its commit, like appends.
 //! 2. **A robot's sequence has no holes below its `next_seq`.** Sequence numbers are allocated and
 //!    written under the robot's lane lock, and sealing reads `next_seq` under the same lock, so a
 //!    digest can never skip an alert that a slower request is still writing.
@@ -45,16 +60,190 @@
 //!    watermark is checked at open, and dropped if its bytes are not all there: its alerts are
 //!    still in the write-ahead log, which puts them back.
 
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Counts;
+use crate::alert::Alert;
+use crate::digest::{Counts, Rendered};
+use crate::limit::StoredLog;
+use crate::mention::Mention;
 
 pub mod sled;
 
-pub use self::sled::{BLOB_DIR, CommitStats, MARKER, SledStore as Store};
+pub use self::sled::{BLOB_DIR, MARKER, SledBackend, SledStore};
+
+/// What every [`Store`] call returns: a boxed future, so that the trait stays object-safe and
+/// the crate holds an `Arc<dyn Store>`.
+pub type StoreFuture<'a, T, E = StoreError> =
+    Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
+
+/// How long a robot's dedup keys keep a repeat out (its `retention`), by robot name; also a
+/// robot's retention for [`Store::prune`].
+pub type Retention = Arc<dyn Fn(&str) -> Duration + Send + Sync>;
+
+/// Renders the digest being sealed from its id and alerts ([`Store::seal`]).
+pub type Render<'a> = Box<dyn FnOnce(u64, &[Alert]) -> (Rendered, Mention) + Send + 'a>;
+
+/// One alert of an ingest request, for [`Store::append`].
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub robot: String,
+    pub alert: Alert,
+    /// The alert's dedup key, if it has one: a repeat within the robot's window is not queued.
+    pub dedup_key: Option<String>,
+}
+
+/// An ingest request's Idempotency-Key and its body's fingerprint ([`request_fingerprint`]),
+/// claimed with [`Store::claim_request`]; [`Store::append`] records the answer.
+#[derive(Debug, Clone)]
+pub struct RequestKey {
+    pub key: String,
+    pub body: String,
+}
+
+/// The id an alert is known by in answers: `<robot>:<seq>`.
+pub fn alert_id(robot: &str, seq: u64) -> String {
+    format!("{robot}:{seq}")
+}
+
+/// Where an append failed: before anything was promised, or while making it durable.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Write(StoreError),
+    #[error(transparent)]
+    NotDurable(StoreError),
+}
+
+/// What a backend reports about itself for `/v1/status` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStatus {
+    /// Where the data is, as a person reads it (the data directory).
+    pub location: String,
+    /// Bytes the store takes on disk.
+    pub bytes_on_disk: u64,
+    /// Bytes of alerts still referenced (the rest is garbage awaiting compaction).
+    pub live_bytes: u64,
+    /// Group commits (each one write and one sync), the calls they served, the largest batch.
+    pub commits: u64,
+    pub commit_requests: u64,
+    pub largest_commit_batch: u64,
+}
+
+/// The durable queue, as every part of sluice sees it. **Each call returns once its effect is
+/// durable** (a crash after the return loses nothing of it); a backend groups concurrent
+/// callers' syncs as it likes. Only a robot's own task seals, updates its digests and writes
+/// its send log (invariant 4).
+pub trait Store: Send + Sync {
+    /// Queues an ingest request's alerts (`entries`, in request order) and, with `request`, the
+    /// Idempotency-Key's answer (their [`alert_id`]s), in one durable step. An alert whose dedup
+    /// key the robot saw within `window(robot)` ms of `now_ms` is not queued again:
+    /// [`Slot::Duplicate`] with the first one's sequence number. Returns a slot per entry.
+    fn append<'a>(
+        &'a self,
+        entries: Vec<Entry>,
+        request: Option<RequestKey>,
+        now_ms: i64,
+        window: Retention,
+    ) -> StoreFuture<'a, Vec<Slot>, AppendError>;
+
+    /// Claims an Idempotency-Key for a request with body fingerprint `body`. `Ok(None)`: it is
+    /// ours: [`append`](Self::append) with it, or [`release_request`](Self::release_request).
+    /// `Ok(Some(ids))`: the same request was answered within `window`. `Err(InFlight)`: the same
+    /// request is being processed. `Err(Reused)`: the key belongs to another body.
+    fn claim_request<'a>(
+        &'a self,
+        key: &'a str,
+        body: &'a str,
+        now_ms: i64,
+        window: Duration,
+    ) -> StoreFuture<'a, Option<Vec<String>>, Claim>;
+
+    /// Gives a claim back after a failure, so the client's retry is processed anew.
+    fn release_request<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Alerts waiting for a robot's next digest.
+    fn pending<'a>(&'a self, robot: &'a str) -> StoreFuture<'a, u64>;
+
+    /// `received_ms` of the robot's oldest pending alert, if any.
+    fn oldest_pending_ms<'a>(&'a self, robot: &'a str) -> StoreFuture<'a, Option<i64>>;
+
+    /// Every robot with alerts in the store (pending or covered by a kept digest).
+    fn robots(&self) -> StoreFuture<'_, Vec<String>>;
+
+    /// Seals up to `max_alerts` of the robot's pending alerts into a new digest (ids are dense
+    /// and never reused), rendered by `render(id, alerts)`; the record and the cursor move are
+    /// one atomic step. `None` when nothing is pending.
+    fn seal<'a>(
+        &'a self,
+        robot: &'a str,
+        max_alerts: u64,
+        now_ms: i64,
+        render: Render<'a>,
+    ) -> StoreFuture<'a, Option<DigestRecord>>;
+
+    /// Writes back a digest's changed state (attempts, errors, sent or dead).
+    fn update_digest<'a>(&'a self, record: &'a DigestRecord) -> StoreFuture<'a, ()>;
+
+    fn digest(&self, id: u64) -> StoreFuture<'_, Option<DigestRecord>>;
+
+    /// Every digest, oldest first.
+    fn digests(&self) -> StoreFuture<'_, Vec<DigestRecord>>;
+
+    /// The alerts a digest covers, with their sequence numbers. Empty once pruned.
+    fn digest_alerts<'a>(&'a self, d: &'a DigestRecord) -> StoreFuture<'a, Vec<(u64, Alert)>>;
+
+    /// The robot's recent sends as stored ([`crate::limit::resume`] brings them into the
+    /// running clock).
+    fn send_log<'a>(&'a self, robot: &'a str) -> StoreFuture<'a, StoredLog>;
+
+    /// Replaces the robot's send log: a send recorded this way counts against the limit even
+    /// if the process dies during the POST.
+    fn set_send_log<'a>(&'a self, robot: &'a str, log: &'a StoredLog) -> StoreFuture<'a, ()>;
+
+    /// Deletes sent and replayed digests, with the alerts only they cover, once `retention`
+    /// of their robot has passed, and dedup keys and request answers as old. Pending and dead
+    /// digests stay. Returns how many digests went.
+    fn prune(&self, now_ms: i64, retention: Retention) -> StoreFuture<'_, usize>;
+
+    /// Queues a dead digest's alerts again for robot `to` and marks it replayed.
+    fn replay<'a>(
+        &'a self,
+        id: u64,
+        to: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, DigestRecord, ReplayError>;
+
+    /// Queues a delivered digest's alerts again for robot `to`; the digest stays as it was.
+    fn redeliver<'a>(&'a self, id: u64, to: &'a str) -> StoreFuture<'a, DigestRecord, ReplayError>;
+
+    /// Moves everything still queued for robot `from` (digests not yet delivered, pending
+    /// alerts) to robot `to`, oldest first. Only while no task runs for `from`.
+    fn move_queue<'a>(&'a self, from: &'a str, to: &'a str, now_ms: i64) -> StoreFuture<'a, Moved>;
+
+    /// Sizes and commit figures for status and metrics.
+    fn status(&self) -> StoreFuture<'_, StoreStatus>;
+
+    /// Whether the store can still write; [`Health::failed`] wakes whoever reopens it.
+    fn health(&self) -> &Arc<Health>;
+
+    /// Clean shutdown.
+    fn close(&self) -> StoreFuture<'_, ()>;
+}
+
+/// Opens the store configured for `dir` (the embedded sled backend), off the async workers.
+pub async fn open(dir: &Path, cache_bytes: u64) -> Result<Arc<dyn Store>, StoreError> {
+    let dir = dir.to_path_buf();
+    let store = tokio::task::spawn_blocking(move || SledStore::open(&dir, cache_bytes))
+        .await
+        .expect("the store opener does not panic")?;
+    Ok(Arc::new(SledBackend::new(store)))
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -101,6 +290,9 @@ pub enum ReplayError {
     NotSent(u64, DigestState),
     #[error(transparent)]
     Store(StoreError),
+    /// Done, but making it durable failed.
+    #[error(transparent)]
+    NotDurable(StoreError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

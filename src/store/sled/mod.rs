@@ -16,6 +16,7 @@ use crate::store::{
     StoreError,
 };
 
+mod backend;
 pub mod blob;
 pub mod chunk;
 mod commit;
@@ -25,11 +26,13 @@ mod prune;
 mod queue;
 pub mod wal;
 
+pub use self::backend::SledBackend;
 pub use self::commit::CommitStats;
 use self::commit::*;
 use self::keys::*;
 use self::lane::*;
 use self::queue::Answered;
+pub use self::queue::Sealing;
 use tokio::sync::oneshot;
 
 /// The marker file in the data directory (invariant 5).

@@ -389,6 +389,20 @@ impl SledStore {
         now_ms: i64,
         render: impl FnOnce(u64, &[Alert]) -> (Rendered, crate::mention::Mention),
     ) -> Result<Option<DigestRecord>, StoreError> {
+        let Some(sealing) = self.to_seal(robot, max_alerts)? else {
+            return Ok(None);
+        };
+        let (rendered, mentions) = render(sealing.id, &sealing.alerts);
+        self.write_seal(robot, now_ms, sealing, rendered, mentions)
+            .map(Some)
+    }
+
+    /// The first half of a seal: the range to seal, its alerts and the digest's id.
+    pub(super) fn to_seal(
+        &self,
+        robot: &str,
+        max_alerts: u64,
+    ) -> Result<Option<Sealing>, StoreError> {
         let lane = self.lane(robot)?;
         let (first, end) = {
             let mut lane = lane.lock().expect("lane lock");
@@ -415,7 +429,30 @@ impl SledStore {
         let id = self
             .next_digest
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (rendered, mentions) = render(id, &alerts);
+        Ok(Some(Sealing {
+            id,
+            first,
+            end,
+            alerts,
+        }))
+    }
+
+    /// The second half of a seal, once rendered: the record and the cursor move in one
+    /// transaction (invariant 3).
+    pub(super) fn write_seal(
+        &self,
+        robot: &str,
+        now_ms: i64,
+        sealing: Sealing,
+        rendered: Rendered,
+        mentions: crate::mention::Mention,
+    ) -> Result<DigestRecord, StoreError> {
+        let Sealing {
+            id,
+            first,
+            end,
+            alerts,
+        } = sealing;
         let record = DigestRecord {
             id,
             robot: robot.to_string(),
@@ -447,8 +484,8 @@ impl SledStore {
             }
             Ok(())
         })?;
-        lane.lock().expect("lane lock").cursor = end;
-        Ok(Some(record))
+        self.lane(robot)?.lock().expect("lane lock").cursor = end;
+        Ok(record)
     }
 
     /// Writes back a digest's changed state (attempts, errors, sent or dead).
@@ -544,4 +581,12 @@ impl SledStore {
         }
         Ok(())
     }
+}
+
+/// A seal between its two halves ([`SledStore::to_seal`], [`SledStore::write_seal`]).
+pub struct Sealing {
+    pub(super) id: u64,
+    pub(super) first: u64,
+    pub(super) end: u64,
+    pub(super) alerts: Vec<Alert>,
 }
