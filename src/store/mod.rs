@@ -73,8 +73,12 @@ use crate::digest::{Counts, Rendered};
 use crate::limit::StoredLog;
 use crate::mention::Mention;
 
+pub mod memory;
 pub mod sled;
+#[cfg(test)]
+mod tests;
 
+pub use self::memory::MemoryStore;
 pub use self::sled::{BLOB_DIR, MARKER, SledBackend, SledStore};
 
 /// What every [`Store`] call returns: a boxed future, so that the trait stays object-safe and
