@@ -145,7 +145,7 @@ pub async fn serve_with_clock(
     }
     let flushed = match live.get().store {
         Ok(store) => store.close().await,
-        Err(why) => Err(StoreError::Io(why)),
+        Err(why) => Err(StoreError::failed(why)),
     };
     tracing::info!("sluice stopped");
     flushed?;

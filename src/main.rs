@@ -221,7 +221,8 @@ fn main() -> ExitCode {
             std::process::exit(sluice::EXIT_RESTART);
         }
         Err(e) => {
-            let line = format!("{e:#}").replace('\n', " ");
+            // Each cause once: store errors name their cause in their own text too.
+            let line = sluice::error_chain(e.as_ref()).replace('\n', " ");
             eprintln!("sluice: {line}");
             ExitCode::from(1)
         }

@@ -445,7 +445,7 @@ impl Store for MemoryStore {
 
     fn close(&self) -> StoreFuture<'_, ()> {
         match self.health.error() {
-            Some(e) => ready(Err(StoreError::Io(e))),
+            Some(e) => ready(Err(StoreError::failed(e))),
             None => ready(Ok(())),
         }
     }

@@ -261,24 +261,75 @@ pub enum StoreError {
     Corrupt { dir: PathBuf, detail: String },
     #[error("cannot open data directory {dir}: {detail}")]
     Open { dir: PathBuf, detail: String },
+    /// A write failed; sled keeps such an error, so the store is marked failed
+    /// ([`Health`]) with the [`WriteError`]'s text.
     #[error("store write failed: {0}")]
-    Io(String),
+    Write(#[source] WriteError),
     #[error("stored record {key} is unreadable: {detail}")]
     Decode { key: String, detail: String },
 }
 
+/// What made a write fail. Its text is what [`Health::error`] keeps.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("{0}")]
+    Sled(#[source] ::sled::Error),
+    #[error("transaction aborted")]
+    Aborted,
+    #[error("flush failed: {0}")]
+    Flush(#[source] ::sled::Error),
+    /// A file of the store: `what` names it and the step (`write-ahead log`, `cannot write
+    /// sluice-store.json`).
+    #[error("{what}: {source}")]
+    File {
+        what: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error("{0}")]
+    Encode(#[source] Arc<serde_json::Error>),
+    #[error("the store is closed")]
+    Closed,
+    #[error("the commit thread stopped")]
+    CommitStopped,
+    /// The store failed earlier, for this reason ([`Health::error`]); nothing is written until
+    /// it is reopened.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl StoreError {
+    /// A failed write of a file of the store.
+    pub fn file(what: impl Into<String>, source: std::io::Error) -> StoreError {
+        StoreError::Write(WriteError::File {
+            what: what.into(),
+            source: Arc::new(source),
+        })
+    }
+
+    /// A record that could not be encoded.
+    pub fn encode(source: serde_json::Error) -> StoreError {
+        StoreError::Write(WriteError::Encode(Arc::new(source)))
+    }
+
+    /// The store failed earlier for `why`.
+    pub fn failed(why: impl Into<String>) -> StoreError {
+        StoreError::Write(WriteError::Failed(why.into()))
+    }
+}
+
 impl From<::sled::Error> for StoreError {
     fn from(e: ::sled::Error) -> Self {
-        StoreError::Io(e.to_string())
+        StoreError::Write(WriteError::Sled(e))
     }
 }
 
 impl From<::sled::transaction::TransactionError<()>> for StoreError {
     fn from(e: ::sled::transaction::TransactionError<()>) -> Self {
         match e {
-            ::sled::transaction::TransactionError::Storage(e) => StoreError::Io(e.to_string()),
+            ::sled::transaction::TransactionError::Storage(e) => e.into(),
             ::sled::transaction::TransactionError::Abort(()) => {
-                StoreError::Io("transaction aborted".into())
+                StoreError::Write(WriteError::Aborted)
             }
         }
     }

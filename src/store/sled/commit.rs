@@ -8,15 +8,20 @@ use super::*;
 
 /// Makes sled durable, and the blob bytes its references point to before it (invariant 6):
 /// the blob files are synced and the watermark recorded first.
-pub(super) fn durable_flush(db: &sled::Db, meta: &sled::Tree, blobs: &Blobs) -> Result<(), String> {
-    if let Some(mark) = blobs
-        .sync()
-        .map_err(|e| format!("cannot sync the blob files: {e}"))?
-    {
+pub(super) fn durable_flush(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    blobs: &Blobs,
+) -> Result<(), WriteError> {
+    let synced = blobs.sync().map_err(|e| WriteError::File {
+        what: "cannot sync the blob files".into(),
+        source: Arc::new(e),
+    })?;
+    if let Some(mark) = synced {
         meta.insert(WATERMARK, &mark.encode()[..])
-            .map_err(|e| format!("flush failed: {e}"))?;
+            .map_err(WriteError::Flush)?;
     }
-    db.flush().map_err(|e| format!("flush failed: {e}"))?;
+    db.flush().map_err(WriteError::Flush)?;
     Ok(())
 }
 
@@ -92,7 +97,7 @@ impl Committer {
             } else {
                 self.writer
                     .append(&spare)
-                    .map_err(|e| StoreError::Io(format!("write-ahead log: {e}")))
+                    .map_err(|e| StoreError::file("write-ahead log", e))
             };
             spare.clear();
             if let Err(e) = &result {
@@ -141,7 +146,8 @@ impl Committer {
         let spawned = std::thread::Builder::new()
             .name("sluice-checkpoint".into())
             .spawn(move || {
-                let done = durable_flush(&db, &meta, &blobs).and_then(|_| {
+                let done = durable_flush(&db, &meta, &blobs).map_err(|e| e.to_string());
+                let done = done.and_then(|_| {
                     wal::remove_before(&dir, old + 1)
                         .map_err(|e| format!("write-ahead log: cannot delete old files: {e}"))
                 });

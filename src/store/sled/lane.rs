@@ -38,7 +38,7 @@ impl Sink {
         let r = self
             .blobs
             .put(count, chunk)
-            .map_err(|e| StoreError::Io(format!("cannot write alerts to the blob files: {e}")))?;
+            .map_err(|e| StoreError::file("cannot write alerts to the blob files", e))?;
         let old = self.alerts.insert(key, &r.encode()[..])?;
         self.release(old.as_deref());
         Ok(())

@@ -13,7 +13,7 @@ use crate::alert::Alert;
 use crate::digest::Rendered;
 use crate::store::{
     ABANDONED_CLAIM_MS, Claim, DigestRecord, DigestState, Health, Moved, ReplayError, Slot,
-    StoreError,
+    StoreError, WriteError,
 };
 
 mod backend;
@@ -376,9 +376,9 @@ impl SledStore {
     }
 
     fn write_marker(&self, marker: &Marker) -> Result<(), StoreError> {
-        let io = |e: std::io::Error| StoreError::Io(format!("cannot write {MARKER}: {e}"));
+        let io = |e: std::io::Error| StoreError::file(format!("cannot write {MARKER}"), e);
         let tmp = self.dir.join(format!("{MARKER}.tmp"));
-        let bytes = serde_json::to_vec_pretty(marker).map_err(|e| StoreError::Io(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(marker).map_err(StoreError::encode)?;
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         std::io::Write::write_all(&mut f, &bytes).map_err(io)?;
         f.sync_all().map_err(io)?;
@@ -392,7 +392,7 @@ impl SledStore {
     /// Clean shutdown: flushes, then records each robot's sequence in the marker (invariant 5).
     pub fn close(&self) -> Result<(), StoreError> {
         if let Some(e) = self.health.error() {
-            return Err(StoreError::Io(e));
+            return Err(StoreError::failed(e));
         }
         materialize_all(&self.sink, &self.lanes)?;
         self.flush()?;
@@ -473,8 +473,8 @@ impl SledStore {
     /// Passes `result` through; an I/O error from sled marks the store failed (sled keeps such
     /// an error for good, so only a reopen clears it).
     fn checked<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        if let Err(StoreError::Io(e)) = &result {
-            self.health.fail(e);
+        if let Err(StoreError::Write(e)) = &result {
+            self.health.fail(&e.to_string());
         }
         result
     }

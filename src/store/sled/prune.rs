@@ -110,7 +110,7 @@ impl SledStore {
         if sparse.is_empty() {
             return Ok(0);
         }
-        let io = |e: std::io::Error| StoreError::Io(format!("blob compaction: {e}"));
+        let io = |e: std::io::Error| StoreError::file("blob compaction", e);
         let mut copies = Vec::new();
         for item in self.sink.alerts.iter() {
             let (k, v) = item?;
@@ -151,7 +151,7 @@ impl SledStore {
         self.sink
             .blobs
             .delete(&empty)
-            .map_err(|e| StoreError::Io(format!("cannot delete blob files: {e}")))
+            .map_err(|e| StoreError::file("cannot delete blob files", e))
     }
 
     /// Queues a dead digest's alerts again for robot `to` (its own robot or another) and marks
@@ -165,7 +165,7 @@ impl SledStore {
         if d.state != DigestState::Dead {
             return Err(ReplayError::NotDead(id, d.state));
         }
-        self.queue_again(&d, to)?;
+        self.queue_again(&d, to).map_err(ReplayError::Store)?;
         d.state = DigestState::Replayed;
         d.replayed_to = Some(to.to_string());
         d.replayed_ms = Some(now_ms);
@@ -184,18 +184,13 @@ impl SledStore {
         if d.state != DigestState::Sent {
             return Err(ReplayError::NotSent(id, d.state));
         }
-        self.queue_again(&d, to)?;
+        self.queue_again(&d, to).map_err(ReplayError::Store)?;
         Ok(d)
     }
 
-    pub(super) fn queue_again(&self, d: &DigestRecord, to: &str) -> Result<(), ReplayError> {
-        let alerts: Vec<Alert> = self
-            .digest_alerts(d)
-            .map_err(ReplayError::Store)?
-            .into_iter()
-            .map(|(_, a)| a)
-            .collect();
-        self.append(to, &alerts).map_err(ReplayError::Store)?;
+    pub(super) fn queue_again(&self, d: &DigestRecord, to: &str) -> Result<(), StoreError> {
+        let alerts: Vec<Alert> = self.digest_alerts(d)?.into_iter().map(|(_, a)| a).collect();
+        self.append(to, &alerts)?;
         Ok(())
     }
 
@@ -240,10 +235,7 @@ impl SledStore {
             })
             .collect::<Result<_, _>>()?;
         for mut d in sealed {
-            self.queue_again(&d, to).map_err(|e| match e {
-                ReplayError::Store(e) => e,
-                other => StoreError::Io(other.to_string()),
-            })?;
+            self.queue_again(&d, to)?;
             moved.alerts += d.count();
             moved.digests += 1;
             d.state = DigestState::Replayed;

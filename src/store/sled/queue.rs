@@ -122,7 +122,7 @@ impl SledStore {
                     seq: next,
                     ms: now_ms,
                 })
-                .map_err(|e| StoreError::Io(e.to_string()))?;
+                .map_err(StoreError::encode)?;
                 new_keys.push((dkey, entry));
                 in_batch.insert(key, next);
             }
@@ -175,7 +175,7 @@ impl SledStore {
             ms: now_ms,
             body: Some(body.to_string()),
         })
-        .map_err(|e| Claim::Store(StoreError::Io(e.to_string())))?;
+        .map_err(|e| Claim::Store(StoreError::encode(e)))?;
         loop {
             let current = self.requests.get(key).map_err(|e| Claim::Store(e.into()))?;
             if let Some(v) = &current {
@@ -219,7 +219,7 @@ impl SledStore {
             ms: now_ms,
             body: Some(body.to_string()),
         })
-        .map_err(|e| StoreError::Io(e.to_string()))?;
+        .map_err(StoreError::encode)?;
         let written = self.requests.insert(key, bytes.as_slice());
         self.checked(written.map(|_| ()).map_err(StoreError::from))?;
         let mut record = Vec::new();
@@ -246,20 +246,20 @@ impl SledStore {
             None => false,
         };
         if !sent {
-            return Err(StoreError::Io("the store is closed".into()));
+            return Err(StoreError::Write(WriteError::Closed));
         }
         rx.await
-            .unwrap_or_else(|_| Err(StoreError::Io("the commit thread stopped".into())))
+            .unwrap_or_else(|_| Err(StoreError::Write(WriteError::CommitStopped)))
     }
 
     /// Flushes synchronously (shutdown, and the send log before a POST), the blob files first.
     pub fn flush(&self) -> Result<(), StoreError> {
         if let Some(e) = self.health.error() {
-            return Err(StoreError::Io(e));
+            return Err(StoreError::failed(e));
         }
         durable_flush(&self.db, &self.meta, &self.sink.blobs).map_err(|e| {
-            self.health.fail(&e);
-            StoreError::Io(e)
+            self.health.fail(&e.to_string());
+            StoreError::Write(e)
         })
     }
 
@@ -472,7 +472,7 @@ impl SledStore {
             replayed_to: None,
             replayed_ms: None,
         };
-        let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Io(e.to_string()))?;
+        let bytes = serde_json::to_vec(&record).map_err(StoreError::encode)?;
         let cursor_key = meta_key("cursor", robot);
         (&self.digests, &self.meta).transaction(|(d, m)| {
             d.insert(&id.to_be_bytes(), bytes.as_slice())?;
@@ -500,7 +500,7 @@ impl SledStore {
         record: &DigestRecord,
         logged: bool,
     ) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Io(e.to_string()))?;
+        let bytes = serde_json::to_vec(record).map_err(StoreError::encode)?;
         let key = record.id.to_be_bytes();
         let written = self.digests.insert(key, bytes.as_slice());
         self.checked(written.map(|_| ()).map_err(StoreError::from))?;
@@ -573,7 +573,7 @@ impl SledStore {
             crate::limit::StoredLog::Wall(w) => serde_json::to_vec(w),
             crate::limit::StoredLog::Boot(b) => serde_json::to_vec(b),
         }
-        .map_err(|e| StoreError::Io(e.to_string()))?;
+        .map_err(StoreError::encode)?;
         let written = self.meta.insert(meta_key("sends", robot), bytes);
         self.checked(written.map_err(StoreError::from))?;
         if durable {
