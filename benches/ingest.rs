@@ -1,4 +1,5 @@
-//! Durable ingest through the store: append + group commit, as the HTTP handler does it.
+//! Durable ingest through the store: one durable append (group commit included), as the HTTP
+//! handler does it.
 //! `cargo bench --bench ingest`
 
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sluice::alert::{Alert, Severity, Status, default_fingerprint};
-use sluice::store::Store;
+use sluice::store::{Entry, Retention};
 
 fn alert(i: u64) -> Alert {
     let title = format!("ods_orders: null user_id in partition {i}");
@@ -30,7 +31,10 @@ fn alert(i: u64) -> Alert {
 fn ingest(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), 64 << 20).unwrap());
+    let store = rt
+        .block_on(sluice::store::open(dir.path(), 64 << 20))
+        .unwrap();
+    let window: Retention = Arc::new(|_| Duration::ZERO);
     let batch: Vec<Alert> = (0..100).map(alert).collect();
     let one = vec![alert(7)];
 
@@ -49,17 +53,24 @@ fn ingest(c: &mut Criterion) {
             &clients,
             |b, &clients| {
                 b.to_async(&rt).iter_custom(|iters| {
-                    let store = store.clone();
+                    let (store, window) = (store.clone(), window.clone());
                     let alerts = alerts.clone();
                     async move {
                         let start = Instant::now();
                         for _ in 0..iters {
                             let mut tasks = Vec::with_capacity(clients);
                             for _ in 0..clients {
-                                let (store, alerts) = (store.clone(), alerts.clone());
+                                let (store, window) = (store.clone(), window.clone());
+                                let entries: Vec<Entry> = alerts
+                                    .iter()
+                                    .map(|a| Entry {
+                                        robot: "bench".into(),
+                                        alert: a.clone(),
+                                        dedup_key: None,
+                                    })
+                                    .collect();
                                 tasks.push(tokio::spawn(async move {
-                                    store.append("bench", &alerts).unwrap();
-                                    store.commit().await.unwrap();
+                                    store.append(entries, None, 0, window).await.unwrap();
                                 }));
                             }
                             for t in tasks {

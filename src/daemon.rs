@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::limit::Clock;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use crate::supervisor::Supervisor;
 use crate::{http, supervisor};
 
@@ -50,10 +50,7 @@ pub async fn serve_with_clock(
 ) -> Result<(), ServeError> {
     let data_dir = config.server.data_dir.clone();
     let cache = config.server.cache_bytes;
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, cache))
-        .await
-        .expect("the store opener does not panic")?;
-    let store = Arc::new(store);
+    let store = crate::store::open(&data_dir, cache).await?;
 
     let addr = listener.local_addr().map_err(ServeError::Http)?;
     if !addr.ip().is_loopback() && config.server.auth_tokens.is_empty() {
@@ -81,13 +78,13 @@ pub async fn serve_with_clock(
             fd_limit.unwrap_or(0)
         );
     }
-    tracing::info!(%addr, data_dir = %store.dir().display(), robots = %config.robot_names(), max_connections = connections, "sluice is running");
+    tracing::info!(%addr, data_dir = %data_dir.display(), robots = %config.robot_names(), max_connections = connections, "sluice is running");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = crate::metrics::Metrics::new();
     let reloadable = config.path.is_some();
     let (supervisor, live, control) =
-        Supervisor::start(config, store, clock, metrics.clone(), stop_rx.clone())?;
+        Supervisor::start(config, store, clock, metrics.clone(), stop_rx.clone()).await?;
     let stop_tx = Arc::new(stop_tx);
     let faults = live.get().faults;
     let supervised = supervisor::spawn_watched(faults.clone(), "the supervisor".into(), {
@@ -147,8 +144,8 @@ pub async fn serve_with_clock(
         return Err(ServeError::MustRestart(why));
     }
     let flushed = match live.get().store {
-        Ok(store) => store.close(),
-        Err(why) => Err(StoreError::Io(why)),
+        Ok(store) => store.close().await,
+        Err(why) => Err(StoreError::failed(why)),
     };
     tracing::info!("sluice stopped");
     flushed?;

@@ -19,7 +19,9 @@ use crate::config::Config;
 use crate::delivery::RobotHandle;
 use crate::limit::Clock;
 use crate::route::Subject;
-use crate::store::{Claim, Slot, Store, StoreError};
+use crate::store::{
+    AppendError, Claim, Entry, RequestKey, Retention, Slot, Store, StoreError, alert_id,
+};
 
 /// One alert as a front door read it.
 pub struct Item {
@@ -96,7 +98,7 @@ struct Bound {
 pub struct Ingest<'a> {
     pub config: &'a Config,
     pub robots: &'a BTreeMap<String, RobotHandle>,
-    pub store: &'a Arc<Store>,
+    pub store: &'a Arc<dyn Store>,
     pub clock: Clock,
 }
 
@@ -122,6 +124,7 @@ impl Ingest<'_> {
             match self
                 .store
                 .claim_request(&k.key, &k.fingerprint, now, window)
+                .await
             {
                 Ok(None) => {}
                 Ok(Some(ids)) => {
@@ -135,18 +138,22 @@ impl Ingest<'_> {
                 Err(e) => return Err(IngestError::Claim(e)),
             }
         }
-        let keyed_ref = keyed
-            .as_ref()
-            .map(|k| (k.key.as_str(), k.fingerprint.as_str()));
-        match self.enqueue(&bound, keyed_ref).await {
+        let request = keyed.as_ref().map(|k| RequestKey {
+            key: k.key.clone(),
+            body: k.fingerprint.clone(),
+        });
+        match self.enqueue(bound, request).await {
             Ok((ids, duplicates)) => Ok(Accepted {
                 accepted: n,
                 duplicates,
                 ids,
             }),
             Err(e) => {
-                if let Some(k) = &keyed {
-                    self.store.release_request(&k.key);
+                if let Some(k) = &keyed
+                    && let Err(e) = self.store.release_request(&k.key).await
+                {
+                    // Left claimed, the key is taken over once the claim counts as abandoned.
+                    tracing::warn!("cannot release the Idempotency-Key: {e}");
                 }
                 Err(e)
             }
@@ -220,61 +227,81 @@ impl Ingest<'_> {
     }
 
     /// Queues bound alerts and waits until they are durable. Returns one id per bound alert, in
-    /// order, and how many were duplicates. With an Idempotency-Key, its answer is recorded
-    /// before the same flush, so a keyed request costs no second fsync.
+    /// order, and how many were duplicates. With an Idempotency-Key, its answer is recorded in
+    /// the same durable step, so a keyed request costs no second sync.
     async fn enqueue(
         &self,
-        bound: &[Bound],
-        idempotency_key: Option<(&str, &str)>,
+        bound: Vec<Bound>,
+        request: Option<RequestKey>,
     ) -> Result<(Vec<String>, usize), IngestError> {
         let now = self.clock.now_ms();
-        let mut by_robot: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut by_robot: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, b) in bound.iter().enumerate() {
-            by_robot.entry(b.robot.as_str()).or_default().push(i);
+            by_robot.entry(b.robot.clone()).or_default().push(i);
         }
         // The pending cap is checked for every robot before anything is written.
         for (robot, positions) in &by_robot {
-            let Some(h) = self.robots.get(*robot) else {
+            let Some(h) = self.robots.get(robot) else {
                 continue;
             };
             let cap = h.config.timing.max_pending;
-            let pending = self.store.pending(robot).map_err(IngestError::Store)?;
+            let pending = self
+                .store
+                .pending(robot)
+                .await
+                .map_err(IngestError::Store)?;
             if pending + positions.len() as u64 > cap {
                 return Err(IngestError::Full {
-                    robot: robot.to_string(),
+                    robot: robot.clone(),
                     pending,
                     cap,
                 });
             }
         }
-        let mut ids = vec![String::new(); bound.len()];
+        // A robot's dedup keys keep repeats out for its retention.
+        let windows: BTreeMap<String, Duration> = by_robot
+            .keys()
+            .map(|robot| {
+                let window = self
+                    .robots
+                    .get(robot)
+                    .map_or(Duration::ZERO, |h| h.config.timing.retention);
+                (robot.clone(), window)
+            })
+            .collect();
+        let window: Retention =
+            Arc::new(move |robot: &str| windows.get(robot).copied().unwrap_or_default());
+        let entries: Vec<Entry> = bound
+            .into_iter()
+            .map(|b| Entry {
+                robot: b.robot,
+                alert: b.alert,
+                dedup_key: b.dedup_key,
+            })
+            .collect();
+        let slots = match self.store.append(entries, request, now, window).await {
+            Ok(slots) => slots,
+            Err(AppendError::Write(e)) => {
+                tracing::error!("ingest: {e}");
+                return Err(IngestError::Store(e));
+            }
+            Err(AppendError::NotDurable(e)) => {
+                tracing::error!("ingest: {e}");
+                return Err(IngestError::NotDurable(e));
+            }
+        };
+        let mut ids = vec![String::new(); slots.len()];
         let mut duplicates = 0;
-        let mut woken = Vec::new();
         for (robot, positions) in &by_robot {
-            let keyed: Vec<(&Alert, Option<&str>)> = positions
-                .iter()
-                .map(|&i| (&bound[i].alert, bound[i].dedup_key.as_deref()))
-                .collect();
-            let window = self
-                .robots
-                .get(*robot)
-                .map_or(Duration::ZERO, |h| h.config.timing.retention);
-            let slots = self
-                .store
-                .append_keyed(robot, &keyed, now, window)
-                .map_err(|e| {
-                    tracing::error!("ingest: {e}");
-                    IngestError::Store(e)
-                })?;
             let mut new = 0u64;
-            for (&i, slot) in positions.iter().zip(&slots) {
-                ids[i] = format!("{robot}:{}", slot.seq());
-                match slot {
+            for &i in positions {
+                ids[i] = alert_id(robot, slots[i].seq());
+                match slots[i] {
                     Slot::New(_) => new += 1,
                     Slot::Duplicate(_) => duplicates += 1,
                 }
             }
-            if let Some(h) = self.robots.get(*robot) {
+            if let Some(h) = self.robots.get(robot) {
                 let dropped = positions.len() as u64 - new;
                 h.metrics.received.increment(new);
                 h.metrics.duplicates.increment(dropped);
@@ -282,22 +309,9 @@ impl Ingest<'_> {
                     h.count_duplicates(dropped);
                 }
                 if new > 0 {
-                    woken.push(h.wake.clone());
+                    h.wake.notify_one();
                 }
             }
-        }
-        if let Some((key, fingerprint)) = idempotency_key
-            && let Err(e) = self.store.finish_request(key, fingerprint, &ids, now)
-        {
-            // The alerts are queued either way; a retry would then be processed again.
-            tracing::warn!("cannot record the Idempotency-Key answer: {e}");
-        }
-        self.store.commit().await.map_err(|e| {
-            tracing::error!("ingest: {e}");
-            IngestError::NotDurable(e)
-        })?;
-        for w in woken {
-            w.notify_one();
         }
         Ok((ids, duplicates))
     }

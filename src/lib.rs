@@ -10,8 +10,6 @@
 pub mod alert;
 pub mod alertmanager;
 pub mod api;
-pub mod blob;
-pub mod chunk;
 
 pub mod client;
 pub mod config;
@@ -29,7 +27,6 @@ pub mod provider;
 pub mod route;
 pub mod store;
 pub mod supervisor;
-pub mod wal;
 
 pub use daemon::{EXIT_RESTART, STORE_DOWN_TIMEOUT, ServeError, serve, serve_with_clock};
 

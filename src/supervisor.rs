@@ -28,7 +28,7 @@ pub struct Live {
     pub config: Arc<Config>,
     pub robots: Arc<BTreeMap<String, RobotHandle>>,
     /// `Err(why)` while a failed store is being reopened.
-    pub store: Result<Arc<Store>, String>,
+    pub store: Result<Arc<dyn Store>, String>,
     /// Robots no longer configured whose alerts are still queued.
     pub orphans: Arc<BTreeMap<String, Orphan>>,
     /// What is wrong with the process besides the store; the same for every snapshot.
@@ -244,12 +244,11 @@ struct Scan {
     orphans: BTreeMap<String, Orphan>,
 }
 
-fn scan(store: &Store, config: &Config) -> Result<Scan, StoreError> {
+async fn scan(store: &dyn Store, config: &Config) -> Result<Scan, StoreError> {
     let mut outboxes: HashMap<String, Vec<DigestRecord>> = HashMap::new();
     let mut dead: HashMap<String, u64> = HashMap::new();
     let mut orphans: BTreeMap<String, Orphan> = BTreeMap::new();
-    for d in store.digests() {
-        let d = d?;
+    for d in store.digests().await? {
         match d.state {
             DigestState::Pending if config.robots.contains_key(&d.robot) => {
                 outboxes.entry(d.robot.clone()).or_default().push(d)
@@ -263,11 +262,11 @@ fn scan(store: &Store, config: &Config) -> Result<Scan, StoreError> {
             DigestState::Sent | DigestState::Replayed => {}
         }
     }
-    for robot in store.robots()? {
+    for robot in store.robots().await? {
         if config.robots.contains_key(&robot) {
             continue;
         }
-        let pending = store.pending(&robot)?;
+        let pending = store.pending(&robot).await?;
         if pending > 0 {
             orphans.entry(robot).or_default().pending = pending;
         }
@@ -281,14 +280,14 @@ fn scan(store: &Store, config: &Config) -> Result<Scan, StoreError> {
 
 impl Supervisor {
     /// Starts every configured robot's task on `store`. Run the result with [`Supervisor::run`].
-    pub fn start(
+    pub async fn start(
         config: Config,
-        store: Arc<Store>,
+        store: Arc<dyn Store>,
         clock: Clock,
         metrics: Arc<Metrics>,
         stop: watch::Receiver<bool>,
     ) -> Result<(Supervisor, LiveCell, Control), StoreError> {
-        let scan = scan(&store, &config)?;
+        let scan = scan(&*store, &config).await?;
         let live = LiveCell(Arc::new(RwLock::new(Live {
             config: Arc::new(config),
             robots: Arc::new(BTreeMap::new()),
@@ -363,17 +362,15 @@ impl Supervisor {
             return; // the store's reopen starts every robot
         };
         let waiting = std::mem::take(&mut self.unstarted);
-        let (s, c) = (store.clone(), live.config.clone());
-        match tokio::task::spawn_blocking(move || scan(&s, &c)).await {
-            Ok(Ok(scan)) => {
+        match scan(&*store, &live.config).await {
+            Ok(scan) => {
                 tracing::info!(robots = ?waiting, "the HTTP client works now; starting the robots that waited for it");
                 self.start_robots(&store, scan, Some(&waiting));
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::error!("cannot read the store to start the robots ({e})");
                 self.unstarted = waiting;
             }
-            Err(_) => self.unstarted = waiting,
         }
     }
 
@@ -414,7 +411,7 @@ impl Supervisor {
 
     /// Starts tasks for the configured robots (`only` these, if given), each with its sealed
     /// digests from `scan`. A robot that ran before keeps its status and counters.
-    fn start_robots(&mut self, store: &Arc<Store>, mut scan: Scan, only: Option<&[String]>) {
+    fn start_robots(&mut self, store: &Arc<dyn Store>, mut scan: Scan, only: Option<&[String]>) {
         let live = self.live.get();
         let config = live.config.clone();
         let owners = Arc::new(config.owners.clone());
@@ -543,10 +540,7 @@ impl Supervisor {
         self.retire(&stopping, Run::Retire).await;
         let next = Arc::new(next);
         self.live.update(|l| l.config = next.clone());
-        let (s, c) = (store.clone(), next.clone());
-        let scanned = tokio::task::spawn_blocking(move || scan(&s, &c))
-            .await
-            .expect("the store scan does not panic");
+        let scanned = scan(&*store, &next).await;
         let starting: Vec<String> = report
             .added
             .iter()
@@ -583,12 +577,10 @@ impl Supervisor {
             MoveError::Busy(format!("the store is being reopened ({why}); try again"))
         })?;
         let now = self.clock.now_ms();
-        let (s, f, t) = (store.clone(), from.to_string(), to.to_string());
-        let moved = tokio::task::spawn_blocking(move || s.move_queue(&f, &t, now))
+        let moved = store
+            .move_queue(from, to, now)
             .await
-            .expect("moving a queue does not panic")
             .map_err(MoveError::Store)?;
-        store.commit().await.map_err(MoveError::Store)?;
         target.metrics.received.increment(moved.alerts);
         target.wake.notify_one();
         let mut orphans = (*live.orphans).clone();
@@ -656,12 +648,9 @@ impl Supervisor {
                 }
                 first = false;
             }
-            let d = dir.clone();
-            let opened = tokio::task::spawn_blocking(move || Store::open(&d, cache))
-                .await
-                .expect("the store opener does not panic");
+            let opened = crate::store::open(&dir, cache).await;
             let e = match opened {
-                Ok(store) => break Arc::new(store),
+                Ok(store) => break store,
                 Err(e) => e,
             };
             tracing::warn!(
@@ -679,11 +668,7 @@ impl Supervisor {
         };
         self.reopened = Some(std::time::Instant::now());
         let config = self.live.get().config;
-        let (s, c) = (store.clone(), config.clone());
-        match tokio::task::spawn_blocking(move || scan(&s, &c))
-            .await
-            .expect("the store scan does not panic")
-        {
+        match scan(&*store, &config).await {
             Ok(scan) => {
                 self.live.update(|l| l.store = Ok(store.clone()));
                 self.start_robots(&store, scan, None);
@@ -745,17 +730,15 @@ pub async fn prune_loop(live: LiveCell, clock: Clock, mut stop: watch::Receiver<
                 .map(|(n, r)| (n.clone(), r.timing.retention))
                 .collect();
             let now = clock.now_ms();
-            let pruned = tokio::task::spawn_blocking(move || {
-                store.prune(now, |robot| {
-                    retention.get(robot).copied().unwrap_or(default_retention)
-                })
-            })
-            .await;
+            let retention: crate::store::Retention = Arc::new(move |robot: &str| {
+                retention.get(robot).copied().unwrap_or(default_retention)
+            });
+            let pruned = store.prune(now, retention).await;
             match pruned {
-                Ok(Ok(n)) if n > 0 => {
+                Ok(n) if n > 0 => {
                     tracing::debug!(digests = n, "pruned delivered digests past retention")
                 }
-                Ok(Err(e)) => tracing::warn!("pruning failed: {e}"),
+                Err(e) => tracing::warn!("pruning failed: {e}"),
                 _ => {}
             }
         }

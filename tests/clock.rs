@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice::limit::{Boot, BootId, Clock, Reading, StoredLog};
-use sluice::store::Store;
+use sluice::store::SledStore as Store;
 use support::daemon::{Daemon, footers_total, run_cli};
 use support::fake_robot::{FakeRobot, Limits};
 

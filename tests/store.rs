@@ -7,7 +7,7 @@ use std::time::Duration;
 use sluice::alert::{Alert, Severity, Status, default_fingerprint};
 use sluice::digest::{Counts, Rendered};
 use sluice::mention::Mention;
-use sluice::store::{DigestState, Store, StoreError};
+use sluice::store::{DigestState, SledStore as Store, StoreError};
 
 fn alert(title: &str, received_ms: i64) -> Alert {
     let labels = Default::default();
@@ -324,7 +324,7 @@ fn chunks_whose_bytes_never_reached_the_disk_come_back_from_the_write_ahead_log(
             .open_tree("alerts")
             .unwrap()
             .iter()
-            .filter(|kv| sluice::blob::Ref::decode(&kv.as_ref().unwrap().1).is_some())
+            .filter(|kv| sluice::store::sled::blob::Ref::decode(&kv.as_ref().unwrap().1).is_some())
             .count();
         assert!(
             refs > 0,
@@ -480,14 +480,17 @@ fn acknowledged_alerts_survive_an_abort_through_the_write_ahead_log() {
 
     // The log holds every acknowledged alert; a torn record at its end (a write the crash cut
     // short, never acknowledged) is ignored.
-    let logged: u64 = sluice::wal::read_all(dir.path())
+    let logged: u64 = sluice::store::sled::wal::read_all(dir.path())
         .unwrap()
         .iter()
-        .filter(|op| op.tree == sluice::wal::Tree::Alerts)
-        .map(|op| sluice::chunk::count(op.value.as_deref().unwrap()).unwrap())
+        .filter(|op| op.tree == sluice::store::sled::wal::Tree::Alerts)
+        .map(|op| sluice::store::sled::chunk::count(op.value.as_deref().unwrap()).unwrap())
         .sum();
     assert_eq!(logged, 1000);
-    let (_, newest) = sluice::wal::files(dir.path()).unwrap().pop().unwrap();
+    let (_, newest) = sluice::store::sled::wal::files(dir.path())
+        .unwrap()
+        .pop()
+        .unwrap();
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(&newest)
@@ -499,7 +502,11 @@ fn acknowledged_alerts_survive_an_abort_through_the_write_ahead_log() {
     assert_eq!(store.pending("ops").unwrap(), 1000);
     // Applied and checkpointed: the old log is gone, and a second open finds the same.
     drop(store);
-    assert!(sluice::wal::read_all(dir.path()).unwrap().is_empty());
+    assert!(
+        sluice::store::sled::wal::read_all(dir.path())
+            .unwrap()
+            .is_empty()
+    );
     let store = Store::open(dir.path(), 8 << 20).unwrap();
     assert_eq!(store.pending("ops").unwrap(), 1000);
 }

@@ -122,7 +122,7 @@ pub enum Run {
 /// Everything one robot's task needs.
 pub struct RobotTask {
     pub handle: RobotHandle,
-    pub store: Arc<Store>,
+    pub store: Arc<dyn Store>,
     pub provider: Provider,
     pub clock: Clock,
     pub run: watch::Receiver<Run>,
@@ -195,7 +195,7 @@ impl RobotTask {
     pub async fn run(mut self) {
         let name = self.handle.config.name.clone();
         let timing = self.handle.config.timing.clone();
-        let log = match self.store.stamped_send_log(&name) {
+        let log = match self.store.send_log(&name).await {
             // Into this process's clock once, whatever the wall clock did since the log was
             // written; the newest send counts as late as its answer could have come.
             Ok(stored) => crate::limit::resume(
@@ -234,7 +234,7 @@ impl RobotTask {
 
             // 1. Is there anything to send, and is it time?
             if outbox.is_empty() {
-                match self.store.oldest_pending_ms(&name) {
+                match self.store.oldest_pending_ms(&name).await {
                     Ok(None) => {
                         oldest_pending = OldestPending::default();
                         self.set_state(State::Idle, now);
@@ -285,28 +285,34 @@ impl RobotTask {
                 let look = &self.handle.config.look;
                 let sealed = self
                     .store
-                    .seal(&name, MAX_ALERTS_PER_DIGEST, now, |id, alerts| {
-                        let link = public_url.map(|u| format!("{u}/v1/digests/{id}"));
-                        let mentions = mention::mentions_for(mention_config, owners, alerts);
-                        let line = mentions.line();
-                        let mut rendered = render(
-                            &DigestSpec {
-                                robot: &name,
-                                id,
-                                keyword: keyword.as_deref(),
-                                link: link.as_deref(),
-                                max_bytes: budget - mention::line_cost(&line),
-                                tz: &look.timezone,
-                                catch_up: memory.catch_up,
-                                templates: look.templates.as_deref(),
-                            },
-                            alerts,
-                        );
-                        if !line.is_empty() {
-                            rendered.text = mention::insert_line(&rendered.text, &line);
-                        }
-                        (rendered, mentions)
-                    });
+                    .seal(
+                        &name,
+                        MAX_ALERTS_PER_DIGEST,
+                        now,
+                        Box::new(|id, alerts| {
+                            let link = public_url.map(|u| format!("{u}/v1/digests/{id}"));
+                            let mentions = mention::mentions_for(mention_config, owners, alerts);
+                            let line = mentions.line();
+                            let mut rendered = render(
+                                &DigestSpec {
+                                    robot: &name,
+                                    id,
+                                    keyword: keyword.as_deref(),
+                                    link: link.as_deref(),
+                                    max_bytes: budget - mention::line_cost(&line),
+                                    tz: &look.timezone,
+                                    catch_up: memory.catch_up,
+                                    templates: look.templates.as_deref(),
+                                },
+                                alerts,
+                            );
+                            if !line.is_empty() {
+                                rendered.text = mention::insert_line(&rendered.text, &line);
+                            }
+                            (rendered, mentions)
+                        }),
+                    )
+                    .await;
                 match sealed {
                     Ok(Some(d)) => {
                         memory.catch_up = None;
@@ -339,7 +345,7 @@ impl RobotTask {
             guard.record(stamp);
             let recorded = loop {
                 let stored = self.clock.stored(&guard.log());
-                if let Err(e) = self.store.set_stamped_send_log(&name, &stored, true) {
+                if let Err(e) = self.store.set_send_log(&name, &stored).await {
                     break Err(e);
                 }
                 let flushed = self.clock.now_ms();
@@ -364,7 +370,8 @@ impl RobotTask {
             guard.complete(done);
             let _ = self
                 .store
-                .set_stamped_send_log(&name, &self.clock.stored(&guard.log()), false);
+                .set_send_log(&name, &self.clock.stored(&guard.log()))
+                .await;
             digest.attempts += 1;
 
             // 5. Act on the answer.
@@ -390,7 +397,7 @@ impl RobotTask {
                 digest.text = String::new();
             }
             retry_at = next.retry_at;
-            if let Err(e) = self.store.update_digest(&digest) {
+            if let Err(e) = self.store.update_digest(&digest).await {
                 // The digest stays pending on disk: at worst it is sent once more after a restart.
                 tracing::error!(robot = %name, digest = digest.id, "cannot record the answer: {e}");
             }

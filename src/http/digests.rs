@@ -8,15 +8,15 @@ use crate::api::{
 };
 
 /// The digests in `state` (of `robot`, if given) for which `keep` holds, oldest first.
-pub(super) fn digests_in(
+pub(super) async fn digests_in(
     state: &Ctx,
     wanted: DigestState,
     robot: Option<&str>,
     keep: impl Fn(&DigestRecord) -> bool,
 ) -> Result<Vec<DigestRecord>, ApiError> {
     let mut out = Vec::new();
-    for d in state.store.digests() {
-        let d = d.map_err(|e| ApiError::unavailable(format!("cannot read the digests: {e}")))?;
+    let all = state.store.digests().await;
+    for d in all.map_err(|e| ApiError::unavailable(format!("cannot read the digests: {e}")))? {
         if d.state == wanted && robot.is_none_or(|r| r == d.robot) && keep(&d) {
             out.push(d);
         }
@@ -37,7 +37,7 @@ pub(super) async fn get_digest(
     };
     let unreadable =
         |e: StoreError| ApiError::unavailable(format!("cannot read digest #{id}: {e}"));
-    let Some(d) = state.store.digest(id).map_err(unreadable)? else {
+    let Some(d) = state.store.digest(id).await.map_err(unreadable)? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!(
@@ -45,7 +45,7 @@ pub(super) async fn get_digest(
             ),
         ));
     };
-    let alerts = state.store.digest_alerts(&d).map_err(unreadable)?;
+    let alerts = state.store.digest_alerts(&d).await.map_err(unreadable)?;
     let alerts: Vec<Value> = alerts
         .into_iter()
         .map(|(seq, a)| {
@@ -96,7 +96,7 @@ pub(super) async fn get_dead(
     Query(q): Query<DeadQuery>,
 ) -> Result<Json<DeadList>, ApiError> {
     let state = app.ctx()?;
-    let dead = digests_in(&state, DigestState::Dead, q.robot.as_deref(), |_| true)?;
+    let dead = digests_in(&state, DigestState::Dead, q.robot.as_deref(), |_| true).await?;
     Ok(Json(DeadList {
         dead: dead.iter().map(dead_entry).collect(),
     }))
@@ -121,7 +121,8 @@ pub(super) async fn post_replay(
     }
     let ids: Vec<u64> = match req.id {
         Some(id) => vec![id],
-        None => digests_in(&state, DigestState::Dead, req.robot.as_deref(), |_| true)?
+        None => digests_in(&state, DigestState::Dead, req.robot.as_deref(), |_| true)
+            .await?
             .iter()
             .map(|d| d.id)
             .collect(),
@@ -129,7 +130,7 @@ pub(super) async fn post_replay(
     // Every target is checked before anything is replayed, so a request is done whole or not at all.
     let mut plan = Vec::with_capacity(ids.len());
     for id in ids {
-        let d = match state.store.digest(id) {
+        let d = match state.store.digest(id).await {
             Ok(Some(d)) => d,
             Ok(None) => {
                 return Err(ApiError::new(
@@ -158,12 +159,19 @@ pub(super) async fn post_replay(
     let now = state.clock.now_ms();
     let mut answer = Replayed::default();
     for (id, target) in plan {
-        let d = state.store.replay(id, &target, now).map_err(|e| match e {
-            ReplayError::Store(e) => {
-                ApiError::unavailable(format!("cannot replay digest #{id}: {e}"))
-            }
-            e => e.into(),
-        })?;
+        let d = state
+            .store
+            .replay(id, &target, now)
+            .await
+            .map_err(|e| match e {
+                ReplayError::Store(e) => {
+                    ApiError::unavailable(format!("cannot replay digest #{id}: {e}"))
+                }
+                ReplayError::NotDurable(e) => {
+                    ApiError::unavailable(format!("the replayed alerts are not durable: {e}"))
+                }
+                e => e.into(),
+            })?;
         answer.alerts += d.count();
         if let Some(h) = state.robots.get(&d.robot) {
             h.replayed_dead();
@@ -173,11 +181,6 @@ pub(super) async fn post_replay(
             alerts: d.count(),
             to: target,
         });
-    }
-    if let Err(e) = state.store.commit().await {
-        return Err(ApiError::unavailable(format!(
-            "the replayed alerts are not durable: {e}"
-        )));
     }
     for r in &answer.replayed {
         if let Some(h) = state.robots.get(&r.to) {
@@ -212,7 +215,8 @@ pub(super) async fn list_digests(
     };
     let sent = digests_in(&state, DigestState::Sent, q.robot.as_deref(), |d| {
         d.sent_ms.is_some_and(|s| s >= since_ms)
-    })?;
+    })
+    .await?;
     Ok(Json(DigestList {
         digests: sent
             .into_iter()
@@ -237,7 +241,7 @@ pub(super) async fn post_redeliver(
 ) -> Result<Json<Requeued>, ApiError> {
     let (state, body) = app.ctx_with_body(&headers, body).await?;
     let req: RedeliverRequest = optional_json(&body, "{\"to\": \"ROBOT\"} (optional)")?;
-    let target = match (&req.to, state.store.digest(id)) {
+    let target = match (&req.to, state.store.digest(id).await) {
         (_, Ok(None)) => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -255,17 +259,19 @@ pub(super) async fn post_redeliver(
     let Some(handle) = state.robots.get(&target) else {
         return Err(unknown_robot(&state, "to", &target));
     };
-    let d = state.store.redeliver(id, &target).map_err(|e| match e {
-        ReplayError::Store(e) => {
-            ApiError::unavailable(format!("cannot re-deliver digest #{id}: {e}"))
-        }
-        e => e.into(),
-    })?;
-    if let Err(e) = state.store.commit().await {
-        return Err(ApiError::unavailable(format!(
-            "the re-delivered alerts are not durable: {e}"
-        )));
-    }
+    let d = state
+        .store
+        .redeliver(id, &target)
+        .await
+        .map_err(|e| match e {
+            ReplayError::Store(e) => {
+                ApiError::unavailable(format!("cannot re-deliver digest #{id}: {e}"))
+            }
+            ReplayError::NotDurable(e) => {
+                ApiError::unavailable(format!("the re-delivered alerts are not durable: {e}"))
+            }
+            e => e.into(),
+        })?;
     handle.metrics.received.increment(d.count());
     handle.wake.notify_one();
     Ok(Json(Requeued {

@@ -53,7 +53,7 @@ pub struct AppState {
 pub(crate) struct Ctx {
     config: Arc<Config>,
     robots: Arc<BTreeMap<String, RobotHandle>>,
-    store: Arc<Store>,
+    store: Arc<dyn Store>,
     clock: Clock,
 }
 
@@ -222,7 +222,9 @@ impl From<ReplayError> for ApiError {
             ReplayError::NotDead(..) | ReplayError::NotSent(..) => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }
-            ReplayError::Store(_) => ApiError::unavailable(e.to_string()),
+            ReplayError::Store(_) | ReplayError::NotDurable(_) => {
+                ApiError::unavailable(e.to_string())
+            }
         }
     }
 }

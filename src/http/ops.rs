@@ -14,8 +14,11 @@ pub(super) async fn get_status(State(app): State<AppState>) -> Json<Status> {
         let s = h.status();
         let t = &h.config.timing;
         let period_ms = t.rate_period.as_millis() as i64;
-        let pending = store.and_then(|st| st.pending(name).ok());
-        let oldest = store.and_then(|st| st.oldest_pending_ms(name).ok().flatten());
+        let (mut pending, mut oldest) = (None, None);
+        if let Some(st) = store {
+            pending = st.pending(name).await.ok();
+            oldest = st.oldest_pending_ms(name).await.ok().flatten();
+        }
         robots.push(RobotEntry {
             robot: name.clone(),
             provider: h.config.provider.as_str().to_string(),
@@ -52,22 +55,22 @@ pub(super) async fn get_status(State(app): State<AppState>) -> Json<Status> {
             digest_alerts: o.digest_alerts,
         })
         .collect();
-    let store_status = match &live.store {
-        Ok(store) => {
-            let stats = store.commit_stats();
-            use std::sync::atomic::Ordering::Relaxed;
-            StoreEntry {
-                data_dir: store.dir().display().to_string(),
-                size_on_disk: Some(store.size_on_disk()),
-                commits: Some(stats.flushes.load(Relaxed)),
-                commit_requests: Some(stats.requests.load(Relaxed)),
-                largest_commit_batch: Some(stats.largest_batch.load(Relaxed)),
-                error: None,
-            }
-        }
+    let status = match &live.store {
+        Ok(store) => store.status().await.map_err(|e| e.to_string()),
+        Err(why) => Err(why.clone()),
+    };
+    let store_status = match status {
+        Ok(st) => StoreEntry {
+            data_dir: st.location,
+            size_on_disk: Some(st.bytes_on_disk),
+            commits: Some(st.commits),
+            commit_requests: Some(st.commit_requests),
+            largest_commit_batch: Some(st.largest_commit_batch),
+            error: None,
+        },
         Err(why) => StoreEntry {
             data_dir: live.config.server.data_dir.display().to_string(),
-            error: Some(why.clone()),
+            error: Some(why),
             ..StoreEntry::default()
         },
     };
@@ -90,10 +93,11 @@ pub(super) async fn get_metrics(State(app): State<AppState>) -> Response {
         let r = [("robot", name.as_str())];
         let s = h.status();
         if let Some(store) = store {
-            let pending = store.pending(name).unwrap_or(0);
+            let pending = store.pending(name).await.unwrap_or(0);
             m.gauge("sluice_pending_alerts", &r).set(pending as f64);
             let age = store
                 .oldest_pending_ms(name)
+                .await
                 .ok()
                 .flatten()
                 .map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0);
@@ -127,17 +131,17 @@ pub(super) async fn get_metrics(State(app): State<AppState>) -> Response {
     }
     m.gauge("sluice_store_up", &[])
         .set(if store.is_some() { 1.0 } else { 0.0 });
-    if let Some(store) = store {
-        use std::sync::atomic::Ordering::Relaxed;
-        let stats = store.commit_stats();
+    if let Some(store) = store
+        && let Ok(st) = store.status().await
+    {
         m.counter("sluice_commit_flushes_total", &[])
-            .absolute(stats.flushes.load(Relaxed));
+            .absolute(st.commits);
         m.counter("sluice_commit_requests_total", &[])
-            .absolute(stats.requests.load(Relaxed));
+            .absolute(st.commit_requests);
         m.gauge("sluice_commit_batch_largest", &[])
-            .set(stats.largest_batch.load(Relaxed) as f64);
+            .set(st.largest_commit_batch as f64);
         m.gauge("sluice_store_size_bytes", &[])
-            .set(store.size_on_disk() as f64);
+            .set(st.bytes_on_disk as f64);
     }
     (
         [(

@@ -28,7 +28,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::wal::crc32;
+use super::wal::crc32;
 
 /// A new segment is started once the active one would pass this size.
 pub const SEGMENT_BYTES: u64 = 8 << 20;
@@ -174,7 +174,7 @@ impl Blobs {
     pub fn open(dir: &Path, floor: u32, segment_bytes: u64) -> std::io::Result<Blobs> {
         std::fs::create_dir_all(dir)?;
         let mut segs = BTreeMap::new();
-        for (seg, path) in crate::wal::numbered_files(dir, "seg-", ".blob")? {
+        for (seg, path) in super::wal::numbered_files(dir, "seg-", ".blob")? {
             let Ok(seg) = u32::try_from(seg) else {
                 continue;
             };

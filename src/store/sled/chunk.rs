@@ -1,5 +1,5 @@
 //! How the store keeps alerts: several consecutive alerts of one robot in one chunk (its bytes
-//! in the blob files, a 21-byte reference in sled: [`crate::blob`]), each alert in a compact
+//! in the blob files, a 21-byte reference in sled: [`super::blob`]), each alert in a compact
 //! binary form.
 //!
 //! sled costs about 10 µs of CPU per inserted key whatever its size (measured on this machine),

@@ -7,7 +7,7 @@
 //! records gathered since the last one with one `write` and one `fdatasync`. sled flushes
 //! itself in the background, and once the log passes [`CHECKPOINT_BYTES`] the commit thread
 //! starts a new file, flushes sled, and deletes the old file. At open, the store applies what
-//! the files hold before anything else (see `Store::open`).
+//! the files hold before anything else (see `SledStore::open`).
 //!
 //! A file is a sequence of records:
 //!
