@@ -20,6 +20,7 @@ mod backend;
 pub mod blob;
 pub mod chunk;
 mod commit;
+mod flush;
 mod keys;
 mod lane;
 mod prune;
@@ -65,6 +66,8 @@ pub struct SledStore {
     wal: Arc<Mutex<Vec<u8>>>,
     /// The next digest id: dense, and never one that was used before (see [`NEXT_DIGEST`]).
     next_digest: std::sync::atomic::AtomicU64,
+    /// Concurrent [`SledStore::flush`] calls share flushes.
+    flushes: flush::FlushGroup,
 }
 
 impl SledStore {
@@ -135,6 +138,7 @@ impl SledStore {
             health: Arc::new(Health::default()),
             wal: Arc::new(Mutex::new(Vec::new())),
             next_digest: std::sync::atomic::AtomicU64::new(1),
+            flushes: flush::FlushGroup::default(),
         };
         // sled alone must pass the damage checks (what it flushed is never lost); only then may
         // the write-ahead log add what came after its last flush.

@@ -257,10 +257,22 @@ impl SledStore {
         if let Some(e) = self.health.error() {
             return Err(StoreError::failed(e));
         }
-        durable_flush(&self.db, &self.meta, &self.sink.blobs).map_err(|e| {
-            self.health.fail(&e.to_string());
-            StoreError::Write(e)
-        })
+        let mut failure = None;
+        let flushed = self.flushes.flush(|| {
+            durable_flush(&self.db, &self.meta, &self.sink.blobs).map_err(|e| {
+                let text = e.to_string();
+                self.health.fail(&text);
+                failure = Some(e);
+                text
+            })
+        });
+        match (flushed, failure) {
+            (Ok(()), _) => Ok(()),
+            // This caller ran the flush that failed: its error, with its source.
+            (Err(_), Some(e)) => Err(StoreError::Write(e)),
+            // Another caller's flush failed, and failed the store.
+            (Err(why), None) => Err(StoreError::failed(why)),
+        }
     }
 
     /// A stored value's chunk bytes: read from the blob files for a reference, the value itself
