@@ -540,9 +540,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::digest::tests::{
-        T0, UTC, alert, arb_alert, arb_spec_parts, shanghai, size, spec, zones,
-    };
+    use crate::digest::tests::model::{arb_alert, arb_spec_parts, zones};
+    use crate::digest::tests::{T0, UTC, alert, shanghai, size, spec};
     use crate::digest::{ALL_EXTRAS, DigestSpec, MIN_BUDGET, Plan, footer, render};
 
     fn builtin() -> Templates {
