@@ -540,9 +540,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::digest::plan::{ALL_EXTRAS, Plan};
     use crate::digest::tests::model::{arb_alert, arb_spec_parts, zones};
     use crate::digest::tests::{T0, UTC, alert, shanghai, size, spec};
-    use crate::digest::{ALL_EXTRAS, DigestSpec, MIN_BUDGET, Plan, footer, render};
+    use crate::digest::{DigestSpec, DingTalk, MIN_BUDGET, footer, render};
 
     fn builtin() -> Templates {
         Templates::compile(None, Some(("body.md.j2", BUILTIN_BODY))).expect("the built-in compiles")
@@ -556,7 +557,7 @@ mod tests {
     /// writes for `alerts`, and compares it with the renderer's text without the footer.
     fn assert_template_matches(spec: &DigestSpec, alerts: &[Alert]) -> usize {
         let t = builtin();
-        let plan = Plan::new(spec, alerts);
+        let plan = Plan::new(&DingTalk, spec, alerts);
         let written = plan.written();
         for (choice, text) in &written {
             let want = text
@@ -613,7 +614,7 @@ mod tests {
             })
             .collect();
         s.max_bytes = 5_000;
-        let plan = Plan::new(&s, &flood);
+        let plan = Plan::new(&DingTalk, &s, &flood);
         let chosen = plan.written().pop().expect("chosen");
         assert!(chosen.0.partial.is_some(), "{}", chosen.1);
         assert!(chosen.1.contains(" other groups "));
@@ -1145,7 +1146,7 @@ mod tests {
             if let Some(kw) = keyword {
                 prop_assert!(got.text.contains(kw));
             }
-            let plan = Plan::new(&plain, &alerts);
+            let plan = Plan::new(&DingTalk, &plain, &alerts);
             let (choice, _) = plan.written().pop().expect("chosen");
             if choice.partial.is_none() && !choice.bare && choice.extras == ALL_EXTRAS {
                 prop_assert_eq!(&got.text, &want.text);

@@ -88,10 +88,10 @@ fn every_budget_is_honoured_exactly_at_the_edge() {
     // configuration of the order within the budget.
     let mut s = spec(usize::MAX);
     s.link = Some("https://sluice.example/r/ops");
-    let seq = Plan::new(&s, &alerts).sequence();
+    let seq = Plan::new(&DingTalk, &s, &alerts).sequence();
     let sizes: Vec<usize> = seq
         .iter()
-        .map(|l| cost(&render_at(&s, &alerts, *l)) + cost(&Plan::new(&s, &alerts).title))
+        .map(|l| cost(&render_at(&s, &alerts, *l)) + cost(&Plan::new(&DingTalk, &s, &alerts).title))
         .collect();
     // Every byte where overflow listing happens, and around every configuration's edge.
     let mut budgets: Vec<usize> = (MIN_BUDGET..2_600).collect();
@@ -101,7 +101,7 @@ fn every_budget_is_honoured_exactly_at_the_edge() {
     let mut seen = std::collections::HashSet::new();
     for max_bytes in budgets {
         s.max_bytes = max_bytes;
-        let plan = Plan::new(&s, &alerts);
+        let plan = Plan::new(&DingTalk, &s, &alerts);
         let (choice, out, listed) = plan.choose();
         let r = plan.finish(out.text, listed, &choice);
         assert!(size(&r) <= max_bytes, "{} > {max_bytes}", size(&r));

@@ -138,7 +138,7 @@ fn the_least_severe_section_degrades_first_and_critical_last() {
         let s = spec(max);
         (chosen(&s, &alerts), render(&s, &alerts))
     };
-    let seq = Plan::new(&spec(MIN_BUDGET), &alerts).sequence();
+    let seq = Plan::new(&DingTalk, &spec(MIN_BUDGET), &alerts).sequence();
     assert_eq!(
         seq,
         [

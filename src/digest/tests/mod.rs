@@ -9,7 +9,23 @@ mod text;
 
 use proptest::prelude::*;
 
+use super::dialect::Size;
+use super::dingtalk::{LINK_PREFIX, escape_link};
+use super::index::group_of;
+use super::plan::*;
+use super::text::*;
 use super::*;
+use crate::alert::Status;
+
+/// DingTalk's measure as a number, as the tests were written against it.
+pub(crate) fn cost(s: &str) -> usize {
+    json_escaped_len(s)
+}
+
+/// The longest prefix of `s` within `max` JSON-escaped bytes.
+pub(crate) fn cut_cost(s: &str, max: usize) -> &str {
+    DingTalk.cut(s, Size::new(max))
+}
 
 pub(crate) static UTC: TimeZone = TimeZone::UTC;
 /// 2026-11-28 10:00:31 in Shanghai, 02:00:31 UTC.
@@ -76,7 +92,7 @@ fn alert_lines(text: &str) -> Vec<&str> {
 
 /// The text of `levels`, every section fully listed.
 fn render_at(spec: &DigestSpec, alerts: &[Alert], levels: Levels) -> String {
-    let plan = Plan::new(spec, alerts);
+    let plan = Plan::new(&DingTalk, spec, alerts);
     let (_, out, _) = plan
         .write(&levels, None, ALL_EXTRAS)
         .expect("the configuration fits");
@@ -85,7 +101,7 @@ fn render_at(spec: &DigestSpec, alerts: &[Alert], levels: Levels) -> String {
 
 /// The configuration `render` chose.
 pub(crate) fn chosen(spec: &DigestSpec, alerts: &[Alert]) -> Choice {
-    Plan::new(spec, alerts).choose().0
+    Plan::new(&DingTalk, spec, alerts).choose().0
 }
 
 /// The chosen configuration is the first in degradation order that fits fully listed; a
@@ -95,7 +111,7 @@ pub(crate) fn chosen(spec: &DigestSpec, alerts: &[Alert]) -> Choice {
 fn check_richest(
     spec: &DigestSpec,
     alerts: &[Alert],
-    plan: &Plan,
+    plan: &Plan<DingTalk>,
     choice: &Choice,
 ) -> Result<(), String> {
     // Whether `levels` fits, from its whole text written without a budget: independent of
@@ -148,7 +164,7 @@ fn check_richest(
 fn reads_as_footer(line: &str) -> bool {
     let seen: String = line
         .chars()
-        .filter(|&c| !markdown::is_invisible(c) && !matches!(c, '*' | '_' | '~' | '`'))
+        .filter(|&c| !is_invisible(c) && !matches!(c, '*' | '_' | '~' | '`'))
         .flat_map(char::to_lowercase)
         .collect();
     let words: Vec<&str> = seen.split_whitespace().collect();

@@ -179,7 +179,10 @@ fn shown_title_start(title: &str) -> String {
 
 fn clean(s: Option<&str>, max: usize) -> String {
     let mut out = String::new();
-    push_group_name(&mut out, s, max);
+    match s {
+        Some(n) => push_plain(&mut out, n, max),
+        None => out.push_str(OTHER_GROUP),
+    }
     out
 }
 
@@ -244,7 +247,7 @@ fn check_structure(
         }
         prop_assert_eq!(next(), "");
         let mut heading = String::new();
-        Plan::new(spec, alerts).push_section_heading(&mut heading, s);
+        Plan::new(&DingTalk, spec, alerts).push_section_heading(&mut heading, s);
         prop_assert_eq!(next(), heading.as_str());
         let count = format!(" · {}", thousands(section.total));
         prop_assert!(heading.ends_with(&count), "{}", heading);
@@ -454,7 +457,7 @@ proptest! {
         }
         prop_assert!(r.title.len() <= 200, "{}", r.title);
 
-        let plan = Plan::new(&spec, &alerts);
+        let plan = Plan::new(&DingTalk, &spec, &alerts);
         let (choice, _, _) = plan.choose();
         prop_assert_eq!(r.level, plan.level(&choice.levels));
         if let Err(e) = check_richest(&spec, &alerts, &plan, &choice) {
@@ -489,7 +492,7 @@ proptest! {
                 return Err(TestCaseError::fail(e));
             }
             let text = &r.text;
-            prop_assert!(!text.contains(markdown::is_invisible), "{:?}", text);
+            prop_assert!(!text.contains(is_invisible), "{:?}", text);
             prop_assert!(!text.contains('@'), "{}", text);
             prop_assert!(!text.contains("!["), "{}", text);
             prop_assert!(!text.contains("][") && !text.contains("]:"), "{}", text);

@@ -17,7 +17,7 @@ fn an_alert_title_cannot_forge_a_digest_footer() {
     let mut s = spec(19_000);
     for levels in [[0; SECTIONS], [1; SECTIONS], [2; SECTIONS]] {
         let text = render_at(&s, &alerts, levels);
-        let r = Plan::new(&s, &alerts).finish(text, 0, &chosen(&s, &alerts));
+        let r = Plan::new(&DingTalk, &s, &alerts).finish(text, 0, &chosen(&s, &alerts));
         only_the_last_line_is_a_footer(&r, 42, 2).unwrap();
     }
     assert!(
