@@ -1,8 +1,8 @@
 //! What a platform must say about a digest: how each block is written in its markup, and what
 //! a piece of text costs in its own measure of a message.
 //!
-//! The plan ([`super::plan`]) decides which blocks a digest has and what they say; the fit
-//! ([`super::fit`]) decides how many of them fit the budget; a dialect only writes one block at
+//! The plan (`plan`) decides which blocks a digest has and what they say; the fit
+//! (`fit`) decides how many of them fit the budget; a dialect only writes one block at
 //! a time and measures text. Everything the fitting guarantee leans on is a property of the
 //! dialect, checked for every dialect by the contract test (`digest::tests::contract`):
 //!
@@ -118,7 +118,7 @@ impl<D: ?Sized> Sum for Size<D> {
 /// A platform's way of writing a digest. Each `write_*` method appends one block (or one line
 /// of a block) to `out`, without the break before it, which the plan writes. Alert content
 /// reaches a dialect only through [`Entry`], [`GroupLine`], [`Overflow`] and the group names of
-/// [`Dialect::group`], and the dialect escapes it; everything else was written by sluice or the
+/// [`Dialect::write_group`], and the dialect escapes it; everything else was written by sluice or the
 /// configuration and goes out as it is.
 pub trait Dialect {
     /// Between two blocks (a heading and what follows, two sections, the footer).

@@ -1,4 +1,16 @@
-//! Merging a batch of alerts into one markdown digest for a DingTalk robot.
+//! Merging a batch of alerts into one digest for a chat robot (DingTalk's markdown today).
+//!
+//! # Modules
+//!
+//! - `plan` (with `index`): platform-neutral; what a digest says, block by block,
+//!   and the accounting.
+//! - `fit`: the budget search, generic over a [`Dialect`], in the dialect's [`Size`].
+//! - [`dialect`]: the trait a platform implements, and what it must guarantee.
+//! - [`dingtalk`]: DingTalk's dialect ([`DingTalk`]) and its escaping (`dingtalk::markdown`).
+//! - `context` (the template context), `clock` (times), `text` (shared text helpers),
+//!   [`template`] (custom templates).
+//!
+//! [`render`] writes DingTalk; [`render_in`] any dialect. The layout below is DingTalk's.
 //!
 //! # Layout
 //!
@@ -30,7 +42,7 @@
 //! (headings, bold, list items, quotes, links); nothing from an alert can break a line or start
 //! one of its own, and every cut is on a character boundary.
 //!
-//! Alert content is written in DingTalk's dialect by `markdown`: titles, group names and
+//! Alert content is written in DingTalk's dialect by `dingtalk::markdown`: titles, group names and
 //! labels as plain text, texts keeping only web links and emphasis; nothing from an alert is an
 //! image, raw HTML, a mention, a bidi control or a line that reads as the footer. Every cost
 //! below is measured on the escaped text, so the escaping never breaks the budget.
@@ -78,7 +90,7 @@
 //! # Templates
 //!
 //! With [`DigestSpec::templates`], the title and/or body come from minijinja templates
-//! ([`crate::template`]) rendered against the context of each configuration in the same order;
+//! ([`template`]) rendered against the context of each configuration in the same order;
 //! the footer is appended by [`render`] in every case, so accounting never depends on a template.
 
 use jiff::tz::TimeZone;
@@ -102,7 +114,7 @@ pub use dialect::{Dialect, Size};
 pub use dingtalk::{DingTalk, json_escaped_len};
 pub(crate) use dingtalk::{plain, push_plain, push_quote, push_rich};
 pub use plan::MIN_BUDGET;
-pub use plan::{footer, parse_footer};
+pub use plan::{Entry, GroupLine, Overflow, Section, Summary, SummaryLine, footer, parse_footer};
 pub(crate) use text::excerpt;
 pub use text::{cut_utf8, thousands};
 

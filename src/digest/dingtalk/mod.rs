@@ -1,5 +1,5 @@
 //! DingTalk's dialect: how each block of a digest is written in DingTalk's markdown subset
-//! (headings, bold, list items, quotes, links), how alert content is escaped ([`markdown`]), and
+//! (headings, bold, list items, quotes, links), how alert content is escaped (`markdown`), and
 //! what a message costs: the bytes its title and text take inside the JSON request body
 //! ([`json_escaped_len`]), which is what DingTalk's size limit counts.
 //!
@@ -12,8 +12,8 @@
 //! [full alert list](<link>)
 //! ```
 //!
-//! Every piece of alert-derived text goes through [`markdown::escape`] (by [`push_plain`],
-//! [`push_rich`], [`push_quote`], which the template filters and formatter call too, so the
+//! Every piece of alert-derived text goes through `markdown::escape` (by `push_plain`,
+//! `push_rich`, `push_quote`, which the template filters and formatter call too, so the
 //! renderer and the built-in template agree byte for byte); what sluice or the configuration
 //! wrote (headings, counts, times, the link, the keyword) goes out as it is. `escape` hands out
 //! its pieces in order and never takes one back, so a cut on a character boundary is a prefix

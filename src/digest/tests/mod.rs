@@ -1,6 +1,7 @@
 //! The renderer's tests, by theme; helpers shared by them (and by `template`'s tests) here.
 
 mod budget;
+mod contract;
 mod layout;
 mod levels;
 pub(crate) mod model;

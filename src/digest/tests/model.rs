@@ -71,7 +71,7 @@ fn hostile_string() -> impl Strategy<Value = String> {
     prop::collection::vec(piece, 0..8).prop_map(|v| v.concat())
 }
 
-fn arb_hostile_alert() -> impl Strategy<Value = Alert> {
+pub(crate) fn arb_hostile_alert() -> impl Strategy<Value = Alert> {
     (
         hostile_string(),
         prop::option::of(hostile_string()),
