@@ -47,6 +47,8 @@
 
 use std::borrow::Cow;
 
+use crate::digest::text::{breaks_line, is_blank, is_invisible};
+
 /// What alert content may do in the digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -54,35 +56,6 @@ pub(crate) enum Kind {
     Plain,
     /// Alert texts: links to the web and emphasis are kept.
     Rich,
-}
-
-/// Characters removed from alert content: they are invisible, and bidi controls reorder what
-/// follows (`evil\u{202E}txt.exe`); between the letters of `sluice digest` they would hide it.
-pub(crate) fn is_invisible(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00AD}'
-            | '\u{034F}'
-            | '\u{061C}'
-            | '\u{180E}'
-            | '\u{200B}'
-            | '\u{200E}'
-            | '\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{FEFF}'
-    )
-}
-
-/// Whitespace, control and invisible characters: trimmed from the ends of alert content.
-pub(crate) fn is_blank(c: char) -> bool {
-    c.is_whitespace() || c.is_control() || is_invisible(c)
-}
-
-/// Characters that could end a markdown line (or render as one); they become spaces.
-pub(crate) fn breaks_line(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// Writes one line of alert content as `kind`, trimmed, piece by piece to `emit` (a character,

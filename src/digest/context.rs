@@ -1,0 +1,344 @@
+//! The template context of a configuration ([`crate::digest::template`] documents every
+//! field): only what that configuration shows, built from the same plan the renderer writes.
+
+use jiff::tz::TimeZone;
+use serde::Serialize;
+
+use super::DigestSpec;
+use super::dialect::Dialect;
+use super::dingtalk::DingTalk;
+use super::index::{Group, Line};
+use super::plan::{
+    ALL_EXTRAS, Choice, GROUP_TITLES, Levels, OTHER_GROUP, OVERFLOW_GROUPS, Plan, RESOLVED,
+    SECTION_NAMES, Summary, overflow_order,
+};
+use crate::alert::Severity;
+
+impl<D: Dialect> Plan<'_, D> {
+    /// The template context of `choice`: only what that configuration shows.
+    pub(crate) fn context(&self, choice: &Choice) -> minijinja::Value {
+        let levels = &choice.levels;
+        let bare = choice.bare;
+        let section = |s: usize| -> Option<CtxSection<'_>> {
+            if !self.nonempty(s) {
+                return None;
+            }
+            let level = if bare { 3 } else { levels[s] };
+            let all = &self.index.sections[s];
+            let shown = match choice.partial {
+                Some((p, n)) if p == s => n,
+                _ if level < 3 => all.len(),
+                _ => 0,
+            };
+            let groups = all[..shown]
+                .iter()
+                .map(|&g| self.ctx_group(s, g, level))
+                .collect();
+            let overflow = (shown < all.len() && level < 3)
+                .then(|| ctx_overflow(&self.index.groups, &all[shown..]));
+            let mut by_severity = CtxSeverities::default();
+            for sev in Severity::ALL {
+                let n = if s == RESOLVED {
+                    self.index.resolved_by_severity[sev.index()]
+                } else if s == sev.index() {
+                    self.index.section_total[s]
+                } else {
+                    0
+                };
+                match sev {
+                    Severity::Critical => by_severity.critical = n,
+                    Severity::Error => by_severity.error = n,
+                    Severity::Warning => by_severity.warning = n,
+                    Severity::Info => by_severity.info = n,
+                }
+            }
+            Some(CtxSection {
+                name: SECTION_NAMES[s],
+                severity: (s != RESOLVED).then(|| Severity::ALL[s].as_str()),
+                status: if s == RESOLVED { "resolved" } else { "firing" },
+                count: self.index.section_total[s],
+                level,
+                by_severity,
+                groups,
+                overflow,
+            })
+        };
+        let total = &self.index.section_total;
+        let safe = |s: &str| minijinja::Value::from_safe_string(s.to_string());
+        let ctx = Context {
+            robot: safe(self.spec.robot),
+            id: self.spec.id,
+            title: safe(&self.title),
+            keyword: self.spec.keyword.map(safe),
+            link: self
+                .link
+                .as_deref()
+                .filter(|_| choice.extras.link && !bare)
+                .map(safe),
+            // The title's split, not the records' (`Rendered::counts`): each alert once.
+            counts: CtxCounts {
+                critical: total[Severity::Critical.index()],
+                error: total[Severity::Error.index()],
+                warning: total[Severity::Warning.index()],
+                info: total[Severity::Info.index()],
+                firing: total[..RESOLVED].iter().sum(),
+                resolved: total[RESOLVED],
+                total: self.alerts.len() as u64,
+            },
+            time_range: self
+                .range
+                .filter(|_| choice.extras.range && !bare)
+                .map(|(from, to)| CtxRange {
+                    from: self.clock.full(from),
+                    to: self.clock.full(to),
+                    text: self.range_text.clone().unwrap_or_default(),
+                }),
+            from_ms: self.range.map(|r| r.0),
+            to_ms: self.range.map(|r| r.1),
+            catch_up: self
+                .spec
+                .catch_up
+                .filter(|_| choice.extras.catch_up && !bare)
+                .map(|(since, until)| CtxCatchUp {
+                    since: self.clock.full_minutes(since),
+                    until: self.clock.full_minutes(until),
+                    since_ms: since,
+                    until_ms: until,
+                    text: self.catch_up_text.clone().unwrap_or_default(),
+                }),
+            level: if bare { 3 } else { self.level(levels) },
+            sections: (0..RESOLVED).filter_map(section).collect(),
+            resolved: section(RESOLVED),
+            summary: if bare { None } else { self.summary(levels) },
+        };
+        minijinja::Value::from(minijinja::value::Serde(&ctx))
+    }
+
+    fn ctx_group(&self, s: usize, g: usize, level: u8) -> CtxGroup<'_> {
+        let group = &self.index.groups[g];
+        let lines = self.index.lines(g, self.alerts);
+        let top = level == 2;
+        let lines = if top {
+            &lines[..lines.len().min(GROUP_TITLES)]
+        } else {
+            lines
+        };
+        let alerts = self.entry_values[g][usize::from(top)]
+            .get_or_init(|| {
+                lines
+                    .iter()
+                    .map(|l| minijinja::Value::from(minijinja::value::Serde(self.ctx_alert(s, l))))
+                    .collect()
+            })
+            .clone();
+        let shown: u64 = lines.iter().map(|l| l.count).sum();
+        CtxGroup {
+            name: group.name.unwrap_or(OTHER_GROUP),
+            count: group.total,
+            alerts,
+            more: group.total - shown,
+        }
+    }
+
+    fn ctx_alert(&self, s: usize, line: &Line) -> CtxAlert<'_> {
+        let a = &self.alerts[line.first];
+        let (fired, resolved) = self.entry_times(s, line);
+        CtxAlert {
+            title: &a.title,
+            text: a.text.as_deref(),
+            severity: a.severity.as_str(),
+            status: if s == RESOLVED { "resolved" } else { "firing" },
+            labels: &a.labels,
+            fingerprint: &a.fingerprint,
+            source: a.source.as_deref(),
+            count: line.count,
+            occurrences: line.occurrences(s),
+            fired,
+            resolved,
+            fired_ms: line.fired,
+            resolved_ms: if s == RESOLVED { line.resolved } else { None },
+            time_ms: a.time_ms,
+            ends_ms: a.ends_ms,
+            received_ms: a.received_ms,
+        }
+    }
+}
+
+/// The template context; every field is documented in [`crate::digest::template`].
+#[derive(Serialize)]
+struct Context<'a> {
+    // What sluice or the configuration wrote goes out as it is, even printed without a filter
+    // (a value that is not safe is written as plain text; see `crate::template`).
+    robot: minijinja::Value,
+    id: u64,
+    title: minijinja::Value,
+    keyword: Option<minijinja::Value>,
+    link: Option<minijinja::Value>,
+    counts: CtxCounts,
+    time_range: Option<CtxRange>,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+    catch_up: Option<CtxCatchUp>,
+    level: u8,
+    sections: Vec<CtxSection<'a>>,
+    resolved: Option<CtxSection<'a>>,
+    summary: Option<Summary>,
+}
+
+#[derive(Serialize)]
+struct CtxCounts {
+    critical: u64,
+    error: u64,
+    warning: u64,
+    info: u64,
+    firing: u64,
+    resolved: u64,
+    total: u64,
+}
+
+#[derive(Serialize, Default)]
+struct CtxSeverities {
+    critical: u64,
+    error: u64,
+    warning: u64,
+    info: u64,
+}
+
+#[derive(Serialize)]
+struct CtxRange {
+    from: String,
+    to: String,
+    text: String,
+}
+
+#[derive(Serialize)]
+struct CtxCatchUp {
+    since: String,
+    until: String,
+    since_ms: i64,
+    until_ms: i64,
+    text: String,
+}
+
+#[derive(Serialize)]
+struct CtxSection<'a> {
+    name: &'static str,
+    severity: Option<&'static str>,
+    status: &'static str,
+    count: u64,
+    level: u8,
+    by_severity: CtxSeverities,
+    groups: Vec<CtxGroup<'a>>,
+    overflow: Option<CtxOverflow<'a>>,
+}
+
+#[derive(Serialize)]
+struct CtxGroup<'a> {
+    name: &'a str,
+    count: u64,
+    /// A list of [`CtxAlert`], converted once per group.
+    alerts: minijinja::Value,
+    more: u64,
+}
+
+#[derive(Serialize)]
+struct CtxAlert<'a> {
+    title: &'a str,
+    text: Option<&'a str>,
+    severity: &'static str,
+    status: &'static str,
+    labels: &'a crate::alert::Labels,
+    fingerprint: &'a str,
+    source: Option<&'a str>,
+    count: u64,
+    occurrences: u64,
+    fired: Option<String>,
+    resolved: Option<String>,
+    fired_ms: Option<i64>,
+    resolved_ms: Option<i64>,
+    time_ms: Option<i64>,
+    ends_ms: Option<i64>,
+    received_ms: i64,
+}
+
+#[derive(Serialize)]
+struct CtxOverflow<'a> {
+    count: u64,
+    groups: Vec<CtxNamed<'a>>,
+    other_groups: u64,
+    other_count: u64,
+}
+
+#[derive(Serialize)]
+struct CtxNamed<'a> {
+    name: &'a str,
+    count: u64,
+}
+
+fn ctx_overflow<'a>(groups: &[Group<'a>], rest: &[usize]) -> CtxOverflow<'a> {
+    let sorted = overflow_order(groups, rest);
+    let named = &sorted[..sorted.len().min(OVERFLOW_GROUPS)];
+    let others = &sorted[named.len()..];
+    CtxOverflow {
+        count: sorted.iter().map(|r| r.0).sum(),
+        groups: named
+            .iter()
+            .map(|&(count, g)| CtxNamed {
+                name: groups[g].name.unwrap_or(OTHER_GROUP),
+                count,
+            })
+            .collect(),
+        other_groups: others.len() as u64,
+        other_count: others.iter().map(|r| r.0).sum(),
+    }
+}
+
+/// Contexts that take a template down every branch it can have, for
+/// [`Templates::compile`](crate::digest::template::Templates::compile): the sample alerts at every
+/// configuration of the degradation order, with an overflow line, bare, and a digest of no alerts
+/// with every optional value none.
+pub(crate) fn sample_contexts() -> Vec<minijinja::Value> {
+    /// 2026-11-28 10:05:02 in Shanghai.
+    const NOW: i64 = 1_795_831_502_000;
+    const MIN: i64 = 60_000;
+    let tz = TimeZone::UTC;
+    let alerts = crate::digest::template::sample_alerts(NOW);
+    let spec = DigestSpec {
+        robot: "sample",
+        id: 1,
+        keyword: Some("alert"),
+        link: Some("https://sluice.example/v1/digests/1"),
+        max_bytes: 20_000,
+        tz: &tz,
+        catch_up: Some((NOW - 45 * MIN, NOW - 2 * MIN)),
+        templates: None,
+    };
+    let plan = Plan::new(&DingTalk, &spec, &alerts);
+    let seq = plan.sequence();
+    let full = |levels: &Levels| Choice {
+        levels: *levels,
+        partial: None,
+        extras: ALL_EXTRAS,
+        bare: false,
+    };
+    let mut contexts: Vec<minijinja::Value> = seq.iter().map(|l| plan.context(&full(l))).collect();
+    if let (Some(floor), Some(s)) = (seq.iter().rev().nth(1), plan.first_section()) {
+        contexts.push(plan.context(&Choice {
+            partial: Some((s, 1)),
+            ..full(floor)
+        }));
+    }
+    contexts.push(plan.context(&Choice {
+        bare: true,
+        ..plan.counted_only()
+    }));
+    let none = DigestSpec {
+        keyword: None,
+        link: None,
+        catch_up: None,
+        ..spec
+    };
+    let plan = Plan::new(&DingTalk, &none, &[]);
+    contexts.push(plan.context(&plan.counted_only()));
+    contexts
+}

@@ -1,0 +1,330 @@
+//! DingTalk's dialect: how each block of a digest is written in DingTalk's markdown subset
+//! (headings, bold, list items, quotes, links), how alert content is escaped (`markdown`), and
+//! what a message costs: the bytes its title and text take inside the JSON request body
+//! ([`json_escaped_len`]), which is what DingTalk's size limit counts.
+//!
+//! ```text
+//! ### <title>
+//! #### Critical · 3              #### ✅ Resolved · 2           #### Counts · 5
+//! **dq_orders** · 3              - **dq_orders** ×3: a; b; c …  - critical: 3 firing, 1 resolved
+//! - <title> ×3 — <excerpt>       - replication lag 45s — fired 10:00, resolved 10:05
+//! > <text, up to three lines>    - … and 1,234 more: dq_orders 800, …, 3 other groups 12
+//! [full alert list](<link>)
+//! ```
+//!
+//! Every piece of alert-derived text goes through `markdown::escape` (by `push_plain`,
+//! `push_rich`, `push_quote`, which the template filters and formatter call too, so the
+//! renderer and the built-in template agree byte for byte); what sluice or the configuration
+//! wrote (headings, counts, times, the link, the keyword) goes out as it is. `escape` hands out
+//! its pieces in order and never takes one back, so a cut on a character boundary is a prefix
+//! of the whole, and every size is measured on the escaped output.
+//!
+//! It lives under `digest/`, not `provider/dingtalk/`, because the template engine
+//! ([`super::template`]) calls its escaping in its filters and formatter when templates are
+//! compiled at config load, and `digest` must not import `provider`.
+
+pub(crate) mod markdown;
+
+use markdown::Kind;
+
+use super::dialect::{Dialect, Size};
+use super::plan::{
+    EXCERPT_BYTES, Entry, GROUP_TITLE_BYTES, GroupLine, HEADING_GROUP_BYTES, OVERFLOW_GROUP_BYTES,
+    Overflow, QUOTE_BYTES, QUOTE_LINES, Section, Summary, TITLE_BYTES,
+};
+use super::text::{ELLIPSIS, cut_utf8, is_blank, push_thousands};
+
+/// DingTalk's markdown messages (`msgtype: markdown`), measured in JSON-escaped bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DingTalk;
+
+impl Dialect for DingTalk {
+    const BLOCK_BREAK: &'static str = "\n\n";
+    const LINE_BREAK: &'static str = "\n";
+
+    fn size(&self, s: &str) -> Size<Self> {
+        Size::new(json_escaped_len(s))
+    }
+
+    fn write_plain(&self, out: &mut String, s: &str, max: usize) {
+        push_plain(out, s, max);
+    }
+
+    /// `### <title>`
+    fn write_title(&self, out: &mut String, title: &str) {
+        out.push_str("### ");
+        out.push_str(title);
+    }
+
+    /// `#### <Section> · <n>`, `#### ✅ Resolved · <n>`
+    fn write_section(&self, out: &mut String, section: &Section) {
+        out.push_str("#### ");
+        if section.resolved {
+            out.push_str("✅ ");
+        }
+        out.push_str(section.name);
+        out.push_str(" · ");
+        push_thousands(out, section.count);
+    }
+
+    /// `**<group>** · <n>`
+    fn write_group(&self, out: &mut String, name: &str, count: u64) {
+        out.push_str("**");
+        push_plain(out, name, HEADING_GROUP_BYTES);
+        out.push_str("** · ");
+        push_thousands(out, count);
+    }
+
+    /// `- <title> ×<n> — <excerpt>` in a firing section, `- <title> ×<n> — fired 10:00,
+    /// resolved 10:05` in the resolved one; the quote (level 0) follows on its own lines.
+    fn write_entry(&self, out: &mut String, e: &Entry) {
+        out.push_str("- ");
+        push_plain(out, e.title, TITLE_BYTES);
+        if e.occurrences > 1 {
+            out.push_str(" ×");
+            push_thousands(out, e.occurrences);
+        }
+        if let Some((fired, resolved)) = &e.times {
+            out.push_str(" — ");
+            if let Some(f) = fired {
+                out.push_str("fired ");
+                out.push_str(f);
+                out.push_str(", ");
+            }
+            out.push_str("resolved ");
+            out.push_str(resolved.as_deref().unwrap_or("?"));
+        } else if let Some(x) = e.excerpt {
+            out.push_str(" — ");
+            push_rich(out, x, EXCERPT_BYTES);
+        }
+        if let Some(t) = e.quote {
+            let start = out.len();
+            out.push_str(Self::LINE_BREAK);
+            push_quote(out, t);
+            if out.len() == start + Self::LINE_BREAK.len() {
+                out.truncate(start);
+            }
+        }
+    }
+
+    /// `- **<group>** ×<n>: <title>; <title>; <title> …`
+    fn write_group_line(&self, out: &mut String, g: &GroupLine) {
+        out.push_str("- **");
+        push_plain(out, g.name, HEADING_GROUP_BYTES);
+        out.push_str("** ×");
+        push_thousands(out, g.count);
+        out.push_str(": ");
+        for (i, title) in g.titles.iter().enumerate() {
+            if i > 0 {
+                out.push_str("; ");
+            }
+            push_plain(out, title, GROUP_TITLE_BYTES);
+        }
+        if g.more {
+            out.push_str(" …");
+        }
+    }
+
+    /// `- … and <N> more: <group> <n>, …, <k> other groups <n>`
+    fn write_overflow(&self, out: &mut String, o: &Overflow) {
+        out.push_str("- … and ");
+        push_thousands(out, o.count);
+        out.push_str(" more: ");
+        for (i, &(name, n)) in o.groups.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            push_plain(out, name, OVERFLOW_GROUP_BYTES);
+            out.push(' ');
+            push_thousands(out, n);
+        }
+        if o.other_groups > 0 {
+            out.push_str(", ");
+            push_thousands(out, o.other_groups);
+            out.push_str(if o.other_groups == 1 {
+                " other group "
+            } else {
+                " other groups "
+            });
+            push_thousands(out, o.other_count);
+        }
+    }
+
+    /// `#### Counts · <N>` (when some section is listed above), then
+    /// `- <severity>: <n> firing, <m> resolved` lines.
+    fn write_counts(&self, out: &mut String, summary: &Summary) {
+        if summary.titled {
+            out.push_str("#### Counts · ");
+            push_thousands(out, summary.count);
+        }
+        for (i, l) in summary.lines.iter().enumerate() {
+            if i > 0 || summary.titled {
+                out.push_str(Self::LINE_BREAK);
+            }
+            out.push_str("- ");
+            out.push_str(l.severity);
+            out.push_str(": ");
+            if l.firing > 0 {
+                push_thousands(out, l.firing);
+                out.push_str(" firing");
+            }
+            if l.resolved > 0 {
+                if l.firing > 0 {
+                    out.push_str(", ");
+                }
+                push_thousands(out, l.resolved);
+                out.push_str(" resolved");
+            }
+        }
+    }
+
+    fn link_target(&self, link: &str) -> String {
+        escape_link(link)
+    }
+
+    /// `[full alert list](<link>)`
+    fn write_link(&self, out: &mut String, target: &str) {
+        out.push_str(LINK_PREFIX);
+        out.push_str(target);
+        out.push(')');
+    }
+}
+
+pub(crate) const LINK_PREFIX: &str = "[full alert list](";
+
+/// The link goes inside `(...)` on one line, so what would end the destination or the line is
+/// percent-encoded; ordinary URLs pass unchanged.
+pub(crate) fn escape_link(link: &str) -> String {
+    let mut s = String::with_capacity(link.len() + 8);
+    for c in link.trim().chars() {
+        if c.is_control() || c.is_whitespace() || matches!(c, '(' | ')' | '<' | '>') {
+            let mut bytes = [0u8; 4];
+            for b in c.encode_utf8(&mut bytes).bytes() {
+                s.push('%');
+                s.push(char::from(HEX[usize::from(b >> 4)]));
+                s.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+        } else {
+            s.push(c);
+        }
+    }
+    s
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Appends one line of alert content written as `kind` in DingTalk's dialect ([`markdown`]),
+/// cut to at most `max` bytes of what it shows (trailing blanks dropped at a cut); true if cut.
+fn push_escaped(out: &mut String, s: &str, max: usize, kind: Kind) -> bool {
+    let start = out.len();
+    let mut cut = false;
+    markdown::escape(s, kind, &mut |piece| {
+        let room = max - (out.len() - start);
+        if piece.len() > room {
+            out.push_str(cut_utf8(piece, room));
+            cut = true;
+            return false;
+        }
+        out.push_str(piece);
+        true
+    });
+    if cut {
+        let kept = out[start..].trim_end_matches(is_blank).len();
+        out.truncate(start + kept);
+    }
+    cut
+}
+
+/// Appends alert content that must read as plain text (a title, a group name, a label), cut to
+/// `max` bytes with `…`.
+pub(crate) fn push_plain(out: &mut String, s: &str, max: usize) {
+    if push_escaped(out, s, max, Kind::Plain) {
+        out.push_str(ELLIPSIS);
+    }
+}
+
+/// Appends a line of an alert's text, which keeps its web links and emphasis, cut to `max`
+/// bytes with `…`.
+pub(crate) fn push_rich(out: &mut String, s: &str, max: usize) {
+    if push_escaped(out, s, max, Kind::Rich) {
+        out.push_str(ELLIPSIS);
+    }
+}
+
+/// Alert content as plain text, whole (for values a template prints as they are).
+pub(crate) fn plain(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    push_plain(&mut out, s, usize::MAX);
+    out
+}
+
+/// Appends the text's first non-blank lines as a markdown quote (`> …` lines joined by `\n`),
+/// each written as rich alert content: at most 3 lines and 300 bytes of what they show, cut on a
+/// character boundary, `…` when there is more.
+pub(crate) fn push_quote(out: &mut String, text: &str) {
+    let mut room = QUOTE_BYTES;
+    let mut lines = text
+        .lines()
+        .map(|l| l.trim_matches(is_blank))
+        .filter(|l| !l.is_empty())
+        .peekable();
+    let mut shown = 0;
+    while let Some(l) = lines.next() {
+        let line_start = out.len();
+        if shown > 0 {
+            out.push('\n');
+        }
+        out.push_str("> ");
+        let body = out.len();
+        let cut = push_escaped(out, l, room, Kind::Rich);
+        let written = out.len() - body;
+        if written == 0 {
+            // No room left for even one character: mark the cut on the line before.
+            out.truncate(line_start);
+            if shown > 0 {
+                out.push_str(" …");
+            }
+            return;
+        }
+        shown += 1;
+        room -= written;
+        if cut {
+            out.push_str(ELLIPSIS);
+            return;
+        }
+        if shown == QUOTE_LINES {
+            if lines.peek().is_some() {
+                out.push_str(" …");
+            }
+            return;
+        }
+    }
+}
+
+/// Extra bytes serde_json spends on each byte when escaping a string: `\"`, `\\`, the short
+/// escapes `\b \t \n \f \r`, and `\u00XX` for the other control bytes. Bytes of multi-byte
+/// characters are never escaped.
+const ESCAPE_EXTRA: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = 5;
+        i += 1;
+    }
+    t[0x08] = 1;
+    t[b'\t' as usize] = 1;
+    t[b'\n' as usize] = 1;
+    t[0x0c] = 1;
+    t[b'\r' as usize] = 1;
+    t[b'"' as usize] = 1;
+    t[b'\\' as usize] = 1;
+    t
+};
+
+/// Byte length of `s` once serde_json escapes it, without the surrounding quotes.
+pub fn json_escaped_len(s: &str) -> usize {
+    s.len()
+        + s.bytes()
+            .map(|b| usize::from(ESCAPE_EXTRA[usize::from(b)]))
+            .sum::<usize>()
+}

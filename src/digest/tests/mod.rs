@@ -1,0 +1,241 @@
+//! The renderer's tests, by theme; helpers shared by them (and by `template`'s tests) here.
+
+mod budget;
+mod contract;
+mod layout;
+mod levels;
+pub(crate) mod model;
+mod safety;
+mod text;
+
+use proptest::prelude::*;
+
+use super::dialect::Size;
+use super::dingtalk::{LINK_PREFIX, escape_link};
+use super::index::group_of;
+use super::plan::*;
+use super::text::*;
+use super::*;
+use crate::alert::Status;
+
+/// DingTalk's measure as a number, as the tests were written against it.
+pub(crate) fn cost(s: &str) -> usize {
+    json_escaped_len(s)
+}
+
+/// The longest prefix of `s` within `max` JSON-escaped bytes.
+pub(crate) fn cut_cost(s: &str, max: usize) -> &str {
+    DingTalk.cut(s, Size::new(max))
+}
+
+pub(crate) static UTC: TimeZone = TimeZone::UTC;
+/// 2026-11-28 10:00:31 in Shanghai, 02:00:31 UTC.
+pub(crate) const T0: i64 = 1_795_831_231_000;
+const MIN: i64 = 60_000;
+
+pub(crate) fn shanghai() -> TimeZone {
+    TimeZone::get("Asia/Shanghai").expect("bundled tzdb")
+}
+
+pub(crate) fn alert(
+    title: &str,
+    severity: Severity,
+    group: Option<&str>,
+    fingerprint: &str,
+) -> Alert {
+    let mut labels = crate::alert::Labels::new();
+    if let Some(g) = group {
+        labels.insert("alertname".to_string(), g.to_string());
+    }
+    Alert {
+        title: title.to_string(),
+        text: None,
+        severity,
+        status: Status::Firing,
+        labels,
+        fingerprint: fingerprint.to_string(),
+        source: None,
+        time_ms: None,
+        ends_ms: None,
+        received_ms: T0,
+    }
+}
+
+fn resolved(mut a: Alert, at: i64) -> Alert {
+    a.status = Status::Resolved;
+    a.received_ms = at;
+    a
+}
+
+pub(crate) fn spec(max_bytes: usize) -> DigestSpec<'static> {
+    DigestSpec {
+        robot: "ops",
+        id: 42,
+        keyword: None,
+        link: None,
+        max_bytes,
+        tz: &UTC,
+        catch_up: None,
+        templates: None,
+    }
+}
+
+pub(crate) fn size(r: &Rendered) -> usize {
+    json_escaped_len(&r.title) + json_escaped_len(&r.text)
+}
+
+/// Lines that show alerts (not headings, group, overflow or count lines).
+fn alert_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| l.starts_with("- ") && !l.starts_with("- … and "))
+        .collect()
+}
+
+/// The text of `levels`, every section fully listed.
+fn render_at(spec: &DigestSpec, alerts: &[Alert], levels: Levels) -> String {
+    let plan = Plan::new(&DingTalk, spec, alerts);
+    let (_, out, _) = plan
+        .write(&levels, None, ALL_EXTRAS)
+        .expect("the configuration fits");
+    out.text
+}
+
+/// The configuration `render` chose.
+pub(crate) fn chosen(spec: &DigestSpec, alerts: &[Alert]) -> Choice {
+    Plan::new(&DingTalk, spec, alerts).choose().0
+}
+
+/// The chosen configuration is the first in degradation order that fits fully listed; a
+/// partial listing is the floor (the most severe section at level 2, all else counted) and
+/// only when that did not fit fully listed; counting everything comes after the floor did
+/// not fit even with an overflow line.
+fn check_richest(
+    spec: &DigestSpec,
+    alerts: &[Alert],
+    plan: &Plan<DingTalk>,
+    choice: &Choice,
+) -> Result<(), String> {
+    // Whether `levels` fits, from its whole text written without a budget: independent of
+    // the measuring that choosing does.
+    let unlimited = DigestSpec {
+        max_bytes: usize::MAX,
+        ..*spec
+    };
+    let fits = |levels: &Levels| {
+        let text = render_at(&unlimited, alerts, *levels);
+        cost(&plan.title) + cost(&text) <= spec.max_bytes
+    };
+    let seq = plan.sequence();
+    let k = seq
+        .iter()
+        .position(|l| *l == choice.levels)
+        .ok_or_else(|| format!("{:?} is not in the order", choice.levels))?;
+    if choice.bare {
+        return Ok(());
+    }
+    if let Some(j) = (0..k).find(|&j| fits(&seq[j])) {
+        return Err(format!("{:?} fits before {:?}", seq[j], seq[k]));
+    }
+    let last = seq.len() - 1;
+    match choice.partial {
+        Some((s, _)) => {
+            if k + 1 != last || Some(s) != plan.first_section() {
+                return Err(format!("partial listing outside the floor: {choice:?}"));
+            }
+            if fits(&seq[k]) {
+                return Err("the floor fits fully listed, yet overflows".into());
+            }
+        }
+        None if k == last && last > 0 => {
+            let floor = plan.write(&seq[last - 1], plan.first_section(), ALL_EXTRAS);
+            if floor.is_some() {
+                return Err("counted only, though the floor fits with overflow".into());
+            }
+            if choice.extras != ALL_EXTRAS && fits(&seq[k]) {
+                return Err("extras given up though they fit".into());
+            }
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// Whether a line reads as a footer to a reader: the footer's words and `#`, whatever the
+/// case, spacing, emphasis markers or invisible characters between them.
+fn reads_as_footer(line: &str) -> bool {
+    let seen: String = line
+        .chars()
+        .filter(|&c| !is_invisible(c) && !matches!(c, '*' | '_' | '~' | '`'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    let words: Vec<&str> = seen.split_whitespace().collect();
+    let seen = words.join(" ");
+    [
+        "sluice digest #",
+        "sluice digest＃",
+        "sluice digest ＃",
+        "sluice digest#",
+    ]
+    .iter()
+    .any(|f| seen.contains(f))
+}
+
+/// Checks that only the last line of `r` is a footer, to `parse_footer` and to a reader,
+/// and that it counts every alert under the digest's id.
+fn only_the_last_line_is_a_footer(r: &Rendered, id: u64, n: usize) -> Result<(), String> {
+    let lines: Vec<&str> = r.text.lines().collect();
+    let (last, rest) = lines.split_last().ok_or("no lines")?;
+    if let Some(l) = rest
+        .iter()
+        .find(|l| parse_footer(l).is_some() || reads_as_footer(l))
+    {
+        return Err(format!("{l:?} reads as a footer in\n{}", r.text));
+    }
+    if parse_footer(last) != Some((id, n as u64)) || parse_footer(&r.text) != Some((id, n as u64)) {
+        return Err(format!(
+            "the last line {last:?} is not the footer of #{id} · {n}"
+        ));
+    }
+    Ok(())
+}
+
+/// A body template that writes alert content at the start of lines in every way it can:
+/// raw values, filtered ones, labels.
+fn exposing_template() -> Templates {
+    Templates::compile(
+        None,
+        Some((
+            "exposing.md.j2",
+            "{% for s in sections + ([resolved] if resolved else []) %}\n\
+             {% for g in s.groups %}\n\
+             {{ g.name }}\n{{ g.name|line }}\n\
+             {% for a in g.alerts %}\n\
+             {{ a.title }}\n{{ a.title|line }}\n{{ a.text|excerpt }}\n{{ a.text|quote }}\n\
+             {% if a.text %}{{ a.text }}{% endif +%}\n\
+             {% for k, v in a.labels|items %}{{ k }}={{ v }}\n{{ v }}\n{% endfor %}\n\
+             {% endfor %}\n\
+             {% endfor %}\n\
+             {% endfor %}",
+        )),
+    )
+    .expect("compiles")
+}
+
+pub(crate) fn parse_num(s: &str) -> u64 {
+    s.replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {s:?}"))
+}
+
+fn nasty_string(max: usize) -> impl Strategy<Value = String> {
+    let ch = prop_oneof![
+        3 => any::<char>(),
+        3 => prop::char::range('a', 'z'),
+        2 => prop::char::range('\u{4e00}', '\u{9fa5}'),
+        2 => prop::sample::select(vec![
+            '"', '\\', '\n', '\r', '\t', '\u{0}', '\u{1b}', '\u{7f}', '\u{85}', '\u{2028}',
+            '#', '>', '*', ' ', '…', '×',
+        ]),
+    ];
+    prop::collection::vec(ch, 0..max).prop_map(|v| v.into_iter().collect())
+}
