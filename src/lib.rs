@@ -22,6 +22,7 @@ pub mod http;
 pub mod ingest;
 pub mod limit;
 pub mod mention;
+pub mod message;
 pub mod metrics;
 pub mod provider;
 pub mod route;

@@ -137,7 +137,11 @@ fn no_source_file_is_much_over_800_lines() {
         })
         .collect();
     long.sort();
-    assert!(long.is_empty(), "files over {MAX_LINES} lines:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "files over {MAX_LINES} lines:\n{}",
+        long.join("\n")
+    );
 }
 
 #[test]

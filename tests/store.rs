@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use sluice::alert::{Alert, Severity, Status, default_fingerprint};
 use sluice::digest::{Counts, Rendered};
-use sluice::mention::Mention;
-use sluice::store::{DigestState, SledStore as Store, StoreError};
+use sluice::store::{DigestState, Sealed, SledStore as Store, StoreError};
 
 fn alert(title: &str, received_ms: i64) -> Alert {
     let labels = Default::default();
@@ -35,7 +34,7 @@ fn titles(store: &Store, d: &sluice::store::DigestRecord) -> Vec<String> {
         .collect()
 }
 
-fn rendered(alerts: &[Alert]) -> (Rendered, Mention) {
+fn rendered(alerts: &[Alert]) -> Sealed {
     let r = Rendered {
         title: "t".into(),
         text: format!("{} alerts", alerts.len()),
@@ -45,7 +44,7 @@ fn rendered(alerts: &[Alert]) -> (Rendered, Mention) {
         counts: Counts::of(alerts),
         level: 1,
     };
-    (r, Mention::default())
+    r.into()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,10 +23,11 @@ use tokio::sync::{Notify, watch};
 use crate::config::Robot;
 use crate::digest::{DigestSpec, render};
 use crate::limit::{Clock, RateGuard};
-use crate::mention;
+use crate::mention::{self, Mention};
+use crate::message::Prepared;
 use crate::metrics::RobotMetrics;
 use crate::provider::{Outcome, Provider};
-use crate::store::{DigestRecord, DigestState, Store};
+use crate::store::{DigestRecord, DigestState, Sealed, Store};
 
 pub mod decide;
 pub mod status;
@@ -283,6 +284,7 @@ impl RobotTask {
                 let public_url = self.public_url.clone();
                 let (mention_config, owners) = (&self.handle.config.mentions, &self.owners);
                 let look = &self.handle.config.look;
+                let provider = &self.provider;
                 let sealed = self
                     .store
                     .seal(
@@ -309,7 +311,16 @@ impl RobotTask {
                             if !line.is_empty() {
                                 rendered.text = mention::insert_line(&rendered.text, &line);
                             }
-                            (rendered, mentions)
+                            Sealed {
+                                counts: rendered.counts,
+                                listed: rendered.listed as u64,
+                                message: provider.prepare(
+                                    id,
+                                    rendered.title,
+                                    rendered.text,
+                                    &mentions,
+                                ),
+                            }
                         }),
                     )
                     .await;
@@ -395,6 +406,8 @@ impl RobotTask {
             if next.digest == DigestState::Sent {
                 digest.sent_ms = Some(done);
                 digest.text = String::new();
+                digest.body = serde_json::Value::Null;
+                digest.unprepared = None;
             }
             retry_at = next.retry_at;
             if let Err(e) = self.store.update_digest(&digest).await {
@@ -453,8 +466,9 @@ impl RobotTask {
             let _ = run.wait_for(|r| *r == Run::Shutdown).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         };
+        let message = message_of(&self.provider, digest);
         tokio::select! {
-            outcome = self.provider.send(digest) => Some(outcome),
+            outcome = self.provider.send(digest.id, &message) => Some(outcome),
             _ = deadline => None,
         }
     }
@@ -491,9 +505,83 @@ impl RobotTask {
     }
 }
 
+/// What to send for `digest`. A record sealed before messages were prepared at sealing gets
+/// its message prepared now, from the title, text and mentions it kept.
+fn message_of(provider: &Provider, digest: &DigestRecord) -> Prepared {
+    match &digest.unprepared {
+        None => digest.message(),
+        Some(mentions) => {
+            let mentions: Mention = serde_json::from_value(mentions.clone()).unwrap_or_default();
+            provider.prepare(
+                digest.id,
+                digest.title.clone(),
+                digest.text.clone(),
+                &mentions,
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::{ProviderKind, Target, dingtalk::MsgType};
+
+    fn dingtalk() -> Provider {
+        let target = Target {
+            name: "ops",
+            kind: ProviderKind::DingTalk,
+            webhook: Some("http://127.0.0.1:9/robot/send?access_token=t"),
+            secret: None,
+            keywords: &[],
+            msgtype: MsgType::Markdown,
+            request_timeout: Duration::from_secs(1),
+        };
+        let client = crate::provider::http_client().unwrap();
+        Provider::new(&target, None, Ok(&client)).unwrap()
+    }
+
+    /// A digest record written before messages were prepared at sealing (title, text and
+    /// mentions, no body) still loads, and is sent as it would have been then.
+    #[test]
+    fn a_record_from_before_prepared_messages_is_sent_as_then() {
+        let old = r#"{"id":7,"robot":"ops","first_seq":0,"end_seq":2,
+            "counts":{"critical":2,"error":0,"warning":0,"info":0,"firing":2,"resolved":0},
+            "listed":2,"state":"pending","attempts":1,"sealed_ms":5,"oldest_ms":4,
+            "title":"ops: 2 critical","text":"**ops**\n\n@13800000000",
+            "mentions":{"mobiles":["13800000000"]}}"#;
+        let d: DigestRecord = serde_json::from_str(old).unwrap();
+        assert!(d.body.is_null());
+        let m = message_of(&dingtalk(), &d);
+        assert_eq!(m.title, "ops: 2 critical");
+        let mentions = Mention {
+            mobiles: vec!["13800000000".into()],
+            ..Mention::default()
+        };
+        assert_eq!(
+            m.body,
+            crate::provider::dingtalk::message_body(&d.title, &d.text, &mentions)
+        );
+        assert_eq!(m.body["at"]["atMobiles"][0], "13800000000", "{}", m.body);
+    }
+
+    /// A new record keeps its prepared body and no longer writes the old mentions field.
+    #[test]
+    fn a_new_record_keeps_its_prepared_body() {
+        let provider = dingtalk();
+        let message = provider.prepare(3, "t".into(), "x".into(), &Mention::default());
+        let sealed = Sealed {
+            message: message.clone(),
+            counts: Default::default(),
+            listed: 0,
+        };
+        let d = DigestRecord::sealed(3, "ops", (0, 1), sealed, 10, 9);
+        let json = serde_json::to_value(&d).unwrap();
+        assert!(json.get("mentions").is_none(), "{json}");
+        assert_eq!(json["body"]["msgtype"], "markdown", "{json}");
+        let back: DigestRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(message_of(&provider, &back), message);
+    }
 
     #[test]
     fn an_alert_from_the_future_counts_as_received_when_first_seen() {

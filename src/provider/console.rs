@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::{Endpoint, Outcome};
-use crate::store::DigestRecord;
+use crate::message::Prepared;
 
 /// A console robot prints; it has nothing to post to.
 pub fn check(robot: &str, e: &Endpoint) -> Result<(), String> {
@@ -27,12 +27,12 @@ impl Console {
         }
     }
 
-    pub fn send(&self, digest: &DigestRecord) -> Outcome {
+    pub fn send(&self, id: u64, message: &Prepared) -> Outcome {
         let mut out = std::io::stdout().lock();
         let printed = writeln!(
             out,
-            "──── robot {} · digest #{} · {} ────\n{}\n",
-            self.name, digest.id, digest.title, digest.text
+            "──── robot {} · digest #{id} · {} ────\n{}\n",
+            self.name, message.title, message.text
         )
         .and_then(|_| out.flush());
         match printed {

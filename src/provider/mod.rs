@@ -10,7 +10,8 @@ pub mod dingtalk;
 use std::fmt;
 use std::time::Duration;
 
-use crate::store::DigestRecord;
+use crate::mention::Mention;
+use crate::message::Prepared;
 
 /// The platforms a robot can be on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,7 +225,6 @@ impl Provider {
     /// Sends one test message (`sluice check --ping`). It does not go through a daemon's rate
     /// guard, so it counts against the robot's limit without the daemon knowing.
     pub async fn ping(&self, robot: &Target<'_>) -> Outcome {
-        let now = crate::unix_ms();
         // A keyword-protected robot only takes messages that carry one.
         let keyword = robot
             .keywords
@@ -235,32 +235,25 @@ impl Provider {
             "### {title}\n\nsluice can reach robot **{}**; digests will arrive here.",
             robot.name
         );
-        let record = DigestRecord {
-            id: 0,
-            robot: robot.name.to_string(),
-            first_seq: 0,
-            end_seq: 0,
-            counts: Default::default(),
-            listed: 0,
-            state: crate::store::DigestState::Pending,
-            attempts: 0,
-            sealed_ms: now,
-            oldest_ms: now,
-            sent_ms: None,
-            last_error: None,
-            title,
-            text,
-            mentions: Default::default(),
-            replayed_to: None,
-            replayed_ms: None,
-        };
-        self.send(&record).await
+        let message = self.prepare(0, title, text, &Mention::default());
+        self.send(0, &message).await
     }
 
-    pub async fn send(&self, digest: &DigestRecord) -> Outcome {
+    /// The message for digest `id` with this `title` and `text` (in this provider's dialect,
+    /// mentions already written into it), mentioning `mentions`: what every try sends.
+    pub fn prepare(&self, id: u64, title: String, text: String, mentions: &Mention) -> Prepared {
+        let body = match self {
+            Provider::DingTalk(d) => d.body(id, &title, &text, mentions),
+            Provider::Console(_) => serde_json::Value::Null,
+        };
+        Prepared { title, text, body }
+    }
+
+    /// Sends digest `id`'s prepared message once; what the answer means.
+    pub async fn send(&self, id: u64, message: &Prepared) -> Outcome {
         match self {
-            Provider::DingTalk(d) => d.send(digest).await,
-            Provider::Console(c) => c.send(digest),
+            Provider::DingTalk(d) => d.send(&message.body).await,
+            Provider::Console(c) => c.send(id, message),
         }
     }
 }

@@ -334,26 +334,9 @@ impl Store for MemoryStore {
             (id, first, end, alerts)
         };
         // Only the robot's own task seals (invariant 4): the range cannot change meanwhile.
-        let (rendered, mentions) = render(id, &alerts);
-        let record = DigestRecord {
-            id,
-            robot: robot.to_string(),
-            first_seq: first,
-            end_seq: end,
-            counts: rendered.counts,
-            listed: rendered.listed as u64,
-            state: DigestState::Pending,
-            attempts: 0,
-            sealed_ms: now_ms,
-            oldest_ms: alerts.iter().map(|a| a.received_ms).min().unwrap_or(now_ms),
-            sent_ms: None,
-            last_error: None,
-            title: rendered.title,
-            text: rendered.text,
-            mentions,
-            replayed_to: None,
-            replayed_ms: None,
-        };
+        let sealed = render(id, &alerts);
+        let oldest = alerts.iter().map(|a| a.received_ms).min().unwrap_or(now_ms);
+        let record = DigestRecord::sealed(id, robot, (first, end), sealed, now_ms, oldest);
         let mut inner = self.lock();
         inner.digests.insert(id, record.clone());
         inner.lane(robot).cursor = end;

@@ -71,7 +71,7 @@ use serde::{Deserialize, Serialize};
 use crate::alert::Alert;
 use crate::digest::{Counts, Rendered};
 use crate::limit::StoredLog;
-use crate::mention::Mention;
+use crate::message::Prepared;
 
 pub mod memory;
 pub mod sled;
@@ -91,7 +91,32 @@ pub type StoreFuture<'a, T, E = StoreError> =
 pub type Retention = Arc<dyn Fn(&str) -> Duration + Send + Sync>;
 
 /// Renders the digest being sealed from its id and alerts ([`Store::seal`]).
-pub type Render<'a> = Box<dyn FnOnce(u64, &[Alert]) -> (Rendered, Mention) + Send + 'a>;
+pub type Render<'a> = Box<dyn FnOnce(u64, &[Alert]) -> Sealed + Send + 'a>;
+
+/// What sealing a digest produced: its message, prepared by the robot's provider, and how it
+/// accounts for the alerts.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub message: Prepared,
+    pub counts: Counts,
+    /// Alerts shown on their own lines; the rest are summarized as counts.
+    pub listed: u64,
+}
+
+/// A rendering with no request body (tests, and providers that post nothing).
+impl From<Rendered> for Sealed {
+    fn from(r: Rendered) -> Sealed {
+        Sealed {
+            listed: r.listed as u64,
+            counts: r.counts,
+            message: Prepared {
+                title: r.title,
+                text: r.text,
+                body: serde_json::Value::Null,
+            },
+        }
+    }
+}
 
 /// One alert of an ingest request, for [`Store::append`].
 #[derive(Debug, Clone)]
@@ -374,8 +399,8 @@ impl DigestState {
     }
 }
 
-/// A sealed digest. `title` and `text` are rendered once, at sealing, so every retry sends the
-/// same bytes.
+/// A sealed digest. Its message is prepared once, at sealing, so every retry sends the same
+/// bytes (each try adds only its own timestamp and signature).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DigestRecord {
     pub id: u64,
@@ -395,12 +420,17 @@ pub struct DigestRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     pub title: String,
-    /// The markdown body; dropped once sent (the alerts stay until `retention` for the API).
+    /// The text as people read it; dropped once sent (the alerts stay until `retention` for
+    /// the API).
     #[serde(default)]
     pub text: String,
-    /// Whom the message @-mentions (already written into `text`).
-    #[serde(default)]
-    pub mentions: crate::mention::Mention,
+    /// The request body ([`Prepared::body`]); dropped once sent, like the text.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub body: serde_json::Value,
+    /// Records sealed before messages were prepared at sealing have no body, but whom the
+    /// message mentions, in their provider's terms: it prepares their body when they are sent.
+    #[serde(default, rename = "mentions", skip_serializing_if = "Option::is_none")]
+    pub unprepared: Option<serde_json::Value>,
     /// For a replayed dead digest: the robot its alerts were queued for again, and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed_to: Option<String>,
@@ -409,9 +439,49 @@ pub struct DigestRecord {
 }
 
 impl DigestRecord {
+    /// A new pending digest of `robot` covering `[first_seq, end_seq)`.
+    pub fn sealed(
+        id: u64,
+        robot: &str,
+        (first_seq, end_seq): (u64, u64),
+        sealed: Sealed,
+        now_ms: i64,
+        oldest_ms: i64,
+    ) -> DigestRecord {
+        DigestRecord {
+            id,
+            robot: robot.to_string(),
+            first_seq,
+            end_seq,
+            counts: sealed.counts,
+            listed: sealed.listed,
+            state: DigestState::Pending,
+            attempts: 0,
+            sealed_ms: now_ms,
+            oldest_ms,
+            sent_ms: None,
+            last_error: None,
+            title: sealed.message.title,
+            text: sealed.message.text,
+            body: sealed.message.body,
+            unprepared: None,
+            replayed_to: None,
+            replayed_ms: None,
+        }
+    }
+
     /// How many alerts the digest covers.
     pub fn count(&self) -> u64 {
         self.end_seq - self.first_seq
+    }
+
+    /// The message to send.
+    pub fn message(&self) -> Prepared {
+        Prepared {
+            title: self.title.clone(),
+            text: self.text.clone(),
+            body: self.body.clone(),
+        }
     }
 }
 

@@ -52,7 +52,7 @@ fn render() -> Render<'static> {
             counts: Counts::of(alerts),
             level: 1,
         };
-        (r, Mention::default())
+        Sealed::from(r)
     })
 }
 

@@ -21,7 +21,7 @@ pub use sign::sign;
 use std::time::Duration;
 
 use super::{Outcome, Target};
-use crate::store::DigestRecord;
+use crate::mention::Mention;
 
 /// Budget for title + text (JSON-escaped bytes). The rest of the 20 000-byte body is the JSON
 /// envelope (about 60 bytes) and room for the `at` object.
@@ -49,21 +49,24 @@ impl DingTalk {
         }
     }
 
-    pub async fn send(&self, digest: &DigestRecord) -> Outcome {
-        let body = match (self.msgtype, &self.public_url) {
-            (MsgType::ActionCard, Some(base)) => action_card_body(
-                &digest.title,
-                &digest.text,
-                &digest.mentions,
-                &format!("{base}/v1/digests/{}", digest.id),
-            ),
-            _ => message_body(&digest.title, &digest.text, &digest.mentions),
-        };
+    /// The request body for digest `id`: markdown, or an action card whose button opens the
+    /// digest's page.
+    pub fn body(&self, id: u64, title: &str, text: &str, mentions: &Mention) -> serde_json::Value {
+        match (self.msgtype, &self.public_url) {
+            (MsgType::ActionCard, Some(base)) => {
+                action_card_body(title, text, mentions, &format!("{base}/v1/digests/{id}"))
+            }
+            _ => message_body(title, text, mentions),
+        }
+    }
+
+    /// Posts a prepared body, signed for this try.
+    pub async fn send(&self, body: &serde_json::Value) -> Outcome {
         let mut request = self
             .client
             .post(&self.webhook)
             .timeout(self.timeout)
-            .json(&body);
+            .json(body);
         if let Some(secret) = &self.secret {
             // A fresh timestamp per request: DingTalk rejects one more than an hour off.
             let ts = crate::unix_ms();

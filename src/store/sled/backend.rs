@@ -147,10 +147,10 @@ impl Store for SledBackend {
                 return Ok(None);
             };
             // Rendered here, on the robot's task, as before the store was a trait.
-            let (rendered, mentions) = render(sealing.id, &sealing.alerts);
+            let sealed = render(sealing.id, &sealing.alerts);
             let r = robot.to_string();
             let record = self.run(move |s| {
-                let record = s.checked(s.write_seal(&r, now_ms, sealing, rendered, mentions))?;
+                let record = s.checked(s.write_seal(&r, now_ms, sealing, sealed))?;
                 s.flush()?;
                 Ok(record)
             });

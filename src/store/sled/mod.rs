@@ -10,9 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use self::blob::{Blobs, Ref, Watermark};
 use crate::alert::Alert;
-use crate::digest::Rendered;
 use crate::store::{
-    ABANDONED_CLAIM_MS, Claim, DigestRecord, DigestState, Health, Moved, ReplayError, Slot,
+    ABANDONED_CLAIM_MS, Claim, DigestRecord, DigestState, Health, Moved, ReplayError, Sealed, Slot,
     StoreError, WriteError,
 };
 

@@ -389,7 +389,7 @@ impl SledStore {
         robot: &str,
         max_alerts: u64,
         now_ms: i64,
-        render: impl FnOnce(u64, &[Alert]) -> (Rendered, crate::mention::Mention),
+        render: impl FnOnce(u64, &[Alert]) -> Sealed,
     ) -> Result<Option<DigestRecord>, StoreError> {
         self.checked(self.try_seal(robot, max_alerts, now_ms, render))
     }
@@ -399,14 +399,13 @@ impl SledStore {
         robot: &str,
         max_alerts: u64,
         now_ms: i64,
-        render: impl FnOnce(u64, &[Alert]) -> (Rendered, crate::mention::Mention),
+        render: impl FnOnce(u64, &[Alert]) -> Sealed,
     ) -> Result<Option<DigestRecord>, StoreError> {
         let Some(sealing) = self.to_seal(robot, max_alerts)? else {
             return Ok(None);
         };
-        let (rendered, mentions) = render(sealing.id, &sealing.alerts);
-        self.write_seal(robot, now_ms, sealing, rendered, mentions)
-            .map(Some)
+        let sealed = render(sealing.id, &sealing.alerts);
+        self.write_seal(robot, now_ms, sealing, sealed).map(Some)
     }
 
     /// The first half of a seal: the range to seal, its alerts and the digest's id.
@@ -456,8 +455,7 @@ impl SledStore {
         robot: &str,
         now_ms: i64,
         sealing: Sealing,
-        rendered: Rendered,
-        mentions: crate::mention::Mention,
+        sealed: Sealed,
     ) -> Result<DigestRecord, StoreError> {
         let Sealing {
             id,
@@ -465,25 +463,8 @@ impl SledStore {
             end,
             alerts,
         } = sealing;
-        let record = DigestRecord {
-            id,
-            robot: robot.to_string(),
-            first_seq: first,
-            end_seq: end,
-            counts: rendered.counts,
-            listed: rendered.listed as u64,
-            state: DigestState::Pending,
-            attempts: 0,
-            sealed_ms: now_ms,
-            oldest_ms: alerts.iter().map(|a| a.received_ms).min().unwrap_or(now_ms),
-            sent_ms: None,
-            last_error: None,
-            title: rendered.title,
-            text: rendered.text,
-            mentions,
-            replayed_to: None,
-            replayed_ms: None,
-        };
+        let oldest = alerts.iter().map(|a| a.received_ms).min().unwrap_or(now_ms);
+        let record = DigestRecord::sealed(id, robot, (first, end), sealed, now_ms, oldest);
         let bytes = serde_json::to_vec(&record).map_err(StoreError::encode)?;
         let cursor_key = meta_key("cursor", robot);
         (&self.digests, &self.meta).transaction(|(d, m)| {
