@@ -316,3 +316,216 @@ impl Ingest<'_> {
         Ok((ids, duplicates))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{Severity, Status, default_fingerprint};
+    use crate::delivery::RobotStatus;
+    use crate::store::memory::MemoryStore;
+
+    const CONFIG: &str = r#"
+        [server]
+        max_alerts_per_request = 10
+        [defaults]
+        max_pending = 3
+        [robots.ops]
+        provider = "console"
+        [robots.dq]
+        provider = "console"
+        [[routes]]
+        match = { team = "data" }
+        robot = "dq"
+    "#;
+
+    struct Fixture {
+        config: Config,
+        robots: BTreeMap<String, RobotHandle>,
+        store: Arc<dyn Store>,
+    }
+
+    fn fixture() -> Fixture {
+        let config = Config::parse(CONFIG, "test.toml", &|_| None).unwrap();
+        let metrics = crate::metrics::Metrics::new();
+        let robots = config
+            .robots
+            .iter()
+            .map(|(name, r)| {
+                let h = RobotHandle::new(r.clone(), RobotStatus::new(0), metrics.robot(name));
+                (name.clone(), h)
+            })
+            .collect();
+        Fixture {
+            config,
+            robots,
+            store: Arc::new(MemoryStore::new()),
+        }
+    }
+
+    impl Fixture {
+        fn ingest(&self) -> Ingest<'_> {
+            Ingest {
+                config: &self.config,
+                robots: &self.robots,
+                store: &self.store,
+                clock: Clock::starting_at(1_000),
+            }
+        }
+    }
+
+    fn item(robot: Option<&str>, title: &str, team: &str, key: Option<&str>) -> Item {
+        let labels: crate::alert::Labels = [("team".to_string(), team.to_string())]
+            .into_iter()
+            .collect();
+        let alert = Alert {
+            title: title.into(),
+            text: None,
+            severity: Severity::Error,
+            status: Status::Firing,
+            fingerprint: default_fingerprint(title, Severity::Error, &labels),
+            labels,
+            source: None,
+            time_ms: None,
+            ends_ms: None,
+            received_ms: 1_000,
+        };
+        Item {
+            robot: robot.map(str::to_string),
+            alert,
+            dedup_key: key.map(str::to_string),
+            path: format!("[{title}].robot"),
+        }
+    }
+
+    fn keyed(key: &str, body: &str) -> Option<Keyed> {
+        Some(Keyed {
+            key: key.into(),
+            fingerprint: crate::store::request_fingerprint(body.as_bytes()),
+        })
+    }
+
+    /// One unknown robot refuses the whole batch: nothing of it is queued.
+    #[tokio::test]
+    async fn a_batch_is_taken_whole_or_not_at_all() {
+        let f = fixture();
+        let batch = vec![
+            item(Some("ops"), "a", "x", None),
+            item(Some("nope"), "b", "x", None),
+        ];
+        let err = f.ingest().accept(batch, None).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "[b].robot: unknown robot \"nope\"; configured robots: dq, ops"
+        );
+        assert!(!err.is_retryable());
+        assert_eq!(f.store.pending("ops").await.unwrap(), 0);
+    }
+
+    /// Routes decide where an alert without a robot goes; with routes and no match, it is
+    /// refused with the reason.
+    #[tokio::test]
+    async fn routes_place_alerts_and_an_unroutable_one_is_refused() {
+        let f = fixture();
+        let taken = f
+            .ingest()
+            .accept(vec![item(None, "a", "data", None)], None)
+            .await
+            .unwrap();
+        assert_eq!(taken.ids, ["dq:0"]);
+        let err = f
+            .ingest()
+            .accept(vec![item(None, "b", "web", None)], None)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "[b].robot: missing, and the alert matches no route and there is no default_robot"
+            ),
+            "{err}"
+        );
+    }
+
+    /// The pending cap is checked for every robot before anything is written; a dedup key
+    /// already queued is acknowledged again without being queued.
+    #[tokio::test]
+    async fn the_pending_cap_and_dedup_keys_hold() {
+        let f = fixture();
+        let first = vec![
+            item(Some("ops"), "a", "x", Some("k")),
+            item(Some("ops"), "b", "x", None),
+        ];
+        let taken = f.ingest().accept(first, None).await.unwrap();
+        assert_eq!(
+            (taken.ids.as_slice(), taken.duplicates),
+            (&["ops:0".to_string(), "ops:1".to_string()][..], 0)
+        );
+        let again = f
+            .ingest()
+            .accept(vec![item(Some("ops"), "a2", "x", Some("k"))], None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.ids, again.duplicates),
+            (vec!["ops:0".to_string()], 1)
+        );
+        let over = vec![
+            item(Some("ops"), "c", "x", None),
+            item(Some("ops"), "d", "x", None),
+        ];
+        let err = f.ingest().accept(over, None).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "robot ops already has 2 alerts pending (max_pending = 3); retry later"
+        );
+        assert!(err.is_retryable());
+        assert_eq!(f.store.pending("ops").await.unwrap(), 2);
+    }
+
+    /// A retry under the same Idempotency-Key gets the first answer and queues nothing; the
+    /// same key with another body is refused.
+    #[tokio::test]
+    async fn an_idempotency_key_answers_a_retry_and_refuses_another_body() {
+        let f = fixture();
+        let batch = || vec![item(Some("ops"), "a", "x", None)];
+        let first = f
+            .ingest()
+            .accept(batch(), keyed("req-1", "A"))
+            .await
+            .unwrap();
+        let retry = f
+            .ingest()
+            .accept(batch(), keyed("req-1", "A"))
+            .await
+            .unwrap();
+        assert_eq!(retry.ids, first.ids);
+        assert_eq!(f.store.pending("ops").await.unwrap(), 1);
+        let err = f
+            .ingest()
+            .accept(batch(), keyed("req-1", "B"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IngestError::Claim(Claim::Reused)), "{err}");
+        assert_eq!(f.store.pending("ops").await.unwrap(), 1);
+    }
+
+    /// A refused keyed request releases its key: the corrected retry is processed.
+    #[tokio::test]
+    async fn a_refused_keyed_request_releases_its_key() {
+        let f = fixture();
+        let over: Vec<Item> = (0..4)
+            .map(|i| item(Some("ops"), &format!("a{i}"), "x", None))
+            .collect();
+        let err = f
+            .ingest()
+            .accept(over, keyed("req-2", "A"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IngestError::Full { .. }), "{err}");
+        let taken = f
+            .ingest()
+            .accept(vec![item(Some("ops"), "a", "x", None)], keyed("req-2", "A"))
+            .await
+            .unwrap();
+        assert_eq!(taken.ids, ["ops:0"]);
+    }
+}
