@@ -73,6 +73,18 @@ pub(super) async fn get_digest(
     }))
 }
 
+/// A replay or re-delivery the store could not do (`cannot`: what could not be done) or not
+/// make durable (the `done` alerts are not durable); the rest as [`ReplayError`] says.
+fn requeue_error(e: ReplayError, cannot: &str, done: &str) -> ApiError {
+    match e {
+        ReplayError::Store(e) => ApiError::unavailable(format!("{cannot}: {e}")),
+        ReplayError::NotDurable(e) => {
+            ApiError::unavailable(format!("the {done} alerts are not durable: {e}"))
+        }
+        e => e.into(),
+    }
+}
+
 #[derive(Deserialize)]
 pub(super) struct DeadQuery {
     robot: Option<String>,
@@ -159,18 +171,9 @@ pub(super) async fn post_replay(
     let now = state.clock.now_ms();
     let mut answer = Replayed::default();
     for (id, target) in plan {
-        let d = state
-            .store
-            .replay(id, &target, now)
-            .await
-            .map_err(|e| match e {
-                ReplayError::Store(e) => {
-                    ApiError::unavailable(format!("cannot replay digest #{id}: {e}"))
-                }
-                ReplayError::NotDurable(e) => {
-                    ApiError::unavailable(format!("the replayed alerts are not durable: {e}"))
-                }
-                e => e.into(),
+        let d =
+            state.store.replay(id, &target, now).await.map_err(|e| {
+                requeue_error(e, &format!("cannot replay digest #{id}"), "replayed")
             })?;
         answer.alerts += d.count();
         if let Some(h) = state.robots.get(&d.robot) {
@@ -259,19 +262,13 @@ pub(super) async fn post_redeliver(
     let Some(handle) = state.robots.get(&target) else {
         return Err(unknown_robot(&state, "to", &target));
     };
-    let d = state
-        .store
-        .redeliver(id, &target)
-        .await
-        .map_err(|e| match e {
-            ReplayError::Store(e) => {
-                ApiError::unavailable(format!("cannot re-deliver digest #{id}: {e}"))
-            }
-            ReplayError::NotDurable(e) => {
-                ApiError::unavailable(format!("the re-delivered alerts are not durable: {e}"))
-            }
-            e => e.into(),
-        })?;
+    let d = state.store.redeliver(id, &target).await.map_err(|e| {
+        requeue_error(
+            e,
+            &format!("cannot re-deliver digest #{id}"),
+            "re-delivered",
+        )
+    })?;
     handle.metrics.received.increment(d.count());
     handle.wake.notify_one();
     Ok(Json(Requeued {

@@ -13,7 +13,7 @@ use crate::limit::StoredLog;
 use crate::store::{
     ABANDONED_CLAIM_MS, AppendError, Claim, DigestRecord, DigestState, Entry, Health, Moved,
     Render, ReplayError, RequestKey, Retention, Slot, Store, StoreError, StoreFuture, StoreStatus,
-    alert_id,
+    answer_ids, append_by_robot,
 };
 
 #[derive(Default)]
@@ -212,29 +212,12 @@ impl Store for MemoryStore {
         window: Retention,
     ) -> StoreFuture<'a, Vec<Slot>, AppendError> {
         let mut inner = self.lock();
-        let mut by_robot: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, e) in entries.iter().enumerate() {
-            by_robot.entry(e.robot.as_str()).or_default().push(i);
-        }
-        let mut slots = vec![Slot::New(0); entries.len()];
-        for (robot, positions) in &by_robot {
-            let keyed: Vec<(&Alert, Option<&str>)> = positions
-                .iter()
-                .map(|&i| (&entries[i].alert, entries[i].dedup_key.as_deref()))
-                .collect();
-            let got = inner.append_keyed(robot, &keyed, now_ms, window(robot));
-            for (&i, slot) in positions.iter().zip(got) {
-                slots[i] = slot;
-            }
-        }
+        let Ok(slots) = append_by_robot::<std::convert::Infallible>(&entries, |robot, keyed| {
+            Ok(inner.append_keyed(robot, keyed, now_ms, window(robot)))
+        });
         if let Some(r) = request {
-            let ids = entries
-                .iter()
-                .zip(&slots)
-                .map(|(e, s)| alert_id(&e.robot, s.seq()))
-                .collect();
             let answer = Answered {
-                ids: Some(ids),
+                ids: Some(answer_ids(&entries, &slots)),
                 ms: now_ms,
                 body: r.body,
             };

@@ -140,6 +140,39 @@ pub fn alert_id(robot: &str, seq: u64) -> String {
     format!("{robot}:{seq}")
 }
 
+/// Appends `entries` robot by robot with `append(robot, alerts with their dedup keys)`, which
+/// gives one slot per alert; returns the slots in request order. How a backend appends one
+/// robot's alerts is its own; this order of work is the same for every backend.
+pub(crate) fn append_by_robot<E>(
+    entries: &[Entry],
+    mut append: impl FnMut(&str, &[(&Alert, Option<&str>)]) -> Result<Vec<Slot>, E>,
+) -> Result<Vec<Slot>, E> {
+    let mut by_robot: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, e) in entries.iter().enumerate() {
+        by_robot.entry(e.robot.as_str()).or_default().push(i);
+    }
+    let mut slots = vec![Slot::New(0); entries.len()];
+    for (robot, positions) in &by_robot {
+        let keyed: Vec<(&Alert, Option<&str>)> = positions
+            .iter()
+            .map(|&i| (&entries[i].alert, entries[i].dedup_key.as_deref()))
+            .collect();
+        for (&i, slot) in positions.iter().zip(append(robot, &keyed)?) {
+            slots[i] = slot;
+        }
+    }
+    Ok(slots)
+}
+
+/// The answer an Idempotency-Key keeps: each entry's [`alert_id`].
+pub(crate) fn answer_ids(entries: &[Entry], slots: &[Slot]) -> Vec<String> {
+    entries
+        .iter()
+        .zip(slots)
+        .map(|(e, s)| alert_id(&e.robot, s.seq()))
+        .collect()
+}
+
 /// Where an append failed: before anything was promised, or while making it durable.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {

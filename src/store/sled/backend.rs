@@ -1,15 +1,19 @@
-//! [`SledStore`] as a [`Store`]: each call runs on tokio's blocking pool (sled and the blob
-//! files block), and returns once durable: appends, replays and queue moves through the
-//! write-ahead log's group commit, the robot tasks' writes (seal, digest updates, send logs)
-//! and pruning through a flush of sled.
+//! [`SledStore`] as a [`Store`]. Calls that read files, sync or scan (seal, digest reads,
+//! flushes, prune, replay, queue moves, close) run on tokio's blocking pool; the ingest path's
+//! calls (append, pending, claims) only touch sled's in-memory trees and the log's buffer, and
+//! run where they are called, as they did before the store was a trait: a hop to the blocking
+//! pool per request cost 40 % of single-alert ingest (BENCHMARKS.md, issue 11). Every call returns
+//! once durable: appends, replays and queue moves through the write-ahead log's group commit
+//! (its own thread), the robot tasks' writes (seal, digest updates, send logs) and pruning
+//! through a flush of sled.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::*;
 use crate::limit::StoredLog;
 use crate::store::{
-    AppendError, Entry, Render, RequestKey, Retention, Store, StoreFuture, StoreStatus, alert_id,
+    AppendError, Entry, Render, RequestKey, Retention, Store, StoreFuture, StoreStatus, answer_ids,
+    append_by_robot,
 };
 
 /// The embedded backend behind `Arc<dyn Store>`.
@@ -23,6 +27,11 @@ impl SledBackend {
     /// The synchronous store underneath (tests, tools).
     pub fn inner(&self) -> &Arc<SledStore> {
         &self.0
+    }
+
+    /// Runs `f` here: for calls that only touch memory (sled's trees, the log's buffer).
+    fn inline<T>(&self, f: impl FnOnce(&SledStore) -> T) -> std::future::Ready<T> {
+        std::future::ready(f(&self.0))
     }
 
     /// Runs `f` on the blocking pool.
@@ -53,27 +62,11 @@ impl SledStore {
         now_ms: i64,
         window: &(dyn Fn(&str) -> Duration + Send + Sync),
     ) -> Result<Vec<Slot>, StoreError> {
-        let mut by_robot: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, e) in entries.iter().enumerate() {
-            by_robot.entry(e.robot.as_str()).or_default().push(i);
-        }
-        let mut slots = vec![Slot::New(0); entries.len()];
-        for (robot, positions) in &by_robot {
-            let keyed: Vec<(&Alert, Option<&str>)> = positions
-                .iter()
-                .map(|&i| (&entries[i].alert, entries[i].dedup_key.as_deref()))
-                .collect();
-            let got = self.append_keyed(robot, &keyed, now_ms, window(robot))?;
-            for (&i, slot) in positions.iter().zip(got) {
-                slots[i] = slot;
-            }
-        }
+        let slots = append_by_robot(entries, |robot, keyed| {
+            self.append_keyed(robot, keyed, now_ms, window(robot))
+        })?;
         if let Some(r) = request {
-            let ids: Vec<String> = entries
-                .iter()
-                .zip(&slots)
-                .map(|(e, s)| alert_id(&e.robot, s.seq()))
-                .collect();
+            let ids = answer_ids(entries, &slots);
             if let Err(e) = self.finish_request(&r.key, &r.body, &ids, now_ms) {
                 // The alerts are queued either way; a retry would then be processed again.
                 tracing::warn!("cannot record the Idempotency-Key answer: {e}");
@@ -92,7 +85,7 @@ impl Store for SledBackend {
         window: Retention,
     ) -> StoreFuture<'a, Vec<Slot>, AppendError> {
         let appended =
-            self.run(move |s| s.append_entries(&entries, request.as_ref(), now_ms, &*window));
+            self.inline(move |s| s.append_entries(&entries, request.as_ref(), now_ms, &*window));
         Box::pin(async move {
             let slots = appended.await.map_err(AppendError::Write)?;
             self.0.commit().await.map_err(AppendError::NotDurable)?;
@@ -107,21 +100,18 @@ impl Store for SledBackend {
         now_ms: i64,
         window: Duration,
     ) -> StoreFuture<'a, Option<Vec<String>>, Claim> {
-        let (key, body) = (key.to_string(), body.to_string());
-        Box::pin(self.run(move |s| s.claim_request(&key, &body, now_ms, window)))
+        Box::pin(self.inline(move |s| s.claim_request(key, body, now_ms, window)))
     }
 
     fn release_request<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
-        let key = key.to_string();
-        Box::pin(self.run(move |s| {
-            s.release_request(&key);
+        Box::pin(self.inline(move |s| {
+            s.release_request(key);
             Ok(())
         }))
     }
 
     fn pending<'a>(&'a self, robot: &'a str) -> StoreFuture<'a, u64> {
-        let robot = robot.to_string();
-        Box::pin(self.run(move |s| s.pending(&robot)))
+        Box::pin(self.inline(move |s| s.pending(robot)))
     }
 
     fn oldest_pending_ms<'a>(&'a self, robot: &'a str) -> StoreFuture<'a, Option<i64>> {
