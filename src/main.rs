@@ -204,9 +204,18 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Threads for the store's blocking calls (see `main`).
+const BLOCKING_THREADS: usize = 64;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The store's blocking calls (seals, flushes, reads of digests) share a bounded pool: ten
+    // thousand robots starting at once would otherwise spawn tokio's default of 512 threads.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sluice: cannot start the async runtime: {e}");

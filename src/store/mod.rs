@@ -217,7 +217,10 @@ pub trait Store: Send + Sync {
     /// Claims an Idempotency-Key for a request with body fingerprint `body`. `Ok(None)`: it is
     /// ours: [`append`](Self::append) with it, or [`release_request`](Self::release_request).
     /// `Ok(Some(ids))`: the same request was answered within `window`. `Err(InFlight)`: the same
-    /// request is being processed. `Err(Reused)`: the key belongs to another body.
+    /// request is being processed. `Err(Reused)`: the key belongs to another body. The one call
+    /// of the trait that is not durable on return, on purpose: a claim only guards a request
+    /// while it runs, and one left by a process that died counts as abandoned after
+    /// `ABANDONED_CLAIM_MS`, so the client's retry is processed then.
     fn claim_request<'a>(
         &'a self,
         key: &'a str,
@@ -226,7 +229,8 @@ pub trait Store: Send + Sync {
         window: Duration,
     ) -> StoreFuture<'a, Option<Vec<String>>, Claim>;
 
-    /// Gives a claim back after a failure, so the client's retry is processed anew.
+    /// Gives a claim back after a failure, so the client's retry is processed anew (not durable
+    /// either: a claim a crash left behind is abandoned after `ABANDONED_CLAIM_MS`).
     fn release_request<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()>;
 
     /// Alerts waiting for a robot's next digest.
