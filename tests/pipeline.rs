@@ -159,7 +159,16 @@ async fn burst_of_10000_alerts_is_fully_accounted_in_a_handful_of_digests_withou
     let mut seen = 0;
     for a in &got {
         let (id, n) = footer_of(&a.text);
-        let (status, digest) = d.get(&format!("/v1/digests/{id}")).await;
+        // The robot has the message before sluice has recorded its answer durably: give the
+        // record a moment to say so.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let (status, digest) = loop {
+            let (status, digest) = d.get(&format!("/v1/digests/{id}")).await;
+            if digest["state"] == "sent" || std::time::Instant::now() > deadline {
+                break (status, digest);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert_eq!(status, 200, "{digest}");
         assert_eq!(digest["state"], "sent");
         assert_eq!(digest["alerts"].as_array().unwrap().len() as u64, n);
