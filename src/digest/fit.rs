@@ -54,7 +54,7 @@ impl<D: Dialect> Plan<'_, D> {
         for (levels, partial) in self.order() {
             let listing = partial.map(|s| (s, None));
             if let Some(r) = self.write(&levels, listing, ALL_EXTRAS) {
-                return r;
+                return self.refill(r);
             }
         }
         let last = *self.sequence().last().expect("never empty");
@@ -90,6 +90,26 @@ impl<D: Dialect> Plan<'_, D> {
             bare: true,
         };
         (choice, out, 0)
+    }
+
+    /// Fills what a fully listed choice leaves of the budget: while the choice lists every
+    /// section it shows and some of them lost a level after the next less severe section was
+    /// counted only, that section comes back, at the poorest level of the sections before it
+    /// or poorer, fully listed or partly (see [`Plan::refills`]).
+    fn refill(&self, mut best: (Choice, Out<D>, u64)) -> (Choice, Out<D>, u64) {
+        while best.0.partial.is_none() {
+            let found = self
+                .refills(&best.0.levels)
+                .into_iter()
+                .find_map(|(levels, partial)| {
+                    self.write(&levels, partial.map(|t| (t, None)), best.0.extras)
+                });
+            match found {
+                Some(r) => best = r,
+                None => break,
+            }
+        }
+        best
     }
 
     /// The built-in digest of every configuration that fits fully listed, and the chosen one,
@@ -437,15 +457,16 @@ impl<D: Dialect> Plan<'_, D> {
             extras: ALL_EXTRAS,
             bare: false,
         };
-        for (levels, partial) in self.order() {
+        // One configuration of the order (or a refill): fully listed as it is; partly listed,
+        // the longest prefix of entries that fits, when at least the least one may list does.
+        let try_config = |levels: Levels,
+                          partial: Option<usize>|
+         -> Result<Option<(Choice, Rendered)>, minijinja::Error> {
             let Some(s) = partial else {
                 if self.entries(&levels) > cap {
-                    continue;
+                    return Ok(None);
                 }
-                if let Some(r) = try_choice(full(levels))? {
-                    return Ok(r);
-                }
-                continue;
+                return Ok(try_choice(full(levels))?.map(|r| (full(levels), r)));
             };
             let level = levels[s];
             // Invariant: `lo` entries fit (checked first), `hi` entries do not (the full
@@ -459,10 +480,10 @@ impl<D: Dialect> Plan<'_, D> {
             let lo = usize::from(!self.may_list_none(&levels, s));
             let mut hi = self.entry_count(s, level);
             if lo >= hi || entries(lo) > cap {
-                continue;
+                return Ok(None);
             }
             let Some(mut best) = try_choice(at(lo))? else {
-                continue;
+                return Ok(None);
             };
             let mut lo = lo;
             while hi - lo > 1 {
@@ -476,7 +497,23 @@ impl<D: Dialect> Plan<'_, D> {
                     None => hi = mid,
                 }
             }
-            return Ok(best);
+            Ok(Some((at(lo), best)))
+        };
+        for (levels, partial) in self.order() {
+            let Some(mut best) = try_config(levels, partial)? else {
+                continue;
+            };
+            // The same refill as the renderer's.
+            'refill: while best.0.partial.is_none() {
+                for (levels, partial) in self.refills(&best.0.levels) {
+                    if let Some(found) = try_config(levels, partial)? {
+                        best = found;
+                        continue 'refill;
+                    }
+                }
+                break;
+            }
+            return Ok(best.1);
         }
         let choice = full(last);
         let body = t.render_body(&self.context(&choice))?;

@@ -68,7 +68,11 @@
 //! not listed and what tells them apart (the label rule in `rest`, else their groups). A partial
 //! listing is used when it lists at least one entry; the most severe section at level 2 (the
 //! floor before everything is counted only) may list none and show only its rest line. The first
-//! configuration that fits is used; only when none does is everything counted. So a section
+//! configuration that fits is used; only when none does is everything counted. When it lists
+//! every section it shows and one of them lost a level after the next less severe section was
+//! counted only, what is left of the budget is refilled: that section comes back at the poorest
+//! level of those before it (or poorer, down to level 2), fully listed or partly, and so on while
+//! each comes back fully listed. So a section
 //! uses the budget its more severe sections leave instead of falling to one line per group, more
 //! severe sections are always fully listed when a less severe one lists anything, and resolved
 //! alerts come after every firing one. [`Rendered::level`] is the level of the most degraded

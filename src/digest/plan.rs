@@ -11,7 +11,8 @@
 //! The order of configurations ([`Plan::order`]): the degradation order of the levels, and after
 //! each configuration whose least severe listed section is at level 1 or 2, the same with that
 //! section *partly listed*: its entries in order as long as they fit, then a rest line
-//! ([`super::rest`]) for the others.
+//! ([`super::rest`]) for the others. A fully listed choice is then refilled
+//! ([`Plan::refills`]): the next less severe section comes back, no richer than those before it.
 
 use std::cell::{Cell, OnceCell};
 
@@ -245,6 +246,37 @@ impl<'a, D: Dialect> Plan<'a, D> {
             if let Some(s) = self.active(levels).filter(|&s| matches!(levels[s], 1 | 2)) {
                 out.push((*levels, Some(s)));
             }
+        }
+        out
+    }
+
+    /// What may fill the budget a fully listed `levels` leaves: the next less severe non-empty
+    /// section after its least severe listed one, brought back from level 3 at the poorest level
+    /// `l` of the sections listed before it, then `l + 1`, up to 2, each fully and then partly
+    /// listed; nothing when every listed section is at level 0 (that was tried in the order).
+    /// A section never comes back richer than a more severe one, and a more severe section is
+    /// fully listed whenever it comes back.
+    pub(crate) fn refills(&self, levels: &Levels) -> Vec<(Levels, Option<usize>)> {
+        let Some(a) = self.active(levels) else {
+            return Vec::new();
+        };
+        let floor = (0..=a)
+            .filter(|&s| self.nonempty(s))
+            .map(|s| levels[s])
+            .max()
+            .unwrap_or(0);
+        let Some(t) = (a + 1..SECTIONS).find(|&t| self.nonempty(t)) else {
+            return Vec::new();
+        };
+        if floor == 0 {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for l in floor..=2 {
+            let mut next = *levels;
+            next[t] = l;
+            out.push((next, None));
+            out.push((next, Some(t)));
         }
         out
     }

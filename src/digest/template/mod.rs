@@ -11,8 +11,9 @@
 //!   drops the body's trailing blank lines and appends a blank line and the footer, so the count
 //!   of alerts a digest covers never depends on a template.
 //! - A digest still fits its byte budget: the body is rendered for each configuration in the
-//!   renderer's order (see [`crate::digest`]) and the first that fits is sent (a partly listed
-//!   section lists the longest prefix of its entries that fits, found by binary search); a
+//!   renderer's order (see [`crate::digest`]) and the first that fits is sent, refilled as the
+//!   renderer refills (a partly listed section lists the longest prefix of its entries that
+//!   fits, found by binary search); a
 //!   body too long even with everything counted only is cut on a character boundary, before the
 //!   footer. A body that lacks the robot's keyword gets it as its first line; a title that lacks
 //!   it gets it as a prefix.
@@ -125,11 +126,12 @@ pub const BUILTIN_BODY: &str = include_str!("../../../templates/body.md.j2");
 /// Without a bound, a template looping twice over `range(100000)` hangs `check`, `serve` and
 /// every reload at load, where it renders the samples. Fuel also bounds what a rendering can
 /// allocate (about 64 bytes per unit, so 320 MB), which is why it is no larger. The built-in
-/// template takes about 13 000 on ordinary floods of any size and 600 000 on the most hostile
+/// template takes about 13 000 on ordinary floods of any size and 1 000 000 on the most hostile
 /// content measured (1-byte titles and 16 KiB texts, where every listed line hands a filter
 /// 16 KiB): at most `max_bytes / 4` entries are ever rendered, and a rendering stops once its
-/// output cannot fit. A test holds it under an eighth of this. A runaway is stopped in about
-/// 0.2 s (release build).
+/// output cannot fit. A test holds it under a quarter of this (it was an eighth before a section
+/// could be listed as far as it fits: up to `max_bytes / 8` lines of 16 KiB texts). A runaway
+/// is stopped in about 0.2 s (release build).
 pub const FUEL: u64 = 5_000_000;
 
 /// A robot's compiled title and/or body templates.

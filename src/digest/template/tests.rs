@@ -529,7 +529,7 @@ fn custom_template_degrades_by_the_same_order() {
     );
     assert!(r.text.contains("\nand "), "{}", r.text);
     assert_eq!(r.level, 1);
-    // Then warning is counted, and critical loses its texts.
+    // Then critical loses its texts, and warning fills what that leaves.
     s.max_bytes = 3_000;
     let r = render(&s, &alerts);
     assert!(size(&r) <= 3_000);
@@ -537,7 +537,11 @@ fn custom_template_degrades_by_the_same_order() {
         "Critical (level 1)\n* critical 0 {}\n",
         "x".repeat(40)
     )));
-    assert!(r.text.contains("\nWarning: 30\n"), "{}", r.text);
+    assert!(
+        r.text.contains("\nWarning (level 1)\n* warning 0 "),
+        "{}",
+        r.text
+    );
     // Less still: critical lists what fits at one line per alert, then an overflow line.
     s.max_bytes = MIN_BUDGET;
     let r = render(&s, &alerts);

@@ -126,11 +126,14 @@ pub(crate) fn render_partly(
     out.text
 }
 
-/// The chosen configuration is the first of the order that fits: fully listed ones as they
-/// are, partly listed ones when their first entry fits (or, at the floor, their rest line
-/// alone); a partly listed choice lists entries as long as they fit, so listing the next one
-/// too (with the rest line of what then remains) would not fit; counting everything comes after
-/// every configuration of the order did not fit.
+/// The chosen configuration is the first of the order that fits (fully listed ones as they
+/// are, partly listed ones when their first entry fits, or at the floor their rest line alone),
+/// then, while fully listed and some listed section lost a level, refilled: the next less
+/// severe section comes back at the poorest level of those before it or poorer, fully or partly
+/// listed. A partly listed choice lists entries as long as they fit, so listing the next one too
+/// (with the rest line of what then remains) would not fit; counting everything comes after
+/// every configuration of the order did not fit. Every fit is measured on the whole text written
+/// without a budget: independent of the measuring that choosing does.
 fn check_richest(
     spec: &DigestSpec,
     alerts: &[Alert],
@@ -138,8 +141,6 @@ fn check_richest(
     choice: &Choice,
     text: &str,
 ) -> Result<(), String> {
-    // Whether a configuration fits, from its whole text written without a budget: independent
-    // of the measuring that choosing does.
     let unlimited = DigestSpec {
         max_bytes: usize::MAX,
         ..*spec
@@ -151,54 +152,77 @@ fn check_richest(
     if choice.bare {
         return Ok(());
     }
-    let order = plan.order();
-    let k = match choice.partial {
-        None => order.iter().position(|c| *c == (choice.levels, None)),
-        Some((s, _)) => order.iter().position(|c| *c == (choice.levels, Some(s))),
-    }
-    .unwrap_or(order.len());
-    if k == order.len() && choice.levels != *plan.sequence().last().expect("never empty") {
-        return Err(format!("{choice:?} is not in the order"));
-    }
-    for (levels, partial) in &order[..k] {
-        match *partial {
-            None if fits_full(levels) => {
-                return Err(format!("{levels:?} fits before {choice:?}"));
+    let least = |levels: &Levels, s: usize| usize::from(!plan.may_list_none(levels, s));
+    let mut expected = plan
+        .order()
+        .into_iter()
+        .find(|(levels, partial)| match *partial {
+            None => fits_full(levels),
+            Some(s) => fits_partly(levels, s, least(levels, s)),
+        });
+    // Refill, from the rule.
+    while let Some((levels, None)) = expected {
+        let Some(a) = (0..SECTIONS)
+            .rev()
+            .find(|&s| plan.nonempty(s) && levels[s] < 3)
+        else {
+            break;
+        };
+        let poorest = (0..=a)
+            .filter(|&s| plan.nonempty(s))
+            .map(|s| levels[s])
+            .max();
+        let Some(t) = (a + 1..SECTIONS).find(|&t| plan.nonempty(t)) else {
+            break;
+        };
+        let Some(poorest) = poorest.filter(|&l| l > 0) else {
+            break;
+        };
+        let mut found = None;
+        for l in poorest..=2 {
+            let mut next = levels;
+            next[t] = l;
+            if fits_full(&next) {
+                found = Some((next, None));
+                break;
             }
-            Some(s) => {
-                let least = usize::from(!plan.may_list_none(levels, s));
-                if fits_partly(levels, s, least) {
-                    return Err(format!("{levels:?} partly listed fits before {choice:?}"));
-                }
-            }
-            None => {}
-        }
-    }
-    match choice.partial {
-        Some((s, n)) => {
-            let level = choice.levels[s];
-            if plan.active(&choice.levels) != Some(s) || !matches!(level, 1 | 2) {
-                return Err(format!("partial listing of the wrong section: {choice:?}"));
-            }
-            if n == 0 && !plan.may_list_none(&choice.levels, s) {
-                return Err(format!("a partial listing of nothing: {choice:?}"));
-            }
-            if n >= plan.entry_count(s, level) {
-                return Err(format!("everything listed, yet partial: {choice:?}"));
-            }
-            // Greedy: the next entry would not have fitted.
-            if fits_partly(&choice.levels, s, n + 1) {
-                return Err(format!("one more entry fits: {choice:?}"));
-            }
-            let want = render_partly(spec, alerts, choice.levels, s, n);
-            if want != text {
-                return Err(format!("{choice:?} written as\n{text}\nnot as\n{want}"));
+            if fits_partly(&next, t, 1) {
+                found = Some((next, Some(t)));
+                break;
             }
         }
-        None if k == order.len() && choice.extras != ALL_EXTRAS && fits_full(&choice.levels) => {
+        match found {
+            Some(f) => expected = Some(f),
+            None => break,
+        }
+    }
+    let Some((levels, partial)) = expected else {
+        if choice.levels != *plan.sequence().last().expect("never empty")
+            || choice.partial.is_some()
+        {
+            return Err(format!("{choice:?} chosen, not counted only"));
+        }
+        if choice.extras != ALL_EXTRAS && fits_full(&choice.levels) {
             return Err("extras given up though they fit".into());
         }
-        None => {}
+        return Ok(());
+    };
+    if (choice.levels, choice.partial.map(|p| p.0)) != (levels, partial) {
+        return Err(format!("{choice:?} chosen, not {levels:?} {partial:?}"));
+    }
+    if let Some((s, n)) = choice.partial {
+        let level = choice.levels[s];
+        if !matches!(level, 1 | 2) || n < least(&levels, s) || n >= plan.entry_count(s, level) {
+            return Err(format!("a partial listing out of bounds: {choice:?}"));
+        }
+        // Greedy: the next entry would not have fitted.
+        if fits_partly(&choice.levels, s, n + 1) {
+            return Err(format!("one more entry fits: {choice:?}"));
+        }
+        let want = render_partly(spec, alerts, choice.levels, s, n);
+        if want != text {
+            return Err(format!("{choice:?} written as\n{text}\nnot as\n{want}"));
+        }
     }
     Ok(())
 }
