@@ -54,8 +54,8 @@ struct KeyStats<'a> {
 pub(crate) struct RestStats<'a> {
     total: u64,
     groups: Vec<u64>,
+    /// By first appearance; alerts carry a few labels, so a scan finds one faster than a hash.
     keys: Vec<KeyStats<'a>>,
-    key_ids: HashMap<&'a str, usize>,
 }
 
 impl<'a> RestStats<'a> {
@@ -65,7 +65,6 @@ impl<'a> RestStats<'a> {
             total: 0,
             groups: vec![0; groups],
             keys: Vec::new(),
-            key_ids: HashMap::new(),
         }
     }
 
@@ -81,16 +80,18 @@ impl<'a> RestStats<'a> {
             if GROUPING_LABELS.contains(&k.as_str()) {
                 continue;
             }
-            let id = *self.key_ids.entry(k.as_str()).or_insert_with(|| {
-                self.keys.push(KeyStats {
-                    name: k.as_str(),
-                    carried: 0,
-                    values: HashMap::new(),
-                    distinct: 0,
-                });
-                self.keys.len() - 1
-            });
-            let key = &mut self.keys[id];
+            let key = match self.keys.iter().position(|x| x.name == k.as_str()) {
+                Some(id) => &mut self.keys[id],
+                None => {
+                    self.keys.push(KeyStats {
+                        name: k.as_str(),
+                        carried: 0,
+                        values: HashMap::new(),
+                        distinct: 0,
+                    });
+                    self.keys.last_mut().expect("just pushed")
+                }
+            };
             key.carried += 1;
             let n = key.values.entry(v.as_str()).or_insert(0);
             if *n == 0 {
@@ -105,10 +106,9 @@ impl<'a> RestStats<'a> {
         self.total -= 1;
         self.groups[pos] -= 1;
         for (k, v) in a.labels.iter() {
-            let Some(&id) = self.key_ids.get(k.as_str()) else {
+            let Some(key) = self.keys.iter_mut().find(|x| x.name == k.as_str()) else {
                 continue;
             };
-            let key = &mut self.keys[id];
             key.carried -= 1;
             if let Some(n) = key.values.get_mut(v.as_str()) {
                 *n -= 1;
@@ -126,14 +126,28 @@ impl<'a> RestStats<'a> {
             .iter()
             .filter(|k| k.carried == self.total && k.distinct >= 2 && k.distinct < self.total)
             .min_by_key(|k| (k.distinct, k.name))?;
-        let mut values: Vec<(&'a str, u64)> = key
-            .values
-            .iter()
-            .filter(|&(_, &n)| n > 0)
-            .map(|(&v, &n)| (v, n))
-            .collect();
-        values.sort_unstable_by_key(|&(v, n)| (Reverse(n), v));
-        Some(split(self.total, Some(key.name), values))
+        // The largest values, without sorting them all: this runs once per entry tried near
+        // the end of a listing, and a label may have thousands of values.
+        fn order((v, n): (&str, u64)) -> (Reverse<u64>, &str) {
+            (Reverse(n), v)
+        }
+        let mut top: Vec<(&'a str, u64)> = Vec::with_capacity(REST_ITEMS + 1);
+        for (&v, &n) in &key.values {
+            if n == 0 || (top.len() == REST_ITEMS && order((v, n)) >= order(top[REST_ITEMS - 1])) {
+                continue;
+            }
+            let at = top.partition_point(|&t| order(t) < order((v, n)));
+            top.insert(at, (v, n));
+            top.truncate(REST_ITEMS);
+        }
+        let shown: u64 = top.iter().map(|t| t.1).sum();
+        Some(Rest {
+            count: self.total,
+            by: Some(key.name),
+            others: key.distinct - top.len() as u64,
+            others_count: self.total - shown,
+            top,
+        })
     }
 
     /// The split by group: `names[pos]` is the name of the group at position `pos`; groups in
