@@ -7,11 +7,11 @@ use serde::Serialize;
 use super::DigestSpec;
 use super::dialect::Dialect;
 use super::dingtalk::DingTalk;
-use super::index::{Group, Line};
+use super::index::Line;
 use super::plan::{
-    ALL_EXTRAS, Choice, GROUP_TITLES, Levels, OTHER_GROUP, OVERFLOW_GROUPS, Plan, RESOLVED,
-    SECTION_NAMES, Summary, overflow_order,
+    ALL_EXTRAS, Choice, GROUP_TITLES, Levels, OTHER_GROUP, Plan, RESOLVED, SECTION_NAMES, Summary,
 };
+use super::rest::Rest;
 use crate::alert::Severity;
 
 impl<D: Dialect> Plan<'_, D> {
@@ -25,17 +25,43 @@ impl<D: Dialect> Plan<'_, D> {
             }
             let level = if bare { 3 } else { levels[s] };
             let all = &self.index.sections[s];
-            let shown = match choice.partial {
-                Some((p, n)) if p == s => n,
-                _ if level < 3 => all.len(),
-                _ => 0,
-            };
-            let groups = all[..shown]
-                .iter()
-                .map(|&g| self.ctx_group(s, g, level))
-                .collect();
-            let overflow = (shown < all.len() && level < 3)
-                .then(|| ctx_overflow(&self.index.groups, &all[shown..]));
+            let mut groups: Vec<CtxGroup> = Vec::new();
+            let (mut overflow, mut rest) = (None, None);
+            match choice.partial {
+                Some((p, n)) if p == s && level < 3 => {
+                    let cut = self.cut(s, level, n);
+                    groups.extend(
+                        all[..cut.group]
+                            .iter()
+                            .map(|&g| self.ctx_group(s, g, level, None)),
+                    );
+                    if cut.line > 0 {
+                        groups.push(self.ctx_group(s, all[cut.group], level, Some(cut.line)));
+                    }
+                    let stats = self.rest_stats(s, level, &cut);
+                    if stats.total() > 0 {
+                        let by_group = stats.by_group(&self.group_names(s));
+                        overflow = Some(CtxOverflow {
+                            count: by_group.count,
+                            groups: named(&by_group),
+                            other_groups: by_group.others,
+                            other_count: by_group.others_count,
+                        });
+                        let r = self.rest_of(s, &stats);
+                        rest = Some(CtxRest {
+                            count: r.count,
+                            by: r.by,
+                            top: named(&r),
+                            others: r.others,
+                            others_count: r.others_count,
+                        });
+                    }
+                }
+                _ if level < 3 => {
+                    groups.extend(all.iter().map(|&g| self.ctx_group(s, g, level, None)));
+                }
+                _ => {}
+            }
             let mut by_severity = CtxSeverities::default();
             for sev in Severity::ALL {
                 let n = if s == RESOLVED {
@@ -61,6 +87,7 @@ impl<D: Dialect> Plan<'_, D> {
                 by_severity,
                 groups,
                 overflow,
+                rest,
             })
         };
         let total = &self.index.section_total;
@@ -114,7 +141,9 @@ impl<D: Dialect> Plan<'_, D> {
         minijinja::Value::from(minijinja::value::Serde(&ctx))
     }
 
-    fn ctx_group(&self, s: usize, g: usize, level: u8) -> CtxGroup<'_> {
+    /// Group `g` of section `s` at `level`, with its first `limit` lines when only they are
+    /// listed.
+    fn ctx_group(&self, s: usize, g: usize, level: u8, limit: Option<usize>) -> CtxGroup<'_> {
         let group = &self.index.groups[g];
         let lines = self.index.lines(g, self.alerts);
         let top = level == 2;
@@ -123,14 +152,14 @@ impl<D: Dialect> Plan<'_, D> {
         } else {
             lines
         };
-        let alerts = self.entry_values[g][usize::from(top)]
-            .get_or_init(|| {
-                lines
-                    .iter()
-                    .map(|l| minijinja::Value::from(minijinja::value::Serde(self.ctx_alert(s, l))))
-                    .collect()
-            })
-            .clone();
+        let values = self.entry_values[g][usize::from(top)].get_or_init(|| {
+            lines
+                .iter()
+                .map(|l| minijinja::Value::from(minijinja::value::Serde(self.ctx_alert(s, l))))
+                .collect()
+        });
+        let lines = &lines[..limit.unwrap_or(lines.len()).min(lines.len())];
+        let alerts = minijinja::Value::from(values[..lines.len()].to_vec());
         let shown: u64 = lines.iter().map(|l| l.count).sum();
         CtxGroup {
             name: group.name.unwrap_or(OTHER_GROUP),
@@ -230,6 +259,7 @@ struct CtxSection<'a> {
     by_severity: CtxSeverities,
     groups: Vec<CtxGroup<'a>>,
     overflow: Option<CtxOverflow<'a>>,
+    rest: Option<CtxRest<'a>>,
 }
 
 #[derive(Serialize)]
@@ -270,33 +300,31 @@ struct CtxOverflow<'a> {
 }
 
 #[derive(Serialize)]
+struct CtxRest<'a> {
+    count: u64,
+    by: Option<&'a str>,
+    top: Vec<CtxNamed<'a>>,
+    others: u64,
+    others_count: u64,
+}
+
+#[derive(Serialize)]
 struct CtxNamed<'a> {
     name: &'a str,
     count: u64,
 }
 
-fn ctx_overflow<'a>(groups: &[Group<'a>], rest: &[usize]) -> CtxOverflow<'a> {
-    let sorted = overflow_order(groups, rest);
-    let named = &sorted[..sorted.len().min(OVERFLOW_GROUPS)];
-    let others = &sorted[named.len()..];
-    CtxOverflow {
-        count: sorted.iter().map(|r| r.0).sum(),
-        groups: named
-            .iter()
-            .map(|&(count, g)| CtxNamed {
-                name: groups[g].name.unwrap_or(OTHER_GROUP),
-                count,
-            })
-            .collect(),
-        other_groups: others.len() as u64,
-        other_count: others.iter().map(|r| r.0).sum(),
-    }
+fn named<'a>(rest: &Rest<'a>) -> Vec<CtxNamed<'a>> {
+    rest.top
+        .iter()
+        .map(|&(name, count)| CtxNamed { name, count })
+        .collect()
 }
 
 /// Contexts that take a template down every branch it can have, for
 /// [`Templates::compile`](crate::digest::template::Templates::compile): the sample alerts at every
-/// configuration of the degradation order, with an overflow line, bare, and a digest of no alerts
-/// with every optional value none.
+/// configuration of the degradation order, each partly listed one with a rest line, bare, and a
+/// digest of no alerts with every optional value none.
 pub(crate) fn sample_contexts() -> Vec<minijinja::Value> {
     /// 2026-11-28 10:05:02 in Shanghai.
     const NOW: i64 = 1_795_831_502_000;
@@ -322,11 +350,14 @@ pub(crate) fn sample_contexts() -> Vec<minijinja::Value> {
         bare: false,
     };
     let mut contexts: Vec<minijinja::Value> = seq.iter().map(|l| plan.context(&full(l))).collect();
-    if let (Some(floor), Some(s)) = (seq.iter().rev().nth(1), plan.first_section()) {
-        contexts.push(plan.context(&Choice {
-            partial: Some((s, 1)),
-            ..full(floor)
-        }));
+    // Every partly listed configuration, listing one entry, with its rest line.
+    for (levels, partial) in plan.order() {
+        if let Some(s) = partial {
+            contexts.push(plan.context(&Choice {
+                partial: Some((s, 1)),
+                ..full(&levels)
+            }));
+        }
     }
     contexts.push(plan.context(&Choice {
         bare: true,

@@ -5,18 +5,23 @@
 //! while writing. A configuration's fixed parts (title, headings, count block, link, footer) are
 //! measured first; lines are then written until one would not fit, which rejects the
 //! configuration at once, so trying one costs about the budget's worth of formatting at most,
-//! whatever the batch size, and only what is listed is ever formatted. The overflow line is
-//! reserved at an upper bound: the same block written with the section's total as every count
-//! and its five costliest group names.
+//! whatever the batch size, and only what is listed is ever formatted. A partly listed section
+//! lists its entries while each fits with the rest line after it: the rest line is reserved at
+//! an upper bound (the costlier of a rest line split by label, used only up to
+//! [`REST_LINE_BYTES`], and the group split written with the section's total as every count and
+//! its five costliest group names) until an entry does not fit with the bound; from there the
+//! counts of what remains ([`RestStats`]) are built once and updated entry by entry, and each
+//! entry is tried with its exact rest line, a few hundred bytes' worth of entries at most.
 
 use std::cmp::Reverse;
 
 use super::Rendered;
 use super::dialect::{Dialect, Size};
 use super::plan::{
-    ALL_EXTRAS, Choice, Extras, Levels, OTHER_GROUP, OVERFLOW_GROUP_BYTES, OVERFLOW_GROUPS,
+    ALL_EXTRAS, Choice, Cut, Extras, Levels, OTHER_GROUP, OVERFLOW_GROUP_BYTES, OVERFLOW_GROUPS,
     Overflow, Plan, SECTIONS,
 };
+use super::rest::{REST_LINE_BYTES, RestStats};
 use super::template::Templates;
 use super::text::ELLIPSIS;
 
@@ -42,22 +47,17 @@ impl<D: Dialect> Plan<'_, D> {
         self.dialect.budget(self.spec.max_bytes)
     }
 
-    /// Picks and writes the built-in digest: the first configuration in degradation order that
-    /// fits fully listed; else the most severe section at level 2 with an overflow line; else
+    /// Picks and writes the built-in digest: the first configuration of [`Plan::order`] that
+    /// fits (a partly listed one when it lists at least one entry, or is the floor); else
     /// counts only, giving up extras as needed; else the bare title heading and footer.
     pub(crate) fn choose(&self) -> (Choice, Out<D>, u64) {
-        let seq = self.sequence();
-        let (last, richer) = seq.split_last().expect("never empty");
-        for levels in richer {
-            if let Some(r) = self.write(levels, None, ALL_EXTRAS) {
-                return r;
+        for (levels, partial) in self.order() {
+            let listing = partial.map(|s| (s, None));
+            if let Some(r) = self.write(&levels, listing, ALL_EXTRAS) {
+                return self.refill(r);
             }
         }
-        if let (Some(floor), Some(s)) = (richer.last(), self.first_section())
-            && let Some(r) = self.write(floor, Some(s), ALL_EXTRAS)
-        {
-            return r;
-        }
+        let last = *self.sequence().last().expect("never empty");
         let fewer = [
             ALL_EXTRAS,
             Extras {
@@ -76,7 +76,7 @@ impl<D: Dialect> Plan<'_, D> {
             },
         ];
         for extras in fewer {
-            if let Some(r) = self.write(last, None, extras) {
+            if let Some(r) = self.write(&last, None, extras) {
                 return r;
             }
         }
@@ -84,12 +84,32 @@ impl<D: Dialect> Plan<'_, D> {
         out.push(self.dialect, D::BLOCK_BREAK);
         out.push(self.dialect, &self.footer);
         let choice = Choice {
-            levels: *last,
+            levels: last,
             partial: None,
             extras: fewer[3],
             bare: true,
         };
         (choice, out, 0)
+    }
+
+    /// Fills what a fully listed choice leaves of the budget: while the choice lists every
+    /// section it shows and some of them lost a level after the next less severe section was
+    /// counted only, that section comes back, at the poorest level of the sections before it
+    /// or poorer, fully listed or partly (see [`Plan::refills`]).
+    fn refill(&self, mut best: (Choice, Out<D>, u64)) -> (Choice, Out<D>, u64) {
+        while best.0.partial.is_none() {
+            let found = self
+                .refills(&best.0.levels)
+                .into_iter()
+                .find_map(|(levels, partial)| {
+                    self.write(&levels, partial.map(|t| (t, None)), best.0.extras)
+                });
+            match found {
+                Some(r) => best = r,
+                None => break,
+            }
+        }
+        best
     }
 
     /// The built-in digest of every configuration that fits fully listed, and the chosen one,
@@ -116,14 +136,17 @@ impl<D: Dialect> Plan<'_, D> {
         }
     }
 
-    /// Writes the digest of `levels` (footer included). Without `overflow` every section is fully
-    /// listed, and `None` is returned when that does not fit. With `overflow = Some(s)`, section
-    /// `s` (at level 2, the only one listed) lists the prefix of its groups that fits, then an
-    /// overflow line; `None` if even the overflow line alone does not fit.
+    /// Writes the digest of `levels` (footer included). Without `partial` every section is fully
+    /// listed, and `None` is returned when that does not fit. With `partial = Some((s, None))`,
+    /// section `s` (the least severe listed one) lists its entries in order as long as they fit,
+    /// each with the rest line of what then remains, and then that rest line; `None` when it
+    /// lists no entry (unless [`Plan::may_list_none`], and then when even the rest line alone
+    /// does not fit). With `Some((s, Some(n)))` it lists exactly its first `n` entries whatever
+    /// the budget (for tests, with an unlimited budget).
     pub(crate) fn write(
         &self,
         levels: &Levels,
-        overflow: Option<usize>,
+        partial: Option<(usize, Option<usize>)>,
         extras: Extras,
     ) -> Option<(Choice, Out<D>, u64)> {
         let d = self.dialect;
@@ -132,6 +155,7 @@ impl<D: Dialect> Plan<'_, D> {
         let listed_sections: Vec<usize> = (0..SECTIONS)
             .filter(|&s| self.nonempty(s) && levels[s] < 3)
             .collect();
+        let partial = partial.filter(|&(s, _)| listed_sections.contains(&s));
         let range = self.range_text.as_deref().filter(|_| extras.range);
         let catch_up = self.catch_up_text.as_deref().filter(|_| extras.catch_up);
         let link = self.link.as_deref().filter(|_| extras.link);
@@ -153,29 +177,14 @@ impl<D: Dialect> Plan<'_, D> {
         fixed += block_break + self.size(&self.footer);
         // Fully listed sections are measured (each once per plan) before anything is written.
         for &s in &listed_sections {
-            fixed += if overflow == Some(s) {
-                self.heading_cost(s)
-            } else {
-                self.section_cost(s, levels[s])?
+            fixed += match partial {
+                Some((p, _)) if p == s => self.heading_cost(s),
+                _ => self.section_cost(s, levels[s])?,
             };
         }
         if fixed > budget {
             return None;
         }
-        // The overflow line is reserved at its bound until the last group is listed.
-        let line_break = self.size(D::LINE_BREAK);
-        let reserve = match overflow {
-            Some(s) => {
-                // Listing nothing must fit; beyond that, the bound is what greedy listing keeps.
-                let mut none_listed = String::from(D::LINE_BREAK);
-                self.push_overflow(&mut none_listed, &self.index.sections[s]);
-                if fixed + self.size(&none_listed) > budget {
-                    return None;
-                }
-                line_break + self.overflow_bound(s)
-            }
-            None => Size::ZERO,
-        };
 
         let mut out = self.start();
         for line in [range, catch_up].into_iter().flatten() {
@@ -183,42 +192,31 @@ impl<D: Dialect> Plan<'_, D> {
             out.push(d, line);
         }
         let mut listed = 0u64;
-        let mut partial = None;
+        let mut chosen_partial = None;
         let mut heading = String::new();
         for &s in &listed_sections {
             heading.clear();
             self.push_section_heading(&mut heading, s);
             out.push(d, D::BLOCK_BREAK);
             out.push(d, &heading);
-            let groups = &self.index.sections[s];
-            if overflow == Some(s) {
-                // Greedy: a group line goes in only with room for the overflow line after it,
-                // unless it is the last.
-                let mut lines = Size::ZERO;
-                let shown = self.each_line(s, levels[s], &mut |line, last| {
-                    let keep = if last { Size::ZERO } else { reserve };
-                    let cost = self.size(line);
-                    if fixed + lines + cost + keep > budget {
-                        return false;
+            match partial {
+                Some((p, exactly)) if p == s => {
+                    let room = budget.saturating_sub(fixed);
+                    let (n, alerts) = self.list_partly(&mut out, s, levels[s], room, exactly)?;
+                    if exactly.is_none() && n == 0 && !self.may_list_none(levels, s) {
+                        return None;
                     }
-                    lines += cost;
-                    out.push(d, line);
-                    true
-                });
-                if shown < groups.len() {
-                    partial = Some((s, shown));
-                    let mut buf = String::from(D::LINE_BREAK);
-                    self.push_overflow(&mut buf, &groups[shown..]);
-                    debug_assert!(self.size(&buf) <= reserve, "overflow over its bound: {buf}");
-                    out.push(d, &buf);
+                    chosen_partial = Some((s, n));
+                    listed += alerts;
                 }
-            } else {
-                self.each_line(s, levels[s], &mut |line, _| {
-                    out.push(d, line);
-                    true
-                });
-                if levels[s] < 2 {
-                    listed += self.index.section_total[s];
+                _ => {
+                    self.each_line(s, levels[s], &mut |line, _| {
+                        out.push(d, line);
+                        true
+                    });
+                    if levels[s] < 2 {
+                        listed += self.index.section_total[s];
+                    }
                 }
             }
         }
@@ -226,14 +224,135 @@ impl<D: Dialect> Plan<'_, D> {
         out.push(d, &link_block);
         out.push(d, D::BLOCK_BREAK);
         out.push(d, &self.footer);
-        debug_assert!(out.used <= budget, "{} > {budget}", out.used);
+        debug_assert!(
+            partial.is_some_and(|p| p.1.is_some()) || out.used <= budget,
+            "{} > {budget}",
+            out.used
+        );
         let choice = Choice {
             levels: *levels,
-            partial,
+            partial: chosen_partial,
             extras,
             bare: false,
         };
         Some((choice, out, listed))
+    }
+
+    /// Lists the first entries of section `s` at `level` (alert lines with their group headings
+    /// at levels 0 and 1, group lines at level 2) within `room`, then the rest line of the others;
+    /// returns the entries and the alerts on alert lines, or `None` when not even the rest line
+    /// alone fits. An entry is listed when it and the rest line of what remains after it fit.
+    ///
+    /// Until the rest line is near, it is reserved at its bound (the costlier of a rest line by
+    /// label, which is never used above [`REST_LINE_BYTES`], and by group, see
+    /// [`Plan::overflow_bound`]): no counting is needed there. From the first entry that does
+    /// not fit with the bound, the counts of what remains are kept ([`RestStats`]) and updated
+    /// entry by entry, and each entry is tried with the exact rest line after it.
+    fn list_partly(
+        &self,
+        out: &mut Out<D>,
+        s: usize,
+        level: u8,
+        room: Size<D>,
+        exactly: Option<usize>,
+    ) -> Option<(usize, u64)> {
+        let (d, alerts) = (self.dialect, self.alerts);
+        let groups = &self.index.sections[s];
+        let line_break = self.size(D::LINE_BREAK);
+        let bound = line_break + Size::new(REST_LINE_BYTES).max(self.overflow_bound(s));
+        let mut used = Size::ZERO;
+        let (mut n, mut listed) = (0usize, 0u64);
+        let mut stats: Option<RestStats> = None;
+        let mut stop: Option<Cut> = None;
+        let mut buf = String::new();
+        let mut scratch = String::new();
+        'groups: for (gpos, &g) in groups.iter().enumerate() {
+            let group = &self.index.groups[g];
+            let entries = if level == 2 {
+                1
+            } else {
+                self.index.lines(g, self.alerts).len()
+            };
+            for j in 0..entries {
+                buf.clear();
+                if level == 2 {
+                    buf.push_str(D::LINE_BREAK);
+                    self.push_group_line(&mut buf, g);
+                } else {
+                    if j == 0 {
+                        buf.push_str(D::LINE_BREAK);
+                        d.write_group(&mut buf, group.name.unwrap_or(OTHER_GROUP), group.total);
+                    }
+                    let line = &self.index.lines(g, self.alerts)[j];
+                    buf.push_str(D::LINE_BREAK);
+                    d.write_entry(&mut buf, &self.entry(s, line, level));
+                }
+                let cost = self.size(&buf);
+                let members = if level == 2 {
+                    self.index.group_members(g)
+                } else {
+                    self.index.line_members(g, j, self.alerts)
+                };
+                let fits = match exactly {
+                    Some(k) => n < k,
+                    None if stats.is_none() && used + cost + bound <= room => true,
+                    None => {
+                        let st = stats.get_or_insert_with(|| {
+                            let cut = Cut {
+                                group: gpos,
+                                line: j,
+                                listed,
+                            };
+                            self.rest_stats(s, level, &cut)
+                        });
+                        for &i in members {
+                            st.remove(&alerts[i], gpos);
+                        }
+                        let after = if st.total() == 0 {
+                            Size::ZERO
+                        } else {
+                            scratch.clear();
+                            self.push_rest(&mut scratch, &self.rest_of(s, st));
+                            line_break + self.size(&scratch)
+                        };
+                        let fits = used + cost + after <= room;
+                        if !fits {
+                            for &i in members {
+                                st.add(&alerts[i], gpos);
+                            }
+                        }
+                        fits
+                    }
+                };
+                if !fits {
+                    stop = Some(Cut {
+                        group: gpos,
+                        line: j,
+                        listed,
+                    });
+                    break 'groups;
+                }
+                out.push(d, &buf);
+                used += cost;
+                n += 1;
+                if level < 2 {
+                    listed += self.index.lines(g, self.alerts)[j].count;
+                }
+            }
+        }
+        if let Some(cut) = stop {
+            let stats = stats.unwrap_or_else(|| self.rest_stats(s, level, &cut));
+            buf.clear();
+            buf.push_str(D::LINE_BREAK);
+            self.push_rest(&mut buf, &self.rest_of(s, &stats));
+            let cost = self.size(&buf);
+            if exactly.is_none() && used + cost > room {
+                debug_assert_eq!(n, 0, "an entry was listed without room for the rest line");
+                return None;
+            }
+            out.push(d, &buf);
+        }
+        Some((n, listed))
     }
 
     /// A section's heading with the break before it.
@@ -297,6 +416,7 @@ impl<D: Dialect> Plan<'_, D> {
             &mut worst,
             &Overflow {
                 count: total,
+                by: None,
                 groups: &named[..shown],
                 // Plural, with as many digits as any count of groups left over can have.
                 other_groups: if more { section.len() as u64 } else { 0 },
@@ -309,13 +429,12 @@ impl<D: Dialect> Plan<'_, D> {
     // ---- Templates ----
 
     /// Renders with a custom body template: the same order of configurations as [`Plan::choose`],
-    /// each rendered with its own context, the first that fits wins; the level-2 floor lists the
-    /// longest prefix of groups that fits (binary search); a body that does not fit even counted
-    /// only is cut.
+    /// each rendered with its own context, the first that fits wins; a partly listed section
+    /// lists the longest prefix of its entries that fits (binary search), when that is at least
+    /// one entry (or none, at the floor); a body that does not fit even counted only is cut.
     pub(crate) fn render_templated(&self, t: &Templates) -> Result<Rendered, minijinja::Error> {
         let budget = self.budget();
-        let seq = self.sequence();
-        let (last, richer) = seq.split_last().expect("never empty");
+        let last = *self.sequence().last().expect("never empty");
         // Work bound: a configuration with more entries than this cannot fit if each entry
         // prints at least 4 bytes, and on a flood its context alone would hold 100 000.
         let cap = budget.get() / 4;
@@ -338,38 +457,65 @@ impl<D: Dialect> Plan<'_, D> {
             extras: ALL_EXTRAS,
             bare: false,
         };
-        for levels in richer {
-            if self.entries(levels) > cap {
-                continue;
-            }
-            if let Some(r) = try_choice(full(*levels))? {
-                return Ok(r);
-            }
-        }
-        if let (Some(floor), Some(s)) = (richer.last(), self.first_section()) {
-            // Invariant: `lo` groups fit (checked first), `hi` groups do not (the full floor
-            // did not fit, or was over the cap).
-            let partial = |n: usize| Choice {
-                partial: Some((s, n)),
-                ..full(*floor)
+        // One configuration of the order (or a refill): fully listed as it is; partly listed,
+        // the longest prefix of entries that fits, when at least the least one may list does.
+        let try_config = |levels: Levels,
+                          partial: Option<usize>|
+         -> Result<Option<(Choice, Rendered)>, minijinja::Error> {
+            let Some(s) = partial else {
+                if self.entries(&levels) > cap {
+                    return Ok(None);
+                }
+                return Ok(try_choice(full(levels))?.map(|r| (full(levels), r)));
             };
-            let (mut lo, mut hi) = (0, self.index.sections[s].len());
-            if let Some(mut best) = try_choice(partial(0))? {
-                while hi - lo > 1 {
-                    let mid = lo + (hi - lo) / 2;
-                    if self.entries_partial(s, mid) > cap {
-                        hi = mid;
-                        continue;
-                    }
-                    match try_choice(partial(mid))? {
-                        Some(r) => (lo, best) = (mid, r),
-                        None => hi = mid,
+            let level = levels[s];
+            // Invariant: `lo` entries fit (checked first), `hi` entries do not (the full
+            // configuration did not fit, or was over the cap).
+            let at = |n: usize| Choice {
+                partial: Some((s, n)),
+                ..full(levels)
+            };
+            let others = self.entries(&levels) - self.entries_section(s, level);
+            let entries = |n: usize| others + self.entries_partial(s, level, n);
+            let lo = usize::from(!self.may_list_none(&levels, s));
+            let mut hi = self.entry_count(s, level);
+            if lo >= hi || entries(lo) > cap {
+                return Ok(None);
+            }
+            let Some(mut best) = try_choice(at(lo))? else {
+                return Ok(None);
+            };
+            let mut lo = lo;
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if entries(mid) > cap {
+                    hi = mid;
+                    continue;
+                }
+                match try_choice(at(mid))? {
+                    Some(r) => (lo, best) = (mid, r),
+                    None => hi = mid,
+                }
+            }
+            Ok(Some((at(lo), best)))
+        };
+        for (levels, partial) in self.order() {
+            let Some(mut best) = try_config(levels, partial)? else {
+                continue;
+            };
+            // The same refill as the renderer's.
+            'refill: while best.0.partial.is_none() {
+                for (levels, partial) in self.refills(&best.0.levels) {
+                    if let Some(found) = try_config(levels, partial)? {
+                        best = found;
+                        continue 'refill;
                     }
                 }
-                return Ok(best);
+                break;
             }
+            return Ok(best.1);
         }
-        let choice = full(*last);
+        let choice = full(last);
         let body = t.render_body(&self.context(&choice))?;
         let text = self.with_footer(&body);
         if fits(&text) {

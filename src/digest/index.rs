@@ -83,7 +83,16 @@ pub(crate) struct Index<'a> {
     /// Alerts of the resolved section by severity, for the count block.
     pub(crate) resolved_by_severity: [u64; 4],
     /// Merged lines of each group, computed when first needed.
-    pub(crate) lines: Vec<OnceCell<Vec<Line>>>,
+    pub(crate) lines: Vec<OnceCell<Lines>>,
+}
+
+/// A group's merged lines, and the alerts of each (for summarizing the lines not listed).
+pub(crate) struct Lines {
+    pub(crate) lines: Vec<Line>,
+    /// Alert indices by line, in arrival order inside each line.
+    members: Vec<usize>,
+    /// Where each line's alerts start in `members`; one more entry than `lines`.
+    starts: Vec<usize>,
 }
 
 impl<'a> Index<'a> {
@@ -198,14 +207,30 @@ impl<'a> Index<'a> {
 
     /// The merged lines of group `g`, in order of first appearance.
     pub(crate) fn lines(&self, g: usize, alerts: &[Alert]) -> &[Line] {
+        &self.merged(g, alerts).lines
+    }
+
+    /// The alerts of group `g`, in arrival order.
+    pub(crate) fn group_members(&self, g: usize) -> &[usize] {
+        &self.members[self.starts[g]..self.starts[g + 1]]
+    }
+
+    /// The alerts merged into line `j` of group `g`.
+    pub(crate) fn line_members(&self, g: usize, j: usize, alerts: &[Alert]) -> &[usize] {
+        let m = self.merged(g, alerts);
+        &m.members[m.starts[j]..m.starts[j + 1]]
+    }
+
+    fn merged(&self, g: usize, alerts: &[Alert]) -> &Lines {
         self.lines[g].get_or_init(|| {
-            let members = &self.members[self.starts[g]..self.starts[g + 1]];
+            let members = self.group_members(g);
             let mut by_fp: HashMap<&str, usize> = HashMap::new();
             let mut lines: Vec<Line> = Vec::new();
+            let mut line_of: Vec<usize> = Vec::with_capacity(members.len());
             for &i in members {
                 let a = &alerts[i];
-                let l = match by_fp.entry(a.fingerprint.as_str()) {
-                    Entry::Occupied(e) => &mut lines[*e.get()],
+                let j = match by_fp.entry(a.fingerprint.as_str()) {
+                    Entry::Occupied(e) => *e.get(),
                     Entry::Vacant(e) => {
                         e.insert(lines.len());
                         lines.push(Line {
@@ -215,9 +240,11 @@ impl<'a> Index<'a> {
                             fired: None,
                             resolved: None,
                         });
-                        lines.last_mut().expect("just pushed")
+                        lines.len() - 1
                     }
                 };
+                line_of.push(j);
+                let l = &mut lines[j];
                 l.count += 1;
                 let fired = match a.status {
                     Status::Firing => {
@@ -234,7 +261,25 @@ impl<'a> Index<'a> {
                     l.fired = Some(l.fired.map_or(f, |x| x.min(f)));
                 }
             }
-            lines
+            // Counting sort by line keeps arrival order inside each line.
+            let mut starts = Vec::with_capacity(lines.len() + 1);
+            let mut at = 0;
+            for l in &lines {
+                starts.push(at);
+                at += l.count as usize;
+            }
+            starts.push(at);
+            let mut next = starts.clone();
+            let mut by_line = vec![0; members.len()];
+            for (&i, &j) in members.iter().zip(&line_of) {
+                by_line[next[j]] = i;
+                next[j] += 1;
+            }
+            Lines {
+                lines,
+                members: by_line,
+                starts,
+            }
         })
     }
 }

@@ -3,7 +3,8 @@
 //! # Modules
 //!
 //! - `plan` (with `index`): platform-neutral; what a digest says, block by block,
-//!   and the accounting.
+//!   and the accounting; `rest`: what a partly listed section says about the alerts it does
+//!   not list (the label rule).
 //! - `fit`: the budget search, generic over a [`Dialect`], in the dialect's [`Size`].
 //! - [`dialect`]: the trait a platform implements, and what it must guarantee.
 //! - [`dingtalk`]: DingTalk's dialect ([`DingTalk`]) and its escaping (`dingtalk::markdown`).
@@ -24,6 +25,11 @@
 //! #### Critical · 3                                    firing alerts, most severe first
 //! **dq_orders** · 3                                    groups: `alertname`, else `job`, else other
 //! - ods_orders: 12% null user_id ×3 — first line of the text
+//!
+//! #### Warning · 673                                  a section listed as far as it fits …
+//! **InstanceDown** · 673
+//! - 127.0.0.1:20343 is down
+//! - … and 324 more: rack r1 108, rack r2 108, rack r3 108   … then the rest, split
 //!
 //! #### ✅ Resolved · 2                                 resolved alerts, after every firing one
 //! **replication** · 2
@@ -53,13 +59,24 @@
 //! alert line with its text quoted, (1) one line per merged alert, (2) one line per group with its
 //! count and first titles, (3) counted only, in a count block after the listed sections
 //! (`- critical: 3 firing, 1 resolved`). Starting from everything at level 0, while the digest does
-//! not fit *with every section fully listed*, the least severe section not yet at level 3 is
-//! degraded one step (the resolved section counts as least severe), so critical lines go last. The
-//! first configuration that fits is used. When none fits before everything would be counted only,
-//! the most severe section stays at level 2 and lists the prefix of its groups that fits, then an
-//! overflow line (`- … and 1,234 more: dq_orders 800, …`): a flood still shows its worst groups.
-//! Only when even that does not fit is everything counted. [`Rendered::level`] is the level of
-//! the most degraded section.
+//! not fit, the least severe section not yet at level 3 is degraded one step (the resolved
+//! section counts as least severe), so critical lines go last. Before that section goes from
+//! level 1 to 2, and from 2 to 3, it is tried *partly listed*: its entries (alert lines with
+//! their group headings, or group lines at level 2) in the section's order for as long as each
+//! fits together with the rest line of what would then remain, then that rest line
+//! (`- … and 322 more: rack r2 108, rack r3 107, rack r1 107`), which says how many alerts are
+//! not listed and what tells them apart (the label rule in `rest`, else their groups). A partial
+//! listing is used when it lists at least one entry; the most severe section at level 2 (the
+//! floor before everything is counted only) may list none and show only its rest line. The first
+//! configuration that fits is used; only when none does is everything counted. When it lists
+//! every section it shows and one of them lost a level after the next less severe section was
+//! counted only, what is left of the budget is refilled: that section comes back at the poorest
+//! level of those before it (or poorer, down to level 2), fully listed or partly, and so on while
+//! each comes back fully listed. So a section
+//! uses the budget its more severe sections leave instead of falling to one line per group, more
+//! severe sections are always fully listed when a less severe one lists anything, and resolved
+//! alerts come after every firing one. [`Rendered::level`] is the level of the most degraded
+//! section.
 //!
 //! # The fitting guarantee
 //!
@@ -75,11 +92,14 @@
 //! A configuration's fixed parts (headings, count block, link, footer) are measured first; lines
 //! are then written until one would not fit, which rejects the configuration at once, so trying
 //! one costs about `max_bytes` of formatting at most, whatever the batch size, and only what is
-//! listed is ever formatted. The overflow line is reserved at an upper bound (group names in it
-//! are cut to 40 bytes, at most five are named).
+//! listed is ever formatted. In a partly listed section the rest line is reserved at an upper
+//! bound (names in it are cut to 40 bytes, at most five are named, and a line split by a label is
+//! used only up to 600 bytes) until an entry does not fit with the bound; from there each entry is
+//! tried with the exact rest line after it, from counts of what remains that are updated entry by
+//! entry, so the listing stops exactly where the next entry would not fit.
 //!
 //! Every alert is accounted for: `listed + summarized == total`, where listed alerts are those on
-//! alert lines (levels 0 and 1), and the section headings, group lines, overflow lines and count
+//! alert lines (levels 0 and 1), and the section headings, group lines, rest lines and count
 //! lines give the numbers of the rest. The title counts each alert once, as the sections do:
 //! `<robot>: 3 critical, 1 error, 2 resolved` is the firing sections' totals, most severe first,
 //! then the resolved section's, so its numbers add up to the footer's and a resolved alert is not
@@ -106,6 +126,7 @@ pub mod dingtalk;
 mod fit;
 mod index;
 mod plan;
+mod rest;
 pub mod template;
 mod text;
 
@@ -210,7 +231,7 @@ pub struct Rendered {
     pub total: usize,
     /// Alerts shown on their own (merged) lines; a line `×12` counts 12.
     pub listed: usize,
-    /// Alerts only counted in group, overflow or count lines; `listed + summarized == total`.
+    /// Alerts only counted in group, rest or count lines; `listed + summarized == total`.
     pub summarized: usize,
     /// Alert records by their own severity and status.
     pub counts: Counts,

@@ -3,18 +3,25 @@
 //! has (title, catch-up and time range, sections with their groups and entries or group lines,
 //! an overflow line, the count block, the link, the footer), as values a dialect writes.
 //!
-//! Accounting is decided here, once for every platform: an alert is *listed* when its section
-//! is at level 0 or 1 (it is on an entry), and *summarized* otherwise (a group line, an overflow
-//! line or a count line gives its number); `listed + summarized == total` whatever the dialect.
+//! Accounting is decided here, once for every platform: an alert is *listed* when it is on an
+//! entry (its section at level 0 or 1, and the entry among those its section lists), and
+//! *summarized* otherwise (a group line, a rest line or a count line gives its number);
+//! `listed + summarized == total` whatever the dialect.
+//!
+//! The order of configurations ([`Plan::order`]): the degradation order of the levels, and after
+//! each configuration whose least severe listed section is at level 1 or 2, the same with that
+//! section *partly listed*: its entries in order as long as they fit, then a rest line
+//! ([`super::rest`]) for the others. A fully listed choice is then refilled
+//! ([`Plan::refills`]): the next less severe section comes back, no richer than those before it.
 
 use std::cell::{Cell, OnceCell};
-use std::cmp::Reverse;
 
 use serde::Serialize;
 
 use super::clock::{Clock, short_time};
 use super::dialect::{Dialect, Size};
-use super::index::{Group, Index, Line};
+use super::index::{Index, Line};
+use super::rest::{Rest, RestStats};
 use super::text::{ELLIPSIS, push_clean, push_thousands};
 use super::{Counts, DigestSpec, Rendered};
 use crate::alert::{Alert, Severity};
@@ -36,11 +43,11 @@ pub(crate) const HEADING_GROUP_BYTES: usize = 80;
 pub(crate) const GROUP_TITLES: usize = 3;
 /// … each cut to this many bytes.
 pub(crate) const GROUP_TITLE_BYTES: usize = 80;
-/// Group names in overflow lines are cut to this many bytes (then `…` is appended); this bound is
-/// what lets the overflow line be reserved before it is known.
+/// Group names, label names and values in rest lines are cut to this many bytes (then `…` is
+/// appended); this bound is what lets the rest line be reserved before it is known.
 pub(crate) const OVERFLOW_GROUP_BYTES: usize = 40;
-/// Groups named in one overflow line; the rest are folded into `<k> other groups <n>`.
-pub(crate) const OVERFLOW_GROUPS: usize = 5;
+/// Groups named in one rest line; the rest are folded into `<k> other groups <n>`.
+pub(crate) const OVERFLOW_GROUPS: usize = super::rest::REST_ITEMS;
 /// The robot name in the title is cut to this many bytes, which keeps the title near 200 bytes.
 pub(crate) const ROBOT_BYTES: usize = 64;
 /// A custom title is cut to this many bytes.
@@ -61,7 +68,8 @@ pub(crate) type Levels = [u8; SECTIONS];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Choice {
     pub levels: Levels,
-    /// A section that lists only a prefix of its groups, and how many, then an overflow line.
+    /// A section that lists only its first entries, and how many (alert lines at levels 0 and 1,
+    /// group lines at level 2), then a rest line for the others.
     pub partial: Option<(usize, usize)>,
     pub extras: Extras,
     /// Title heading and footer only: nothing else fits (budget below [`MIN_BUDGET`]).
@@ -102,7 +110,7 @@ pub(crate) struct Plan<'a, D: Dialect> {
     pub(crate) catch_up_text: Option<String>,
     /// Template values of each group's alerts, all of them and the first three: contexts of
     /// successive configurations share them instead of converting them again.
-    pub(crate) entry_values: Vec<[OnceCell<minijinja::Value>; 2]>,
+    pub(crate) entry_values: Vec<[OnceCell<Vec<minijinja::Value>>; 2]>,
     /// [`Plan::section_cost`] of each section at levels 0–2, once measured.
     pub(crate) section_costs: [[SectionCost<D>; 3]; SECTIONS],
 }
@@ -138,10 +146,13 @@ pub struct GroupLine<'a> {
     pub more: bool,
 }
 
-/// The groups a partly listed section leaves out: their alerts, the five largest by name, and
-/// how many groups with how many alerts beyond them.
+/// What a partly listed section leaves out (its rest line): their alerts, the five largest parts
+/// by name, and how many parts with how many alerts beyond them. The parts are the values of
+/// label `by` (`rack r2 108`), or groups when `by` is `None`.
 pub struct Overflow<'a> {
     pub count: u64,
+    /// The label whose values name the parts; `None` when the parts are groups.
+    pub by: Option<&'a str>,
     pub groups: &'a [(&'a str, u64)],
     pub other_groups: u64,
     pub other_count: u64,
@@ -217,6 +228,65 @@ impl<'a, D: Dialect> Plan<'a, D> {
         seq
     }
 
+    /// The least severe listed section of `levels`: the one a partial listing is tried for.
+    pub(crate) fn active(&self, levels: &Levels) -> Option<usize> {
+        (0..SECTIONS)
+            .rev()
+            .find(|&s| self.nonempty(s) && levels[s] < 3)
+    }
+
+    /// Every configuration tried, in order, but the counted-only one: each of the degradation
+    /// order, fully listed (`None`), then, when its least severe listed section is at level 1
+    /// or 2, that section partly listed (`Some(section)`).
+    pub(crate) fn order(&self) -> Vec<(Levels, Option<usize>)> {
+        let seq = self.sequence();
+        let mut out = Vec::with_capacity(2 * seq.len());
+        for levels in &seq[..seq.len() - 1] {
+            out.push((*levels, None));
+            if let Some(s) = self.active(levels).filter(|&s| matches!(levels[s], 1 | 2)) {
+                out.push((*levels, Some(s)));
+            }
+        }
+        out
+    }
+
+    /// What may fill the budget a fully listed `levels` leaves: the next less severe non-empty
+    /// section after its least severe listed one, brought back from level 3 at the poorest level
+    /// `l` of the sections listed before it, then `l + 1`, up to 2, each fully and then partly
+    /// listed; nothing when every listed section is at level 0 (that was tried in the order).
+    /// A section never comes back richer than a more severe one, and a more severe section is
+    /// fully listed whenever it comes back.
+    pub(crate) fn refills(&self, levels: &Levels) -> Vec<(Levels, Option<usize>)> {
+        let Some(a) = self.active(levels) else {
+            return Vec::new();
+        };
+        let floor = (0..=a)
+            .filter(|&s| self.nonempty(s))
+            .map(|s| levels[s])
+            .max()
+            .unwrap_or(0);
+        let Some(t) = (a + 1..SECTIONS).find(|&t| self.nonempty(t)) else {
+            return Vec::new();
+        };
+        if floor == 0 {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for l in floor..=2 {
+            let mut next = *levels;
+            next[t] = l;
+            out.push((next, None));
+            out.push((next, Some(t)));
+        }
+        out
+    }
+
+    /// Whether section `s` partly listed may list no entry at all (only its rest line): only
+    /// the most severe section at level 2, the floor before everything is counted only.
+    pub(crate) fn may_list_none(&self, levels: &Levels, s: usize) -> bool {
+        levels[s] == 2 && Some(s) == self.first_section()
+    }
+
     /// The configuration that counts everything, with every extra.
     pub(crate) fn counted_only(&self) -> Choice {
         Choice {
@@ -269,8 +339,99 @@ impl<'a, D: Dialect> Plan<'a, D> {
     pub(crate) fn listed(&self, choice: &Choice) -> u64 {
         (0..SECTIONS)
             .filter(|&s| self.nonempty(s) && choice.levels[s] < 2 && !choice.bare)
-            .map(|s| self.index.section_total[s])
+            .map(|s| match choice.partial {
+                Some((p, n)) if p == s => self.cut(s, choice.levels[s], n).listed,
+                _ => self.index.section_total[s],
+            })
             .sum()
+    }
+
+    /// Where section `s` at `level` stops after its first `n` entries.
+    pub(crate) fn cut(&self, s: usize, level: u8, n: usize) -> Cut {
+        let groups = &self.index.sections[s];
+        if level == 2 {
+            return Cut {
+                group: n.min(groups.len()),
+                line: 0,
+                listed: 0,
+            };
+        }
+        let (mut left, mut listed) = (n, 0u64);
+        for (gpos, &g) in groups.iter().enumerate() {
+            let lines = self.index.lines(g, self.alerts);
+            if left < lines.len() {
+                listed += lines[..left].iter().map(|l| l.count).sum::<u64>();
+                return Cut {
+                    group: gpos,
+                    line: left,
+                    listed,
+                };
+            }
+            left -= lines.len();
+            listed += self.index.groups[g].total;
+        }
+        Cut {
+            group: groups.len(),
+            line: 0,
+            listed,
+        }
+    }
+
+    /// The alerts of section `s` at `level` from `cut` on: what its rest line summarizes.
+    pub(crate) fn rest_stats(&self, s: usize, level: u8, cut: &Cut) -> RestStats<'a> {
+        let (alerts, groups) = (self.alerts, &self.index.sections[s]);
+        let mut stats = RestStats::new(groups.len());
+        let mut from = cut.group;
+        if level < 2 && cut.line > 0 {
+            let g = groups[cut.group];
+            for j in cut.line..self.index.lines(g, self.alerts).len() {
+                for &i in self.index.line_members(g, j, alerts) {
+                    stats.add(&alerts[i], cut.group);
+                }
+            }
+            from += 1;
+        }
+        for (pos, &g) in groups.iter().enumerate().skip(from) {
+            for &i in self.index.group_members(g) {
+                stats.add(&alerts[i], pos);
+            }
+        }
+        stats
+    }
+
+    /// The names of section `s`'s groups, by position.
+    pub(crate) fn group_names(&self, s: usize) -> Vec<&'a str> {
+        self.index.sections[s]
+            .iter()
+            .map(|&g| self.index.groups[g].name.unwrap_or(OTHER_GROUP))
+            .collect()
+    }
+
+    /// What the rest line of `stats` says: split by the label the rule picks, unless that line
+    /// would cost more than [`REST_LINE_BYTES`](super::rest::REST_LINE_BYTES); else by group.
+    pub(crate) fn rest_of(&self, s: usize, stats: &RestStats<'a>) -> Rest<'a> {
+        if let Some(rest) = stats.by_label() {
+            let mut line = String::new();
+            self.push_rest(&mut line, &rest);
+            if self.dialect.size(&line).get() <= super::rest::REST_LINE_BYTES {
+                return rest;
+            }
+        }
+        stats.by_group(&self.group_names(s))
+    }
+
+    /// Writes a rest line (without the break before it).
+    pub(crate) fn push_rest(&self, out: &mut String, rest: &Rest) {
+        self.dialect.write_overflow(
+            out,
+            &Overflow {
+                count: rest.count,
+                by: rest.by,
+                groups: &rest.top,
+                other_groups: rest.others,
+                other_count: rest.others_count,
+            },
+        );
     }
 
     // ---- The blocks of a configuration ----
@@ -312,20 +473,7 @@ impl<'a, D: Dialect> Plan<'a, D> {
             buf.clear();
             buf.push_str(D::LINE_BREAK);
             if level == 2 {
-                let shown = &merged[..merged.len().min(GROUP_TITLES)];
-                let mut titles = [""; GROUP_TITLES];
-                for (t, line) in titles.iter_mut().zip(shown) {
-                    *t = &self.alerts[line.first].title;
-                }
-                self.dialect.write_group_line(
-                    &mut buf,
-                    &GroupLine {
-                        name,
-                        count: group.total,
-                        titles: &titles[..shown.len()],
-                        more: shown.iter().map(|l| l.count).sum::<u64>() < group.total,
-                    },
-                );
+                self.push_group_line(&mut buf, g);
                 if !take(&buf, last_group) {
                     return gpos;
                 }
@@ -348,8 +496,28 @@ impl<'a, D: Dialect> Plan<'a, D> {
         groups.len()
     }
 
+    /// Writes group `g`'s line at level 2 (without the break before it).
+    pub(crate) fn push_group_line(&self, out: &mut String, g: usize) {
+        let merged = self.index.lines(g, self.alerts);
+        let group = &self.index.groups[g];
+        let shown = &merged[..merged.len().min(GROUP_TITLES)];
+        let mut titles = [""; GROUP_TITLES];
+        for (t, line) in titles.iter_mut().zip(shown) {
+            *t = &self.alerts[line.first].title;
+        }
+        self.dialect.write_group_line(
+            out,
+            &GroupLine {
+                name: group.name.unwrap_or(OTHER_GROUP),
+                count: group.total,
+                titles: &titles[..shown.len()],
+                more: shown.iter().map(|l| l.count).sum::<u64>() < group.total,
+            },
+        );
+    }
+
     /// One merged alert at `level` (0 or 1) in section `s`.
-    fn entry(&self, s: usize, line: &Line, level: u8) -> Entry<'a> {
+    pub(crate) fn entry(&self, s: usize, line: &Line, level: u8) -> Entry<'a> {
         let a = &self.alerts[line.first];
         Entry {
             title: &a.title,
@@ -362,26 +530,6 @@ impl<'a, D: Dialect> Plan<'a, D> {
             },
             quote: a.text.as_deref().filter(|_| level == 0),
         }
-    }
-
-    /// Writes the overflow line of the groups `rest` (without the break before it).
-    pub(crate) fn push_overflow(&self, out: &mut String, rest: &[usize]) {
-        let rest = overflow_order(&self.index.groups, rest);
-        let mut named = [("", 0u64); OVERFLOW_GROUPS];
-        let shown = rest.len().min(OVERFLOW_GROUPS);
-        for (slot, &(n, g)) in named.iter_mut().zip(&rest) {
-            *slot = (self.index.groups[g].name.unwrap_or(OTHER_GROUP), n);
-        }
-        let others = &rest[shown..];
-        self.dialect.write_overflow(
-            out,
-            &Overflow {
-                count: rest.iter().map(|r| r.0).sum(),
-                groups: &named[..shown],
-                other_groups: others.len() as u64,
-                other_count: others.iter().map(|r| r.0).sum(),
-            },
-        );
     }
 
     /// The fired and resolved times a line shows: `HH:MM` when on the same local day as each
@@ -476,8 +624,33 @@ impl<'a, D: Dialect> Plan<'a, D> {
             .sum()
     }
 
-    pub(crate) fn entries_partial(&self, s: usize, groups: usize) -> usize {
-        self.entries_partial_at(s, 2, groups)
+    /// Entries (group headings, alert lines, group lines) of section `s` fully listed at `level`.
+    pub(crate) fn entries_section(&self, s: usize, level: u8) -> usize {
+        self.entries_partial_at(s, level, self.index.sections[s].len())
+    }
+
+    /// What a partial listing of section `s` at `level` counts as entries: its alert lines at
+    /// levels 0 and 1, its groups at level 2.
+    pub(crate) fn entry_count(&self, s: usize, level: u8) -> usize {
+        let groups = &self.index.sections[s];
+        if level == 2 {
+            return groups.len();
+        }
+        groups
+            .iter()
+            .map(|&g| self.index.lines(g, self.alerts).len())
+            .sum()
+    }
+
+    /// Entries (group headings, alert lines, group lines) section `s` at `level` has when it
+    /// lists its first `n` entries.
+    pub(crate) fn entries_partial(&self, s: usize, level: u8, n: usize) -> usize {
+        let cut = self.cut(s, level, n);
+        let mut entries = self.entries_partial_at(s, level, cut.group);
+        if level < 2 && cut.line > 0 {
+            entries += 1 + cut.line;
+        }
+        entries
     }
 
     fn entries_partial_at(&self, s: usize, level: u8, groups: usize) -> usize {
@@ -495,15 +668,13 @@ impl<'a, D: Dialect> Plan<'a, D> {
     }
 }
 
-/// Unlisted groups with their unlisted counts, largest first (ties in order of appearance).
-pub(crate) fn overflow_order(groups: &[Group], rest: &[usize]) -> Vec<(u64, usize)> {
-    let mut rest: Vec<(u64, usize)> = rest
-        .iter()
-        .map(|&g| (groups[g].total, g))
-        .filter(|&(n, _)| n > 0)
-        .collect();
-    rest.sort_by_key(|r| Reverse(r.0));
-    rest
+/// Where a partly listed section stops: the position of the group it stops in and how many of
+/// that group's lines are listed (0 at level 2, where whole groups are listed or not), and the
+/// alerts listed on alert lines before it.
+pub(crate) struct Cut {
+    pub(crate) group: usize,
+    pub(crate) line: usize,
+    pub(crate) listed: u64,
 }
 
 /// A custom title: one line, at most 200 bytes, with the keyword when it lacks it.

@@ -9,6 +9,7 @@
 //! **dq_orders** · 3              - **dq_orders** ×3: a; b; c …  - critical: 3 firing, 1 resolved
 //! - <title> ×3 — <excerpt>       - replication lag 45s — fired 10:00, resolved 10:05
 //! > <text, up to three lines>    - … and 1,234 more: dq_orders 800, …, 3 other groups 12
+//!                                - … and 322 more: rack r2 108, rack r1 107, rack r3 107
 //! [full alert list](<link>)
 //! ```
 //!
@@ -125,7 +126,8 @@ impl Dialect for DingTalk {
         }
     }
 
-    /// `- … and <N> more: <group> <n>, …, <k> other groups <n>`
+    /// `- … and <N> more: <group> <n>, …, <k> other groups <n>`, or split by a label
+    /// `- … and <N> more: <label> <value> <n>, …, <k> other values <n>`
     fn write_overflow(&self, out: &mut String, o: &Overflow) {
         out.push_str("- … and ");
         push_thousands(out, o.count);
@@ -134,6 +136,10 @@ impl Dialect for DingTalk {
             if i > 0 {
                 out.push_str(", ");
             }
+            if let Some(label) = o.by {
+                push_plain(out, label, OVERFLOW_GROUP_BYTES);
+                out.push(' ');
+            }
             push_plain(out, name, OVERFLOW_GROUP_BYTES);
             out.push(' ');
             push_thousands(out, n);
@@ -141,10 +147,11 @@ impl Dialect for DingTalk {
         if o.other_groups > 0 {
             out.push_str(", ");
             push_thousands(out, o.other_groups);
-            out.push_str(if o.other_groups == 1 {
-                " other group "
-            } else {
-                " other groups "
+            out.push_str(match (o.by.is_some(), o.other_groups == 1) {
+                (false, true) => " other group ",
+                (false, false) => " other groups ",
+                (true, true) => " other value ",
+                (true, false) => " other values ",
             });
             push_thousands(out, o.other_count);
         }

@@ -11,8 +11,9 @@
 //!   drops the body's trailing blank lines and appends a blank line and the footer, so the count
 //!   of alerts a digest covers never depends on a template.
 //! - A digest still fits its byte budget: the body is rendered for each configuration in the
-//!   renderer's degradation order (see [`crate::digest`]) and the first that fits is sent (the
-//!   most severe section's level-2 floor lists the longest prefix of its groups that fits); a
+//!   renderer's order (see [`crate::digest`]) and the first that fits is sent, refilled as the
+//!   renderer refills (a partly listed section lists the longest prefix of its entries that
+//!   fits, found by binary search); a
 //!   body too long even with everything counted only is cut on a character boundary, before the
 //!   footer. A body that lacks the robot's keyword gets it as its first line; a title that lacks
 //!   it gets it as a prefix.
@@ -76,11 +77,13 @@
 //! | `level` | 0 (every alert with its text), 1 (one line per alert), 2 (one line per group), 3 (counted only: `groups` is empty and `summary` counts it) |
 //! | `by_severity` | `{critical, error, warning, info}`: its alerts by severity |
 //! | `groups` | the groups shown, in order of first appearance, `other` last (below) |
-//! | `overflow` | none, or when only the first groups are listed `{count, groups: [{name, count}], other_groups, other_count}`: the alerts not listed, the five largest groups not listed, and how many more groups with how many alerts |
+//! | `rest` | none, or when the section is partly listed (only its first alert lines, or at level 2 its first groups, fit) `{count, by, top: [{name, count}], others, others_count}`: the alerts not listed, split by the values of label `by` (the label rule, see README), or by group when `by` is none; the five largest parts, and how many more parts with how many alerts. The built-in line is `- … and {count} more: {by} {name} {count}, …, {others} other values {others_count}` (`other groups` when `by` is none) |
+//! | `overflow` | none, or when the section is partly listed `{count, groups: [{name, count}], other_groups, other_count}`: the same alerts as `rest`, always split by group (a group partly listed counts its alerts not listed), the five largest groups, and how many more groups with how many alerts |
 //!
 //! A group: `name` (the `alertname` label, else `job`, else `other`), `count` (its alerts),
-//! `alerts` (its merged alerts shown: all of them at levels 0 and 1, the first three at level 2),
-//! `more` (its alerts not in `alerts`).
+//! `alerts` (its merged alerts shown: all of them at levels 0 and 1, only the first ones when the
+//! section is partly listed and stops in this group, the first three at level 2), `more` (its
+//! alerts not in `alerts`). A partly listed section holds only the groups with something listed.
 //!
 //! An alert is one merged line: the alerts of a group with the same fingerprint, shown through
 //! the first of them.
@@ -123,11 +126,12 @@ pub const BUILTIN_BODY: &str = include_str!("../../../templates/body.md.j2");
 /// Without a bound, a template looping twice over `range(100000)` hangs `check`, `serve` and
 /// every reload at load, where it renders the samples. Fuel also bounds what a rendering can
 /// allocate (about 64 bytes per unit, so 320 MB), which is why it is no larger. The built-in
-/// template takes about 13 000 on ordinary floods of any size and 600 000 on the most hostile
+/// template takes about 13 000 on ordinary floods of any size and 1 000 000 on the most hostile
 /// content measured (1-byte titles and 16 KiB texts, where every listed line hands a filter
 /// 16 KiB): at most `max_bytes / 4` entries are ever rendered, and a rendering stops once its
-/// output cannot fit. A test holds it under an eighth of this. A runaway is stopped in about
-/// 0.2 s (release build).
+/// output cannot fit. A test holds it under a quarter of this (it was an eighth before a section
+/// could be listed as far as it fits: up to `max_bytes / 8` lines of 16 KiB texts). A runaway
+/// is stopped in about 0.2 s (release build).
 pub const FUEL: u64 = 5_000_000;
 
 /// A robot's compiled title and/or body templates.

@@ -272,10 +272,15 @@ fn labels_and_group_names_render_as_plain_text() {
         })
         .collect();
     let r = render(&spec(MIN_BUDGET), &flood);
+    let wide = spec(19_000);
+    let plan = Plan::new(&DingTalk, &wide, &flood[..10]);
+    let (_, level2, _) = plan
+        .write(&[2; 5], None, ALL_EXTRAS)
+        .expect("group lines fit");
     assert!(
-        r.text.contains(&format!("\n- **{shown}0** ×1: t0\n")),
+        level2.text.contains(&format!("\n- **{shown}0** ×1: t0\n")),
         "{}",
-        r.text
+        level2.text
     );
     // Cut to 40 bytes of what it shows.
     assert!(
@@ -511,18 +516,20 @@ fn custom_template_degrades_by_the_same_order() {
         "x".repeat(40),
         "y".repeat(100)
     )));
-    // Less room: warning goes first, critical keeps its texts.
+    // Less room: warning goes first, critical keeps its texts; warning lists what fits at one
+    // line per alert, then the rest.
     s.max_bytes = 6_000;
     let r = render(&s, &alerts);
     assert!(size(&r) <= 6_000);
     assert!(r.text.contains("Critical (level 0)\n"), "{}", r.text);
     assert!(
-        r.text.contains("\nWarning (level 2)\n* warning 0 "),
+        r.text.contains("\nWarning (level 1)\n* warning 0 "),
         "{}",
         r.text
     );
-    assert_eq!(r.level, 2);
-    // Then warning is counted, and critical loses its texts.
+    assert!(r.text.contains("\nand "), "{}", r.text);
+    assert_eq!(r.level, 1);
+    // Then critical loses its texts, and warning fills what that leaves.
     s.max_bytes = 3_000;
     let r = render(&s, &alerts);
     assert!(size(&r) <= 3_000);
@@ -530,13 +537,17 @@ fn custom_template_degrades_by_the_same_order() {
         "Critical (level 1)\n* critical 0 {}\n",
         "x".repeat(40)
     )));
-    assert!(r.text.contains("\nWarning: 30\n"), "{}", r.text);
-    // Less still: critical lists what fits as groups, then an overflow line.
+    assert!(
+        r.text.contains("\nWarning (level 1)\n* warning 0 "),
+        "{}",
+        r.text
+    );
+    // Less still: critical lists what fits at one line per alert, then an overflow line.
     s.max_bytes = MIN_BUDGET;
     let r = render(&s, &alerts);
     assert!(size(&r) <= MIN_BUDGET, "{}", size(&r));
     assert!(
-        r.text.contains("Critical (level 2)\n* critical 0"),
+        r.text.contains("Critical (level 1)\n* critical 0"),
         "{}",
         r.text
     );

@@ -154,29 +154,44 @@ fn the_least_severe_section_degrades_first_and_critical_last() {
             [3, 0, 0, 3, 3],
         ]
     );
-    // All at level 0 is 11 kB; the resolved lines go first, then info, and critical keeps
-    // its quotes (9 kB) while anything else can give way.
+    // All at level 0 is 11 kB; the resolved lines go first (listed as far as they fit), then
+    // info, and critical keeps its quotes (9 kB) while anything else can give way.
     let (c, r) = plan_levels(10_000);
-    assert_eq!(c.levels, [0, 0, 0, 0, 2], "{}", r.text);
+    assert_eq!(
+        (c.levels, c.partial),
+        ([0, 0, 0, 0, 1], Some((4, 4))),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("\n- … and 36 more: ok 36\n"), "{}", r.text);
     let (c, r) = plan_levels(9_600);
-    assert_eq!(c.levels, [0, 0, 0, 2, 3], "{}", r.text);
+    assert_eq!(
+        (c.levels, c.partial),
+        ([0, 0, 0, 1, 3], Some((3, 14))),
+        "{}",
+        r.text
+    );
     assert!(r.text.contains("\n> details details"));
-    // With 7 kB critical loses its quotes, and everything else is counted.
+    // With 7 kB critical loses its quotes; what that leaves brings info and resolved back, at
+    // one line per alert too.
     let (c, r) = plan_levels(7_000);
-    assert_eq!(c.levels, [1, 0, 0, 3, 3], "{}", r.text);
-    assert!(
-        r.text
-            .contains("\n\n#### Counts · 80\n- warning: 40 resolved\n- info: 40 firing\n")
-    );
-    assert_eq!((r.listed, r.summarized, r.level), (40, 80, 3));
-    // With 2 kB critical is down to a line per group.
+    assert_eq!((c.levels, c.partial), ([1, 0, 0, 1, 1], None), "{}", r.text);
+    assert!(!r.text.contains("#### Counts"), "{}", r.text);
+    assert_eq!((r.listed, r.summarized, r.level), (120, 0, 1));
+    // With 2 kB critical lists the lines that fit, then the rest.
     let (c, r) = plan_levels(2_000);
-    assert_eq!(c.levels, [2, 0, 0, 3, 3], "{}", r.text);
-    assert!(
+    assert_eq!(
+        (c.levels, c.partial),
+        ([1, 0, 0, 3, 3], Some((0, 25))),
+        "{}",
         r.text
-            .contains("\n- **dq_orders** ×20: critical number 0 with")
     );
-    assert_eq!((r.listed, r.summarized), (0, 120));
+    assert!(
+        r.text.contains("\n- … and 15 more: dq_users 15\n"),
+        "{}",
+        r.text
+    );
+    assert_eq!((r.listed, r.summarized), (25, 95));
 }
 
 #[test]
@@ -192,27 +207,31 @@ fn a_flood_keeps_its_worst_groups_with_an_overflow_line() {
     }
     let r = render(&spec(19_000), &alerts);
     let c = chosen(&spec(19_000), &alerts);
-    // No error or resolved section: their levels do not matter and stay 0.
-    assert_eq!(c.levels, [2, 0, 3, 3, 0]);
-    let (s, shown) = c.partial.expect("an overflow line");
+    // No error or resolved section: their levels do not matter and stay 0. Critical lists
+    // its alert lines as far as they fit, then the rest by group.
+    assert_eq!(c.levels, [1, 0, 3, 3, 0]);
+    let (s, shown) = c.partial.expect("a rest line");
     assert_eq!(s, 0);
-    assert!(shown > 50, "{shown} groups shown");
-    assert!(size(&r) <= 19_000 && size(&r) > 17_000, "{}", size(&r));
+    assert!(shown > 200, "{shown} lines shown");
+    assert!(size(&r) <= 19_000 && size(&r) > 18_500, "{}", size(&r));
     let overflow = r
         .text
         .lines()
         .find(|l| l.starts_with("- … and "))
         .expect("overflow line");
     let rest: u64 = parse_num(&overflow["- … and ".len()..overflow.find(" more: ").unwrap()]);
-    // Critical groups are every third of 900, in order; the first 100 have 34 alerts.
-    let listed: u64 = (0..shown).map(|k| if k < 100 { 34 } else { 33 }).sum();
-    assert_eq!(rest, 10_000 - listed, "{overflow}");
+    // Each line is one alert here.
+    assert_eq!(rest, 10_000 - shown as u64, "{overflow}");
+    assert!(overflow.contains(" other groups "), "{overflow}");
     assert!(
         r.text.contains(
             "\n\n#### Counts · 20,000\n- warning: 10,000 firing\n- info: 10,000 firing\n"
         )
     );
-    assert_eq!((r.listed, r.summarized, r.level), (0, 30_000, 3));
+    assert_eq!(
+        (r.listed, r.summarized, r.level),
+        (shown, 30_000 - shown, 3)
+    );
 }
 
 #[test]

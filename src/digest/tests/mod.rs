@@ -2,6 +2,7 @@
 
 mod budget;
 mod contract;
+mod fill;
 mod layout;
 mod levels;
 pub(crate) mod model;
@@ -105,57 +106,123 @@ pub(crate) fn chosen(spec: &DigestSpec, alerts: &[Alert]) -> Choice {
     Plan::new(&DingTalk, spec, alerts).choose().0
 }
 
-/// The chosen configuration is the first in degradation order that fits fully listed; a
-/// partial listing is the floor (the most severe section at level 2, all else counted) and
-/// only when that did not fit fully listed; counting everything comes after the floor did
-/// not fit even with an overflow line.
+/// The text of `levels` with section `s` listing exactly its first `n` entries (alert lines at
+/// levels 0 and 1, group lines at level 2), then its rest line, whatever the budget.
+pub(crate) fn render_partly(
+    spec: &DigestSpec,
+    alerts: &[Alert],
+    levels: Levels,
+    s: usize,
+    n: usize,
+) -> String {
+    let unlimited = DigestSpec {
+        max_bytes: usize::MAX,
+        ..*spec
+    };
+    let plan = Plan::new(&DingTalk, &unlimited, alerts);
+    let (_, out, _) = plan
+        .write(&levels, Some((s, Some(n))), ALL_EXTRAS)
+        .expect("an unlimited budget");
+    out.text
+}
+
+/// The chosen configuration is the first of the order that fits (fully listed ones as they
+/// are, partly listed ones when their first entry fits, or at the floor their rest line alone),
+/// then, while fully listed and some listed section lost a level, refilled: the next less
+/// severe section comes back at the poorest level of those before it or poorer, fully or partly
+/// listed. A partly listed choice lists entries as long as they fit, so listing the next one too
+/// (with the rest line of what then remains) would not fit; counting everything comes after
+/// every configuration of the order did not fit. Every fit is measured on the whole text written
+/// without a budget: independent of the measuring that choosing does.
 fn check_richest(
     spec: &DigestSpec,
     alerts: &[Alert],
     plan: &Plan<DingTalk>,
     choice: &Choice,
+    text: &str,
 ) -> Result<(), String> {
-    // Whether `levels` fits, from its whole text written without a budget: independent of
-    // the measuring that choosing does.
     let unlimited = DigestSpec {
         max_bytes: usize::MAX,
         ..*spec
     };
-    let fits = |levels: &Levels| {
-        let text = render_at(&unlimited, alerts, *levels);
-        cost(&plan.title) + cost(&text) <= spec.max_bytes
-    };
-    let seq = plan.sequence();
-    let k = seq
-        .iter()
-        .position(|l| *l == choice.levels)
-        .ok_or_else(|| format!("{:?} is not in the order", choice.levels))?;
+    let fits = |text: &str| cost(&plan.title) + cost(text) <= spec.max_bytes;
+    let fits_full = |levels: &Levels| fits(&render_at(&unlimited, alerts, *levels));
+    let fits_partly =
+        |levels: &Levels, s: usize, n: usize| fits(&render_partly(spec, alerts, *levels, s, n));
     if choice.bare {
         return Ok(());
     }
-    if let Some(j) = (0..k).find(|&j| fits(&seq[j])) {
-        return Err(format!("{:?} fits before {:?}", seq[j], seq[k]));
+    let least = |levels: &Levels, s: usize| usize::from(!plan.may_list_none(levels, s));
+    let mut expected = plan
+        .order()
+        .into_iter()
+        .find(|(levels, partial)| match *partial {
+            None => fits_full(levels),
+            Some(s) => fits_partly(levels, s, least(levels, s)),
+        });
+    // Refill, from the rule.
+    while let Some((levels, None)) = expected {
+        let Some(a) = (0..SECTIONS)
+            .rev()
+            .find(|&s| plan.nonempty(s) && levels[s] < 3)
+        else {
+            break;
+        };
+        let poorest = (0..=a)
+            .filter(|&s| plan.nonempty(s))
+            .map(|s| levels[s])
+            .max();
+        let Some(t) = (a + 1..SECTIONS).find(|&t| plan.nonempty(t)) else {
+            break;
+        };
+        let Some(poorest) = poorest.filter(|&l| l > 0) else {
+            break;
+        };
+        let mut found = None;
+        for l in poorest..=2 {
+            let mut next = levels;
+            next[t] = l;
+            if fits_full(&next) {
+                found = Some((next, None));
+                break;
+            }
+            if fits_partly(&next, t, 1) {
+                found = Some((next, Some(t)));
+                break;
+            }
+        }
+        match found {
+            Some(f) => expected = Some(f),
+            None => break,
+        }
     }
-    let last = seq.len() - 1;
-    match choice.partial {
-        Some((s, _)) => {
-            if k + 1 != last || Some(s) != plan.first_section() {
-                return Err(format!("partial listing outside the floor: {choice:?}"));
-            }
-            if fits(&seq[k]) {
-                return Err("the floor fits fully listed, yet overflows".into());
-            }
+    let Some((levels, partial)) = expected else {
+        if choice.levels != *plan.sequence().last().expect("never empty")
+            || choice.partial.is_some()
+        {
+            return Err(format!("{choice:?} chosen, not counted only"));
         }
-        None if k == last && last > 0 => {
-            let floor = plan.write(&seq[last - 1], plan.first_section(), ALL_EXTRAS);
-            if floor.is_some() {
-                return Err("counted only, though the floor fits with overflow".into());
-            }
-            if choice.extras != ALL_EXTRAS && fits(&seq[k]) {
-                return Err("extras given up though they fit".into());
-            }
+        if choice.extras != ALL_EXTRAS && fits_full(&choice.levels) {
+            return Err("extras given up though they fit".into());
         }
-        None => {}
+        return Ok(());
+    };
+    if (choice.levels, choice.partial.map(|p| p.0)) != (levels, partial) {
+        return Err(format!("{choice:?} chosen, not {levels:?} {partial:?}"));
+    }
+    if let Some((s, n)) = choice.partial {
+        let level = choice.levels[s];
+        if !matches!(level, 1 | 2) || n < least(&levels, s) || n >= plan.entry_count(s, level) {
+            return Err(format!("a partial listing out of bounds: {choice:?}"));
+        }
+        // Greedy: the next entry would not have fitted.
+        if fits_partly(&choice.levels, s, n + 1) {
+            return Err(format!("one more entry fits: {choice:?}"));
+        }
+        let want = render_partly(spec, alerts, choice.levels, s, n);
+        if want != text {
+            return Err(format!("{choice:?} written as\n{text}\nnot as\n{want}"));
+        }
     }
     Ok(())
 }

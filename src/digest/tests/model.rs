@@ -36,21 +36,34 @@ pub(crate) fn arb_alert() -> impl Strategy<Value = Alert> {
         0..GROUPS.len(),
         0..6u8,
         times,
+        // Labels a rest line may be split by: a few racks, a value per fingerprint, a zone
+        // on some alerts only.
+        (0..4usize, prop::option::of(0..2usize)),
     )
-        .prop_map(|(title, text, sev, resolved, g, fp, (at, time, ends))| {
-            let mut a = alert(&title, Severity::ALL[sev], None, &format!("fp{fp}"));
-            a.text = text;
-            a.received_ms = T0 + at;
-            a.time_ms = time.map(|t| T0 + at + t);
-            if resolved {
-                a.status = Status::Resolved;
-                a.ends_ms = ends.map(|e| T0 + at - e);
-            }
-            if let Some((k, v)) = GROUPS[g] {
-                a.labels.insert(k.to_string(), v.to_string());
-            }
-            a
-        })
+        .prop_map(
+            |(title, text, sev, resolved, g, fp, (at, time, ends), (rack, zone))| {
+                let mut a = alert(&title, Severity::ALL[sev], None, &format!("fp{fp}"));
+                a.text = text;
+                a.received_ms = T0 + at;
+                a.time_ms = time.map(|t| T0 + at + t);
+                if resolved {
+                    a.status = Status::Resolved;
+                    a.ends_ms = ends.map(|e| T0 + at - e);
+                }
+                if let Some((k, v)) = GROUPS[g] {
+                    a.labels.insert(k.to_string(), v.to_string());
+                }
+                if rack > 0 {
+                    a.labels.insert("rack".into(), format!("r{rack}"));
+                }
+                a.labels.insert("instance".into(), format!("host-{fp}"));
+                if let Some(z) = zone {
+                    a.labels
+                        .insert("zone".into(), ["a\"\\", "数据"][z].to_string());
+                }
+                a
+            },
+        )
 }
 
 /// Alert content made of what markdown, DingTalk and sluice's footer read.
@@ -105,8 +118,9 @@ struct RefSection {
     groups: Vec<RefGroup>,
 }
 
-/// Name, alerts, lines (first alert, alerts, occurrences).
-type RefGroup = (Option<String>, u64, Vec<(usize, u64, u64)>);
+/// Name, alerts, lines (first alert, alerts, occurrences, the alerts themselves).
+type RefGroup = (Option<String>, u64, Vec<RefLine>);
+type RefLine = (usize, u64, u64, Vec<usize>);
 
 /// Sections straight from the rules, quadratic and obvious.
 fn reference(alerts: &[Alert]) -> Vec<RefSection> {
@@ -138,7 +152,7 @@ fn reference(alerts: &[Alert]) -> Vec<RefSection> {
         }
         names.sort_by_key(|g| g.is_none());
         for name in names {
-            let mut lines: Vec<(usize, u64, u64)> = Vec::new();
+            let mut lines: Vec<RefLine> = Vec::new();
             let mut firing: Vec<u64> = Vec::new();
             let in_group: Vec<usize> = members
                 .iter()
@@ -153,10 +167,11 @@ fn reference(alerts: &[Alert]) -> Vec<RefSection> {
                 {
                     Some(p) => {
                         lines[p].1 += 1;
+                        lines[p].3.push(i);
                         firing[p] += f;
                     }
                     None => {
-                        lines.push((i, 1, 0));
+                        lines.push((i, 1, 0, vec![i]));
                         firing.push(f);
                     }
                 }
@@ -184,6 +199,86 @@ fn clean(s: Option<&str>, max: usize) -> String {
         None => out.push_str(OTHER_GROUP),
     }
     out
+}
+
+/// The rest line of the alerts `rest` ((group position, alert)) of a section, from the rule:
+/// among the labels every one of them carries, but `alertname` and `job`, the one with the
+/// fewest distinct values (at least two, fewer than the alerts; ties by name) names its values,
+/// largest first (ties by value), five at most; without one, or when that line would cost more
+/// than 600 bytes, the groups do, largest first (ties in the section's order).
+fn rest_line(alerts: &[Alert], groups: &[RefGroup], rest: &[(usize, usize)]) -> String {
+    let n = rest.len() as u64;
+    let head = format!("- … and {} more: ", thousands(n));
+    let values_of = |k: &str| {
+        let mut values: Vec<(String, u64)> = Vec::new();
+        for &(_, i) in rest {
+            let v = alerts[i].labels[k].clone();
+            match values.iter_mut().find(|x| x.0 == v) {
+                Some(x) => x.1 += 1,
+                None => values.push((v, 1)),
+            }
+        }
+        values
+    };
+    let best = alerts[rest[0].1]
+        .labels
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !["alertname", "job"].contains(k))
+        .filter(|k| rest.iter().all(|&(_, i)| alerts[i].labels.contains_key(k)))
+        .map(|k| (values_of(k).len(), k))
+        .filter(|&(d, _)| d >= 2 && (d as u64) < n)
+        .min();
+    let tail = |parts: Vec<String>, others: &[u64], what: &str| {
+        let mut line = format!("{head}{}", parts.join(", "));
+        if !others.is_empty() {
+            let k = others.len();
+            line.push_str(&format!(
+                ", {} other {what}{} {}",
+                thousands(k as u64),
+                if k == 1 { "" } else { "s" },
+                thousands(others.iter().sum())
+            ));
+        }
+        line
+    };
+    if let Some((_, k)) = best {
+        let mut values = values_of(k);
+        values.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let parts = values
+            .iter()
+            .take(5)
+            .map(|(v, c)| {
+                format!(
+                    "{} {} {}",
+                    clean(Some(k), 40),
+                    clean(Some(v), 40),
+                    thousands(*c)
+                )
+            })
+            .collect();
+        let others: Vec<u64> = values.iter().skip(5).map(|v| v.1).collect();
+        let line = tail(parts, &others, "value");
+        if cost(&line) <= 600 {
+            return line;
+        }
+    }
+    let mut by_group: Vec<(usize, u64)> = Vec::new();
+    for &(g, _) in rest {
+        match by_group.iter_mut().find(|x| x.0 == g) {
+            Some(x) => x.1 += 1,
+            None => by_group.push((g, 1)),
+        }
+    }
+    by_group.sort_by_key(|&(g, _)| g);
+    by_group.sort_by_key(|g| std::cmp::Reverse(g.1));
+    let parts = by_group
+        .iter()
+        .take(5)
+        .map(|&(g, c)| format!("{} {}", clean(groups[g].0.as_deref(), 40), thousands(c)))
+        .collect();
+    let others: Vec<u64> = by_group.iter().skip(5).map(|g| g.1).collect();
+    tail(parts, &others, "group")
 }
 
 /// Checks the text line by line against the reference sections and the chosen
@@ -251,13 +346,21 @@ fn check_structure(
         prop_assert_eq!(next(), heading.as_str());
         let count = format!(" · {}", thousands(section.total));
         prop_assert!(heading.ends_with(&count), "{}", heading);
-        let shown = match choice.partial {
+        // A partly listed section lists its first entries (alert lines, or group lines at
+        // level 2), each group heading with the group's first listed line, then a rest line.
+        let mut left = match choice.partial {
             Some((p, n)) if p == s => n,
-            _ => section.groups.len(),
+            _ => usize::MAX,
         };
-        for (name, total, glines) in &section.groups[..shown] {
-            accounted += total;
+        let mut rest: Vec<(usize, usize)> = Vec::new();
+        for (gpos, (name, total, glines)) in section.groups.iter().enumerate() {
             if level == 2 {
+                if left == 0 {
+                    rest.extend(glines.iter().flat_map(|l| l.3.iter().map(|&i| (gpos, i))));
+                    continue;
+                }
+                left -= 1;
+                accounted += total;
                 let want = format!(
                     "- **{}** ×{}: ",
                     clean(name.as_deref(), 80),
@@ -272,9 +375,17 @@ fn check_structure(
                 );
                 continue;
             }
+            let take = glines.len().min(left);
+            left -= take;
+            for l in &glines[take..] {
+                rest.extend(l.3.iter().map(|&i| (gpos, i)));
+            }
+            if take == 0 {
+                continue;
+            }
             let want = format!("**{}** · {}", clean(name.as_deref(), 80), thousands(*total));
             prop_assert_eq!(next(), want.as_str());
-            for &(first, count, occurrences) in glines {
+            for &(first, count, occurrences, _) in &glines[..take] {
                 let got = next();
                 let want = format!("- {}", shown_title_start(&alerts[first].title));
                 prop_assert!(
@@ -299,6 +410,7 @@ fn check_structure(
                     );
                 }
                 listed += count;
+                accounted += count;
                 if level == 0 {
                     while lines.get(at.get() + 1).is_some_and(|l| l.starts_with("> ")) {
                         next();
@@ -306,15 +418,10 @@ fn check_structure(
                 }
             }
         }
-        if shown < section.groups.len() {
-            let rest: u64 = section.groups[shown..].iter().map(|g| g.1).sum();
-            let got = next();
-            prop_assert!(
-                got.starts_with(&format!("- … and {} more: ", thousands(rest))),
-                "{:?}",
-                got
-            );
-            accounted += rest;
+        if !rest.is_empty() {
+            let want = rest_line(alerts, &section.groups, &rest);
+            prop_assert_eq!(next(), want.as_str());
+            accounted += rest.len() as u64;
         }
     }
     let counted: Vec<(usize, u64)> = (0..SECTIONS)
@@ -460,7 +567,7 @@ proptest! {
         let plan = Plan::new(&DingTalk, &spec, &alerts);
         let (choice, _, _) = plan.choose();
         prop_assert_eq!(r.level, plan.level(&choice.levels));
-        if let Err(e) = check_richest(&spec, &alerts, &plan, &choice) {
+        if let Err(e) = check_richest(&spec, &alerts, &plan, &choice, &r.text) {
             return Err(TestCaseError::fail(e));
         }
         check_structure(&r, &choice, &alerts, &spec)?;
