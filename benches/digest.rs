@@ -14,6 +14,9 @@ use sluice::alert::{Alert, Labels, Severity, Status};
 use sluice::digest::template::{BUILTIN_BODY, Templates};
 use sluice::digest::{DigestSpec, render};
 
+#[path = "support/fill_mix.rs"]
+mod fill_mix;
+
 /// `n` alerts over 200 groups with mixed severities; fingerprints repeat often enough that lines
 /// merge. A fixed xorshift seed keeps runs comparable.
 fn alerts(n: usize) -> Vec<Alert> {
@@ -65,54 +68,6 @@ fn alerts(n: usize) -> Vec<Alert> {
         .collect()
 }
 
-/// `n` alerts over 50 alert names and 3 severities, one in twenty resolved, each with its own
-/// `instance` and one of four racks (as `examples/fill.rs`).
-fn fill_mix(n: usize) -> Vec<Alert> {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    (0..n)
-        .map(|i| {
-            let r = next();
-            let name = format!("Check{}", r % 50);
-            let instance = format!("10.{}.{}.{}:9100", i / 65_536, i / 256 % 256, i % 256);
-            let severity = [
-                Severity::Critical,
-                Severity::Error,
-                Severity::Error,
-                Severity::Warning,
-                Severity::Warning,
-                Severity::Warning,
-            ][((r >> 8) % 6) as usize];
-            let mut labels = Labels::new();
-            labels.insert("alertname".into(), name.clone());
-            labels.insert("instance".into(), instance.clone());
-            labels.insert("job".into(), "node".into());
-            labels.insert("rack".into(), format!("r{}", (r >> 16) % 4 + 1));
-            Alert {
-                title: format!("{name} on {instance}"),
-                text: (i % 2 == 0).then(|| format!("value {}% over 90%", 90 + (r >> 24) % 10)),
-                severity,
-                status: if (r >> 32) % 20 == 0 {
-                    Status::Resolved
-                } else {
-                    Status::Firing
-                },
-                labels,
-                fingerprint: format!("{name}/{instance}"),
-                source: None,
-                time_ms: None,
-                ends_ms: None,
-                received_ms: 1_795_831_231_000 + i as i64,
-            }
-        })
-        .collect()
-}
-
 static UTC: TimeZone = TimeZone::UTC;
 
 fn spec(templates: Option<&Templates>) -> DigestSpec<'_> {
@@ -159,7 +114,7 @@ fn bench_fill(c: &mut Criterion) {
     let spec = spec(None);
     let mut group = c.benchmark_group("render_fill");
     let n = 100_000;
-    let input = fill_mix(n);
+    let input = fill_mix::mix(n);
     group.throughput(Throughput::Elements(n as u64));
     group.bench_with_input(BenchmarkId::from_parameter(n), &input, |b, input| {
         b.iter(|| render(black_box(&spec), black_box(input)));
