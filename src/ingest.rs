@@ -41,7 +41,8 @@ pub struct Keyed {
     pub fingerprint: String,
 }
 
-/// Why a batch was not taken. Nothing of it was queued.
+/// Why a batch was not taken. Nothing of it was queued. Which of these a client may retry is
+/// decided in one place, `http::ApiError`'s `From` impl (503 with `Retry-After`, or a 4xx).
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("{path}: unknown robot {name:?}; configured robots: {configured}")]
@@ -71,20 +72,6 @@ pub enum IngestError {
     Store(#[source] StoreError),
     #[error("the store cannot make alerts durable right now: {0}")]
     NotDurable(#[source] StoreError),
-}
-
-impl IngestError {
-    /// Whether the same request may succeed later (the store, a full queue, a key in flight);
-    /// otherwise the request itself must change.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            IngestError::Full { .. }
-                | IngestError::Store(_)
-                | IngestError::NotDurable(_)
-                | IngestError::Claim(Claim::InFlight | Claim::Store(_))
-        )
-    }
 }
 
 /// One alert bound for one robot (an alert routed to several robots becomes several).
@@ -417,7 +404,11 @@ mod tests {
             err.to_string(),
             "[b].robot: unknown robot \"nope\"; configured robots: dq, ops"
         );
-        assert!(!err.is_retryable());
+        // Refused for good: the request itself must change.
+        assert_eq!(
+            crate::http::ApiError::from(err).status(),
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY
+        );
         assert_eq!(f.store.pending("ops").await.unwrap(), 0);
     }
 
@@ -477,7 +468,11 @@ mod tests {
             err.to_string(),
             "robot ops already has 2 alerts pending (max_pending = 3); retry later"
         );
-        assert!(err.is_retryable());
+        // The same request may succeed later: 503 with Retry-After.
+        assert_eq!(
+            crate::http::ApiError::from(err).status(),
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(f.store.pending("ops").await.unwrap(), 2);
     }
 
