@@ -19,6 +19,14 @@ impl<D: Dialect> Plan<'_, D> {
     pub(crate) fn context(&self, choice: &Choice) -> minijinja::Value {
         let levels = &choice.levels;
         let bare = choice.bare;
+        // Handed out in section order, as the renderer does (sections are built in order).
+        let titles = std::cell::Cell::new(choice.titles);
+        let ctx_group = |s: usize, g: usize, level: u8, limit: Option<usize>| {
+            let mut left = titles.get();
+            let group = self.ctx_group(s, g, level, limit, &mut left);
+            titles.set(left);
+            group
+        };
         let section = |s: usize| -> Option<CtxSection<'_>> {
             if !self.nonempty(s) {
                 return None;
@@ -33,10 +41,10 @@ impl<D: Dialect> Plan<'_, D> {
                     groups.extend(
                         all[..cut.group]
                             .iter()
-                            .map(|&g| self.ctx_group(s, g, level, None)),
+                            .map(|&g| ctx_group(s, g, level, None)),
                     );
                     if cut.line > 0 {
-                        groups.push(self.ctx_group(s, all[cut.group], level, Some(cut.line)));
+                        groups.push(ctx_group(s, all[cut.group], level, Some(cut.line)));
                     }
                     let stats = self.rest_stats(s, level, &cut);
                     if stats.total() > 0 {
@@ -58,7 +66,7 @@ impl<D: Dialect> Plan<'_, D> {
                     }
                 }
                 _ if level < 3 => {
-                    groups.extend(all.iter().map(|&g| self.ctx_group(s, g, level, None)));
+                    groups.extend(all.iter().map(|&g| ctx_group(s, g, level, None)));
                 }
                 _ => {}
             }
@@ -142,18 +150,28 @@ impl<D: Dialect> Plan<'_, D> {
     }
 
     /// Group `g` of section `s` at `level`, with its first `limit` lines when only they are
-    /// listed.
-    fn ctx_group(&self, s: usize, g: usize, level: u8, limit: Option<usize>) -> CtxGroup<'_> {
+    /// listed; at level 2 the lines its group line names, with as many more titles as `titles`
+    /// has left, which it uses up.
+    fn ctx_group(
+        &self,
+        s: usize,
+        g: usize,
+        level: u8,
+        limit: Option<usize>,
+        titles: &mut usize,
+    ) -> CtxGroup<'_> {
         let group = &self.index.groups[g];
-        let lines = self.index.lines(g, self.alerts);
-        let top = level == 2;
-        let lines = if top {
-            &lines[..lines.len().min(GROUP_TITLES)]
+        let all = self.index.lines(g, self.alerts);
+        let lines = if level == 2 {
+            self.group_line_titles(g, titles)
         } else {
-            lines
+            all
         };
-        let values = self.entry_values[g][usize::from(top)].get_or_init(|| {
-            lines
+        // The first few alone when that is all a group line names: a flood converts 3 per group.
+        let few = lines.len() <= GROUP_TITLES && all.len() > GROUP_TITLES;
+        let values = self.entry_values[g][usize::from(few)].get_or_init(|| {
+            let convert = if few { lines } else { all };
+            convert
                 .iter()
                 .map(|l| minijinja::Value::from(minijinja::value::Serde(self.ctx_alert(s, l))))
                 .collect()
@@ -346,6 +364,7 @@ pub(crate) fn sample_contexts() -> Vec<minijinja::Value> {
     let full = |levels: &Levels| Choice {
         levels: *levels,
         partial: None,
+        titles: 0,
         extras: ALL_EXTRAS,
         bare: false,
     };

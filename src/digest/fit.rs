@@ -54,7 +54,7 @@ impl<D: Dialect> Plan<'_, D> {
         for (levels, partial) in self.order() {
             let listing = partial.map(|s| (s, None));
             if let Some(r) = self.write(&levels, listing, ALL_EXTRAS) {
-                return self.refill(r);
+                return self.name_more_titles(self.refill(r));
             }
         }
         let last = *self.sequence().last().expect("never empty");
@@ -86,6 +86,7 @@ impl<D: Dialect> Plan<'_, D> {
         let choice = Choice {
             levels: last,
             partial: None,
+            titles: 0,
             extras: fewer[3],
             bare: true,
         };
@@ -110,6 +111,53 @@ impl<D: Dialect> Plan<'_, D> {
             }
         }
         best
+    }
+
+    /// Spends what the chosen configuration leaves of the budget on titles its group lines do
+    /// not name yet ([`Choice::titles`]), as many as [`Plan::more_titles`] finds that fit.
+    pub(crate) fn name_more_titles(&self, best: (Choice, Out<D>, u64)) -> (Choice, Out<D>, u64) {
+        let (choice, ..) = &best;
+        let exactly = choice.partial.map(|(s, n)| (s, Some(n)));
+        let budget = self.budget();
+        let written = |titles: usize| {
+            self.write_titled(&choice.levels, exactly, choice.extras, titles)
+                .filter(|(_, out, _)| out.used <= budget)
+        };
+        let Ok(titles) = self.more_titles(choice, |t| {
+            Ok::<_, std::convert::Infallible>(written(t).is_some())
+        });
+        match titles {
+            0 => best,
+            t => written(t).expect("it fitted when it was found"),
+        }
+    }
+
+    /// The most titles beyond their first ones the group lines of `choice` can name and still
+    /// fit, by `fits`: doubled from 1 while they fit, then halved back, so that `t` fits and
+    /// `t + 1` does not (or is more than there are). Naming a title may cost less than the one
+    /// before it (a line that names all its titles loses its count of the others), so this is
+    /// the search both the renderer and templates use, which makes their choices the same.
+    pub(crate) fn more_titles<E>(
+        &self,
+        choice: &Choice,
+        mut fits: impl FnMut(usize) -> Result<bool, E>,
+    ) -> Result<usize, E> {
+        let most = self.unnamed_titles(choice);
+        let (mut lo, mut hi) = (0usize, 1usize);
+        while hi <= most && fits(hi)? {
+            lo = hi;
+            hi *= 2;
+        }
+        let mut hi = hi.min(most + 1);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if fits(mid)? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
     }
 
     /// The built-in digest of every configuration that fits fully listed, and the chosen one,
@@ -149,7 +197,21 @@ impl<D: Dialect> Plan<'_, D> {
         partial: Option<(usize, Option<usize>)>,
         extras: Extras,
     ) -> Option<(Choice, Out<D>, u64)> {
+        self.write_titled(levels, partial, extras, 0)
+    }
+
+    /// [`Plan::write`] with group lines naming `titles` more titles ([`Choice::titles`]). The
+    /// budget is checked as for none (their cost is not measured beforehand), so the caller
+    /// checks the text's size when `titles > 0`.
+    pub(crate) fn write_titled(
+        &self,
+        levels: &Levels,
+        partial: Option<(usize, Option<usize>)>,
+        extras: Extras,
+        titles: usize,
+    ) -> Option<(Choice, Out<D>, u64)> {
         let d = self.dialect;
+        let mut left = titles;
         let budget = self.budget();
         let block_break = self.size(D::BLOCK_BREAK);
         let listed_sections: Vec<usize> = (0..SECTIONS)
@@ -202,7 +264,8 @@ impl<D: Dialect> Plan<'_, D> {
             match partial {
                 Some((p, exactly)) if p == s => {
                     let room = budget.saturating_sub(fixed);
-                    let (n, alerts) = self.list_partly(&mut out, s, levels[s], room, exactly)?;
+                    let (n, alerts) =
+                        self.list_partly(&mut out, s, levels[s], room, exactly, &mut left)?;
                     if exactly.is_none() && n == 0 && !self.may_list_none(levels, s) {
                         return None;
                     }
@@ -210,7 +273,7 @@ impl<D: Dialect> Plan<'_, D> {
                     listed += alerts;
                 }
                 _ => {
-                    self.each_line(s, levels[s], &mut |line, _| {
+                    self.each_line(s, levels[s], &mut left, &mut |line, _| {
                         out.push(d, line);
                         true
                     });
@@ -225,13 +288,14 @@ impl<D: Dialect> Plan<'_, D> {
         out.push(d, D::BLOCK_BREAK);
         out.push(d, &self.footer);
         debug_assert!(
-            partial.is_some_and(|p| p.1.is_some()) || out.used <= budget,
+            partial.is_some_and(|p| p.1.is_some()) || titles > 0 || out.used <= budget,
             "{} > {budget}",
             out.used
         );
         let choice = Choice {
             levels: *levels,
             partial: chosen_partial,
+            titles: titles - left,
             extras,
             bare: false,
         };
@@ -255,6 +319,7 @@ impl<D: Dialect> Plan<'_, D> {
         level: u8,
         room: Size<D>,
         exactly: Option<usize>,
+        titles: &mut usize,
     ) -> Option<(usize, u64)> {
         let (d, alerts) = (self.dialect, self.alerts);
         let groups = &self.index.sections[s];
@@ -275,9 +340,11 @@ impl<D: Dialect> Plan<'_, D> {
             };
             for j in 0..entries {
                 buf.clear();
+                // The titles a group line names are used up only when it is listed.
+                let mut left = *titles;
                 if level == 2 {
                     buf.push_str(D::LINE_BREAK);
-                    self.push_group_line(&mut buf, g);
+                    self.push_group_line(&mut buf, g, &mut left);
                 } else {
                     if j == 0 {
                         buf.push_str(D::LINE_BREAK);
@@ -335,6 +402,7 @@ impl<D: Dialect> Plan<'_, D> {
                 out.push(d, &buf);
                 used += cost;
                 n += 1;
+                *titles = left;
                 if level < 2 {
                     listed += self.index.lines(g, self.alerts)[j].count;
                 }
@@ -375,7 +443,7 @@ impl<D: Dialect> Plan<'_, D> {
         let mut total = self.heading_cost(s);
         let mut over = total > budget;
         if !over {
-            self.each_line(s, level, &mut |line, _| {
+            self.each_line(s, level, &mut 0, &mut |line, _| {
                 total += self.size(line);
                 over = total > budget;
                 !over
@@ -431,7 +499,8 @@ impl<D: Dialect> Plan<'_, D> {
     /// Renders with a custom body template: the same order of configurations as [`Plan::choose`],
     /// each rendered with its own context, the first that fits wins; a partly listed section
     /// lists the longest prefix of its entries that fits (binary search), when that is at least
-    /// one entry (or none, at the floor); a body that does not fit even counted only is cut.
+    /// one entry (or none, at the floor); group lines then name as many more titles as fit
+    /// ([`Plan::more_titles`]); a body that does not fit even counted only is cut.
     pub(crate) fn render_templated(&self, t: &Templates) -> Result<Rendered, minijinja::Error> {
         let budget = self.budget();
         let last = *self.sequence().last().expect("never empty");
@@ -454,6 +523,7 @@ impl<D: Dialect> Plan<'_, D> {
         let full = |levels: Levels| Choice {
             levels,
             partial: None,
+            titles: 0,
             extras: ALL_EXTRAS,
             bare: false,
         };
@@ -513,7 +583,27 @@ impl<D: Dialect> Plan<'_, D> {
                 }
                 break;
             }
-            return Ok(best.1);
+            // The same search for more titles as the renderer's.
+            let (choice, rendered) = best;
+            let mut found = None;
+            let titles = self.more_titles(&choice, |titles| {
+                let mut more = choice;
+                more.titles = titles;
+                let r = try_choice(more)?;
+                let fitted = r.is_some();
+                if fitted {
+                    found = r.map(|r| (titles, r));
+                }
+                Ok::<_, minijinja::Error>(fitted)
+            })?;
+            // The search only ever raises what fits, so the last that fitted is the one found.
+            return Ok(match found {
+                Some((t, r)) => {
+                    debug_assert_eq!(t, titles);
+                    r
+                }
+                None => rendered,
+            });
         }
         let choice = full(last);
         let body = t.render_body(&self.context(&choice))?;

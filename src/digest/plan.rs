@@ -39,7 +39,8 @@ pub(crate) const QUOTE_LINES: usize = 3;
 pub(crate) const QUOTE_BYTES: usize = 300;
 /// Group names in group headings and group lines are cut to this many bytes.
 pub(crate) const HEADING_GROUP_BYTES: usize = 80;
-/// A level-2 group line names this many of its first titles …
+/// A level-2 group line names at least this many of its first titles (all when it has fewer);
+/// room the chosen configuration leaves is then spent on more ([`Choice::titles`]) …
 pub(crate) const GROUP_TITLES: usize = 3;
 /// … each cut to this many bytes.
 pub(crate) const GROUP_TITLE_BYTES: usize = 80;
@@ -71,6 +72,10 @@ pub struct Choice {
     /// A section that lists only its first entries, and how many (alert lines at levels 0 and 1,
     /// group lines at level 2), then a rest line for the others.
     pub partial: Option<(usize, usize)>,
+    /// Titles level-2 group lines name beyond their first [`GROUP_TITLES`], handed out in
+    /// order: sections most severe first, their listed groups in order, each group's titles in
+    /// order. Each group line ends with the count of its alerts left unnamed.
+    pub titles: usize,
     pub extras: Extras,
     /// Title heading and footer only: nothing else fits (budget below [`MIN_BUDGET`]).
     pub bare: bool,
@@ -138,12 +143,12 @@ pub struct Entry<'a> {
     pub quote: Option<&'a str>,
 }
 
-/// One group at level 2: its name, count, first titles, and whether it has more.
+/// One group at level 2: its name, count, first titles, and its alerts they leave unnamed.
 pub struct GroupLine<'a> {
     pub name: &'a str,
     pub count: u64,
     pub titles: &'a [&'a str],
-    pub more: bool,
+    pub more: u64,
 }
 
 /// What a partly listed section leaves out (its rest line): their alerts, the five largest parts
@@ -292,6 +297,7 @@ impl<'a, D: Dialect> Plan<'a, D> {
         Choice {
             levels: *self.sequence().last().expect("never empty"),
             partial: None,
+            titles: 0,
             extras: ALL_EXTRAS,
             bare: false,
         }
@@ -456,11 +462,13 @@ impl<'a, D: Dialect> Plan<'a, D> {
 
     /// Writes the lines of section `s` at `level` (0–2) one at a time, each with the line break
     /// before it, and passes each to `take` with whether it is the section's last line, until
-    /// `take` returns false. Returns the number of groups whose lines were all taken.
+    /// `take` returns false. Group lines name as many more titles as `titles` has left, which
+    /// they use up. Returns the number of groups whose lines were all taken.
     pub(crate) fn each_line(
         &self,
         s: usize,
         level: u8,
+        titles: &mut usize,
         take: &mut dyn FnMut(&str, bool) -> bool,
     ) -> usize {
         let groups = &self.index.sections[s];
@@ -473,7 +481,7 @@ impl<'a, D: Dialect> Plan<'a, D> {
             buf.clear();
             buf.push_str(D::LINE_BREAK);
             if level == 2 {
-                self.push_group_line(&mut buf, g);
+                self.push_group_line(&mut buf, g, titles);
                 if !take(&buf, last_group) {
                     return gpos;
                 }
@@ -496,24 +504,68 @@ impl<'a, D: Dialect> Plan<'a, D> {
         groups.len()
     }
 
-    /// Writes group `g`'s line at level 2 (without the break before it).
-    pub(crate) fn push_group_line(&self, out: &mut String, g: usize) {
-        let merged = self.index.lines(g, self.alerts);
+    /// Writes group `g`'s line at level 2 (without the break before it): its first
+    /// [`GROUP_TITLES`] titles and as many more as `titles` has left, which it uses up.
+    pub(crate) fn push_group_line(&self, out: &mut String, g: usize, titles: &mut usize) {
         let group = &self.index.groups[g];
-        let shown = &merged[..merged.len().min(GROUP_TITLES)];
-        let mut titles = [""; GROUP_TITLES];
-        for (t, line) in titles.iter_mut().zip(shown) {
-            *t = &self.alerts[line.first].title;
-        }
+        let shown = self.group_line_titles(g, titles);
+        let mut names = [""; GROUP_TITLES];
+        let many: Vec<&str>;
+        let named: &[&str] = if shown.len() <= GROUP_TITLES {
+            for (t, line) in names.iter_mut().zip(shown) {
+                *t = &self.alerts[line.first].title;
+            }
+            &names[..shown.len()]
+        } else {
+            many = shown
+                .iter()
+                .map(|l| self.alerts[l.first].title.as_str())
+                .collect();
+            &many
+        };
         self.dialect.write_group_line(
             out,
             &GroupLine {
                 name: group.name.unwrap_or(OTHER_GROUP),
                 count: group.total,
-                titles: &titles[..shown.len()],
-                more: shown.iter().map(|l| l.count).sum::<u64>() < group.total,
+                titles: named,
+                more: group.total - shown.iter().map(|l| l.count).sum::<u64>(),
             },
         );
+    }
+
+    /// The merged lines whose titles group `g`'s line names: its first [`GROUP_TITLES`], then as
+    /// many more as `titles` has left, which are used up.
+    pub(crate) fn group_line_titles(&self, g: usize, titles: &mut usize) -> &[Line] {
+        let lines = self.index.lines(g, self.alerts);
+        let more = (*titles).min(lines.len().saturating_sub(GROUP_TITLES));
+        *titles -= more;
+        &lines[..lines.len().min(GROUP_TITLES) + more]
+    }
+
+    /// Titles the group lines of `choice` could name beyond their first [`GROUP_TITLES`]: the
+    /// most [`Choice::titles`] can hand out.
+    pub(crate) fn unnamed_titles(&self, choice: &Choice) -> usize {
+        if choice.bare {
+            return 0;
+        }
+        (0..SECTIONS)
+            .filter(|&s| self.nonempty(s) && choice.levels[s] == 2)
+            .flat_map(|s| {
+                let groups = &self.index.sections[s];
+                let listed = match choice.partial {
+                    Some((p, n)) if p == s => n.min(groups.len()),
+                    _ => groups.len(),
+                };
+                groups[..listed].iter()
+            })
+            .map(|&g| {
+                self.index
+                    .lines(g, self.alerts)
+                    .len()
+                    .saturating_sub(GROUP_TITLES)
+            })
+            .sum()
     }
 
     /// One merged alert at `level` (0 or 1) in section `s`.

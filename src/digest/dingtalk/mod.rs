@@ -5,11 +5,17 @@
 //!
 //! ```text
 //! ### <title>
-//! #### Critical · 3              #### ✅ Resolved · 2           #### Counts · 5
-//! **dq_orders** · 3              - **dq_orders** ×3: a; b; c …  - critical: 3 firing, 1 resolved
-//! - <title> ×3 — <excerpt>       - replication lag 45s — fired 10:00, resolved 10:05
-//! > <text, up to three lines>    - … and 1,234 more: dq_orders 800, …, 3 other groups 12
-//!                                - … and 322 more: rack r2 108, rack r1 107, rack r3 107
+//! #### Critical · 3                                  (a section's heading)
+//! **dq_orders** · 3                                  (a group's heading, levels 0 and 1)
+//! - <title> ×3 — <excerpt>                           (an alert line, level 1)
+//! > <text, up to three lines>                        (its quote, level 0)
+//! - **dq_orders** ×9: a; b; c … and 6 more           (a group line, level 2)
+//! - … and 322 more: rack r2 108, rack r1 107, …      (a rest line, split by label)
+//! - … and 1,234 more: dq_orders 800, …, 3 other groups 12     (or by group)
+//! #### ✅ Resolved · 2
+//! - replication lag 45s — fired 10:00, resolved 10:05
+//! #### Counts · 5
+//! - critical: 3 firing, 1 resolved
 //! [full alert list](<link>)
 //! ```
 //!
@@ -108,7 +114,7 @@ impl Dialect for DingTalk {
         }
     }
 
-    /// `- **<group>** ×<n>: <title>; <title>; <title> …`
+    /// `- **<group>** ×<n>: <title>; <title>; <title> … and <m> more` (`m` of its alerts unnamed)
     fn write_group_line(&self, out: &mut String, g: &GroupLine) {
         out.push_str("- **");
         push_plain(out, g.name, HEADING_GROUP_BYTES);
@@ -121,8 +127,10 @@ impl Dialect for DingTalk {
             }
             push_plain(out, title, GROUP_TITLE_BYTES);
         }
-        if g.more {
-            out.push_str(" …");
+        if g.more > 0 {
+            out.push_str(" … and ");
+            push_thousands(out, g.more);
+            out.push_str(" more");
         }
     }
 

@@ -82,8 +82,10 @@
 //!
 //! A group: `name` (the `alertname` label, else `job`, else `other`), `count` (its alerts),
 //! `alerts` (its merged alerts shown: all of them at levels 0 and 1, only the first ones when the
-//! section is partly listed and stops in this group, the first three at level 2), `more` (its
-//! alerts not in `alerts`). A partly listed section holds only the groups with something listed.
+//! section is partly listed and stops in this group; at level 2 the ones its group line names: the
+//! first three, and more while the digest has room, handed out in order as the renderer does),
+//! `more` (its alerts not in `alerts`; the built-in line ends `… and {more} more`). A partly
+//! listed section holds only the groups with something listed.
 //!
 //! An alert is one merged line: the alerts of a group with the same fingerprint, shown through
 //! the first of them.

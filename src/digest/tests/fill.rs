@@ -42,6 +42,44 @@ fn arb_batch() -> impl Strategy<Value = Vec<Alert>> {
                 })
                 .collect()
         }),
+        // Long titles and texts across many groups: sections that fall to one line per group,
+        // whose lines then name what room is left.
+        (1..400usize, 2..60usize, 150..300usize, any::<u64>()).prop_map(
+            |(n, groups, width, seed)| {
+                (0..n)
+                    .map(|i| {
+                        let r = seed.wrapping_mul(i as u64 + 1).rotate_left(23);
+                        let mut a = alert(
+                            &format!("{} {i}", "w".repeat(width + (r % 40) as usize)),
+                            Severity::ALL[(r % 3) as usize],
+                            Some(&format!("group-{}", r % groups as u64)),
+                            &format!("{}", i % 53),
+                        );
+                        a.text = Some("x ".repeat(40 + (r % 100) as usize));
+                        a
+                    })
+                    .collect()
+            }
+        ),
+        // A few critical alerts with long texts, then warnings in a few large groups whose
+        // alert lines are long: room for group lines but not for an alert line.
+        (0..4usize, 4..120usize, 1..4usize, any::<u64>()).prop_map(|(crit, n, groups, seed)| {
+            (0..crit + n)
+                .map(|i| {
+                    let r = seed.wrapping_mul(i as u64 + 1).rotate_left(29);
+                    let sev = if i < crit {
+                        Severity::Critical
+                    } else {
+                        Severity::Warning
+                    };
+                    let title = format!("{} {i}", "t".repeat(10 + (r % 240) as usize));
+                    let group = format!("g{}", r % groups as u64);
+                    let mut a = alert(&title, sev, Some(&group), &format!("{i}"));
+                    a.text = Some(format!("{}\nmore", "y".repeat(100 + (r % 200) as usize)));
+                    a
+                })
+                .collect()
+        }),
     ]
 }
 
@@ -91,8 +129,58 @@ proptest! {
                 cost(&r.title) + cost(&next) > max_bytes,
                 "the next entry fits too:\n{}", next
             );
-            prop_assert_eq!(render_partly(&spec, &alerts, choice.levels, s, n), r.text.clone());
+            if choice.titles == 0 {
+                prop_assert_eq!(
+                    render_partly(&spec, &alerts, choice.levels, s, n),
+                    r.text.clone()
+                );
+            }
         }
+        if let Err(e) = check_titles(&spec, &alerts, &plan, &choice, &r.text) {
+            return Err(TestCaseError::fail(e));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// Group lines (here every section at one line per group, fully or partly listed) name
+    /// more titles while they fit: the text fits, naming one more title would not, and the
+    /// built-in template names the same ones.
+    #[test]
+    fn group_lines_name_titles_until_the_next_would_not_fit(
+        alerts in arb_batch(),
+        (max_bytes, robot, keyword, link, id, zone, catch_up) in arb_spec_parts(),
+        partly in any::<bool>(),
+    ) {
+        let zones = zones();
+        let spec = DigestSpec {
+            robot, id, keyword, link, max_bytes,
+            tz: &zones[zone],
+            catch_up: catch_up.map(|(a, b)| (T0 + a, T0 + b)),
+            templates: None,
+        };
+        let plan = Plan::new(&DingTalk, &spec, &alerts);
+        let levels = [2; SECTIONS];
+        let partial = plan
+            .active(&levels)
+            .filter(|_| partly)
+            .map(|s| (s, None));
+        let Some(first) = plan.write(&levels, partial, ALL_EXTRAS) else {
+            return Ok(());
+        };
+        let (choice, out, _) = plan.name_more_titles(first);
+        prop_assert!(choice.titles <= plan.unnamed_titles(&choice));
+        prop_assert!(cost(&plan.title) + cost(&out.text) <= max_bytes);
+        if let Err(e) = check_titles(&spec, &alerts, &plan, &choice, &out.text) {
+            return Err(TestCaseError::fail(e));
+        }
+        // The template context hands out the same titles.
+        let builtin = Templates::compile(None, Some(("body.md.j2", super::super::template::BUILTIN_BODY)))
+            .expect("the built-in template compiles");
+        let body = builtin.render_body(&plan.context(&choice)).expect("renders");
+        prop_assert_eq!(plan.with_footer(&body), out.text);
     }
 }
 
@@ -228,5 +316,47 @@ fn a_section_that_does_not_fit_lists_what_fits_then_the_rest() {
             "- … and {more} more: rack {} {}, rack {} {}",
             big.0, big.1, small.0, small.1
         )
+    );
+}
+
+#[test]
+fn a_group_line_names_as_many_titles_as_fit_then_the_count_of_the_others() {
+    let alerts: Vec<Alert> = (0..300usize)
+        .map(|i| {
+            alert(
+                &format!("host-{i} is down"),
+                Severity::Error,
+                Some("down"),
+                &format!("{i}"),
+            )
+        })
+        .collect();
+    let s = spec(2_000);
+    let plan = Plan::new(&DingTalk, &s, &alerts);
+    let first = plan
+        .write(&[2; SECTIONS], None, ALL_EXTRAS)
+        .expect("one group line fits");
+    assert!(first.1.text.contains(
+        "\n- **down** ×300: host-0 is down; host-1 is down; host-2 is down … and 297 more\n"
+    ));
+    let (choice, out, _) = plan.name_more_titles(first);
+    let named = 3 + choice.titles;
+    assert!(named > 60, "{named} titles named");
+    let line = out
+        .text
+        .lines()
+        .find(|l| l.starts_with("- **down**"))
+        .unwrap();
+    let want_end = format!("host-{} is down … and {} more", named - 1, 300 - named);
+    assert!(line.ends_with(&want_end), "{line}");
+    assert!(cost(&plan.title) + cost(&out.text) <= 2_000);
+    let more = Choice {
+        titles: choice.titles + 1,
+        ..choice
+    };
+    let next = render_choice(&s, &alerts, &more);
+    assert!(
+        cost(&plan.title) + cost(&next) > 2_000,
+        "one more title fits"
     );
 }

@@ -70,7 +70,7 @@ fn each_level_exactly() {
 }
 
 #[test]
-fn level_two_names_three_titles_then_an_ellipsis() {
+fn level_two_names_three_titles_then_the_count_of_the_others() {
     let mut alerts: Vec<Alert> = (0..5)
         .map(|i| {
             alert(
@@ -83,7 +83,12 @@ fn level_two_names_three_titles_then_an_ellipsis() {
         .collect();
     alerts.push(alert("t0", Severity::Error, Some("g"), "0"));
     let text = render_at(&spec(19_000), &alerts, [2; SECTIONS]);
-    assert!(text.contains("\n- **g** ×6: t0; t1; t2 …\n"), "{text}");
+    // Four of its six alerts are named (t0 twice): the count of the other two follows.
+    assert!(text.contains("\n- **g** ×6: t0; t1; t2 …"), "{text}");
+    assert!(
+        text.contains("\n- **g** ×6: t0; t1; t2 … and 2 more\n"),
+        "{text}"
+    );
     alerts.truncate(3);
     let text = render_at(&spec(19_000), &alerts, [2; SECTIONS]);
     assert!(text.contains("\n- **g** ×3: t0; t1; t2\n"), "{text}");

@@ -126,6 +126,51 @@ pub(crate) fn render_partly(
     out.text
 }
 
+/// The text of `choice` exactly (its partly listed section listing exactly its entries, its
+/// group lines naming exactly its titles), whatever the budget.
+pub(crate) fn render_choice(spec: &DigestSpec, alerts: &[Alert], choice: &Choice) -> String {
+    let unlimited = DigestSpec {
+        max_bytes: usize::MAX,
+        ..*spec
+    };
+    let plan = Plan::new(&DingTalk, &unlimited, alerts);
+    let partial = choice.partial.map(|(s, n)| (s, Some(n)));
+    let (written, out, _) = plan
+        .write_titled(&choice.levels, partial, choice.extras, choice.titles)
+        .expect("an unlimited budget");
+    assert_eq!(written.titles, choice.titles, "titles to hand out");
+    out.text
+}
+
+/// Group lines name titles beyond their first three while they fit: when some are left
+/// unnamed, naming one more would not fit.
+pub(crate) fn check_titles(
+    spec: &DigestSpec,
+    alerts: &[Alert],
+    plan: &Plan<DingTalk>,
+    choice: &Choice,
+    text: &str,
+) -> Result<(), String> {
+    if choice.bare {
+        return Ok(());
+    }
+    let want = render_choice(spec, alerts, choice);
+    if want != text {
+        return Err(format!("{choice:?} written as\n{text}\nnot as\n{want}"));
+    }
+    if plan.unnamed_titles(choice) > choice.titles {
+        let more = Choice {
+            titles: choice.titles + 1,
+            ..*choice
+        };
+        let next = render_choice(spec, alerts, &more);
+        if cost(&plan.title) + cost(&next) <= spec.max_bytes {
+            return Err(format!("one more title fits: {choice:?}\n{next}"));
+        }
+    }
+    Ok(())
+}
+
 /// The chosen configuration is the first of the order that fits (fully listed ones as they
 /// are, partly listed ones when their first entry fits, or at the floor their rest line alone),
 /// then, while fully listed and some listed section lost a level, refilled: the next less
@@ -219,12 +264,14 @@ fn check_richest(
         if fits_partly(&choice.levels, s, n + 1) {
             return Err(format!("one more entry fits: {choice:?}"));
         }
-        let want = render_partly(spec, alerts, choice.levels, s, n);
-        if want != text {
-            return Err(format!("{choice:?} written as\n{text}\nnot as\n{want}"));
+        if choice.titles == 0 {
+            let want = render_partly(spec, alerts, choice.levels, s, n);
+            if want != text {
+                return Err(format!("{choice:?} written as\n{text}\nnot as\n{want}"));
+            }
         }
     }
-    Ok(())
+    check_titles(spec, alerts, plan, choice, text)
 }
 
 /// Whether a line reads as a footer to a reader: the footer's words and `#`, whatever the
