@@ -13,7 +13,8 @@
 //! batch.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::alert::Alert;
 
@@ -72,19 +73,25 @@ impl<'a> RestStats<'a> {
         self.total
     }
 
+    /// Where label `name` is counted, trying position `hint` first: the alerts of a section
+    /// mostly carry the same labels, so it is usually the label's own position among them.
+    fn key(&self, hint: usize, name: &str) -> Option<usize> {
+        match self.keys.get(hint) {
+            Some(x) if x.name == name => Some(hint),
+            _ => self.keys.iter().position(|x| x.name == name),
+        }
+    }
+
     /// One more unlisted alert, of the group at position `pos`.
     pub(crate) fn add(&mut self, a: &'a Alert, pos: usize) {
         self.total += 1;
         self.groups[pos] += 1;
-        for (k, v) in a.labels.iter() {
-            if GROUPING_LABELS.contains(&k.as_str()) {
-                continue;
-            }
-            let key = match self.keys.iter().position(|x| x.name == k.as_str()) {
+        for (j, (k, v)) in counted(a).enumerate() {
+            let key = match self.key(j, k) {
                 Some(id) => &mut self.keys[id],
                 None => {
                     self.keys.push(KeyStats {
-                        name: k.as_str(),
+                        name: k,
                         carried: 0,
                         values: HashMap::new(),
                         distinct: 0,
@@ -93,7 +100,7 @@ impl<'a> RestStats<'a> {
                 }
             };
             key.carried += 1;
-            let n = key.values.entry(v.as_str()).or_insert(0);
+            let n = key.values.entry(v).or_insert(0);
             if *n == 0 {
                 key.distinct += 1;
             }
@@ -105,12 +112,12 @@ impl<'a> RestStats<'a> {
     pub(crate) fn remove(&mut self, a: &'a Alert, pos: usize) {
         self.total -= 1;
         self.groups[pos] -= 1;
-        for (k, v) in a.labels.iter() {
-            let Some(key) = self.keys.iter_mut().find(|x| x.name == k.as_str()) else {
+        for (j, (k, v)) in counted(a).enumerate() {
+            let Some(key) = self.key(j, k).map(|id| &mut self.keys[id]) else {
                 continue;
             };
             key.carried -= 1;
-            if let Some(n) = key.values.get_mut(v.as_str()) {
+            if let Some(n) = key.values.get_mut(v) {
                 *n -= 1;
                 if *n == 0 {
                     key.distinct -= 1;
@@ -163,6 +170,14 @@ impl<'a> RestStats<'a> {
         parts.sort_by_key(|&(_, n)| Reverse(n));
         split(self.total, None, parts)
     }
+}
+
+/// The labels of `a` the rule may split by: all but the grouping ones.
+fn counted(a: &Alert) -> impl Iterator<Item = (&str, &str)> {
+    a.labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .filter(|(k, _)| !GROUPING_LABELS.contains(k))
 }
 
 fn split<'a>(count: u64, by: Option<&'a str>, mut parts: Vec<(&'a str, u64)>) -> Rest<'a> {
