@@ -485,18 +485,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .public_url
                     .as_ref()
                     .map(|u| format!("{u}/v1/digests/1"));
-                let sample = sluice::digest::render(
-                    &sluice::digest::DigestSpec {
+                // In the robot's platform's dialect, with the people it mentions.
+                let mentions = sluice::mention::mentions_for(&r.mentions, &c.owners, &samples);
+                let sample = sluice::provider::render(
+                    &r.target(),
+                    sluice::digest::DigestSpec {
                         robot: &r.name,
                         id: 1,
                         keyword: r.keywords.first().map(String::as_str),
                         link: link.as_deref(),
-                        max_bytes: sluice::provider::dingtalk::TEXT_BUDGET,
+                        max_bytes: 0,
                         tz: &r.look.timezone,
                         catch_up: None,
                         templates: r.look.templates.as_deref(),
                     },
                     &samples,
+                    &mentions,
                 );
                 println!(
                     "  sample digest ({} time, {}):",

@@ -36,7 +36,7 @@ mod robot;
 mod server;
 
 pub use crate::mention::{Mentions, is_mobile, is_person};
-pub use crate::provider::dingtalk::MsgType;
+pub use crate::provider::MsgType;
 pub use crate::provider::{ProviderKind, redact_url};
 pub use robot::{Look, Robot, Timing};
 pub use server::{MAX_BODY_LIMIT, Server};
@@ -192,7 +192,8 @@ impl Config {
 
         let server = server::parse(&p, &raw.server)?;
 
-        let defaults = timing(
+        // `[defaults]` is checked once on its own, so that its errors come first.
+        timing(
             &Timing::default(),
             &raw.defaults,
             "defaults",
@@ -296,18 +297,31 @@ impl Config {
                     ))
                 })?);
             }
+            // The platform's limits, then `[defaults]`, then the robot's own keys.
+            let base = timing(
+                &Timing::for_provider(provider),
+                &raw.defaults,
+                "defaults",
+                &expand,
+                &fail,
+            )?;
             let timing = timing(
-                &defaults,
+                &base,
                 &r.timing(),
                 &format!("robots.{name}"),
                 &expand,
                 &fail,
             )?;
+            let has_public_url = server.public_url.is_some();
+            let msgtype = |given: Option<(&str, &str)>| match given {
+                None => Ok(provider.default_msgtype()),
+                Some((key, value)) => provider.msgtype(key, value, has_public_url),
+            };
             let look = look(
+                &msgtype,
                 &raw.defaults,
                 &r.timing(),
                 &format!("robots.{name}"),
-                server.public_url.is_some(),
                 base_dir,
                 &expand,
                 &fail,

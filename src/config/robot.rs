@@ -94,13 +94,33 @@ pub struct Timing {
     pub retention: Duration,
     /// Most alerts waiting for a digest; beyond it ingest answers 503 instead of growing.
     pub max_pending: u64,
+    /// A second, shorter window held at the same time (`burst_limit` per `burst_period`):
+    /// Feishu robots take 100 a minute and also 5 a second.
+    pub burst: Option<(u32, Duration)>,
 }
 
 impl Timing {
-    /// Every rolling window the robot's rate guard holds. Today one, from `rate_limit` and
-    /// `rate_period`; a platform with several limits at once adds its own here.
+    /// Every rolling window the robot's rate guard holds: `rate_limit` per `rate_period`, and
+    /// the burst window when the robot has one.
     pub fn windows(&self) -> Vec<crate::limit::Window> {
-        vec![crate::limit::Window::new(self.rate_limit, self.rate_period)]
+        let mut w = vec![crate::limit::Window::new(self.rate_limit, self.rate_period)];
+        if let Some((limit, period)) = self.burst {
+            w.push(crate::limit::Window::new(limit, period));
+        }
+        w
+    }
+
+    /// The defaults for a robot on `kind`'s platform: its limits, and how long its throttling
+    /// lasts when the answer does not say.
+    pub fn for_provider(kind: ProviderKind) -> Timing {
+        let d = kind.defaults();
+        Timing {
+            rate_limit: d.rate.0,
+            rate_period: d.rate.1,
+            burst: d.burst,
+            throttle_backoff: d.throttle_backoff,
+            ..Timing::default()
+        }
     }
 }
 
@@ -117,6 +137,7 @@ impl Default for Timing {
             request_timeout: Duration::from_secs(10),
             retention: Duration::from_secs(7 * 86_400),
             max_pending: 1_000_000,
+            burst: None,
         }
     }
 }
@@ -136,6 +157,8 @@ pub(super) struct RawTiming {
     pub(super) request_timeout: Option<String>,
     pub(super) retention: Option<String>,
     pub(super) max_pending: Option<i64>,
+    pub(super) burst_limit: Option<i64>,
+    pub(super) burst_period: Option<String>,
     pub(super) timezone: Option<String>,
     pub(super) title_template: Option<String>,
     pub(super) body_template: Option<String>,
@@ -173,6 +196,8 @@ pub(super) struct RawRobot {
     pub(super) request_timeout: Option<String>,
     pub(super) retention: Option<String>,
     pub(super) max_pending: Option<i64>,
+    pub(super) burst_limit: Option<i64>,
+    pub(super) burst_period: Option<String>,
     pub(super) timezone: Option<String>,
     pub(super) title_template: Option<String>,
     pub(super) body_template: Option<String>,
@@ -194,6 +219,8 @@ impl RawRobot {
             request_timeout: self.request_timeout.clone(),
             retention: self.retention.clone(),
             max_pending: self.max_pending,
+            burst_limit: self.burst_limit,
+            burst_period: self.burst_period.clone(),
             timezone: self.timezone.clone(),
             title_template: self.title_template.clone(),
             body_template: self.body_template.clone(),
@@ -204,12 +231,15 @@ impl RawRobot {
     }
 }
 
+/// A robot's platform's check of its `msgtype` (key, value); given `None`, its default.
+pub(super) type MsgTypeCheck<'a> = &'a dyn Fn(Option<(&str, &str)>) -> Result<MsgType, String>;
+
 /// The robot's `look`: each key from the robot's table, else from `[defaults]`.
 pub(super) fn look(
+    msgtype: MsgTypeCheck,
     defaults: &RawTiming,
     robot: &RawTiming,
     section: &str,
-    has_public_url: bool,
     base_dir: &Path,
     expand: &dyn Fn(&str, &str) -> Result<String, ConfigError>,
     fail: &dyn Fn(String) -> ConfigError,
@@ -243,8 +273,8 @@ pub(super) fn look(
         },
     };
     let msgtype = match pick("msgtype", &robot.msgtype, &defaults.msgtype)? {
-        None => MsgType::Markdown,
-        Some((key, m)) => MsgType::parse(&key, &m, has_public_url).map_err(fail)?,
+        None => msgtype(None).map_err(fail)?,
+        Some((key, m)) => msgtype(Some((&key, &m))).map_err(fail)?,
     };
     let source = |inline: &str,
                   file: &str,
@@ -362,6 +392,27 @@ pub(super) fn timing(
                 )));
             }
         },
+        burst: match (raw.burst_limit, &raw.burst_period, base.burst) {
+            (None, None, b) => b,
+            (Some(n), _, _) if !(1..=10_000).contains(&n) => {
+                return Err(fail(format!(
+                    "{section}.burst_limit: {n} is out of range; expected 1 to 10000 requests per burst_period"
+                )));
+            }
+            (Some(n), Some(p), _) => Some((
+                n as u32,
+                dur("burst_period", &Some(p.clone()), base.rate_period)?,
+            )),
+            (Some(n), None, Some((_, p))) => Some((n as u32, p)),
+            (None, Some(p), Some((n, _))) => {
+                Some((n, dur("burst_period", &Some(p.clone()), base.rate_period)?))
+            }
+            (Some(_), None, None) | (None, Some(_), None) => {
+                return Err(fail(format!(
+                    "{section}: burst_limit and burst_period go together (this robot has no burst window to adjust)"
+                )));
+            }
+        },
     };
     let positive = [
         ("rate_period", t.rate_period),
@@ -375,6 +426,15 @@ pub(super) fn timing(
         if d < Duration::from_millis(10) {
             return Err(fail(format!("{section}.{k}: must be at least 10ms")));
         }
+    }
+    if let Some((_, p)) = t.burst
+        && (p < Duration::from_millis(10) || p >= t.rate_period)
+    {
+        return Err(fail(format!(
+            "{section}.burst_period: {} must be at least 10ms and shorter than rate_period {}",
+            humantime::format_duration(p),
+            humantime::format_duration(t.rate_period)
+        )));
     }
     if t.retry_max_backoff < t.retry_initial_backoff {
         return Err(fail(format!(

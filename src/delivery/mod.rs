@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Robot;
-use crate::digest::{DigestSpec, render};
+use crate::digest::DigestSpec;
 use crate::limit::{Clock, RateGuard};
 use crate::mention::{self, Mention};
 use crate::message::Prepared;
@@ -279,7 +279,7 @@ impl RobotTask {
 
             // 3. Seal whatever is pending into one digest.
             if outbox.is_empty() {
-                let budget = self.provider.text_budget();
+                let target = self.handle.config.target();
                 let keyword = self.handle.config.keywords.first().cloned();
                 let public_url = self.public_url.clone();
                 let (mention_config, owners) = (&self.handle.config.mentions, &self.owners);
@@ -294,23 +294,21 @@ impl RobotTask {
                         Box::new(|id, alerts| {
                             let link = public_url.map(|u| format!("{u}/v1/digests/{id}"));
                             let mentions = mention::mentions_for(mention_config, owners, alerts);
-                            let line = mentions.line();
-                            let mut rendered = render(
-                                &DigestSpec {
+                            let rendered = crate::provider::render(
+                                &target,
+                                DigestSpec {
                                     robot: &name,
                                     id,
                                     keyword: keyword.as_deref(),
                                     link: link.as_deref(),
-                                    max_bytes: budget - mention::line_cost(&line),
+                                    max_bytes: 0,
                                     tz: &look.timezone,
                                     catch_up: memory.catch_up,
                                     templates: look.templates.as_deref(),
                                 },
                                 alerts,
+                                &mentions,
                             );
-                            if !line.is_empty() {
-                                rendered.text = mention::insert_line(&rendered.text, &line);
-                            }
                             Sealed {
                                 counts: rendered.counts,
                                 listed: rendered.listed as u64,
@@ -525,7 +523,7 @@ fn message_of(provider: &Provider, digest: &DigestRecord) -> Prepared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::{ProviderKind, Target, dingtalk::MsgType};
+    use crate::provider::{MsgType, ProviderKind, Target};
 
     fn dingtalk() -> Provider {
         let target = Target {

@@ -10,6 +10,8 @@ pub mod dingtalk;
 use std::fmt;
 use std::time::Duration;
 
+use crate::alert::Alert;
+use crate::digest::{DigestSpec, Rendered};
 use crate::mention::Mention;
 use crate::message::Prepared;
 
@@ -49,6 +51,58 @@ impl ProviderKind {
     }
 }
 
+/// The kind of message a robot's digests go out as (`msgtype`); each platform takes some.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsgType {
+    /// DingTalk's and WeCom's markdown.
+    Markdown,
+    /// DingTalk: a markdown card with one button to the digest's page on `server.public_url`.
+    ActionCard,
+}
+
+impl ProviderKind {
+    /// What a robot of this kind sends without a `msgtype`.
+    pub fn default_msgtype(self) -> MsgType {
+        match self {
+            ProviderKind::DingTalk | ProviderKind::Console => MsgType::Markdown,
+        }
+    }
+
+    /// `msgtype = value` under `key` for a robot of this kind.
+    pub fn msgtype(self, key: &str, value: &str, has_public_url: bool) -> Result<MsgType, String> {
+        match self {
+            ProviderKind::DingTalk | ProviderKind::Console => {
+                dingtalk::config::msgtype(key, value, has_public_url)
+            }
+        }
+    }
+}
+
+/// What a platform allows, as the defaults of its robots' timing (a config may set each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Defaults {
+    /// Requests per period.
+    pub rate: (u32, Duration),
+    /// A second, shorter window held at the same time, if the platform has one.
+    pub burst: Option<(u32, Duration)>,
+    /// How long a throttle answer that does not say how long lasts.
+    pub throttle_backoff: Duration,
+}
+
+impl ProviderKind {
+    /// The platform's limits (ROBOTS.md §8).
+    pub fn defaults(self) -> Defaults {
+        match self {
+            // 20 a minute; exceeding it mutes the robot for 10 minutes.
+            ProviderKind::DingTalk | ProviderKind::Console => Defaults {
+                rate: (20, Duration::from_secs(60)),
+                burst: None,
+                throttle_backoff: Duration::from_secs(600),
+            },
+        }
+    }
+}
+
 /// A robot's endpoint as its config table gives it, for its provider to check.
 pub struct Endpoint<'a> {
     pub webhook: Option<&'a str>,
@@ -64,6 +118,15 @@ pub fn check(kind: ProviderKind, robot: &str, e: &Endpoint) -> Result<(), String
     }
 }
 
+/// Renders the digest of `alerts` for a robot like `target`: in its platform's dialect, within
+/// its platform's budget (`spec.max_bytes` is set here), with the people of `mentions` written
+/// in as that platform notifies them. Every platform ends the text with the same footer.
+pub fn render(target: &Target, spec: DigestSpec, alerts: &[Alert], mentions: &Mention) -> Rendered {
+    match target.kind {
+        ProviderKind::DingTalk | ProviderKind::Console => dingtalk::render(spec, alerts, mentions),
+    }
+}
+
 /// What a provider needs of a configured robot (`config::Robot::target`).
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
@@ -73,7 +136,7 @@ pub struct Target<'a> {
     pub webhook: Option<&'a str>,
     pub secret: Option<&'a str>,
     pub keywords: &'a [String],
-    pub msgtype: dingtalk::MsgType,
+    pub msgtype: MsgType,
     /// Bounds each whole request.
     pub request_timeout: Duration,
 }
@@ -212,13 +275,6 @@ impl Provider {
         match kind {
             ProviderKind::DingTalk => true,
             ProviderKind::Console => false,
-        }
-    }
-
-    /// The byte budget for a digest's title plus text, as JSON-escaped bytes.
-    pub fn text_budget(&self) -> usize {
-        match self {
-            Provider::DingTalk(_) | Provider::Console(_) => dingtalk::TEXT_BUDGET,
         }
     }
 

@@ -2,7 +2,7 @@
 //! keywords, and a message type the robot API knows. The config module calls these checks
 //! ([`super::super::check`]); the messages name the key and what was expected.
 
-use crate::provider::Endpoint;
+use crate::provider::{Endpoint, MsgType};
 
 /// The largest body DingTalk accepts is 20 000 bytes; a digest never serializes to more.
 pub const MAX_BODY: usize = 20_000;
@@ -10,26 +10,18 @@ pub const MAX_BODY: usize = 20_000;
 /// Keywords a DingTalk robot's security settings can hold.
 const MAX_KEYWORDS: usize = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MsgType {
-    Markdown,
-    /// A markdown card with one button to the digest's page on `server.public_url`.
-    ActionCard,
-}
-
-impl MsgType {
-    /// `msgtype` under `key`; an action card needs `server.public_url` for its button.
-    pub fn parse(key: &str, value: &str, has_public_url: bool) -> Result<MsgType, String> {
-        match value {
-            "markdown" => Ok(MsgType::Markdown),
-            "actionCard" if !has_public_url => Err(format!(
-                "{key}: \"actionCard\" needs server.public_url for its button to the digest's page"
-            )),
-            "actionCard" => Ok(MsgType::ActionCard),
-            other => Err(format!(
-                "{key}: unknown msgtype {other:?}; expected \"markdown\" or \"actionCard\""
-            )),
-        }
+/// `msgtype` under `key` for a DingTalk robot; an action card needs `server.public_url` for its
+/// button.
+pub fn msgtype(key: &str, value: &str, has_public_url: bool) -> Result<MsgType, String> {
+    match value {
+        "markdown" => Ok(MsgType::Markdown),
+        "actionCard" if !has_public_url => Err(format!(
+            "{key}: \"actionCard\" needs server.public_url for its button to the digest's page"
+        )),
+        "actionCard" => Ok(MsgType::ActionCard),
+        other => Err(format!(
+            "{key}: unknown msgtype {other:?}; expected \"markdown\" or \"actionCard\""
+        )),
     }
 }
 

@@ -13,19 +13,38 @@ pub mod config;
 mod message;
 mod sign;
 
+pub use super::MsgType;
 pub use answer::{CLOCK_SKEW_NOTED, classify, clock_skew, note_clock_skew};
-pub use config::{MAX_BODY, MsgType};
+pub use config::MAX_BODY;
 pub use message::{action_card_body, message_body};
 pub use sign::sign;
 
 use std::time::Duration;
 
 use super::{Outcome, Target};
-use crate::mention::Mention;
+use crate::alert::Alert;
+use crate::digest::{DigestSpec, Rendered};
+use crate::mention::{self, Mention};
 
 /// Budget for title + text (JSON-escaped bytes). The rest of the 20 000-byte body is the JSON
 /// envelope (about 60 bytes) and room for the `at` object.
 pub const TEXT_BUDGET: usize = MAX_BODY - 1_000;
+
+/// A DingTalk digest: the built-in renderer within [`TEXT_BUDGET`], less the mention line
+/// (`@13800000000 @alice`, DingTalk notifies only who is written in the text and named in the
+/// `at` object), which goes just above the footer.
+pub fn render(spec: DigestSpec, alerts: &[Alert], mentions: &Mention) -> Rendered {
+    let line = mentions.line();
+    let spec = DigestSpec {
+        max_bytes: TEXT_BUDGET - mention::line_cost(&line),
+        ..spec
+    };
+    let mut rendered = crate::digest::render(&spec, alerts);
+    if !line.is_empty() {
+        rendered.text = mention::insert_line(&rendered.text, &line);
+    }
+    rendered
+}
 
 pub struct DingTalk {
     client: reqwest::Client,
