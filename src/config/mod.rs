@@ -326,6 +326,12 @@ impl Config {
                 &expand,
                 &fail,
             )?;
+            if look.templates.is_some() && !provider.takes_templates() {
+                return Err(fail(format!(
+                    "robots.{name}: custom templates (title_template, body_template and their _file forms, here or in [defaults]) are for DingTalk and console robots only; a {} robot uses the built-in format",
+                    provider.as_str()
+                )));
+            }
             robots.insert(
                 name.clone(),
                 Robot {

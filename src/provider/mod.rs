@@ -61,6 +61,13 @@ pub enum MsgType {
 }
 
 impl ProviderKind {
+    /// Whether its robots may have custom templates: the template filters escape for DingTalk's
+    /// markdown (the console prints DingTalk's text), so another platform's robot refuses them
+    /// rather than send text escaped for the wrong dialect.
+    pub fn takes_templates(self) -> bool {
+        matches!(self, ProviderKind::DingTalk | ProviderKind::Console)
+    }
+
     /// What a robot of this kind sends without a `msgtype`.
     pub fn default_msgtype(self) -> MsgType {
         match self {
