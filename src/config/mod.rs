@@ -305,6 +305,9 @@ impl Config {
                 &expand,
                 &fail,
             )?;
+            provider
+                .check_mentions(&format!("robots.{name}"), &mentions)
+                .map_err(&fail)?;
             let timing = timing(
                 &base,
                 &r.timing(),
@@ -543,8 +546,8 @@ mod tests {
                 "defaults.rate_limit: 0 is out of range",
             ),
             (
-                GOOD.replace("provider = \"console\"", "provider = \"slack\""),
-                "robots.dq.provider: unknown provider \"slack\"",
+                GOOD.replace("provider = \"console\"", "provider = \"teams\""),
+                "robots.dq.provider: unknown provider \"teams\"",
             ),
             (
                 GOOD.replace("listen = \"127.0.0.1:9999\"", "listen = \"localhost\""),

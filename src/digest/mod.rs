@@ -127,6 +127,7 @@ mod fit;
 mod index;
 mod plan;
 mod rest;
+pub mod slack;
 pub mod template;
 mod text;
 
@@ -136,6 +137,7 @@ pub use dingtalk::{DingTalk, json_escaped_len};
 pub(crate) use dingtalk::{plain, push_plain, push_quote, push_rich};
 pub use plan::MIN_BUDGET;
 pub use plan::{Entry, GroupLine, Overflow, Section, Summary, SummaryLine, footer, parse_footer};
+pub use slack::Slack;
 pub(crate) use text::excerpt;
 pub use text::{cut_utf8, thousands};
 

@@ -107,3 +107,42 @@ pub(crate) fn thousands_len(n: u64) -> usize {
     let digits = n.checked_ilog10().unwrap_or(0) as usize + 1;
     digits + (digits - 1) / 3
 }
+
+/// If `s` starts with the footer's words followed by `#` (`sluice digest #`), where they end.
+/// Case, spaces and emphasis markers between them do not hide them. Every dialect's escaping
+/// quotes the words it finds (`“sluice digest” #`), so only sluice's own last line is a footer.
+pub(crate) fn footer_phrase(s: &str) -> Option<usize> {
+    let mut it = s.char_indices().peekable();
+    let skip = |it: &mut std::iter::Peekable<std::str::CharIndices>, spaces: bool| {
+        let mut seen = false;
+        while let Some(&(_, c)) = it.peek() {
+            if matches!(c, '*' | '_' | '~' | '`') {
+                it.next();
+            } else if spaces && c.is_whitespace() {
+                seen = true;
+                it.next();
+            } else {
+                break;
+            }
+        }
+        seen
+    };
+    let word = |it: &mut std::iter::Peekable<std::str::CharIndices>, w: &str| {
+        let mut end = 0;
+        for want in w.chars() {
+            skip(it, false);
+            match it.next() {
+                Some((at, c)) if c.eq_ignore_ascii_case(&want) => end = at + c.len_utf8(),
+                _ => return None,
+            }
+        }
+        Some(end)
+    };
+    word(&mut it, "sluice")?;
+    if !skip(&mut it, true) {
+        return None;
+    }
+    let end = word(&mut it, "digest")?;
+    skip(&mut it, true);
+    matches!(it.next(), Some((_, '#' | '＃' | '﹟'))).then_some(end)
+}

@@ -6,6 +6,7 @@
 
 pub mod console;
 pub mod dingtalk;
+pub mod slack;
 
 use std::fmt;
 use std::time::Duration;
@@ -19,15 +20,21 @@ use crate::message::Prepared;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     DingTalk,
+    Slack,
     Console,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 2] = [ProviderKind::DingTalk, ProviderKind::Console];
+    pub const ALL: [ProviderKind; 3] = [
+        ProviderKind::DingTalk,
+        ProviderKind::Slack,
+        ProviderKind::Console,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::DingTalk => "dingtalk",
+            ProviderKind::Slack => "slack",
             ProviderKind::Console => "console",
         }
     }
@@ -68,10 +75,23 @@ impl ProviderKind {
         matches!(self, ProviderKind::DingTalk | ProviderKind::Console)
     }
 
+    /// Whether a robot of this kind can mention the people its table names (`robot` is its
+    /// table, `robots.ops`).
+    pub fn check_mentions(self, robot: &str, m: &crate::mention::Mentions) -> Result<(), String> {
+        match self {
+            ProviderKind::Slack if !m.mobiles.is_empty() => Err(format!(
+                "{robot}.mention_mobiles: Slack mentions people by member id, not by mobile; use mention_user_ids = [\"U0123ABCD\"]"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// What a robot of this kind sends without a `msgtype`.
     pub fn default_msgtype(self) -> MsgType {
         match self {
-            ProviderKind::DingTalk | ProviderKind::Console => MsgType::Markdown,
+            ProviderKind::DingTalk | ProviderKind::Slack | ProviderKind::Console => {
+                MsgType::Markdown
+            }
         }
     }
 
@@ -81,6 +101,12 @@ impl ProviderKind {
             ProviderKind::DingTalk | ProviderKind::Console => {
                 dingtalk::config::msgtype(key, value, has_public_url)
             }
+            ProviderKind::Slack => match value {
+                "mrkdwn" => Ok(MsgType::Markdown),
+                other => Err(format!(
+                    "{key}: unknown msgtype {other:?} for a Slack robot; expected \"mrkdwn\""
+                )),
+            },
         }
     }
 }
@@ -106,6 +132,12 @@ impl ProviderKind {
                 burst: None,
                 throttle_backoff: Duration::from_secs(600),
             },
+            // About one a second per webhook; a 429 says how long with `Retry-After`.
+            ProviderKind::Slack => Defaults {
+                rate: (1, Duration::from_secs(1)),
+                burst: None,
+                throttle_backoff: Duration::from_secs(30),
+            },
         }
     }
 }
@@ -121,6 +153,7 @@ pub struct Endpoint<'a> {
 pub fn check(kind: ProviderKind, robot: &str, e: &Endpoint) -> Result<(), String> {
     match kind {
         ProviderKind::DingTalk => dingtalk::config::check(robot, e),
+        ProviderKind::Slack => slack::config::check(robot, e),
         ProviderKind::Console => console::check(robot, e),
     }
 }
@@ -131,6 +164,7 @@ pub fn check(kind: ProviderKind, robot: &str, e: &Endpoint) -> Result<(), String
 pub fn render(target: &Target, spec: DigestSpec, alerts: &[Alert], mentions: &Mention) -> Rendered {
     match target.kind {
         ProviderKind::DingTalk | ProviderKind::Console => dingtalk::render(spec, alerts, mentions),
+        ProviderKind::Slack => slack::render(spec, alerts, mentions),
     }
 }
 
@@ -148,10 +182,18 @@ pub struct Target<'a> {
     pub request_timeout: Duration,
 }
 
-/// A webhook URL fit to print: the query values (access tokens, signatures) become `***`.
+/// A webhook URL fit to print: the query values (access tokens, signatures) become `***`, and
+/// so does every path segment that looks like a credential (Slack's `/services/T…/B…/<secret>`,
+/// Feishu's `/hook/<uuid>`, Discord's `/webhooks/<id>/<token>`): one of at least 20 characters,
+/// or of at least 8 with a digit. Paths such as `/robot/send` or `/open-apis/bot/v2/hook` stay.
 pub fn redact_url(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_string();
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = redact_path(base);
+    let Some(query) = query else {
+        return base;
     };
     let redacted: Vec<String> = query
         .split('&')
@@ -161,6 +203,26 @@ pub fn redact_url(url: &str) -> String {
         })
         .collect();
     format!("{base}?{}", redacted.join("&"))
+}
+
+/// `scheme://host/a/b` with its credential-like segments as `***` (see [`redact_url`]).
+fn redact_path(base: &str) -> String {
+    let path_at = base
+        .find("://")
+        .map(|i| i + 3)
+        .and_then(|host| base[host..].find('/').map(|p| host + p));
+    let Some(at) = path_at else {
+        return base.to_string();
+    };
+    let secret = |seg: &str| {
+        let n = seg.chars().count();
+        n >= 20 || (n >= 8 && seg.bytes().any(|b| b.is_ascii_digit()))
+    };
+    let path: Vec<&str> = base[at..]
+        .split('/')
+        .map(|seg| if secret(seg) { "***" } else { seg })
+        .collect();
+    format!("{}{}", &base[..at], path.join("/"))
 }
 
 /// What an answer means for the digest and the robot (DESIGN.md, "Answer classes").
@@ -232,9 +294,73 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// The first 200 bytes of a text, on one line.
+pub(crate) fn hint(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let cut = crate::digest::cut_utf8(one_line.trim(), 200);
+    if cut.len() < one_line.trim().len() {
+        format!("{cut}…")
+    } else {
+        cut.to_string()
+    }
+}
+
+/// The error and its causes on one line, without the URL (it carries the access token).
+pub(crate) fn describe_transport_error(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {}", crate::error_chain(&e.without_url()))
+}
+
+/// An HTTP answer as the providers classify it.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) text: String,
+    /// What its `Retry-After` says, bounded ([`retry_after`]).
+    pub(crate) retry_after: Option<Duration>,
+}
+
+/// POSTs `body` as JSON to `url` within `timeout`; a transport failure is described without
+/// the URL (it carries the credential).
+pub(crate) async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    body: &serde_json::Value,
+) -> Result<Answer, String> {
+    let resp = client
+        .post(url)
+        .timeout(timeout)
+        .json(body)
+        .send()
+        .await
+        .map_err(describe_transport_error)?;
+    let status = resp.status().as_u16();
+    let wait = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = resp.text().await.map_err(describe_transport_error)?;
+    Ok(Answer {
+        status,
+        text,
+        retry_after: retry_after(wait.as_deref(), crate::unix_ms()),
+    })
+}
+
 /// A configured robot's way of delivering digests.
 pub enum Provider {
     DingTalk(dingtalk::DingTalk),
+    Slack(slack::SlackWebhook),
     Console(console::Console),
 }
 
@@ -273,6 +399,10 @@ impl Provider {
                 public_url,
                 client.map_err(str::to_string)?.clone(),
             ))),
+            ProviderKind::Slack => Ok(Provider::Slack(slack::SlackWebhook::new(
+                robot,
+                client.map_err(str::to_string)?.clone(),
+            ))),
             ProviderKind::Console => Ok(Provider::Console(console::Console::new(robot.name))),
         }
     }
@@ -280,7 +410,7 @@ impl Provider {
     /// Whether robots of this kind post over HTTP (and so need [`http_client`]).
     pub fn uses_http(kind: ProviderKind) -> bool {
         match kind {
-            ProviderKind::DingTalk => true,
+            ProviderKind::DingTalk | ProviderKind::Slack => true,
             ProviderKind::Console => false,
         }
     }
@@ -294,10 +424,16 @@ impl Provider {
             .first()
             .map_or(String::new(), |k| format!("{k} "));
         let title = format!("{keyword}sluice test message");
-        let text = format!(
-            "### {title}\n\nsluice can reach robot **{}**; digests will arrive here.",
-            robot.name
-        );
+        let text = match self {
+            Provider::Slack(_) => format!(
+                "*{title}*\n\nsluice can reach robot *{}*; digests will arrive here.",
+                robot.name
+            ),
+            Provider::DingTalk(_) | Provider::Console(_) => format!(
+                "### {title}\n\nsluice can reach robot **{}**; digests will arrive here.",
+                robot.name
+            ),
+        };
         let message = self.prepare(0, title, text, &Mention::default());
         self.send(0, &message).await
     }
@@ -307,6 +443,7 @@ impl Provider {
     pub fn prepare(&self, id: u64, title: String, text: String, mentions: &Mention) -> Prepared {
         let body = match self {
             Provider::DingTalk(d) => d.body(id, &title, &text, mentions),
+            Provider::Slack(_) => slack::body(&text),
             Provider::Console(_) => serde_json::Value::Null,
         };
         Prepared { title, text, body }
@@ -316,6 +453,7 @@ impl Provider {
     pub async fn send(&self, id: u64, message: &Prepared) -> Outcome {
         match self {
             Provider::DingTalk(d) => d.send(&message.body).await,
+            Provider::Slack(s) => s.send(&message.body).await,
             Provider::Console(c) => c.send(id, message),
         }
     }
@@ -330,8 +468,11 @@ mod tests {
         for k in ProviderKind::ALL {
             assert_eq!(ProviderKind::parse(k.as_str()), Some(k));
         }
-        assert_eq!(ProviderKind::parse("slack"), None);
-        assert_eq!(ProviderKind::expected(), r#""dingtalk" or "console""#);
+        assert_eq!(ProviderKind::parse("teams"), None);
+        assert_eq!(
+            ProviderKind::expected(),
+            r#""dingtalk", "slack" or "console""#
+        );
     }
 
     /// Each provider checks its own endpoint; the messages name the key.
@@ -385,6 +526,33 @@ mod tests {
             .unwrap_err(),
             "robots.c: provider \"console\" prints digests and takes no webhook or secret"
         );
+    }
+
+    #[test]
+    fn credentials_in_paths_and_queries_are_redacted() {
+        let cases = [
+            (
+                "https://oapi.dingtalk.com/robot/send?access_token=abc",
+                "https://oapi.dingtalk.com/robot/send?access_token=***",
+            ),
+            (
+                "https://hooks.slack.com/services/T0001ABCD/B0002EFGH/XXXXXXXXXXXXXXXXXXXXXXXX",
+                "https://hooks.slack.com/services/***/***/***",
+            ),
+            (
+                "https://open.feishu.cn/open-apis/bot/v2/hook/0c5f8a3e-1b2d-4c6e-9f00-123456789abc",
+                "https://open.feishu.cn/open-apis/bot/v2/hook/***",
+            ),
+            (
+                "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx",
+                "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=***",
+            ),
+            ("http://127.0.0.1:9/hooks/a", "http://127.0.0.1:9/hooks/a"),
+            ("no url", "no url"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
     }
 
     #[test]

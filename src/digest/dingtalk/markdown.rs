@@ -47,7 +47,7 @@
 
 use std::borrow::Cow;
 
-use crate::digest::text::{breaks_line, is_blank, is_invisible};
+use crate::digest::text::{breaks_line, footer_phrase, is_blank, is_invisible};
 
 /// What alert content may do in the digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,44 +313,6 @@ fn web_destination(dest: &str) -> bool {
             .is_some_and(|p| p.eq_ignore_ascii_case(s))
     };
     scheme("http://") || scheme("https://")
-}
-
-/// If `s` starts with the footer's words followed by `#` (`sluice digest #`), where they end.
-/// Case, spaces and emphasis markers between them do not hide them.
-fn footer_phrase(s: &str) -> Option<usize> {
-    let mut it = s.char_indices().peekable();
-    let skip = |it: &mut std::iter::Peekable<std::str::CharIndices>, spaces: bool| {
-        let mut seen = false;
-        while let Some(&(_, c)) = it.peek() {
-            if matches!(c, '*' | '_' | '~' | '`') {
-                it.next();
-            } else if spaces && c.is_whitespace() {
-                seen = true;
-                it.next();
-            } else {
-                break;
-            }
-        }
-        seen
-    };
-    let word = |it: &mut std::iter::Peekable<std::str::CharIndices>, w: &str| {
-        let mut end = 0;
-        for want in w.chars() {
-            skip(it, false);
-            match it.next() {
-                Some((at, c)) if c.eq_ignore_ascii_case(&want) => end = at + c.len_utf8(),
-                _ => return None,
-            }
-        }
-        Some(end)
-    };
-    word(&mut it, "sluice")?;
-    if !skip(&mut it, true) {
-        return None;
-    }
-    let end = word(&mut it, "digest")?;
-    skip(&mut it, true);
-    matches!(it.next(), Some((_, '#' | '＃' | '﹟'))).then_some(end)
 }
 
 /// The fullwidth twin of an ASCII character that markdown reads (U+FF01–FF5E).

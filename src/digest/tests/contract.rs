@@ -101,5 +101,6 @@ proptest! {
         parts in arb_spec_parts(),
     ) {
         keeps_the_contract(&DingTalk, (&a, &b, max), &alerts, parts)?;
+        keeps_the_contract(&crate::digest::Slack, (&a, &b, max), &alerts, parts)?;
     }
 }

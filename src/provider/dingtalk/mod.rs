@@ -93,7 +93,7 @@ impl DingTalk {
             request = request.query(&[("timestamp", ts.to_string()), ("sign", sign(secret, ts))]);
         }
         match request.send().await {
-            Err(e) => Outcome::Transient(describe_transport_error(e)),
+            Err(e) => Outcome::Transient(super::describe_transport_error(e)),
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let header = |name| {
@@ -114,21 +114,9 @@ impl DingTalk {
                             other => note_clock_skew(other, date.as_deref(), now),
                         }
                     }
-                    Err(e) => Outcome::Transient(describe_transport_error(e)),
+                    Err(e) => Outcome::Transient(super::describe_transport_error(e)),
                 }
             }
         }
     }
-}
-
-/// The error and its causes on one line, without the URL (it carries the access token).
-fn describe_transport_error(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    format!("{kind}: {}", crate::error_chain(&e.without_url()))
 }
