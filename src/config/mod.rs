@@ -315,6 +315,37 @@ impl Config {
                 &expand,
                 &fail,
             )?;
+            // A webhook robot's `body_template` writes its request body, not the digest, and
+            // `[defaults]`' digest templates do not apply to it.
+            let hook = if provider == ProviderKind::Webhook {
+                Some(std::sync::Arc::new(webhook_spec(&p, name, r, base_dir)?))
+            } else {
+                if r.headers.is_some() || r.max_bytes.is_some() {
+                    return Err(fail(format!(
+                        "robots.{name}: headers and max_bytes are for provider \"webhook\" robots; a {} robot's requests are the platform's",
+                        provider.as_str()
+                    )));
+                }
+                None
+            };
+            let (robot_look, defaults_look) = if hook.is_some() {
+                let strip = |t: RawTiming| RawTiming {
+                    title_template: None,
+                    body_template: None,
+                    title_template_file: None,
+                    body_template_file: None,
+                    ..t
+                };
+                let own = r.timing();
+                if own.title_template.is_some() || own.title_template_file.is_some() {
+                    return Err(fail(format!(
+                        "robots.{name}.title_template: a webhook robot's title is the built-in one; its body_template writes the whole request body"
+                    )));
+                }
+                (strip(own), strip(raw.defaults.clone()))
+            } else {
+                (r.timing(), raw.defaults.clone())
+            };
             let has_public_url = server.public_url.is_some();
             let msgtype = |given: Option<(&str, &str)>| match given {
                 None => Ok(provider.default_msgtype()),
@@ -322,8 +353,8 @@ impl Config {
             };
             let look = look(
                 &msgtype,
-                &raw.defaults,
-                &r.timing(),
+                &defaults_look,
+                &robot_look,
                 &format!("robots.{name}"),
                 base_dir,
                 &expand,
@@ -346,6 +377,7 @@ impl Config {
                     mentions,
                     timing,
                     look,
+                    hook,
                 },
             );
         }
@@ -413,6 +445,65 @@ fn read_secret_file(key: &str, path: &str, base_dir: &Path) -> Result<String, St
     let full = base_dir.join(path);
     std::fs::read_to_string(&full)
         .map_err(|e| format!("{key}: cannot read {}: {e}", full.display()))
+}
+
+/// A webhook robot's headers, body template (its own table's `body_template` or
+/// `body_template_file`, else the built-in body) and `max_bytes`.
+fn webhook_spec(
+    p: &Parsing,
+    name: &str,
+    r: &RawRobot,
+    base_dir: &Path,
+) -> Result<crate::provider::webhook::Spec, ConfigError> {
+    use crate::provider::webhook::{self, Payload};
+    let at = |k: &str| format!("robots.{name}.{k}");
+    let mut headers = Vec::new();
+    for (k, v) in r.headers.iter().flatten() {
+        let key = format!("{}.{k}", at("headers"));
+        let value = p.expand(&key, v)?;
+        headers.push(webhook::header(&at("headers"), k, &value).map_err(|m| p.fail(m))?);
+    }
+    let payload = match (&r.body_template, &r.body_template_file) {
+        (Some(_), Some(_)) => {
+            return Err(p.fail(format!(
+                "{} and {}: give the template inline or as a file, not both",
+                at("body_template"),
+                at("body_template_file")
+            )));
+        }
+        (Some(t), None) => Payload::compile(&at("body_template"), t),
+        (None, Some(f)) => {
+            let full = base_dir.join(f);
+            let text = std::fs::read_to_string(&full).map_err(|e| {
+                p.fail(format!(
+                    "{}: cannot read {}: {e}",
+                    at("body_template_file"),
+                    full.display()
+                ))
+            })?;
+            Payload::compile(&full.display().to_string(), &text)
+        }
+        (None, None) => Payload::compile("the built-in body", webhook::BUILTIN),
+    }
+    .map_err(|m| p.fail(m))?;
+    let max_bytes = match &r.max_bytes {
+        None => webhook::DEFAULT_MAX_BYTES as u64,
+        Some(server::RawSize::Bytes(n)) => *n,
+        Some(server::RawSize::Text(t)) => parse_size(&p.expand(&at("max_bytes"), t)?)
+            .map_err(|m| p.fail(format!("{}: {m}", at("max_bytes"))))?,
+    };
+    let range = webhook::MIN_MAX_BYTES as u64..=webhook::MAX_MAX_BYTES as u64;
+    if !range.contains(&max_bytes) {
+        return Err(p.fail(format!(
+            "{}: {max_bytes} is out of range; expected 2KiB to 16MiB",
+            at("max_bytes")
+        )));
+    }
+    Ok(webhook::Spec {
+        headers,
+        payload,
+        max_bytes: max_bytes as usize,
+    })
 }
 
 /// `"30s"`, `"1m 30s"`, `"250ms"`, `"7d"` (humantime's syntax).
@@ -640,6 +731,40 @@ mod tests {
         assert_eq!(
             c.robots["dq"].timing.throttle_backoff,
             Duration::from_secs(600)
+        );
+    }
+
+    /// The example's commented blocks for the other platforms are valid once uncommented, and a
+    /// `[defaults]` msgtype a platform does not take leaves that platform's default.
+    #[test]
+    fn the_example_configs_other_platforms_are_valid() {
+        let text = include_str!("../../config.toml.example");
+        let start = text.find("# Other platforms").unwrap();
+        let end = text.find("[robots.local]").unwrap();
+        let block: String = text[start..end]
+            .lines()
+            .skip(1)
+            .map(|l| l.strip_prefix("# ").or(l.strip_prefix('#')).unwrap_or(l))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let full = format!("{}{block}{}", &text[..start], &text[end..]);
+        let c = Config::parse(&full, "config.toml.example", &|_| Some("x".to_string())).unwrap();
+        assert_eq!(c.robots["eng"].provider, ProviderKind::Slack);
+        assert_eq!(c.robots["eng"].timing.rate_limit, 1);
+        assert_eq!(c.robots["eng"].timing.rate_period, Duration::from_secs(1));
+        assert_eq!(c.robots["eng"].look.msgtype, MsgType::Markdown);
+        assert_eq!(c.robots["mm"].provider, ProviderKind::Webhook);
+        assert_eq!(c.robots["mm"].hook.as_ref().unwrap().max_bytes, 16 << 10);
+        // The robot's own msgtype is checked strictly.
+        let own = full.replace(
+            "provider = \"slack\"",
+            "provider = \"slack\"\nmsgtype = \"markdown\"",
+        );
+        let e = Config::parse(&own, "x.toml", &|_| Some("x".to_string())).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("robots.eng.msgtype: unknown msgtype \"markdown\" for a Slack robot"),
+            "{e}"
         );
     }
 

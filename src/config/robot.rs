@@ -16,6 +16,8 @@ pub struct Robot {
     pub mentions: Mentions,
     pub timing: Timing,
     pub look: Look,
+    /// A webhook robot's headers, body template and size cap (`provider = "webhook"`).
+    pub hook: Option<std::sync::Arc<crate::provider::webhook::Spec>>,
 }
 
 impl Robot {
@@ -29,6 +31,7 @@ impl Robot {
             keywords: &self.keywords,
             msgtype: self.look.msgtype,
             request_timeout: self.timing.request_timeout,
+            hook: self.hook.as_ref(),
         }
     }
 
@@ -50,6 +53,11 @@ impl Robot {
             && a.timezone_name == b.timezone_name
             && a.msgtype == b.msgtype
             && same_templates
+            && match (&self.hook, &other.hook) {
+                (None, None) => true,
+                (Some(x), Some(y)) => x.same_as(y),
+                _ => false,
+            }
     }
 }
 
@@ -76,6 +84,15 @@ impl fmt::Debug for Robot {
             .field("mentions", &self.mentions)
             .field("look", &self.look)
             .field("timing", &self.timing)
+            .field(
+                "headers",
+                &self.hook.as_ref().map(|h| {
+                    h.headers
+                        .iter()
+                        .map(|(n, _)| format!("{n}: ***"))
+                        .collect::<Vec<_>>()
+                }),
+            )
             .finish()
     }
 }
@@ -184,6 +201,10 @@ pub(super) struct RawRobot {
     #[serde(default)]
     pub(super) mention_all: bool,
     pub(super) mention_min_severity: Option<String>,
+    /// A webhook robot's: sent with every request.
+    pub(super) headers: Option<BTreeMap<String, String>>,
+    /// A webhook robot's: the largest request body its receiver takes.
+    pub(super) max_bytes: Option<super::server::RawSize>,
     // The [defaults] keys, spelled out: serde cannot combine `flatten` with
     // `deny_unknown_fields`, and unknown keys must be rejected with their position.
     pub(super) window: Option<String>,
@@ -272,8 +293,14 @@ pub(super) fn look(
             }
         },
     };
+    // `[defaults]` serves every platform: a msgtype from there that this robot's platform does
+    // not take leaves it its platform's default; the robot's own is checked strictly.
     let msgtype = match pick("msgtype", &robot.msgtype, &defaults.msgtype)? {
         None => msgtype(None).map_err(fail)?,
+        Some((key, m)) if key.starts_with("defaults.") => match msgtype(Some((&key, &m))) {
+            Ok(t) => t,
+            Err(_) => msgtype(None).map_err(fail)?,
+        },
         Some((key, m)) => msgtype(Some((&key, &m))).map_err(fail)?,
     };
     let source = |inline: &str,

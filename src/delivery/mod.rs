@@ -534,6 +534,7 @@ mod tests {
             keywords: &[],
             msgtype: MsgType::Markdown,
             request_timeout: Duration::from_secs(1),
+            hook: None,
         };
         let client = crate::provider::http_client().unwrap();
         Provider::new(&target, None, Ok(&client)).unwrap()

@@ -7,6 +7,7 @@
 pub mod console;
 pub mod dingtalk;
 pub mod slack;
+pub mod webhook;
 
 use std::fmt;
 use std::time::Duration;
@@ -21,13 +22,15 @@ use crate::message::Prepared;
 pub enum ProviderKind {
     DingTalk,
     Slack,
+    Webhook,
     Console,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 3] = [
+    pub const ALL: [ProviderKind; 4] = [
         ProviderKind::DingTalk,
         ProviderKind::Slack,
+        ProviderKind::Webhook,
         ProviderKind::Console,
     ];
 
@@ -35,6 +38,7 @@ impl ProviderKind {
         match self {
             ProviderKind::DingTalk => "dingtalk",
             ProviderKind::Slack => "slack",
+            ProviderKind::Webhook => "webhook",
             ProviderKind::Console => "console",
         }
     }
@@ -89,9 +93,10 @@ impl ProviderKind {
     /// What a robot of this kind sends without a `msgtype`.
     pub fn default_msgtype(self) -> MsgType {
         match self {
-            ProviderKind::DingTalk | ProviderKind::Slack | ProviderKind::Console => {
-                MsgType::Markdown
-            }
+            ProviderKind::DingTalk
+            | ProviderKind::Slack
+            | ProviderKind::Webhook
+            | ProviderKind::Console => MsgType::Markdown,
         }
     }
 
@@ -101,6 +106,9 @@ impl ProviderKind {
             ProviderKind::DingTalk | ProviderKind::Console => {
                 dingtalk::config::msgtype(key, value, has_public_url)
             }
+            ProviderKind::Webhook => Err(format!(
+                "{key}: a webhook robot's body is its body_template; msgtype does not apply"
+            )),
             ProviderKind::Slack => match value {
                 "mrkdwn" => Ok(MsgType::Markdown),
                 other => Err(format!(
@@ -132,6 +140,13 @@ impl ProviderKind {
                 burst: None,
                 throttle_backoff: Duration::from_secs(600),
             },
+            // A receiver we know nothing of: Discord's 30 a minute per webhook is the tightest
+            // of the common ones; a table sets its own.
+            ProviderKind::Webhook => Defaults {
+                rate: (30, Duration::from_secs(60)),
+                burst: None,
+                throttle_backoff: Duration::from_secs(60),
+            },
             // About one a second per webhook; a 429 says how long with `Retry-After`.
             ProviderKind::Slack => Defaults {
                 rate: (1, Duration::from_secs(1)),
@@ -154,6 +169,7 @@ pub fn check(kind: ProviderKind, robot: &str, e: &Endpoint) -> Result<(), String
     match kind {
         ProviderKind::DingTalk => dingtalk::config::check(robot, e),
         ProviderKind::Slack => slack::config::check(robot, e),
+        ProviderKind::Webhook => webhook::check(robot, e),
         ProviderKind::Console => console::check(robot, e),
     }
 }
@@ -165,6 +181,11 @@ pub fn render(target: &Target, spec: DigestSpec, alerts: &[Alert], mentions: &Me
     match target.kind {
         ProviderKind::DingTalk | ProviderKind::Console => dingtalk::render(spec, alerts, mentions),
         ProviderKind::Slack => slack::render(spec, alerts, mentions),
+        ProviderKind::Webhook => match target.hook {
+            Some(hook) => webhook::render(spec, alerts, mentions, hook),
+            // A target without its table's webhook keys: the built-in body's budget.
+            None => dingtalk::render(spec, alerts, mentions),
+        },
     }
 }
 
@@ -180,6 +201,8 @@ pub struct Target<'a> {
     pub msgtype: MsgType,
     /// Bounds each whole request.
     pub request_timeout: Duration,
+    /// A webhook robot's headers, body template and size cap.
+    pub hook: Option<&'a std::sync::Arc<webhook::Spec>>,
 }
 
 /// A webhook URL fit to print: the query values (access tokens, signatures) become `***`, and
@@ -361,6 +384,7 @@ pub(crate) async fn post_json(
 pub enum Provider {
     DingTalk(dingtalk::DingTalk),
     Slack(slack::SlackWebhook),
+    Webhook(webhook::Webhook),
     Console(console::Console),
 }
 
@@ -403,6 +427,17 @@ impl Provider {
                 robot,
                 client.map_err(str::to_string)?.clone(),
             ))),
+            ProviderKind::Webhook => {
+                let hook = robot
+                    .hook
+                    .ok_or("a webhook robot without its table's webhook keys")?;
+                Ok(Provider::Webhook(webhook::Webhook::new(
+                    robot,
+                    hook.clone(),
+                    public_url,
+                    client.map_err(str::to_string)?.clone(),
+                )))
+            }
             ProviderKind::Console => Ok(Provider::Console(console::Console::new(robot.name))),
         }
     }
@@ -410,7 +445,7 @@ impl Provider {
     /// Whether robots of this kind post over HTTP (and so need [`http_client`]).
     pub fn uses_http(kind: ProviderKind) -> bool {
         match kind {
-            ProviderKind::DingTalk | ProviderKind::Slack => true,
+            ProviderKind::DingTalk | ProviderKind::Slack | ProviderKind::Webhook => true,
             ProviderKind::Console => false,
         }
     }
@@ -429,7 +464,7 @@ impl Provider {
                 "*{title}*\n\nsluice can reach robot *{}*; digests will arrive here.",
                 robot.name
             ),
-            Provider::DingTalk(_) | Provider::Console(_) => format!(
+            Provider::DingTalk(_) | Provider::Webhook(_) | Provider::Console(_) => format!(
                 "### {title}\n\nsluice can reach robot **{}**; digests will arrive here.",
                 robot.name
             ),
@@ -444,6 +479,7 @@ impl Provider {
         let body = match self {
             Provider::DingTalk(d) => d.body(id, &title, &text, mentions),
             Provider::Slack(_) => slack::body(&text),
+            Provider::Webhook(w) => w.body(id, &title, &text, mentions),
             Provider::Console(_) => serde_json::Value::Null,
         };
         Prepared { title, text, body }
@@ -454,6 +490,7 @@ impl Provider {
         match self {
             Provider::DingTalk(d) => d.send(&message.body).await,
             Provider::Slack(s) => s.send(&message.body).await,
+            Provider::Webhook(w) => w.send(&message.body).await,
             Provider::Console(c) => c.send(id, message),
         }
     }
@@ -471,7 +508,7 @@ mod tests {
         assert_eq!(ProviderKind::parse("teams"), None);
         assert_eq!(
             ProviderKind::expected(),
-            r#""dingtalk", "slack" or "console""#
+            r#""dingtalk", "slack", "webhook" or "console""#
         );
     }
 

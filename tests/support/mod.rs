@@ -10,3 +10,6 @@ pub mod daemon;
 
 #[allow(dead_code)]
 pub mod fake_slack;
+
+#[allow(dead_code)]
+pub mod fake_receiver;
