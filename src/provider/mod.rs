@@ -223,6 +223,20 @@ pub fn retry_after(value: Option<&str>, now_ms: i64) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
+/// The first 200 bytes of a robot's text (an answer, its `errmsg`), on one line, for reasons.
+pub(crate) fn hint(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let cut = crate::digest::cut_utf8(one_line.trim(), 200);
+    if cut.len() < one_line.trim().len() {
+        format!("{cut}…")
+    } else {
+        cut.to_string()
+    }
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.reason() {
@@ -257,6 +271,52 @@ pub fn http_client() -> Result<reqwest::Client, String> {
                 crate::error_chain(&e)
             )
         })
+}
+
+/// What a robot answered: the status, the two headers sluice reads, and the whole body.
+pub(crate) struct Answer {
+    pub status: u16,
+    /// `Date`: the robot's clock, for a refused signature.
+    pub date: Option<String>,
+    /// `Retry-After`, for a throttle answer ([`retry_after`]).
+    pub retry_after: Option<String>,
+    pub body: String,
+}
+
+/// Sends `request` and reads the whole answer; a transport error (connecting, timing out,
+/// reading the body) is described without the URL, which carries the robot's credential.
+pub(crate) async fn exchange(request: reqwest::RequestBuilder) -> Result<Answer, String> {
+    let resp = request.send().await.map_err(describe_transport_error)?;
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (date, retry_after) = (
+        header(reqwest::header::DATE),
+        header(reqwest::header::RETRY_AFTER),
+    );
+    let status = resp.status().as_u16();
+    let body = resp.text().await.map_err(describe_transport_error)?;
+    Ok(Answer {
+        status,
+        date,
+        retry_after,
+        body,
+    })
+}
+
+/// The error and its causes on one line, without the URL (it carries the access token or key).
+fn describe_transport_error(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {}", crate::error_chain(&e.without_url()))
 }
 
 impl Provider {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::provider::Outcome;
+use crate::provider::{Outcome, hint};
 
 /// Classifies an answer by HTTP status and, for 2xx, by `errcode` (ROBOTS.md §1.4, §1.5).
 pub fn classify(status: u16, body: &str) -> Outcome {
@@ -91,20 +91,6 @@ pub fn clock_skew(date: &str, host_ms: i64) -> Option<String> {
         "the host clock is {by} {side} the robot's (its Date header: {}); DingTalk refuses signatures more than an hour off its clock, so set the host's time right (NTP)",
         date.trim()
     ))
-}
-
-/// The first 200 bytes of a text, on one line.
-fn hint(text: &str) -> String {
-    let one_line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let cut = crate::digest::cut_utf8(one_line.trim(), 200);
-    if cut.len() < one_line.trim().len() {
-        format!("{cut}…")
-    } else {
-        cut.to_string()
-    }
 }
 
 #[cfg(test)]
