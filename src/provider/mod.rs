@@ -6,29 +6,48 @@
 
 pub mod console;
 pub mod dingtalk;
+pub mod wecom;
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::alert::Alert;
 use crate::digest::{DigestSpec, Rendered};
-use crate::mention::Mention;
+use crate::mention::{Mention, Mentions};
 use crate::message::Prepared;
 
 /// The platforms a robot can be on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     DingTalk,
+    WeCom,
     Console,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 2] = [ProviderKind::DingTalk, ProviderKind::Console];
+    pub const ALL: [ProviderKind; 3] = [
+        ProviderKind::DingTalk,
+        ProviderKind::WeCom,
+        ProviderKind::Console,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::DingTalk => "dingtalk",
+            ProviderKind::WeCom => "wecom",
             ProviderKind::Console => "console",
+        }
+    }
+
+    /// What to look at when a robot of this kind refuses every message.
+    pub fn what_to_check(self) -> &'static str {
+        match self {
+            ProviderKind::DingTalk | ProviderKind::Console => {
+                "check its access_token, secret, keywords and IP allow-list"
+            }
+            ProviderKind::WeCom => {
+                "check the key in its webhook URL (a robot removed from its group loses its key)"
+            }
         }
     }
 
@@ -58,6 +77,8 @@ pub enum MsgType {
     Markdown,
     /// DingTalk: a markdown card with one button to the digest's page on `server.public_url`.
     ActionCard,
+    /// WeCom's `markdown_v2`: lists and tables, no colour, no @.
+    MarkdownV2,
 }
 
 impl ProviderKind {
@@ -71,7 +92,9 @@ impl ProviderKind {
     /// What a robot of this kind sends without a `msgtype`.
     pub fn default_msgtype(self) -> MsgType {
         match self {
-            ProviderKind::DingTalk | ProviderKind::Console => MsgType::Markdown,
+            ProviderKind::DingTalk | ProviderKind::WeCom | ProviderKind::Console => {
+                MsgType::Markdown
+            }
         }
     }
 
@@ -81,6 +104,7 @@ impl ProviderKind {
             ProviderKind::DingTalk | ProviderKind::Console => {
                 dingtalk::config::msgtype(key, value, has_public_url)
             }
+            ProviderKind::WeCom => wecom::config::msgtype(key, value),
         }
     }
 }
@@ -106,6 +130,13 @@ impl ProviderKind {
                 burst: None,
                 throttle_backoff: Duration::from_secs(600),
             },
+            // 20 a minute; no mute is documented, so a throttle waits out one period. That
+            // 45009 is the webhook's throttle answer is UNCONFIRMED (`wecom::classify`).
+            ProviderKind::WeCom => Defaults {
+                rate: (20, Duration::from_secs(60)),
+                burst: None,
+                throttle_backoff: Duration::from_secs(60),
+            },
         }
     }
 }
@@ -121,7 +152,22 @@ pub struct Endpoint<'a> {
 pub fn check(kind: ProviderKind, robot: &str, e: &Endpoint) -> Result<(), String> {
     match kind {
         ProviderKind::DingTalk => dingtalk::config::check(robot, e),
+        ProviderKind::WeCom => wecom::config::check(robot, e),
         ProviderKind::Console => console::check(robot, e),
+    }
+}
+
+/// Checks whom the robot table `robot` asks to mention, for a provider of `kind` sending
+/// `msgtype`: a platform refuses what it cannot deliver rather than send it as mere text.
+pub fn check_mentions(
+    kind: ProviderKind,
+    robot: &str,
+    msgtype: MsgType,
+    m: &Mentions,
+) -> Result<(), String> {
+    match kind {
+        ProviderKind::DingTalk | ProviderKind::Console => Ok(()),
+        ProviderKind::WeCom => wecom::config::check_mentions(robot, msgtype, m),
     }
 }
 
@@ -131,6 +177,7 @@ pub fn check(kind: ProviderKind, robot: &str, e: &Endpoint) -> Result<(), String
 pub fn render(target: &Target, spec: DigestSpec, alerts: &[Alert], mentions: &Mention) -> Rendered {
     match target.kind {
         ProviderKind::DingTalk | ProviderKind::Console => dingtalk::render(spec, alerts, mentions),
+        ProviderKind::WeCom => wecom::render(spec, alerts, mentions, target.msgtype),
     }
 }
 
@@ -249,6 +296,7 @@ impl fmt::Display for Outcome {
 /// A configured robot's way of delivering digests.
 pub enum Provider {
     DingTalk(dingtalk::DingTalk),
+    WeCom(wecom::WeCom),
     Console(console::Console),
 }
 
@@ -333,6 +381,10 @@ impl Provider {
                 public_url,
                 client.map_err(str::to_string)?.clone(),
             ))),
+            ProviderKind::WeCom => Ok(Provider::WeCom(wecom::WeCom::new(
+                robot,
+                client.map_err(str::to_string)?.clone(),
+            ))),
             ProviderKind::Console => Ok(Provider::Console(console::Console::new(robot.name))),
         }
     }
@@ -340,7 +392,7 @@ impl Provider {
     /// Whether robots of this kind post over HTTP (and so need [`http_client`]).
     pub fn uses_http(kind: ProviderKind) -> bool {
         match kind {
-            ProviderKind::DingTalk => true,
+            ProviderKind::DingTalk | ProviderKind::WeCom => true,
             ProviderKind::Console => false,
         }
     }
@@ -348,18 +400,35 @@ impl Provider {
     /// Sends one test message (`sluice check --ping`). It does not go through a daemon's rate
     /// guard, so it counts against the robot's limit without the daemon knowing.
     pub async fn ping(&self, robot: &Target<'_>) -> Outcome {
-        // A keyword-protected robot only takes messages that carry one.
-        let keyword = robot
-            .keywords
-            .first()
-            .map_or(String::new(), |k| format!("{k} "));
-        let title = format!("{keyword}sluice test message");
-        let text = format!(
-            "### {title}\n\nsluice can reach robot **{}**; digests will arrive here.",
-            robot.name
-        );
+        let (title, text) = self.ping_text(robot);
         let message = self.prepare(0, title, text, &Mention::default());
         self.send(0, &message).await
+    }
+
+    /// The test message's title and text, in the robot's dialect.
+    pub fn ping_text(&self, robot: &Target<'_>) -> (String, String) {
+        let body = format!(
+            "sluice can reach robot **{}**; digests will arrive here.",
+            robot.name
+        );
+        match self {
+            // WeCom sends the content alone, so the title is its heading; no keyword exists.
+            Provider::WeCom(_) => {
+                let title = "sluice test message".to_string();
+                let text = format!("### {title}\n\n{body}");
+                (title, text)
+            }
+            Provider::DingTalk(_) | Provider::Console(_) => {
+                // A keyword-protected robot only takes messages that carry one.
+                let keyword = robot
+                    .keywords
+                    .first()
+                    .map_or(String::new(), |k| format!("{k} "));
+                let title = format!("{keyword}sluice test message");
+                let text = format!("### {title}\n\n{body}");
+                (title, text)
+            }
+        }
     }
 
     /// The message for digest `id` with this `title` and `text` (in this provider's dialect,
@@ -367,6 +436,7 @@ impl Provider {
     pub fn prepare(&self, id: u64, title: String, text: String, mentions: &Mention) -> Prepared {
         let body = match self {
             Provider::DingTalk(d) => d.body(id, &title, &text, mentions),
+            Provider::WeCom(w) => w.body(&text),
             Provider::Console(_) => serde_json::Value::Null,
         };
         Prepared { title, text, body }
@@ -376,6 +446,7 @@ impl Provider {
     pub async fn send(&self, id: u64, message: &Prepared) -> Outcome {
         match self {
             Provider::DingTalk(d) => d.send(&message.body).await,
+            Provider::WeCom(w) => w.send(&message.body).await,
             Provider::Console(c) => c.send(id, message),
         }
     }
@@ -391,7 +462,10 @@ mod tests {
             assert_eq!(ProviderKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(ProviderKind::parse("slack"), None);
-        assert_eq!(ProviderKind::expected(), r#""dingtalk" or "console""#);
+        assert_eq!(
+            ProviderKind::expected(),
+            r#""dingtalk", "wecom" or "console""#
+        );
     }
 
     /// Each provider checks its own endpoint; the messages name the key.
@@ -432,6 +506,18 @@ mod tests {
             err.contains("\"https://example.com/hook?token=***\" is not a DingTalk webhook"),
             "{err}"
         );
+        let key = Some("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k");
+        assert_eq!(
+            check(ProviderKind::WeCom, "robots.wx", &e(key, None, &[])),
+            Ok(())
+        );
+        let err = check(ProviderKind::WeCom, "robots.wx", &e(hook, None, &[])).unwrap_err();
+        assert!(
+            err.contains(
+                "\"https://oapi.dingtalk.com/robot/send?access_token=***\" is not a WeCom webhook"
+            ),
+            "{err}"
+        );
         assert_eq!(
             check(ProviderKind::Console, "robots.c", &e(None, None, &[])),
             Ok(())
@@ -444,6 +530,19 @@ mod tests {
             )
             .unwrap_err(),
             "robots.c: provider \"console\" prints digests and takes no webhook or secret"
+        );
+    }
+
+    /// A WeCom webhook's only credential is its `key`: printed, it is `***`.
+    #[test]
+    fn a_wecom_key_is_redacted() {
+        assert_eq!(
+            redact_url("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx"),
+            "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=***"
+        );
+        assert_eq!(
+            redact_url("http://127.0.0.1:1/cgi-bin/webhook/send?debug=1&key=s3cret"),
+            "http://127.0.0.1:1/cgi-bin/webhook/send?debug=***&key=***"
         );
     }
 
