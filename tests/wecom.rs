@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::daemon::{Daemon, footer_of, num, run_cli};
+use support::daemon::{ChildDaemon, Daemon, footer_of, num, post_json, run_cli};
 use support::fake_wecom::{Accepted, FakeWeCom, Fault, Limits};
 
 const KEY: &str = "693a91f6-7aaa-4bbb-8ccc-wecomkey0001";
@@ -359,6 +359,78 @@ async fn check_prints_a_wecom_sample_with_the_key_redacted_and_pings_the_robot()
         "{err}"
     );
     assert!(!err.contains(KEY), "{err}");
+}
+
+/// The key is a WeCom robot's only credential: the real binary's log (at debug), its status,
+/// `sluice status` and `sluice check` never show it, through a refusal, a connection that
+/// fails and a delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wecom_keys_never_reach_logs_or_status() {
+    let fake = FakeWeCom::start(limits()).await;
+    let (refused, unreachable) = ("refused-key-0001", "unreachable-key-0002");
+    let extra = format!(
+        "[robots.down]\nprovider = \"wecom\"\nwebhook = \"http://127.0.0.1:9/cgi-bin/webhook/send?key={unreachable}\"\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = ChildDaemon::start(&config(&fake, refused, "50ms", &extra), dir.path());
+    d.wait_healthy().await;
+    let http = reqwest::Client::new();
+    for robot in ["wx", "down"] {
+        let (status, _) = post_json(
+            &http,
+            &d.url("/v1/alerts"),
+            &json!({"robot": robot, "title": "密钥测试"}),
+        )
+        .await;
+        assert_eq!(status, 202);
+    }
+    // 93000 first, then the robot is back and the digest is delivered.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !fake
+        .requests(refused)
+        .iter()
+        .any(|r| r.errcode == Some(93000))
+    {
+        assert!(Instant::now() < deadline, "no request reached the fake");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fake.add_robot(refused);
+    fake.wait_for(refused, Duration::from_secs(5), |a| !a.is_empty())
+        .await;
+
+    let status = http
+        .get(d.url("/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (_, check_out, _) = run_cli(&["check", "-c", d.config_path.to_str().unwrap()], None, &[]);
+    let (_, table, _) = run_cli(&["status", "--server", &d.addr.to_string()], None, &[]);
+    let (code, _) = d.terminate(Duration::from_secs(5));
+    assert_eq!(code, Some(0));
+    let log = d.stderr();
+    assert!(log.contains("93000"), "the refusal is logged: {log}");
+    assert!(
+        log.contains("cannot connect"),
+        "the failed connection is logged: {log}"
+    );
+    for (what, text) in [
+        ("log", &log),
+        ("status", &status),
+        ("check", &check_out),
+        ("status table", &table),
+    ] {
+        for key in [refused, unreachable] {
+            assert!(!text.contains(key), "{what} leaks a key: {text}");
+        }
+    }
+    assert_eq!(
+        check_out.matches("/cgi-bin/webhook/send?key=***").count(),
+        2,
+        "{check_out}"
+    );
 }
 
 /// The fake holds what the tests lean on, on its own: the cap in raw UTF-8 bytes, the window,
