@@ -425,7 +425,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     Outcome::Transient(r) => bail!("cannot reach robot {name} right now: {r}"),
                     Outcome::Robot(r) => bail!(
-                        "robot {name} refuses our messages: {r}; check its access_token, secret, keywords and IP allow-list"
+                        "robot {name} refuses our messages: {r}; {}",
+                        robot.provider.what_to_check()
                     ),
                     Outcome::Message(r) => bail!("robot {name} refused the test message: {r}"),
                 };

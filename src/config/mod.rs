@@ -81,7 +81,7 @@ pub struct Config {
     pub robots: BTreeMap<String, Robot>,
     /// Where alerts that name no robot go.
     pub routes: crate::route::Routes,
-    /// `[owners]`: label → value → people to @ (mobiles or DingTalk user ids).
+    /// `[owners]`: label → value → people to @ (mobiles or user ids).
     pub owners: BTreeMap<String, BTreeMap<String, Vec<String>>>,
     /// `[alertmanager] severity_map`: extra `severity` label values (lowercase) and their meaning.
     pub severity_map: BTreeMap<String, Severity>,
@@ -283,7 +283,7 @@ impl Config {
                 let u = expand(&format!("{}[{i}]", at("mention_user_ids")), u)?;
                 if !is_person(&u) {
                     return Err(fail(format!(
-                        "{}[{i}]: {u:?} is not a DingTalk user id (1 to 64 characters, no spaces)",
+                        "{}[{i}]: {u:?} is not a user id (1 to 64 characters, no spaces)",
                         at("mention_user_ids")
                     )));
                 }
@@ -305,9 +305,6 @@ impl Config {
                 &expand,
                 &fail,
             )?;
-            provider
-                .check_mentions(&format!("robots.{name}"), &mentions)
-                .map_err(&fail)?;
             let timing = timing(
                 &base,
                 &r.timing(),
@@ -360,6 +357,13 @@ impl Config {
                 &expand,
                 &fail,
             )?;
+            crate::provider::check_mentions(
+                provider,
+                &format!("robots.{name}"),
+                look.msgtype,
+                &mentions,
+            )
+            .map_err(&fail)?;
             if look.templates.is_some() && !provider.takes_templates() {
                 return Err(fail(format!(
                     "robots.{name}: custom templates (title_template, body_template and their _file forms, here or in [defaults]) are for DingTalk and console robots only; a {} robot uses the built-in format",
@@ -402,7 +406,7 @@ impl Config {
                     let p = expand(&key, p)?;
                     if !is_person(&p) {
                         return Err(fail(format!(
-                            "{key}: {p:?} is neither a mobile number nor a DingTalk user id"
+                            "{key}: {p:?} is neither a mobile number nor a user id"
                         )));
                     }
                     list.push(p);
@@ -815,6 +819,68 @@ mod tests {
         let c = parse(&format!("{base}msgtype = \"actionCard\"\ntitle_template = \"{{{{ robot }}}}: {{{{ counts.total }}}}\"\n")).unwrap();
         assert_eq!(c.robots["ops"].look.msgtype, MsgType::ActionCard);
         assert!(c.robots["ops"].look.templates.is_some());
+    }
+
+    #[test]
+    fn a_wecom_robot_has_its_platforms_defaults_and_refuses_what_wecom_cannot_do() {
+        let base = "[robots.wx]\nprovider = \"wecom\"\nwebhook = \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=${OPS_TOKEN}\"\n";
+        let c = parse(&format!("{base}mention_user_ids = [\"zhangsan\"]\n")).unwrap();
+        let wx = &c.robots["wx"];
+        assert_eq!(wx.provider, ProviderKind::WeCom);
+        assert_eq!(wx.look.msgtype, MsgType::Markdown);
+        assert_eq!(
+            (wx.timing.rate_limit, wx.timing.rate_period),
+            (20, Duration::from_secs(60))
+        );
+        assert_eq!(wx.timing.throttle_backoff, Duration::from_secs(60));
+        assert!(!format!("{wx:?}").contains("tok123"), "{wx:?}");
+        let v2 = parse(&format!("{base}msgtype = \"markdown_v2\"\n")).unwrap();
+        assert_eq!(v2.robots["wx"].look.msgtype, MsgType::MarkdownV2);
+        let cases = [
+            (
+                "secret = \"SECx\"",
+                "robots.wx.secret: WeCom group robots have no signing",
+            ),
+            (
+                "keywords = [\"告警\"]",
+                "robots.wx.keywords: WeCom group robots have no keyword security",
+            ),
+            (
+                "msgtype = \"actionCard\"",
+                "robots.wx.msgtype: unknown msgtype \"actionCard\" for a WeCom robot",
+            ),
+            (
+                "mention_mobiles = [\"13800000000\"]",
+                "robots.wx.mention_mobiles: WeCom notifies by mobile number only in text messages",
+            ),
+            (
+                "mention_all = true",
+                "robots.wx.mention_all: WeCom can @ everyone only in text messages",
+            ),
+            (
+                "msgtype = \"markdown_v2\"\nmention_user_ids = [\"zhangsan\"]",
+                "robots.wx.mention_user_ids: markdown_v2 messages cannot @ anyone",
+            ),
+            (
+                "mention_user_ids = [\"_x\"]",
+                "robots.wx.mention_user_ids[0]: \"_x\" is not a WeCom userid",
+            ),
+            (
+                "body_template = \"x\"",
+                "custom templates (title_template, body_template and their _file forms, here or in [defaults]) are for DingTalk and console robots only; a wecom robot",
+            ),
+        ];
+        for (extra, want) in cases {
+            let err = parse(&format!("{base}{extra}\n")).unwrap_err().to_string();
+            assert!(err.contains(want), "got {err:?}, want {want:?}");
+        }
+        let err = parse(&base.replace("?key=", "?access_token="))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("robots.wx.webhook: \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?access_token=***\" is not a WeCom webhook"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -134,9 +134,17 @@ pub trait Dialect {
         Size::new(n)
     }
 
-    /// What a digest of `title` and `text` costs: both are sent, and the platform counts both.
+    /// What the title costs beside the text. DingTalk sends it as a field of its own
+    /// (`markdown.title`) and counts it; a platform whose message is the text alone (WeCom's
+    /// `markdown.content`) shows the title only as the text's first block
+    /// ([`Dialect::write_title`]), and its own cost is zero.
+    fn title_size(&self, title: &str) -> Size<Self> {
+        self.size(title)
+    }
+
+    /// What a digest of `title` and `text` costs: the title's own cost and the text's.
     fn message_size(&self, title: &str, text: &str) -> Size<Self> {
-        self.size(title) + self.size(text)
+        self.title_size(title) + self.size(text)
     }
 
     /// The longest prefix of `s` on a character boundary whose size is at most `max`.

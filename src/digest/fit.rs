@@ -175,11 +175,11 @@ impl<D: Dialect> Plan<'_, D> {
         all
     }
 
-    /// The title block, with the title's own size counted: the message carries it too.
+    /// The title block, with the title's own size counted when the message carries it too.
     fn start(&self) -> Out<D> {
         let text = self.title_block();
         Out {
-            used: self.size(&self.title) + self.size(&text),
+            used: self.dialect.title_size(&self.title) + self.size(&text),
             text,
         }
     }
@@ -223,7 +223,7 @@ impl<D: Dialect> Plan<'_, D> {
         let link = self.link.as_deref().filter(|_| extras.link);
         let mut title_block = String::new();
         d.write_title(&mut title_block, &self.title);
-        let mut fixed = self.size(&self.title) + self.size(&title_block);
+        let mut fixed = d.title_size(&self.title) + self.size(&title_block);
         for line in [range, catch_up].into_iter().flatten() {
             fixed += block_break + self.size(line);
         }
@@ -507,7 +507,7 @@ impl<D: Dialect> Plan<'_, D> {
         // Work bound: a configuration with more entries than this cannot fit if each entry
         // prints at least 4 bytes, and on a flood its context alone would hold 100 000.
         let cap = budget.get() / 4;
-        let title = self.size(&self.title);
+        let title = self.dialect.title_size(&self.title);
         let tail = self.size(D::BLOCK_BREAK) + self.size(&self.footer);
         // A body longer than this cannot fit, so its rendering is abandoned there: a
         // configuration that does not fit costs about the budget in output, not all of it.

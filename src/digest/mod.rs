@@ -8,6 +8,7 @@
 //! - `fit`: the budget search, generic over a [`Dialect`], in the dialect's [`Size`].
 //! - [`dialect`]: the trait a platform implements, and what it must guarantee.
 //! - [`dingtalk`]: DingTalk's dialect ([`DingTalk`]) and its escaping (`dingtalk::markdown`).
+//! - [`wecom`]: WeCom's dialects ([`WeCom`], `markdown` and `markdown_v2`), in raw UTF-8 bytes.
 //! - `context` (the template context), `clock` (times), `text` (shared text helpers),
 //!   [`template`] (custom templates).
 //!
@@ -130,6 +131,7 @@ mod rest;
 pub mod slack;
 pub mod template;
 mod text;
+pub mod wecom;
 
 pub(crate) use context::sample_contexts;
 pub use dialect::{Dialect, Size};
@@ -140,6 +142,7 @@ pub use plan::{Entry, GroupLine, Overflow, Section, Summary, SummaryLine, footer
 pub use slack::Slack;
 pub(crate) use text::excerpt;
 pub use text::{cut_utf8, thousands};
+pub use wecom::WeCom;
 
 /// What to render.
 #[derive(Debug, Clone, Copy)]

@@ -8,27 +8,30 @@ pub mod console;
 pub mod dingtalk;
 pub mod slack;
 pub mod webhook;
+pub mod wecom;
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::alert::Alert;
 use crate::digest::{DigestSpec, Rendered};
-use crate::mention::Mention;
+use crate::mention::{Mention, Mentions};
 use crate::message::Prepared;
 
 /// The platforms a robot can be on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     DingTalk,
+    WeCom,
     Slack,
     Webhook,
     Console,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 4] = [
+    pub const ALL: [ProviderKind; 5] = [
         ProviderKind::DingTalk,
+        ProviderKind::WeCom,
         ProviderKind::Slack,
         ProviderKind::Webhook,
         ProviderKind::Console,
@@ -37,9 +40,26 @@ impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::DingTalk => "dingtalk",
+            ProviderKind::WeCom => "wecom",
             ProviderKind::Slack => "slack",
             ProviderKind::Webhook => "webhook",
             ProviderKind::Console => "console",
+        }
+    }
+
+    /// What to look at when a robot of this kind refuses every message.
+    pub fn what_to_check(self) -> &'static str {
+        match self {
+            ProviderKind::DingTalk | ProviderKind::Console => {
+                "check its access_token, secret, keywords and IP allow-list"
+            }
+            ProviderKind::WeCom => {
+                "check the key in its webhook URL (a robot removed from its group loses its key)"
+            }
+            ProviderKind::Slack => {
+                "check its webhook URL (a removed app or an archived channel revokes it)"
+            }
+            ProviderKind::Webhook => "check its webhook URL and the credential in its headers",
         }
     }
 
@@ -69,6 +89,8 @@ pub enum MsgType {
     Markdown,
     /// DingTalk: a markdown card with one button to the digest's page on `server.public_url`.
     ActionCard,
+    /// WeCom's `markdown_v2`: lists and tables, no colour, no @.
+    MarkdownV2,
 }
 
 impl ProviderKind {
@@ -79,21 +101,11 @@ impl ProviderKind {
         matches!(self, ProviderKind::DingTalk | ProviderKind::Console)
     }
 
-    /// Whether a robot of this kind can mention the people its table names (`robot` is its
-    /// table, `robots.ops`).
-    pub fn check_mentions(self, robot: &str, m: &crate::mention::Mentions) -> Result<(), String> {
-        match self {
-            ProviderKind::Slack if !m.mobiles.is_empty() => Err(format!(
-                "{robot}.mention_mobiles: Slack mentions people by member id, not by mobile; use mention_user_ids = [\"U0123ABCD\"]"
-            )),
-            _ => Ok(()),
-        }
-    }
-
     /// What a robot of this kind sends without a `msgtype`.
     pub fn default_msgtype(self) -> MsgType {
         match self {
             ProviderKind::DingTalk
+            | ProviderKind::WeCom
             | ProviderKind::Slack
             | ProviderKind::Webhook
             | ProviderKind::Console => MsgType::Markdown,
@@ -106,6 +118,7 @@ impl ProviderKind {
             ProviderKind::DingTalk | ProviderKind::Console => {
                 dingtalk::config::msgtype(key, value, has_public_url)
             }
+            ProviderKind::WeCom => wecom::config::msgtype(key, value),
             ProviderKind::Webhook => Err(format!(
                 "{key}: a webhook robot's body is its body_template; msgtype does not apply"
             )),
@@ -140,6 +153,13 @@ impl ProviderKind {
                 burst: None,
                 throttle_backoff: Duration::from_secs(600),
             },
+            // 20 a minute; no mute is documented, so a throttle waits out one period. That
+            // 45009 is the webhook's throttle answer is UNCONFIRMED (`wecom::classify`).
+            ProviderKind::WeCom => Defaults {
+                rate: (20, Duration::from_secs(60)),
+                burst: None,
+                throttle_backoff: Duration::from_secs(60),
+            },
             // A receiver we know nothing of: Discord's 30 a minute per webhook is the tightest
             // of the common ones; a table sets its own.
             ProviderKind::Webhook => Defaults {
@@ -168,9 +188,28 @@ pub struct Endpoint<'a> {
 pub fn check(kind: ProviderKind, robot: &str, e: &Endpoint) -> Result<(), String> {
     match kind {
         ProviderKind::DingTalk => dingtalk::config::check(robot, e),
+        ProviderKind::WeCom => wecom::config::check(robot, e),
         ProviderKind::Slack => slack::config::check(robot, e),
         ProviderKind::Webhook => webhook::check(robot, e),
         ProviderKind::Console => console::check(robot, e),
+    }
+}
+
+/// Checks whom the robot table `robot` asks to mention, for a provider of `kind` sending
+/// `msgtype`: a platform refuses what it cannot deliver rather than send it as mere text.
+pub fn check_mentions(
+    kind: ProviderKind,
+    robot: &str,
+    msgtype: MsgType,
+    m: &Mentions,
+) -> Result<(), String> {
+    match kind {
+        ProviderKind::DingTalk | ProviderKind::Webhook | ProviderKind::Console => Ok(()),
+        ProviderKind::WeCom => wecom::config::check_mentions(robot, msgtype, m),
+        ProviderKind::Slack if !m.mobiles.is_empty() => Err(format!(
+            "{robot}.mention_mobiles: Slack mentions people by member id, not by mobile; use mention_user_ids = [\"U0123ABCD\"]"
+        )),
+        ProviderKind::Slack => Ok(()),
     }
 }
 
@@ -180,6 +219,7 @@ pub fn check(kind: ProviderKind, robot: &str, e: &Endpoint) -> Result<(), String
 pub fn render(target: &Target, spec: DigestSpec, alerts: &[Alert], mentions: &Mention) -> Rendered {
     match target.kind {
         ProviderKind::DingTalk | ProviderKind::Console => dingtalk::render(spec, alerts, mentions),
+        ProviderKind::WeCom => wecom::render(spec, alerts, mentions, target.msgtype),
         ProviderKind::Slack => slack::render(spec, alerts, mentions),
         ProviderKind::Webhook => match target.hook {
             Some(hook) => webhook::render(spec, alerts, mentions, hook),
@@ -308,16 +348,7 @@ pub fn retry_after(value: Option<&str>, now_ms: i64) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.reason() {
-            None => f.write_str("ok"),
-            Some(r) => write!(f, "{}: {r}", self.class()),
-        }
-    }
-}
-
-/// The first 200 bytes of a text, on one line.
+/// The first 200 bytes of a robot's text (an answer, its `errmsg`), on one line, for reasons.
 pub(crate) fn hint(text: &str) -> String {
     let one_line: String = text
         .chars()
@@ -331,58 +362,19 @@ pub(crate) fn hint(text: &str) -> String {
     }
 }
 
-/// The error and its causes on one line, without the URL (it carries the access token).
-pub(crate) fn describe_transport_error(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    format!("{kind}: {}", crate::error_chain(&e.without_url()))
-}
-
-/// An HTTP answer as the providers classify it.
-pub(crate) struct Answer {
-    pub(crate) status: u16,
-    pub(crate) text: String,
-    /// What its `Retry-After` says, bounded ([`retry_after`]).
-    pub(crate) retry_after: Option<Duration>,
-}
-
-/// POSTs `body` as JSON to `url` within `timeout`; a transport failure is described without
-/// the URL (it carries the credential).
-pub(crate) async fn post_json(
-    client: &reqwest::Client,
-    url: &str,
-    timeout: Duration,
-    body: &serde_json::Value,
-) -> Result<Answer, String> {
-    let resp = client
-        .post(url)
-        .timeout(timeout)
-        .json(body)
-        .send()
-        .await
-        .map_err(describe_transport_error)?;
-    let status = resp.status().as_u16();
-    let wait = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let text = resp.text().await.map_err(describe_transport_error)?;
-    Ok(Answer {
-        status,
-        text,
-        retry_after: retry_after(wait.as_deref(), crate::unix_ms()),
-    })
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason() {
+            None => f.write_str("ok"),
+            Some(r) => write!(f, "{}: {r}", self.class()),
+        }
+    }
 }
 
 /// A configured robot's way of delivering digests.
 pub enum Provider {
     DingTalk(dingtalk::DingTalk),
+    WeCom(wecom::WeCom),
     Slack(slack::SlackWebhook),
     Webhook(webhook::Webhook),
     Console(console::Console),
@@ -409,6 +401,52 @@ pub fn http_client() -> Result<reqwest::Client, String> {
         })
 }
 
+/// What a robot answered: the status, the two headers sluice reads, and the whole body.
+pub(crate) struct Answer {
+    pub status: u16,
+    /// `Date`: the robot's clock, for a refused signature.
+    pub date: Option<String>,
+    /// `Retry-After`, for a throttle answer ([`retry_after`]).
+    pub retry_after: Option<String>,
+    pub body: String,
+}
+
+/// Sends `request` and reads the whole answer; a transport error (connecting, timing out,
+/// reading the body) is described without the URL, which carries the robot's credential.
+pub(crate) async fn exchange(request: reqwest::RequestBuilder) -> Result<Answer, String> {
+    let resp = request.send().await.map_err(describe_transport_error)?;
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (date, retry_after) = (
+        header(reqwest::header::DATE),
+        header(reqwest::header::RETRY_AFTER),
+    );
+    let status = resp.status().as_u16();
+    let body = resp.text().await.map_err(describe_transport_error)?;
+    Ok(Answer {
+        status,
+        date,
+        retry_after,
+        body,
+    })
+}
+
+/// The error and its causes on one line, without the URL (it carries the access token or key).
+pub(crate) fn describe_transport_error(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {}", crate::error_chain(&e.without_url()))
+}
+
 impl Provider {
     /// The provider for `robot`. Robots that post over HTTP need `client`; without one this
     /// says why they cannot be started.
@@ -421,6 +459,10 @@ impl Provider {
             ProviderKind::DingTalk => Ok(Provider::DingTalk(dingtalk::DingTalk::new(
                 robot,
                 public_url,
+                client.map_err(str::to_string)?.clone(),
+            ))),
+            ProviderKind::WeCom => Ok(Provider::WeCom(wecom::WeCom::new(
+                robot,
                 client.map_err(str::to_string)?.clone(),
             ))),
             ProviderKind::Slack => Ok(Provider::Slack(slack::SlackWebhook::new(
@@ -445,7 +487,10 @@ impl Provider {
     /// Whether robots of this kind post over HTTP (and so need [`http_client`]).
     pub fn uses_http(kind: ProviderKind) -> bool {
         match kind {
-            ProviderKind::DingTalk | ProviderKind::Slack | ProviderKind::Webhook => true,
+            ProviderKind::DingTalk
+            | ProviderKind::WeCom
+            | ProviderKind::Slack
+            | ProviderKind::Webhook => true,
             ProviderKind::Console => false,
         }
     }
@@ -453,24 +498,43 @@ impl Provider {
     /// Sends one test message (`sluice check --ping`). It does not go through a daemon's rate
     /// guard, so it counts against the robot's limit without the daemon knowing.
     pub async fn ping(&self, robot: &Target<'_>) -> Outcome {
-        // A keyword-protected robot only takes messages that carry one.
-        let keyword = robot
-            .keywords
-            .first()
-            .map_or(String::new(), |k| format!("{k} "));
-        let title = format!("{keyword}sluice test message");
-        let text = match self {
-            Provider::Slack(_) => format!(
-                "*{title}*\n\nsluice can reach robot *{}*; digests will arrive here.",
-                robot.name
-            ),
-            Provider::DingTalk(_) | Provider::Webhook(_) | Provider::Console(_) => format!(
-                "### {title}\n\nsluice can reach robot **{}**; digests will arrive here.",
-                robot.name
-            ),
-        };
+        let (title, text) = self.ping_text(robot);
         let message = self.prepare(0, title, text, &Mention::default());
         self.send(0, &message).await
+    }
+
+    /// The test message's title and text, in the robot's dialect.
+    pub fn ping_text(&self, robot: &Target<'_>) -> (String, String) {
+        let body = format!(
+            "sluice can reach robot **{}**; digests will arrive here.",
+            robot.name
+        );
+        match self {
+            // WeCom sends the content alone, so the title is its heading; no keyword exists.
+            Provider::WeCom(_) => {
+                let title = "sluice test message".to_string();
+                let text = format!("### {title}\n\n{body}");
+                (title, text)
+            }
+            Provider::Slack(_) => {
+                let title = "sluice test message".to_string();
+                let text = format!(
+                    "*{title}*\n\nsluice can reach robot *{}*; digests will arrive here.",
+                    robot.name
+                );
+                (title, text)
+            }
+            Provider::DingTalk(_) | Provider::Webhook(_) | Provider::Console(_) => {
+                // A keyword-protected robot only takes messages that carry one.
+                let keyword = robot
+                    .keywords
+                    .first()
+                    .map_or(String::new(), |k| format!("{k} "));
+                let title = format!("{keyword}sluice test message");
+                let text = format!("### {title}\n\n{body}");
+                (title, text)
+            }
+        }
     }
 
     /// The message for digest `id` with this `title` and `text` (in this provider's dialect,
@@ -478,6 +542,7 @@ impl Provider {
     pub fn prepare(&self, id: u64, title: String, text: String, mentions: &Mention) -> Prepared {
         let body = match self {
             Provider::DingTalk(d) => d.body(id, &title, &text, mentions),
+            Provider::WeCom(w) => w.body(&text),
             Provider::Slack(_) => slack::body(&text),
             Provider::Webhook(w) => w.body(id, &title, &text, mentions),
             Provider::Console(_) => serde_json::Value::Null,
@@ -489,6 +554,7 @@ impl Provider {
     pub async fn send(&self, id: u64, message: &Prepared) -> Outcome {
         match self {
             Provider::DingTalk(d) => d.send(&message.body).await,
+            Provider::WeCom(w) => w.send(&message.body).await,
             Provider::Slack(s) => s.send(&message.body).await,
             Provider::Webhook(w) => w.send(&message.body).await,
             Provider::Console(c) => c.send(id, message),
@@ -508,7 +574,7 @@ mod tests {
         assert_eq!(ProviderKind::parse("teams"), None);
         assert_eq!(
             ProviderKind::expected(),
-            r#""dingtalk", "slack", "webhook" or "console""#
+            r#""dingtalk", "wecom", "slack", "webhook" or "console""#
         );
     }
 
@@ -550,6 +616,18 @@ mod tests {
             err.contains("\"https://example.com/hook?token=***\" is not a DingTalk webhook"),
             "{err}"
         );
+        let key = Some("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k");
+        assert_eq!(
+            check(ProviderKind::WeCom, "robots.wx", &e(key, None, &[])),
+            Ok(())
+        );
+        let err = check(ProviderKind::WeCom, "robots.wx", &e(hook, None, &[])).unwrap_err();
+        assert!(
+            err.contains(
+                "\"https://oapi.dingtalk.com/robot/send?access_token=***\" is not a WeCom webhook"
+            ),
+            "{err}"
+        );
         assert_eq!(
             check(ProviderKind::Console, "robots.c", &e(None, None, &[])),
             Ok(())
@@ -562,6 +640,19 @@ mod tests {
             )
             .unwrap_err(),
             "robots.c: provider \"console\" prints digests and takes no webhook or secret"
+        );
+    }
+
+    /// A WeCom webhook's only credential is its `key`: printed, it is `***`.
+    #[test]
+    fn a_wecom_key_is_redacted() {
+        assert_eq!(
+            redact_url("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx"),
+            "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=***"
+        );
+        assert_eq!(
+            redact_url("http://127.0.0.1:1/cgi-bin/webhook/send?debug=1&key=s3cret"),
+            "http://127.0.0.1:1/cgi-bin/webhook/send?debug=***&key=***"
         );
     }
 

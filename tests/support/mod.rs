@@ -13,3 +13,6 @@ pub mod fake_slack;
 
 #[allow(dead_code)]
 pub mod fake_receiver;
+
+#[allow(dead_code)]
+pub mod fake_wecom;

@@ -228,12 +228,30 @@ pub(crate) fn escape_link(link: &str) -> String {
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
+/// An escaping of alert content: writes one line as `kind`, piece by piece to `emit`, until
+/// `emit` returns false, handing out its pieces in order ([`markdown::escape`] is DingTalk's;
+/// another dialect may map its pieces further).
+pub(crate) trait Escape: Fn(&str, Kind, &mut dyn FnMut(&str) -> bool) {}
+
+impl<F: Fn(&str, Kind, &mut dyn FnMut(&str) -> bool)> Escape for F {}
+
 /// Appends one line of alert content written as `kind` in DingTalk's dialect ([`markdown`]),
 /// cut to at most `max` bytes of what it shows (trailing blanks dropped at a cut); true if cut.
 fn push_escaped(out: &mut String, s: &str, max: usize, kind: Kind) -> bool {
+    push_escaped_by(out, s, max, kind, &markdown::escape)
+}
+
+/// [`push_escaped`] with another dialect's `escape`.
+pub(crate) fn push_escaped_by(
+    out: &mut String,
+    s: &str,
+    max: usize,
+    kind: Kind,
+    escape: &impl Escape,
+) -> bool {
     let start = out.len();
     let mut cut = false;
-    markdown::escape(s, kind, &mut |piece| {
+    escape(s, kind, &mut |piece| {
         let room = max - (out.len() - start);
         if piece.len() > room {
             out.push_str(cut_utf8(piece, room));
@@ -277,6 +295,11 @@ pub(crate) fn plain(s: &str) -> String {
 /// each written as rich alert content: at most 3 lines and 300 bytes of what they show, cut on a
 /// character boundary, `…` when there is more.
 pub(crate) fn push_quote(out: &mut String, text: &str) {
+    push_quote_by(out, text, &markdown::escape);
+}
+
+/// [`push_quote`] with another dialect's `escape`.
+pub(crate) fn push_quote_by(out: &mut String, text: &str, escape: &impl Escape) {
     let mut room = QUOTE_BYTES;
     let mut lines = text
         .lines()
@@ -291,7 +314,7 @@ pub(crate) fn push_quote(out: &mut String, text: &str) {
         }
         out.push_str("> ");
         let body = out.len();
-        let cut = push_escaped(out, l, room, Kind::Rich);
+        let cut = push_escaped_by(out, l, room, Kind::Rich, escape);
         let written = out.len() - body;
         if written == 0 {
             // No room left for even one character: mark the cut on the line before.

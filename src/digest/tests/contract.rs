@@ -64,7 +64,7 @@ fn keeps_the_contract<D: Dialect>(
     let budget = d.budget(max_bytes);
     let size = d.message_size(&r.title, &r.text);
     prop_assert!(size <= budget, "{} > {}", size, budget);
-    prop_assert_eq!(size, d.size(&r.title) + d.size(&r.text));
+    prop_assert_eq!(size, d.title_size(&r.title) + d.size(&r.text));
 
     // 5. Every alert is accounted for, and the footer is the last line with the true numbers.
     prop_assert_eq!(r.total, alerts.len());
@@ -102,5 +102,7 @@ proptest! {
     ) {
         keeps_the_contract(&DingTalk, (&a, &b, max), &alerts, parts)?;
         keeps_the_contract(&crate::digest::Slack, (&a, &b, max), &alerts, parts)?;
+        keeps_the_contract(&WeCom::MARKDOWN, (&a, &b, max), &alerts, parts)?;
+        keeps_the_contract(&WeCom::MARKDOWN_V2, (&a, &b, max), &alerts, parts)?;
     }
 }

@@ -8,6 +8,7 @@ mod levels;
 pub(crate) mod model;
 mod safety;
 mod text;
+mod wecom;
 
 use proptest::prelude::*;
 

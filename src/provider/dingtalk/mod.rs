@@ -92,29 +92,16 @@ impl DingTalk {
             // `.query` percent-encodes, so the raw base64 goes in: encoded exactly once.
             request = request.query(&[("timestamp", ts.to_string()), ("sign", sign(secret, ts))]);
         }
-        match request.send().await {
-            Err(e) => Outcome::Transient(super::describe_transport_error(e)),
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let header = |name| {
-                    resp.headers()
-                        .get(name)
-                        .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
-                        .map(str::to_string)
-                };
-                let date = header(reqwest::header::DATE);
-                let wait = header(reqwest::header::RETRY_AFTER);
-                match resp.text().await {
-                    Ok(text) => {
-                        let now = crate::unix_ms();
-                        match classify(status, &text) {
-                            Outcome::Throttled(why, _) => {
-                                Outcome::Throttled(why, super::retry_after(wait.as_deref(), now))
-                            }
-                            other => note_clock_skew(other, date.as_deref(), now),
-                        }
-                    }
-                    Err(e) => Outcome::Transient(super::describe_transport_error(e)),
+        match super::exchange(request).await {
+            Err(e) => Outcome::Transient(e),
+            Ok(answer) => {
+                let now = crate::unix_ms();
+                match classify(answer.status, &answer.body) {
+                    Outcome::Throttled(why, _) => Outcome::Throttled(
+                        why,
+                        super::retry_after(answer.retry_after.as_deref(), now),
+                    ),
+                    other => note_clock_skew(other, answer.date.as_deref(), now),
                 }
             }
         }

@@ -78,11 +78,18 @@ impl SlackWebhook {
 
     /// Posts a prepared body; a 429's `Retry-After` says how long to wait.
     pub async fn send(&self, body: &serde_json::Value) -> Outcome {
-        let answer = super::post_json(&self.client, &self.webhook, self.timeout, body).await;
-        match answer {
+        let request = self
+            .client
+            .post(&self.webhook)
+            .timeout(self.timeout)
+            .json(body);
+        match super::exchange(request).await {
             Err(why) => Outcome::Transient(why),
-            Ok(a) => match classify(a.status, &a.text) {
-                Outcome::Throttled(why, _) => Outcome::Throttled(why, a.retry_after),
+            Ok(a) => match classify(a.status, &a.body) {
+                Outcome::Throttled(why, _) => Outcome::Throttled(
+                    why,
+                    super::retry_after(a.retry_after.as_deref(), crate::unix_ms()),
+                ),
                 other => other,
             },
         }

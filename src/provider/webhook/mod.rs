@@ -229,24 +229,15 @@ impl Webhook {
         for (name, value) in &self.hook.headers {
             request = request.header(name, value);
         }
-        let resp = match request.send().await {
-            Ok(r) => r,
-            Err(e) => return Outcome::Transient(super::describe_transport_error(e)),
+        let answer = match super::exchange(request).await {
+            Ok(a) => a,
+            Err(why) => return Outcome::Transient(why),
         };
-        let status = resp.status().as_u16();
-        let wait = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let text = match resp.text().await {
-            Ok(t) => t,
-            Err(e) => return Outcome::Transient(super::describe_transport_error(e)),
-        };
-        match classify(status, &text) {
-            Outcome::Throttled(why, _) => {
-                Outcome::Throttled(why, super::retry_after(wait.as_deref(), crate::unix_ms()))
-            }
+        match classify(answer.status, &answer.body) {
+            Outcome::Throttled(why, _) => Outcome::Throttled(
+                why,
+                super::retry_after(answer.retry_after.as_deref(), crate::unix_ms()),
+            ),
             other => other,
         }
     }
