@@ -46,6 +46,12 @@ impl Dialect for Slack {
         Size::new(s.chars().count())
     }
 
+    /// The title is not sent apart from the text (it is its first line), so it costs nothing
+    /// of its own.
+    fn title_size(&self, _title: &str) -> Size<Self> {
+        Size::ZERO
+    }
+
     fn write_plain(&self, out: &mut String, s: &str, max: usize) {
         push_escaped(out, s, max, true);
     }
