@@ -8,6 +8,8 @@
 //! - `fit`: the budget search, generic over a [`Dialect`], in the dialect's [`Size`].
 //! - [`dialect`]: the trait a platform implements, and what it must guarantee.
 //! - [`dingtalk`]: DingTalk's dialect ([`DingTalk`]) and its escaping (`dingtalk::markdown`).
+//! - [`feishu`]: Feishu / Lark's two dialects ([`feishu::Post`], [`feishu::Card`]) and a post's
+//!   escaping.
 //! - `context` (the template context), `clock` (times), `text` (shared text helpers),
 //!   [`template`] (custom templates).
 //!
@@ -123,6 +125,7 @@ mod clock;
 mod context;
 pub mod dialect;
 pub mod dingtalk;
+pub mod feishu;
 mod fit;
 mod index;
 mod plan;

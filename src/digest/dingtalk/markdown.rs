@@ -278,7 +278,7 @@ fn ordered_marker(t: &str) -> Option<usize> {
 
 /// Whether `rest` (what follows a `&`) is an entity or character reference, or would be with
 /// the `;` sluice may write next (`; ` between titles).
-fn is_reference(rest: &str) -> bool {
+pub(crate) fn is_reference(rest: &str) -> bool {
     let b = rest.as_bytes();
     let (body, max): (&[u8], usize) = match b {
         [b'#', b'x' | b'X', tail @ ..] => (tail, 6),
@@ -317,7 +317,7 @@ fn web_destination(dest: &str) -> bool {
 
 /// If `s` starts with the footer's words followed by `#` (`sluice digest #`), where they end.
 /// Case, spaces and emphasis markers between them do not hide them.
-fn footer_phrase(s: &str) -> Option<usize> {
+pub(crate) fn footer_phrase(s: &str) -> Option<usize> {
     let mut it = s.char_indices().peekable();
     let skip = |it: &mut std::iter::Peekable<std::str::CharIndices>, spaces: bool| {
         let mut seen = false;
