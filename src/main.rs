@@ -424,9 +424,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         bail!("robot {name} is rate-limiting us right now: {r}")
                     }
                     Outcome::Transient(r) => bail!("cannot reach robot {name} right now: {r}"),
-                    Outcome::Robot(r) => bail!(
-                        "robot {name} refuses our messages: {r}; check its access_token, secret, keywords and IP allow-list"
-                    ),
+                    Outcome::Robot(r) => {
+                        // What identifies the robot in its webhook: DingTalk's token, Feishu's hook id.
+                        let id = match robot.provider {
+                            sluice::provider::ProviderKind::Feishu => "webhook's hook id",
+                            _ => "access_token",
+                        };
+                        bail!(
+                            "robot {name} refuses our messages: {r}; check its {id}, secret, keywords and IP allow-list"
+                        )
+                    }
                     Outcome::Message(r) => bail!("robot {name} refused the test message: {r}"),
                 };
             }

@@ -6,28 +6,35 @@
 
 pub mod console;
 pub mod dingtalk;
+pub mod feishu;
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::alert::Alert;
 use crate::digest::{DigestSpec, Rendered};
-use crate::mention::Mention;
+use crate::mention::{Mention, Mentions};
 use crate::message::Prepared;
 
 /// The platforms a robot can be on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     DingTalk,
+    Feishu,
     Console,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 2] = [ProviderKind::DingTalk, ProviderKind::Console];
+    pub const ALL: [ProviderKind; 3] = [
+        ProviderKind::DingTalk,
+        ProviderKind::Feishu,
+        ProviderKind::Console,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::DingTalk => "dingtalk",
+            ProviderKind::Feishu => "feishu",
             ProviderKind::Console => "console",
         }
     }
@@ -58,6 +65,11 @@ pub enum MsgType {
     Markdown,
     /// DingTalk: a markdown card with one button to the digest's page on `server.public_url`.
     ActionCard,
+    /// Feishu: rich text, one paragraph per line, with `a` and `at` elements.
+    Post,
+    /// Feishu: a card with one `lark_md` element and, with `server.public_url`, a button to the
+    /// digest's page.
+    Interactive,
 }
 
 impl ProviderKind {
@@ -72,6 +84,7 @@ impl ProviderKind {
     pub fn default_msgtype(self) -> MsgType {
         match self {
             ProviderKind::DingTalk | ProviderKind::Console => MsgType::Markdown,
+            ProviderKind::Feishu => MsgType::Post,
         }
     }
 
@@ -81,6 +94,7 @@ impl ProviderKind {
             ProviderKind::DingTalk | ProviderKind::Console => {
                 dingtalk::config::msgtype(key, value, has_public_url)
             }
+            ProviderKind::Feishu => feishu::config::msgtype(key, value),
         }
     }
 }
@@ -106,6 +120,13 @@ impl ProviderKind {
                 burst: None,
                 throttle_backoff: Duration::from_secs(600),
             },
+            // 100 a minute and 5 a second. Feishu documents no mute after a breach (its throttle
+            // answer, 11232, says nothing of how long): a minute, the longer window, is waited.
+            ProviderKind::Feishu => Defaults {
+                rate: (100, Duration::from_secs(60)),
+                burst: Some((5, Duration::from_secs(1))),
+                throttle_backoff: Duration::from_secs(60),
+            },
         }
     }
 }
@@ -121,7 +142,17 @@ pub struct Endpoint<'a> {
 pub fn check(kind: ProviderKind, robot: &str, e: &Endpoint) -> Result<(), String> {
     match kind {
         ProviderKind::DingTalk => dingtalk::config::check(robot, e),
+        ProviderKind::Feishu => feishu::config::check(robot, e),
         ProviderKind::Console => console::check(robot, e),
+    }
+}
+
+/// Checks whom the robot table `robot` mentions, for a provider of `kind`: a platform may not
+/// reach people the way the table names them (Feishu custom bots take no mobile numbers).
+pub fn check_mentions(kind: ProviderKind, robot: &str, m: &Mentions) -> Result<(), String> {
+    match kind {
+        ProviderKind::Feishu => feishu::config::check_mentions(robot, m),
+        ProviderKind::DingTalk | ProviderKind::Console => Ok(()),
     }
 }
 
@@ -131,6 +162,7 @@ pub fn check(kind: ProviderKind, robot: &str, e: &Endpoint) -> Result<(), String
 pub fn render(target: &Target, spec: DigestSpec, alerts: &[Alert], mentions: &Mention) -> Rendered {
     match target.kind {
         ProviderKind::DingTalk | ProviderKind::Console => dingtalk::render(spec, alerts, mentions),
+        ProviderKind::Feishu => feishu::render(spec, alerts, mentions, target.msgtype),
     }
 }
 
@@ -148,10 +180,15 @@ pub struct Target<'a> {
     pub request_timeout: Duration,
 }
 
-/// A webhook URL fit to print: the query values (access tokens, signatures) become `***`.
+/// A webhook URL fit to print: the query values (access tokens, signatures) become `***`, and
+/// so does a Feishu hook's id, the path segment that is its credential.
 pub fn redact_url(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_string();
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (feishu::config::redact_hook(base), Some(query)),
+        None => (feishu::config::redact_hook(url), None),
+    };
+    let Some(query) = query else {
+        return base;
     };
     let redacted: Vec<String> = query
         .split('&')
@@ -223,6 +260,62 @@ pub fn retry_after(value: Option<&str>, now_ms: i64) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
+/// The error and its causes on one line, without the URL (it carries the robot's credential:
+/// DingTalk's access token, Feishu's hook id).
+pub(crate) fn describe_transport_error(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {}", crate::error_chain(&e.without_url()))
+}
+
+/// The first 200 bytes of a robot's answer, on one line, for a reason.
+pub(crate) fn hint(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let cut = crate::digest::cut_utf8(one_line.trim(), 200);
+    if cut.len() < one_line.trim().len() {
+        format!("{cut}…")
+    } else {
+        cut.to_string()
+    }
+}
+
+/// Past this, a robot's clock and the host's differ by more than request latency and the `Date`
+/// header's whole seconds explain.
+pub const CLOCK_SKEW_NOTED: Duration = Duration::from_secs(60);
+
+/// "the host clock is 2h 0m behind the robot's (its Date header: …)", or `None` when `date` is
+/// not an HTTP date or is within [`CLOCK_SKEW_NOTED`] of `host_ms`. `platform` refuses a
+/// signature more than an hour off its clock (DingTalk and Feishu both do), which is said too.
+pub fn clock_skew(date: &str, host_ms: i64, platform: &str) -> Option<String> {
+    let robot_ms = http_date_ms(date)?;
+    let off_ms = robot_ms - host_ms;
+    if off_ms.unsigned_abs() <= CLOCK_SKEW_NOTED.as_millis() as u64 {
+        return None;
+    }
+    // A Date header has whole seconds, and the answer took a moment to come: round, so that two
+    // hours off reads "2h 0m", not "1h 59m".
+    let secs = (off_ms.unsigned_abs() + 500) / 1000;
+    let by = if secs >= 3600 {
+        let minutes = (secs + 30) / 60;
+        format!("{}h {}m", minutes / 60, minutes % 60)
+    } else {
+        format!("{}m {}s", secs / 60, secs % 60)
+    };
+    let side = if off_ms > 0 { "behind" } else { "ahead of" };
+    Some(format!(
+        "the host clock is {by} {side} the robot's (its Date header: {}); {platform} refuses signatures more than an hour off its clock, so set the host's time right (NTP)",
+        date.trim()
+    ))
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.reason() {
@@ -235,6 +328,7 @@ impl fmt::Display for Outcome {
 /// A configured robot's way of delivering digests.
 pub enum Provider {
     DingTalk(dingtalk::DingTalk),
+    Feishu(feishu::Feishu),
     Console(console::Console),
 }
 
@@ -273,6 +367,11 @@ impl Provider {
                 public_url,
                 client.map_err(str::to_string)?.clone(),
             ))),
+            ProviderKind::Feishu => Ok(Provider::Feishu(feishu::Feishu::new(
+                robot,
+                public_url,
+                client.map_err(str::to_string)?.clone(),
+            ))),
             ProviderKind::Console => Ok(Provider::Console(console::Console::new(robot.name))),
         }
     }
@@ -280,7 +379,7 @@ impl Provider {
     /// Whether robots of this kind post over HTTP (and so need [`http_client`]).
     pub fn uses_http(kind: ProviderKind) -> bool {
         match kind {
-            ProviderKind::DingTalk => true,
+            ProviderKind::DingTalk | ProviderKind::Feishu => true,
             ProviderKind::Console => false,
         }
     }
@@ -294,10 +393,13 @@ impl Provider {
             .first()
             .map_or(String::new(), |k| format!("{k} "));
         let title = format!("{keyword}sluice test message");
-        let text = format!(
-            "### {title}\n\nsluice can reach robot **{}**; digests will arrive here.",
-            robot.name
-        );
+        let text = match self {
+            Provider::Feishu(f) => f.ping_text(&title, robot.name),
+            _ => format!(
+                "### {title}\n\nsluice can reach robot **{}**; digests will arrive here.",
+                robot.name
+            ),
+        };
         let message = self.prepare(0, title, text, &Mention::default());
         self.send(0, &message).await
     }
@@ -307,6 +409,7 @@ impl Provider {
     pub fn prepare(&self, id: u64, title: String, text: String, mentions: &Mention) -> Prepared {
         let body = match self {
             Provider::DingTalk(d) => d.body(id, &title, &text, mentions),
+            Provider::Feishu(f) => f.body(id, &title, &text, mentions),
             Provider::Console(_) => serde_json::Value::Null,
         };
         Prepared { title, text, body }
@@ -316,6 +419,7 @@ impl Provider {
     pub async fn send(&self, id: u64, message: &Prepared) -> Outcome {
         match self {
             Provider::DingTalk(d) => d.send(&message.body).await,
+            Provider::Feishu(f) => f.send(&message.body).await,
             Provider::Console(c) => c.send(id, message),
         }
     }
@@ -331,7 +435,10 @@ mod tests {
             assert_eq!(ProviderKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(ProviderKind::parse("slack"), None);
-        assert_eq!(ProviderKind::expected(), r#""dingtalk" or "console""#);
+        assert_eq!(
+            ProviderKind::expected(),
+            r#""dingtalk", "feishu" or "console""#
+        );
     }
 
     /// Each provider checks its own endpoint; the messages name the key.

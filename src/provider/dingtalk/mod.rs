@@ -14,14 +14,14 @@ mod message;
 mod sign;
 
 pub use super::MsgType;
-pub use answer::{CLOCK_SKEW_NOTED, classify, clock_skew, note_clock_skew};
+pub use answer::{classify, note_clock_skew};
 pub use config::MAX_BODY;
 pub use message::{action_card_body, message_body};
 pub use sign::sign;
 
 use std::time::Duration;
 
-use super::{Outcome, Target};
+use super::{Outcome, Target, describe_transport_error};
 use crate::alert::Alert;
 use crate::digest::{DigestSpec, Rendered};
 use crate::mention::{self, Mention};
@@ -119,16 +119,4 @@ impl DingTalk {
             }
         }
     }
-}
-
-/// The error and its causes on one line, without the URL (it carries the access token).
-fn describe_transport_error(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    format!("{kind}: {}", crate::error_chain(&e.without_url()))
 }
