@@ -7,3 +7,6 @@ pub mod fake_robot;
 
 #[allow(dead_code)]
 pub mod daemon;
+
+#[allow(dead_code)]
+pub mod fake_feishu;
