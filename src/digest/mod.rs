@@ -1,4 +1,4 @@
-//! Merging a batch of alerts into one digest for a chat robot (DingTalk's markdown today).
+//! Merging a batch of alerts into one digest for a chat robot, in its platform's dialect.
 //!
 //! # Modules
 //!

@@ -184,9 +184,10 @@ pub struct Target<'a> {
 /// so does a Feishu hook's id, the path segment that is its credential.
 pub fn redact_url(url: &str) -> String {
     let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (feishu::config::redact_hook(base), Some(query)),
-        None => (feishu::config::redact_hook(url), None),
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
     };
+    let base = feishu::config::redact_hook(base);
     let Some(query) = query else {
         return base;
     };
