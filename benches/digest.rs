@@ -6,13 +6,15 @@
 //! `instance` and a `rack`, where a section is listed as far as it fits and the rest is split by
 //! rack (target: well under 50 ms). `render_wecom/100000` renders `render/100000`'s batch as a
 //! WeCom robot's markdown digest, within its 4 096 raw bytes (the fit tries the same
-//! configurations on a fifth of the room).
+//! configurations on a fifth of the room); `render_feishu/100000` and `render_slack/100000` are
+//! `render/100000` in Feishu's post dialect and in Slack's mrkdwn.
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jiff::tz::TimeZone;
 use sluice::alert::{Alert, Labels, Severity, Status};
+use sluice::digest::feishu::Post;
 use sluice::digest::template::{BUILTIN_BODY, Templates};
 use sluice::digest::{DigestSpec, Slack, render, render_in};
 use sluice::mention::Mention;
@@ -161,12 +163,27 @@ fn bench_slack(c: &mut Criterion) {
     group.finish();
 }
 
+/// `render/100000`'s input in Feishu's post dialect: what the shared plan and fit cost with a
+/// post's escaping and measure (a card writes DingTalk's markdown, which `render` measures).
+fn bench_feishu(c: &mut Criterion) {
+    let spec = spec(None);
+    let mut group = c.benchmark_group("render_feishu");
+    let n = 100_000;
+    let input = alerts(n);
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_with_input(BenchmarkId::from_parameter(n), &input, |b, input| {
+        b.iter(|| render_in(&Post, black_box(&spec), black_box(input)));
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_render,
     bench_render_wecom,
     bench_template,
     bench_fill,
-    bench_slack
+    bench_slack,
+    bench_feishu
 );
 criterion_main!(benches);

@@ -773,6 +773,57 @@ mod tests {
     }
 
     #[test]
+    fn a_feishu_robot_gets_feishus_limits_and_mentions_people_by_id() {
+        let base = "[robots.fs]\nprovider = \"feishu\"\nwebhook = \"https://open.feishu.cn/open-apis/bot/v2/hook/${OPS_TOKEN}\"\n";
+        let c = parse(base).unwrap();
+        let fs = &c.robots["fs"];
+        assert_eq!(fs.provider, ProviderKind::Feishu);
+        assert_eq!(fs.look.msgtype, MsgType::Post);
+        let t = &fs.timing;
+        assert_eq!(
+            (t.rate_limit, t.rate_period),
+            (100, Duration::from_secs(60))
+        );
+        assert_eq!(t.burst, Some((5, Duration::from_secs(1))));
+        assert_eq!(t.throttle_backoff, Duration::from_secs(60));
+        let dbg = format!("{fs:?}");
+        assert!(!dbg.contains("tok123"), "{dbg}");
+        assert!(dbg.contains("/open-apis/bot/v2/hook/***"), "{dbg}");
+
+        let c = parse(&format!(
+            "{base}msgtype = \"interactive\"\nmention_user_ids = [\"ou_7d8a6e6df7621556ce0d21922b676706\"]\nmention_all = true\n"
+        ))
+        .unwrap();
+        assert_eq!(c.robots["fs"].look.msgtype, MsgType::Interactive);
+        let cases = [
+            (
+                format!("{base}mention_mobiles = [\"13800000000\"]\n"),
+                "robots.fs.mention_mobiles: a Feishu custom bot cannot mention people by mobile number; use mention_user_ids with their open ids (\"ou_…\") or user ids",
+            ),
+            (
+                format!("{base}mention_user_ids = [\"<at>\"]\n"),
+                "robots.fs.mention_user_ids[0]: \"<at>\" is not a Feishu open id or user id",
+            ),
+            (
+                format!("{base}msgtype = \"actionCard\"\n"),
+                "robots.fs.msgtype: unknown msgtype \"actionCard\" for a Feishu robot; expected \"post\" or \"interactive\"",
+            ),
+            (
+                base.replace("/open-apis/bot/v2/hook/", "/robot/send?access_token="),
+                "robots.fs.webhook: \"https://open.feishu.cn/robot/send?access_token=***\" is not a Feishu webhook",
+            ),
+            (
+                format!("{base}body_template = \"x\"\n"),
+                "robots.fs: custom templates",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "got {err:?}, want {want:?}");
+        }
+    }
+
+    #[test]
     fn look_keys_are_checked_and_inherited() {
         let base = "[server]\npublic_url = \"https://sluice.example.com\"\n[defaults]\ntimezone = \"Asia/Shanghai\"\n[robots.ops]\nprovider = \"console\"\n";
         let c = parse(base).unwrap();

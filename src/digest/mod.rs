@@ -1,4 +1,4 @@
-//! Merging a batch of alerts into one digest for a chat robot (DingTalk's markdown today).
+//! Merging a batch of alerts into one digest for a chat robot, in its platform's dialect.
 //!
 //! # Modules
 //!
@@ -9,6 +9,8 @@
 //! - [`dialect`]: the trait a platform implements, and what it must guarantee.
 //! - [`dingtalk`]: DingTalk's dialect ([`DingTalk`]) and its escaping (`dingtalk::markdown`).
 //! - [`wecom`]: WeCom's dialects ([`WeCom`], `markdown` and `markdown_v2`), in raw UTF-8 bytes.
+//! - [`feishu`]: Feishu / Lark's two dialects ([`feishu::Post`], [`feishu::Card`]) and a post's
+//!   escaping.
 //! - `context` (the template context), `clock` (times), `text` (shared text helpers),
 //!   [`template`] (custom templates).
 //!
@@ -124,6 +126,7 @@ mod clock;
 mod context;
 pub mod dialect;
 pub mod dingtalk;
+pub mod feishu;
 mod fit;
 mod index;
 mod plan;

@@ -1,5 +1,8 @@
 //! Text helpers every dialect shares: the characters that do not show or that break a line,
-//! cuts on character boundaries, thousands separators, and text sluice writes itself.
+//! cuts on character boundaries, thousands separators, and text sluice writes itself; and, for
+//! alert content, the cut and the quote every dialect writes around its own escaping.
+
+use super::plan::{QUOTE_BYTES, QUOTE_LINES};
 
 /// Appended where a text is cut.
 pub(crate) const ELLIPSIS: &str = "…";
@@ -52,6 +55,76 @@ pub(crate) fn push_clean(out: &mut String, s: &str, max: usize) {
     out.extend(part.chars().map(|c| if breaks_line(c) { ' ' } else { c }));
     if was_cut {
         out.push_str(ELLIPSIS);
+    }
+}
+
+/// A dialect's escaping of one line of alert content: writes it piece by piece to `emit` until
+/// `emit` returns false, never taking a piece back.
+pub(crate) type Escape<'a> = &'a dyn Fn(&str, &mut dyn FnMut(&str) -> bool);
+
+/// Appends one line of alert content as `escape` writes it, cut to at most `max` bytes of what it
+/// shows (trailing blanks dropped at a cut); true if cut. The cut is on what was written, so the
+/// cost measured on it is what the platform receives.
+pub(crate) fn push_cut(out: &mut String, s: &str, max: usize, escape: Escape) -> bool {
+    let start = out.len();
+    let mut cut = false;
+    escape(s, &mut |piece| {
+        let room = max - (out.len() - start);
+        if piece.len() > room {
+            out.push_str(cut_utf8(piece, room));
+            cut = true;
+            return false;
+        }
+        out.push_str(piece);
+        true
+    });
+    if cut {
+        let kept = out[start..].trim_end_matches(is_blank).len();
+        out.truncate(start + kept);
+    }
+    cut
+}
+
+/// Appends the text's first non-blank lines as a quote (`> …` lines joined by `\n`), each as
+/// `escape` writes it: at most [`QUOTE_LINES`] lines and [`QUOTE_BYTES`] bytes of what they show,
+/// cut on a character boundary, `…` when there is more.
+pub(crate) fn push_quote_with(out: &mut String, text: &str, escape: Escape) {
+    let mut room = QUOTE_BYTES;
+    let mut lines = text
+        .lines()
+        .map(|l| l.trim_matches(is_blank))
+        .filter(|l| !l.is_empty())
+        .peekable();
+    let mut shown = 0;
+    while let Some(l) = lines.next() {
+        let line_start = out.len();
+        if shown > 0 {
+            out.push('\n');
+        }
+        out.push_str("> ");
+        let body = out.len();
+        let cut = push_cut(out, l, room, escape);
+        let written = out.len() - body;
+        if written == 0 {
+            // No room left for even one character: mark the cut on the line before.
+            out.truncate(line_start);
+            if shown > 0 {
+                out.push_str(" …");
+            }
+            return;
+        }
+        shown += 1;
+        room -= written;
+        if cut {
+            out.push_str(ELLIPSIS);
+            return;
+        }
+        if shown == QUOTE_LINES {
+            if lines.peek().is_some() {
+                out.push_str(" …");
+            }
+            return;
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod console;
 pub mod dingtalk;
+pub mod feishu;
 pub mod slack;
 pub mod webhook;
 pub mod wecom;
@@ -22,6 +23,7 @@ use crate::message::Prepared;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     DingTalk,
+    Feishu,
     WeCom,
     Slack,
     Webhook,
@@ -29,8 +31,9 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 5] = [
+    pub const ALL: [ProviderKind; 6] = [
         ProviderKind::DingTalk,
+        ProviderKind::Feishu,
         ProviderKind::WeCom,
         ProviderKind::Slack,
         ProviderKind::Webhook,
@@ -40,6 +43,7 @@ impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::DingTalk => "dingtalk",
+            ProviderKind::Feishu => "feishu",
             ProviderKind::WeCom => "wecom",
             ProviderKind::Slack => "slack",
             ProviderKind::Webhook => "webhook",
@@ -60,6 +64,9 @@ impl ProviderKind {
                 "check its webhook URL (a removed app or an archived channel revokes it)"
             }
             ProviderKind::Webhook => "check its webhook URL and the credential in its headers",
+            ProviderKind::Feishu => {
+                "check its webhook's hook id, secret, keywords and IP allow-list"
+            }
         }
     }
 
@@ -91,6 +98,11 @@ pub enum MsgType {
     ActionCard,
     /// WeCom's `markdown_v2`: lists and tables, no colour, no @.
     MarkdownV2,
+    /// Feishu: rich text, one paragraph per line, with `a` and `at` elements.
+    Post,
+    /// Feishu: a card with one `lark_md` element and, with `server.public_url`, a button to the
+    /// digest's page.
+    Interactive,
 }
 
 impl ProviderKind {
@@ -109,6 +121,7 @@ impl ProviderKind {
             | ProviderKind::Slack
             | ProviderKind::Webhook
             | ProviderKind::Console => MsgType::Markdown,
+            ProviderKind::Feishu => MsgType::Post,
         }
     }
 
@@ -118,6 +131,7 @@ impl ProviderKind {
             ProviderKind::DingTalk | ProviderKind::Console => {
                 dingtalk::config::msgtype(key, value, has_public_url)
             }
+            ProviderKind::Feishu => feishu::config::msgtype(key, value),
             ProviderKind::WeCom => wecom::config::msgtype(key, value),
             ProviderKind::Webhook => Err(format!(
                 "{key}: a webhook robot's body is its body_template; msgtype does not apply"
@@ -152,6 +166,13 @@ impl ProviderKind {
                 rate: (20, Duration::from_secs(60)),
                 burst: None,
                 throttle_backoff: Duration::from_secs(600),
+            },
+            // 100 a minute and 5 a second. Feishu documents no mute after a breach (its throttle
+            // answer, 11232, says nothing of how long): a minute, the longer window, is waited.
+            ProviderKind::Feishu => Defaults {
+                rate: (100, Duration::from_secs(60)),
+                burst: Some((5, Duration::from_secs(1))),
+                throttle_backoff: Duration::from_secs(60),
             },
             // 20 a minute; no mute is documented, so a throttle waits out one period. That
             // 45009 is the webhook's throttle answer is UNCONFIRMED (`wecom::classify`).
@@ -188,6 +209,7 @@ pub struct Endpoint<'a> {
 pub fn check(kind: ProviderKind, robot: &str, e: &Endpoint) -> Result<(), String> {
     match kind {
         ProviderKind::DingTalk => dingtalk::config::check(robot, e),
+        ProviderKind::Feishu => feishu::config::check(robot, e),
         ProviderKind::WeCom => wecom::config::check(robot, e),
         ProviderKind::Slack => slack::config::check(robot, e),
         ProviderKind::Webhook => webhook::check(robot, e),
@@ -196,7 +218,8 @@ pub fn check(kind: ProviderKind, robot: &str, e: &Endpoint) -> Result<(), String
 }
 
 /// Checks whom the robot table `robot` asks to mention, for a provider of `kind` sending
-/// `msgtype`: a platform refuses what it cannot deliver rather than send it as mere text.
+/// `msgtype`: a platform refuses what it cannot deliver rather than send it as mere text
+/// (Feishu custom bots and Slack take no mobile numbers; WeCom's markdown neither).
 pub fn check_mentions(
     kind: ProviderKind,
     robot: &str,
@@ -205,6 +228,7 @@ pub fn check_mentions(
 ) -> Result<(), String> {
     match kind {
         ProviderKind::DingTalk | ProviderKind::Webhook | ProviderKind::Console => Ok(()),
+        ProviderKind::Feishu => feishu::config::check_mentions(robot, m),
         ProviderKind::WeCom => wecom::config::check_mentions(robot, msgtype, m),
         ProviderKind::Slack if !m.mobiles.is_empty() => Err(format!(
             "{robot}.mention_mobiles: Slack mentions people by member id, not by mobile; use mention_user_ids = [\"U0123ABCD\"]"
@@ -219,6 +243,7 @@ pub fn check_mentions(
 pub fn render(target: &Target, spec: DigestSpec, alerts: &[Alert], mentions: &Mention) -> Rendered {
     match target.kind {
         ProviderKind::DingTalk | ProviderKind::Console => dingtalk::render(spec, alerts, mentions),
+        ProviderKind::Feishu => feishu::render(spec, alerts, mentions, target.msgtype),
         ProviderKind::WeCom => wecom::render(spec, alerts, mentions, target.msgtype),
         ProviderKind::Slack => slack::render(spec, alerts, mentions),
         ProviderKind::Webhook => match target.hook {
@@ -254,7 +279,7 @@ pub fn redact_url(url: &str) -> String {
         Some((base, query)) => (base, Some(query)),
         None => (url, None),
     };
-    let base = redact_path(base);
+    let base = redact_path(&feishu::config::redact_hook(base));
     let Some(query) = query else {
         return base;
     };
@@ -362,6 +387,35 @@ pub(crate) fn hint(text: &str) -> String {
     }
 }
 
+/// Past this, a robot's clock and the host's differ by more than request latency and the `Date`
+/// header's whole seconds explain.
+pub const CLOCK_SKEW_NOTED: Duration = Duration::from_secs(60);
+
+/// "the host clock is 2h 0m behind the robot's (its Date header: …)", or `None` when `date` is
+/// not an HTTP date or is within [`CLOCK_SKEW_NOTED`] of `host_ms`. `platform` refuses a
+/// signature more than an hour off its clock (DingTalk and Feishu both do), which is said too.
+pub fn clock_skew(date: &str, host_ms: i64, platform: &str) -> Option<String> {
+    let robot_ms = http_date_ms(date)?;
+    let off_ms = robot_ms - host_ms;
+    if off_ms.unsigned_abs() <= CLOCK_SKEW_NOTED.as_millis() as u64 {
+        return None;
+    }
+    // A Date header has whole seconds, and the answer took a moment to come: round, so that two
+    // hours off reads "2h 0m", not "1h 59m".
+    let secs = (off_ms.unsigned_abs() + 500) / 1000;
+    let by = if secs >= 3600 {
+        let minutes = (secs + 30) / 60;
+        format!("{}h {}m", minutes / 60, minutes % 60)
+    } else {
+        format!("{}m {}s", secs / 60, secs % 60)
+    };
+    let side = if off_ms > 0 { "behind" } else { "ahead of" };
+    Some(format!(
+        "the host clock is {by} {side} the robot's (its Date header: {}); {platform} refuses signatures more than an hour off its clock, so set the host's time right (NTP)",
+        date.trim()
+    ))
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.reason() {
@@ -374,6 +428,7 @@ impl fmt::Display for Outcome {
 /// A configured robot's way of delivering digests.
 pub enum Provider {
     DingTalk(dingtalk::DingTalk),
+    Feishu(feishu::Feishu),
     WeCom(wecom::WeCom),
     Slack(slack::SlackWebhook),
     Webhook(webhook::Webhook),
@@ -461,6 +516,11 @@ impl Provider {
                 public_url,
                 client.map_err(str::to_string)?.clone(),
             ))),
+            ProviderKind::Feishu => Ok(Provider::Feishu(feishu::Feishu::new(
+                robot,
+                public_url,
+                client.map_err(str::to_string)?.clone(),
+            ))),
             ProviderKind::WeCom => Ok(Provider::WeCom(wecom::WeCom::new(
                 robot,
                 client.map_err(str::to_string)?.clone(),
@@ -488,6 +548,7 @@ impl Provider {
     pub fn uses_http(kind: ProviderKind) -> bool {
         match kind {
             ProviderKind::DingTalk
+            | ProviderKind::Feishu
             | ProviderKind::WeCom
             | ProviderKind::Slack
             | ProviderKind::Webhook => true,
@@ -516,6 +577,16 @@ impl Provider {
                 let text = format!("### {title}\n\n{body}");
                 (title, text)
             }
+            Provider::Feishu(f) => {
+                // A keyword-protected robot only takes messages that carry one.
+                let keyword = robot
+                    .keywords
+                    .first()
+                    .map_or(String::new(), |k| format!("{k} "));
+                let title = format!("{keyword}sluice test message");
+                let text = f.ping_text(&title, robot.name);
+                (title, text)
+            }
             Provider::Slack(_) => {
                 let title = "sluice test message".to_string();
                 let text = format!(
@@ -542,6 +613,7 @@ impl Provider {
     pub fn prepare(&self, id: u64, title: String, text: String, mentions: &Mention) -> Prepared {
         let body = match self {
             Provider::DingTalk(d) => d.body(id, &title, &text, mentions),
+            Provider::Feishu(f) => f.body(id, &title, &text, mentions),
             Provider::WeCom(w) => w.body(&text),
             Provider::Slack(_) => slack::body(&text),
             Provider::Webhook(w) => w.body(id, &title, &text, mentions),
@@ -554,6 +626,7 @@ impl Provider {
     pub async fn send(&self, id: u64, message: &Prepared) -> Outcome {
         match self {
             Provider::DingTalk(d) => d.send(&message.body).await,
+            Provider::Feishu(f) => f.send(&message.body).await,
             Provider::WeCom(w) => w.send(&message.body).await,
             Provider::Slack(s) => s.send(&message.body).await,
             Provider::Webhook(w) => w.send(&message.body).await,
@@ -574,7 +647,7 @@ mod tests {
         assert_eq!(ProviderKind::parse("teams"), None);
         assert_eq!(
             ProviderKind::expected(),
-            r#""dingtalk", "wecom", "slack", "webhook" or "console""#
+            r#""dingtalk", "feishu", "wecom", "slack", "webhook" or "console""#
         );
     }
 

@@ -16,3 +16,6 @@ pub mod fake_receiver;
 
 #[allow(dead_code)]
 pub mod fake_wecom;
+
+#[allow(dead_code)]
+pub mod fake_feishu;

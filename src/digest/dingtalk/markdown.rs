@@ -278,7 +278,7 @@ fn ordered_marker(t: &str) -> Option<usize> {
 
 /// Whether `rest` (what follows a `&`) is an entity or character reference, or would be with
 /// the `;` sluice may write next (`; ` between titles).
-fn is_reference(rest: &str) -> bool {
+pub(crate) fn is_reference(rest: &str) -> bool {
     let b = rest.as_bytes();
     let (body, max): (&[u8], usize) = match b {
         [b'#', b'x' | b'X', tail @ ..] => (tail, 6),

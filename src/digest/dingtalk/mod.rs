@@ -37,9 +37,9 @@ use markdown::Kind;
 use super::dialect::{Dialect, Size};
 use super::plan::{
     EXCERPT_BYTES, Entry, GROUP_TITLE_BYTES, GroupLine, HEADING_GROUP_BYTES, OVERFLOW_GROUP_BYTES,
-    Overflow, QUOTE_BYTES, QUOTE_LINES, Section, Summary, TITLE_BYTES,
+    Overflow, Section, Summary, TITLE_BYTES,
 };
-use super::text::{ELLIPSIS, cut_utf8, is_blank, push_thousands};
+use super::text::{ELLIPSIS, push_cut, push_quote_with, push_thousands};
 
 /// DingTalk's markdown messages (`msgtype: markdown`), measured in JSON-escaped bytes.
 #[derive(Debug, Clone, Copy, Default)]
@@ -238,7 +238,7 @@ impl<F: Fn(&str, Kind, &mut dyn FnMut(&str) -> bool)> Escape for F {}
 /// Appends one line of alert content written as `kind` in DingTalk's dialect ([`markdown`]),
 /// cut to at most `max` bytes of what it shows (trailing blanks dropped at a cut); true if cut.
 fn push_escaped(out: &mut String, s: &str, max: usize, kind: Kind) -> bool {
-    push_escaped_by(out, s, max, kind, &markdown::escape)
+    push_cut(out, s, max, &|s, emit| markdown::escape(s, kind, emit))
 }
 
 /// [`push_escaped`] with another dialect's `escape`.
@@ -249,23 +249,7 @@ pub(crate) fn push_escaped_by(
     kind: Kind,
     escape: &impl Escape,
 ) -> bool {
-    let start = out.len();
-    let mut cut = false;
-    escape(s, kind, &mut |piece| {
-        let room = max - (out.len() - start);
-        if piece.len() > room {
-            out.push_str(cut_utf8(piece, room));
-            cut = true;
-            return false;
-        }
-        out.push_str(piece);
-        true
-    });
-    if cut {
-        let kept = out[start..].trim_end_matches(is_blank).len();
-        out.truncate(start + kept);
-    }
-    cut
+    push_cut(out, s, max, &|s, emit| escape(s, kind, emit))
 }
 
 /// Appends alert content that must read as plain text (a title, a group name, a label), cut to
@@ -295,54 +279,18 @@ pub(crate) fn plain(s: &str) -> String {
 /// each written as rich alert content: at most 3 lines and 300 bytes of what they show, cut on a
 /// character boundary, `…` when there is more.
 pub(crate) fn push_quote(out: &mut String, text: &str) {
-    push_quote_by(out, text, &markdown::escape);
+    push_quote_with(out, text, &|s, emit| markdown::escape(s, Kind::Rich, emit));
 }
 
 /// [`push_quote`] with another dialect's `escape`.
 pub(crate) fn push_quote_by(out: &mut String, text: &str, escape: &impl Escape) {
-    let mut room = QUOTE_BYTES;
-    let mut lines = text
-        .lines()
-        .map(|l| l.trim_matches(is_blank))
-        .filter(|l| !l.is_empty())
-        .peekable();
-    let mut shown = 0;
-    while let Some(l) = lines.next() {
-        let line_start = out.len();
-        if shown > 0 {
-            out.push('\n');
-        }
-        out.push_str("> ");
-        let body = out.len();
-        let cut = push_escaped_by(out, l, room, Kind::Rich, escape);
-        let written = out.len() - body;
-        if written == 0 {
-            // No room left for even one character: mark the cut on the line before.
-            out.truncate(line_start);
-            if shown > 0 {
-                out.push_str(" …");
-            }
-            return;
-        }
-        shown += 1;
-        room -= written;
-        if cut {
-            out.push_str(ELLIPSIS);
-            return;
-        }
-        if shown == QUOTE_LINES {
-            if lines.peek().is_some() {
-                out.push_str(" …");
-            }
-            return;
-        }
-    }
+    push_quote_with(out, text, &|s, emit| escape(s, Kind::Rich, emit));
 }
 
 /// Extra bytes serde_json spends on each byte when escaping a string: `\"`, `\\`, the short
 /// escapes `\b \t \n \f \r`, and `\u00XX` for the other control bytes. Bytes of multi-byte
 /// characters are never escaped.
-const ESCAPE_EXTRA: [u8; 256] = {
+pub(crate) const ESCAPE_EXTRA: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
     while i < 0x20 {

@@ -5,7 +5,7 @@
 use super::model::{SpecParts, arb_alert, arb_hostile_alert, arb_spec_parts, zones};
 use super::*;
 use crate::digest::dialect::Dialect;
-use crate::digest::render_in;
+use crate::digest::{feishu, render_in};
 
 /// Checks `d` on two strings, a cut length and a batch rendered with the spec `parts`.
 fn keeps_the_contract<D: Dialect>(
@@ -104,5 +104,7 @@ proptest! {
         keeps_the_contract(&crate::digest::Slack, (&a, &b, max), &alerts, parts)?;
         keeps_the_contract(&WeCom::MARKDOWN, (&a, &b, max), &alerts, parts)?;
         keeps_the_contract(&WeCom::MARKDOWN_V2, (&a, &b, max), &alerts, parts)?;
+        keeps_the_contract(&feishu::Post, (&a, &b, max), &alerts, parts)?;
+        keeps_the_contract(&feishu::Card, (&a, &b, max), &alerts, parts)?;
     }
 }

@@ -2,6 +2,7 @@
 
 mod budget;
 mod contract;
+mod feishu;
 mod fill;
 mod layout;
 mod levels;

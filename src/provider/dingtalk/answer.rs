@@ -1,9 +1,7 @@
 //! What DingTalk's answer means: the pure [`classify`] over status and body, and what its
 //! `Date` header says of the host clock when a signature is refused.
 
-use std::time::Duration;
-
-use crate::provider::{Outcome, hint};
+use crate::provider::{Outcome, clock_skew, hint};
 
 /// Classifies an answer by HTTP status and, for 2xx, by `errcode` (ROBOTS.md §1.4, §1.5).
 pub fn classify(status: u16, body: &str) -> Outcome {
@@ -48,49 +46,21 @@ pub fn classify(status: u16, body: &str) -> Outcome {
     }
 }
 
-/// Past this, a robot's clock and the host's differ by more than request latency and the `Date`
-/// header's whole seconds explain.
-pub const CLOCK_SKEW_NOTED: Duration = Duration::from_secs(60);
-
 /// A refused security check (errcode 310000) gets what the robot's `Date` header says of the host
-/// clock, when the two differ by more than [`CLOCK_SKEW_NOTED`]: DingTalk refuses a signature whose
+/// clock, when the two differ by more than [`CLOCK_SKEW_NOTED`](crate::provider::CLOCK_SKEW_NOTED): DingTalk refuses a signature whose
 /// timestamp is more than an hour from its own clock ("invalid timestamp", but its words vary), and
 /// "fix the host's clock" is the one useful hint then. `host_ms` is the host clock as the answer
 /// came, the clock that signed the request. Pure, beside [`classify`].
 pub fn note_clock_skew(outcome: Outcome, date: Option<&str>, host_ms: i64) -> Outcome {
     match outcome {
         Outcome::Robot(reason) if reason.starts_with("errcode 310000 ") => {
-            match date.and_then(|d| clock_skew(d, host_ms)) {
+            match date.and_then(|d| clock_skew(d, host_ms, "DingTalk")) {
                 Some(note) => Outcome::Robot(format!("{reason}; {note}")),
                 None => Outcome::Robot(reason),
             }
         }
         other => other,
     }
-}
-
-/// "the host clock is 2h 0m behind the robot's (its Date header: …)", or `None` when `date` is
-/// not an HTTP date or is within [`CLOCK_SKEW_NOTED`] of `host_ms`.
-pub fn clock_skew(date: &str, host_ms: i64) -> Option<String> {
-    let robot_ms = crate::provider::http_date_ms(date)?;
-    let off_ms = robot_ms - host_ms;
-    if off_ms.unsigned_abs() <= CLOCK_SKEW_NOTED.as_millis() as u64 {
-        return None;
-    }
-    // A Date header has whole seconds, and the answer took a moment to come: round, so that two
-    // hours off reads "2h 0m", not "1h 59m".
-    let secs = (off_ms.unsigned_abs() + 500) / 1000;
-    let by = if secs >= 3600 {
-        let minutes = (secs + 30) / 60;
-        format!("{}h {}m", minutes / 60, minutes % 60)
-    } else {
-        format!("{}m {}s", secs / 60, secs % 60)
-    };
-    let side = if off_ms > 0 { "behind" } else { "ahead of" };
-    Some(format!(
-        "the host clock is {by} {side} the robot's (its Date header: {}); DingTalk refuses signatures more than an hour off its clock, so set the host's time right (NTP)",
-        date.trim()
-    ))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ mod message;
 mod sign;
 
 pub use super::MsgType;
-pub use answer::{CLOCK_SKEW_NOTED, classify, clock_skew, note_clock_skew};
+pub use answer::{classify, note_clock_skew};
 pub use config::MAX_BODY;
 pub use message::{action_card_body, message_body};
 pub use sign::sign;
