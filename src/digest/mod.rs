@@ -122,6 +122,7 @@ use crate::alert::{Alert, Severity, Status};
 use plan::{Plan, custom_title};
 use template::Templates;
 
+mod blocks;
 mod clock;
 mod context;
 pub mod dialect;

@@ -23,16 +23,27 @@
 //! invisible characters are removed, and the footer's words are quoted (`“sluice digest” #`),
 //! as in every dialect.
 
-use super::dialect::{Dialect, Size};
-use super::plan::{
-    EXCERPT_BYTES, Entry, GROUP_TITLE_BYTES, GroupLine, HEADING_GROUP_BYTES, OVERFLOW_GROUP_BYTES,
-    Overflow, QUOTE_BYTES, QUOTE_LINES, Section, Summary, TITLE_BYTES,
+use super::blocks::{
+    Marks, write_counts, write_entry, write_group, write_group_line, write_overflow,
 };
+use super::dialect::{Dialect, Size};
+use super::plan::{Entry, GroupLine, Overflow, QUOTE_BYTES, QUOTE_LINES, Section, Summary};
 use super::text::{ELLIPSIS, breaks_line, footer_phrase, is_blank, is_invisible, push_thousands};
 
 /// The most characters a Slack digest's text holds: a fifth of what Slack keeps, so a digest is
 /// never cut by Slack and stays readable in a channel.
 pub const MAX_CHARS: usize = 8_000;
+
+/// Slack's marks on the blocks every dialect shares: bold names, `•` lines.
+const MARKS: Marks = Marks {
+    bullet: "• ",
+    counts: ("*", "*"),
+    group: ("*", "*"),
+    group_line: ("*", "*"),
+    plain: push_plain,
+    rich: push_rich,
+    quote: push_quote,
+};
 
 /// Slack incoming-webhook messages in mrkdwn, measured in characters.
 #[derive(Debug, Clone, Copy, Default)]
@@ -80,115 +91,28 @@ impl Dialect for Slack {
 
     /// `*<group>* · <n>`
     fn write_group(&self, out: &mut String, name: &str, count: u64) {
-        out.push('*');
-        push_escaped(out, name, HEADING_GROUP_BYTES, true);
-        out.push_str("* · ");
-        push_thousands(out, count);
+        write_group(&MARKS, out, name, count);
     }
 
     /// `• <title> ×<n> — <excerpt>`, or in the resolved section `… — fired 10:00, resolved
     /// 10:05`; at level 0 the text follows as a quote.
     fn write_entry(&self, out: &mut String, e: &Entry) {
-        out.push_str("• ");
-        push_escaped(out, e.title, TITLE_BYTES, true);
-        if e.occurrences > 1 {
-            out.push_str(" ×");
-            push_thousands(out, e.occurrences);
-        }
-        if let Some((fired, resolved)) = &e.times {
-            out.push_str(" — ");
-            if let Some(f) = fired {
-                out.push_str("fired ");
-                out.push_str(f);
-                out.push_str(", ");
-            }
-            out.push_str("resolved ");
-            out.push_str(resolved.as_deref().unwrap_or("?"));
-        } else if let Some(x) = e.excerpt {
-            out.push_str(" — ");
-            push_escaped(out, x, EXCERPT_BYTES, false);
-        }
-        if let Some(t) = e.quote {
-            push_quote(out, t);
-        }
+        write_entry(&MARKS, out, e, Self::LINE_BREAK);
     }
 
     /// `• *<group>* ×<n>: <title>; <title>; <title> … and <m> more`
     fn write_group_line(&self, out: &mut String, g: &GroupLine) {
-        out.push_str("• *");
-        push_escaped(out, g.name, HEADING_GROUP_BYTES, true);
-        out.push_str("* ×");
-        push_thousands(out, g.count);
-        out.push_str(": ");
-        for (i, title) in g.titles.iter().enumerate() {
-            if i > 0 {
-                out.push_str("; ");
-            }
-            push_escaped(out, title, GROUP_TITLE_BYTES, true);
-        }
-        if g.more > 0 {
-            out.push_str(" … and ");
-            push_thousands(out, g.more);
-            out.push_str(" more");
-        }
+        write_group_line(&MARKS, out, g);
     }
 
     /// `• … and <N> more: <label> <value> <n>, …, <k> other values <n>` (or groups)
     fn write_overflow(&self, out: &mut String, o: &Overflow) {
-        out.push_str("• … and ");
-        push_thousands(out, o.count);
-        out.push_str(" more: ");
-        for (i, &(name, n)) in o.groups.iter().enumerate() {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            if let Some(label) = o.by {
-                push_escaped(out, label, OVERFLOW_GROUP_BYTES, true);
-                out.push(' ');
-            }
-            push_escaped(out, name, OVERFLOW_GROUP_BYTES, true);
-            out.push(' ');
-            push_thousands(out, n);
-        }
-        if o.other_groups > 0 {
-            out.push_str(", ");
-            push_thousands(out, o.other_groups);
-            out.push_str(match (o.by.is_some(), o.other_groups == 1) {
-                (false, true) => " other group ",
-                (false, false) => " other groups ",
-                (true, true) => " other value ",
-                (true, false) => " other values ",
-            });
-            push_thousands(out, o.other_count);
-        }
+        write_overflow(&MARKS, out, o);
     }
 
     /// `*Counts · <N>*` (when some section is listed above), then `• <severity>: …` lines.
     fn write_counts(&self, out: &mut String, summary: &Summary) {
-        if summary.titled {
-            out.push_str("*Counts · ");
-            push_thousands(out, summary.count);
-            out.push('*');
-        }
-        for (i, l) in summary.lines.iter().enumerate() {
-            if i > 0 || summary.titled {
-                out.push_str(Self::LINE_BREAK);
-            }
-            out.push_str("• ");
-            out.push_str(l.severity);
-            out.push_str(": ");
-            if l.firing > 0 {
-                push_thousands(out, l.firing);
-                out.push_str(" firing");
-            }
-            if l.resolved > 0 {
-                if l.firing > 0 {
-                    out.push_str(", ");
-                }
-                push_thousands(out, l.resolved);
-                out.push_str(" resolved");
-            }
-        }
+        write_counts(&MARKS, out, summary, Self::LINE_BREAK);
     }
 
     /// The link goes inside `<…|…>`: what would end it (`|`, `>`, spaces) is percent-encoded.
@@ -261,6 +185,8 @@ pub(crate) fn escape(s: &str, plain: bool, emit: &mut dyn FnMut(&str) -> bool) {
 }
 
 /// Appends one line of alert content, cut to `max` bytes of what it shows, then `…` when cut.
+/// An entity (`&lt;`) is one piece, written whole or not at all: a part of one would show as
+/// text (the shared `text::push_cut` may cut inside a piece, which DingTalk's pieces allow).
 fn push_escaped(out: &mut String, s: &str, max: usize, plain: bool) {
     let start = out.len();
     let mut cut = false;
@@ -279,8 +205,16 @@ fn push_escaped(out: &mut String, s: &str, max: usize, plain: bool) {
     }
 }
 
+fn push_plain(out: &mut String, s: &str, max: usize) {
+    push_escaped(out, s, max, true);
+}
+
+fn push_rich(out: &mut String, s: &str, max: usize) {
+    push_escaped(out, s, max, false);
+}
+
 /// The text of a level-0 entry as a quote: at most three non-blank lines and 300 bytes of what
-/// they show, each line `\n> …`, `…` where cut.
+/// they show, `> …` lines joined by `\n`, `…` where cut.
 fn push_quote(out: &mut String, text: &str) {
     let mut room = QUOTE_BYTES;
     let mut lines = text
@@ -294,7 +228,10 @@ fn push_quote(out: &mut String, text: &str) {
             out.push_str(" …");
             return;
         }
-        out.push_str("\n> ");
+        if shown > 0 {
+            out.push('\n');
+        }
+        out.push_str("> ");
         let body = out.len();
         push_escaped(out, l, room, false);
         let written = out.len() - body;

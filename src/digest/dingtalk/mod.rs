@@ -34,12 +34,23 @@ pub(crate) mod markdown;
 
 use markdown::Kind;
 
-use super::dialect::{Dialect, Size};
-use super::plan::{
-    EXCERPT_BYTES, Entry, GROUP_TITLE_BYTES, GroupLine, HEADING_GROUP_BYTES, OVERFLOW_GROUP_BYTES,
-    Overflow, Section, Summary, TITLE_BYTES,
+use super::blocks::{
+    Marks, write_counts, write_entry, write_group, write_group_line, write_overflow,
 };
+use super::dialect::{Dialect, Size};
+use super::plan::{Entry, GroupLine, Overflow, Section, Summary};
 use super::text::{ELLIPSIS, push_cut, push_quote_with, push_thousands};
+
+/// DingTalk's marks on the blocks every dialect shares.
+const MARKS: Marks = Marks {
+    bullet: "- ",
+    counts: ("#### ", ""),
+    group: ("**", "**"),
+    group_line: ("**", "**"),
+    plain: push_plain,
+    rich: push_rich,
+    quote: push_quote,
+};
 
 /// DingTalk's markdown messages (`msgtype: markdown`), measured in JSON-escaped bytes.
 #[derive(Debug, Clone, Copy, Default)]
@@ -76,121 +87,30 @@ impl Dialect for DingTalk {
 
     /// `**<group>** · <n>`
     fn write_group(&self, out: &mut String, name: &str, count: u64) {
-        out.push_str("**");
-        push_plain(out, name, HEADING_GROUP_BYTES);
-        out.push_str("** · ");
-        push_thousands(out, count);
+        write_group(&MARKS, out, name, count);
     }
 
     /// `- <title> ×<n> — <excerpt>` in a firing section, `- <title> ×<n> — fired 10:00,
     /// resolved 10:05` in the resolved one; the quote (level 0) follows on its own lines.
     fn write_entry(&self, out: &mut String, e: &Entry) {
-        out.push_str("- ");
-        push_plain(out, e.title, TITLE_BYTES);
-        if e.occurrences > 1 {
-            out.push_str(" ×");
-            push_thousands(out, e.occurrences);
-        }
-        if let Some((fired, resolved)) = &e.times {
-            out.push_str(" — ");
-            if let Some(f) = fired {
-                out.push_str("fired ");
-                out.push_str(f);
-                out.push_str(", ");
-            }
-            out.push_str("resolved ");
-            out.push_str(resolved.as_deref().unwrap_or("?"));
-        } else if let Some(x) = e.excerpt {
-            out.push_str(" — ");
-            push_rich(out, x, EXCERPT_BYTES);
-        }
-        if let Some(t) = e.quote {
-            let start = out.len();
-            out.push_str(Self::LINE_BREAK);
-            push_quote(out, t);
-            if out.len() == start + Self::LINE_BREAK.len() {
-                out.truncate(start);
-            }
-        }
+        write_entry(&MARKS, out, e, Self::LINE_BREAK);
     }
 
     /// `- **<group>** ×<n>: <title>; <title>; <title> … and <m> more` (`m` of its alerts unnamed)
     fn write_group_line(&self, out: &mut String, g: &GroupLine) {
-        out.push_str("- **");
-        push_plain(out, g.name, HEADING_GROUP_BYTES);
-        out.push_str("** ×");
-        push_thousands(out, g.count);
-        out.push_str(": ");
-        for (i, title) in g.titles.iter().enumerate() {
-            if i > 0 {
-                out.push_str("; ");
-            }
-            push_plain(out, title, GROUP_TITLE_BYTES);
-        }
-        if g.more > 0 {
-            out.push_str(" … and ");
-            push_thousands(out, g.more);
-            out.push_str(" more");
-        }
+        write_group_line(&MARKS, out, g);
     }
 
     /// `- … and <N> more: <group> <n>, …, <k> other groups <n>`, or split by a label
     /// `- … and <N> more: <label> <value> <n>, …, <k> other values <n>`
     fn write_overflow(&self, out: &mut String, o: &Overflow) {
-        out.push_str("- … and ");
-        push_thousands(out, o.count);
-        out.push_str(" more: ");
-        for (i, &(name, n)) in o.groups.iter().enumerate() {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            if let Some(label) = o.by {
-                push_plain(out, label, OVERFLOW_GROUP_BYTES);
-                out.push(' ');
-            }
-            push_plain(out, name, OVERFLOW_GROUP_BYTES);
-            out.push(' ');
-            push_thousands(out, n);
-        }
-        if o.other_groups > 0 {
-            out.push_str(", ");
-            push_thousands(out, o.other_groups);
-            out.push_str(match (o.by.is_some(), o.other_groups == 1) {
-                (false, true) => " other group ",
-                (false, false) => " other groups ",
-                (true, true) => " other value ",
-                (true, false) => " other values ",
-            });
-            push_thousands(out, o.other_count);
-        }
+        write_overflow(&MARKS, out, o);
     }
 
     /// `#### Counts · <N>` (when some section is listed above), then
     /// `- <severity>: <n> firing, <m> resolved` lines.
     fn write_counts(&self, out: &mut String, summary: &Summary) {
-        if summary.titled {
-            out.push_str("#### Counts · ");
-            push_thousands(out, summary.count);
-        }
-        for (i, l) in summary.lines.iter().enumerate() {
-            if i > 0 || summary.titled {
-                out.push_str(Self::LINE_BREAK);
-            }
-            out.push_str("- ");
-            out.push_str(l.severity);
-            out.push_str(": ");
-            if l.firing > 0 {
-                push_thousands(out, l.firing);
-                out.push_str(" firing");
-            }
-            if l.resolved > 0 {
-                if l.firing > 0 {
-                    out.push_str(", ");
-                }
-                push_thousands(out, l.resolved);
-                out.push_str(" resolved");
-            }
-        }
+        write_counts(&MARKS, out, summary, Self::LINE_BREAK);
     }
 
     fn link_target(&self, link: &str) -> String {
@@ -228,28 +148,10 @@ pub(crate) fn escape_link(link: &str) -> String {
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
-/// An escaping of alert content: writes one line as `kind`, piece by piece to `emit`, until
-/// `emit` returns false, handing out its pieces in order ([`markdown::escape`] is DingTalk's;
-/// another dialect may map its pieces further).
-pub(crate) trait Escape: Fn(&str, Kind, &mut dyn FnMut(&str) -> bool) {}
-
-impl<F: Fn(&str, Kind, &mut dyn FnMut(&str) -> bool)> Escape for F {}
-
 /// Appends one line of alert content written as `kind` in DingTalk's dialect ([`markdown`]),
 /// cut to at most `max` bytes of what it shows (trailing blanks dropped at a cut); true if cut.
 fn push_escaped(out: &mut String, s: &str, max: usize, kind: Kind) -> bool {
     push_cut(out, s, max, &|s, emit| markdown::escape(s, kind, emit))
-}
-
-/// [`push_escaped`] with another dialect's `escape`.
-pub(crate) fn push_escaped_by(
-    out: &mut String,
-    s: &str,
-    max: usize,
-    kind: Kind,
-    escape: &impl Escape,
-) -> bool {
-    push_cut(out, s, max, &|s, emit| escape(s, kind, emit))
 }
 
 /// Appends alert content that must read as plain text (a title, a group name, a label), cut to
@@ -280,11 +182,6 @@ pub(crate) fn plain(s: &str) -> String {
 /// character boundary, `…` when there is more.
 pub(crate) fn push_quote(out: &mut String, text: &str) {
     push_quote_with(out, text, &|s, emit| markdown::escape(s, Kind::Rich, emit));
-}
-
-/// [`push_quote`] with another dialect's `escape`.
-pub(crate) fn push_quote_by(out: &mut String, text: &str, escape: &impl Escape) {
-    push_quote_with(out, text, &|s, emit| escape(s, Kind::Rich, emit));
 }
 
 /// Extra bytes serde_json spends on each byte when escaping a string: `\"`, `\\`, the short

@@ -36,12 +36,12 @@
 
 mod text;
 
+use super::blocks::{
+    Marks, write_counts, write_entry, write_group, write_group_line, write_overflow,
+};
 use super::dialect::{Dialect, Size};
 use super::dingtalk::{ESCAPE_EXTRA, LINK_PREFIX, escape_link, push_plain, push_quote, push_rich};
-use super::plan::{
-    EXCERPT_BYTES, Entry, GROUP_TITLE_BYTES, GroupLine, HEADING_GROUP_BYTES, OVERFLOW_GROUP_BYTES,
-    Overflow, Section, Summary, TITLE_BYTES,
-};
+use super::plan::{Entry, GroupLine, Overflow, Section, Summary};
 use super::text::{ELLIPSIS, push_cut, push_quote_with, push_thousands};
 
 /// What a line break costs in a post: `"}],[{"tag":"text","text":"` closes one paragraph (a
@@ -68,21 +68,13 @@ const POST_EXTRA: [u8; 256] = {
     t
 };
 
-/// What sets the two dialects apart: the marks around sluice's headings and how alert content
-/// is escaped. The blocks themselves are the same.
-struct Marks {
-    /// Around a section's heading and the count block's.
-    section: (&'static str, &'static str),
-    /// Around a group's name in its heading (levels 0 and 1) and in its group line (level 2).
-    group: (&'static str, &'static str),
-    group_line: (&'static str, &'static str),
-    plain: fn(&mut String, &str, usize),
-    rich: fn(&mut String, &str, usize),
-    quote: fn(&mut String, &str),
-}
+/// Around a section's heading, in each dialect (the count block's heading has the same).
+const POST_SECTION: (&str, &str) = ("【", "】");
+const CARD_SECTION: (&str, &str) = ("**【", "】**");
 
 const POST: Marks = Marks {
-    section: ("【", "】"),
+    bullet: "- ",
+    counts: POST_SECTION,
     group: ("◆ ", ""),
     group_line: ("", ""),
     plain: push_post,
@@ -91,7 +83,8 @@ const POST: Marks = Marks {
 };
 
 const CARD: Marks = Marks {
-    section: ("**【", "】**"),
+    bullet: "- ",
+    counts: CARD_SECTION,
     group: ("**", "**"),
     group_line: ("**", "**"),
     plain: push_plain,
@@ -133,7 +126,7 @@ impl Dialect for Post {
     }
 
     fn write_section(&self, out: &mut String, section: &Section) {
-        write_section(&POST, out, section);
+        write_section(POST_SECTION, out, section);
     }
 
     fn write_group(&self, out: &mut String, name: &str, count: u64) {
@@ -189,7 +182,7 @@ impl Dialect for Card {
     }
 
     fn write_section(&self, out: &mut String, section: &Section) {
-        write_section(&CARD, out, section);
+        write_section(CARD_SECTION, out, section);
     }
 
     fn write_group(&self, out: &mut String, name: &str, count: u64) {
@@ -232,137 +225,13 @@ pub fn link_line<D: Dialect>(d: &D, link: &str) -> String {
 }
 
 /// `<open>Critical · 3<close>`, `<open>✅ Resolved · 2<close>`
-fn write_section(m: &Marks, out: &mut String, section: &Section) {
-    out.push_str(m.section.0);
+fn write_section(marks: (&str, &str), out: &mut String, section: &Section) {
+    out.push_str(marks.0);
     if section.resolved {
         out.push_str("✅ ");
     }
     out.push_str(section.name);
     out.push_str(" · ");
     push_thousands(out, section.count);
-    out.push_str(m.section.1);
-}
-
-/// `◆ <group> · <n>`, `**<group>** · <n>`
-fn write_group(m: &Marks, out: &mut String, name: &str, count: u64) {
-    out.push_str(m.group.0);
-    (m.plain)(out, name, HEADING_GROUP_BYTES);
-    out.push_str(m.group.1);
-    out.push_str(" · ");
-    push_thousands(out, count);
-}
-
-/// `- <title> ×<n> — <excerpt>` in a firing section, `- <title> ×<n> — fired 10:00, resolved
-/// 10:05` in the resolved one; the quote (level 0) follows on its own lines.
-fn write_entry(m: &Marks, out: &mut String, e: &Entry, line_break: &str) {
-    out.push_str("- ");
-    (m.plain)(out, e.title, TITLE_BYTES);
-    if e.occurrences > 1 {
-        out.push_str(" ×");
-        push_thousands(out, e.occurrences);
-    }
-    if let Some((fired, resolved)) = &e.times {
-        out.push_str(" — ");
-        if let Some(f) = fired {
-            out.push_str("fired ");
-            out.push_str(f);
-            out.push_str(", ");
-        }
-        out.push_str("resolved ");
-        out.push_str(resolved.as_deref().unwrap_or("?"));
-    } else if let Some(x) = e.excerpt {
-        out.push_str(" — ");
-        (m.rich)(out, x, EXCERPT_BYTES);
-    }
-    if let Some(t) = e.quote {
-        let start = out.len();
-        out.push_str(line_break);
-        (m.quote)(out, t);
-        if out.len() == start + line_break.len() {
-            out.truncate(start);
-        }
-    }
-}
-
-/// `- <group> ×<n>: <title>; <title>; <title> … and <m> more` (`m` of its alerts unnamed)
-fn write_group_line(m: &Marks, out: &mut String, g: &GroupLine) {
-    out.push_str("- ");
-    out.push_str(m.group_line.0);
-    (m.plain)(out, g.name, HEADING_GROUP_BYTES);
-    out.push_str(m.group_line.1);
-    out.push_str(" ×");
-    push_thousands(out, g.count);
-    out.push_str(": ");
-    for (i, title) in g.titles.iter().enumerate() {
-        if i > 0 {
-            out.push_str("; ");
-        }
-        (m.plain)(out, title, GROUP_TITLE_BYTES);
-    }
-    if g.more > 0 {
-        out.push_str(" … and ");
-        push_thousands(out, g.more);
-        out.push_str(" more");
-    }
-}
-
-/// `- … and <N> more: <group> <n>, …, <k> other groups <n>`, or split by a label
-/// `- … and <N> more: <label> <value> <n>, …, <k> other values <n>`
-fn write_overflow(m: &Marks, out: &mut String, o: &Overflow) {
-    out.push_str("- … and ");
-    push_thousands(out, o.count);
-    out.push_str(" more: ");
-    for (i, &(name, n)) in o.groups.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        if let Some(label) = o.by {
-            (m.plain)(out, label, OVERFLOW_GROUP_BYTES);
-            out.push(' ');
-        }
-        (m.plain)(out, name, OVERFLOW_GROUP_BYTES);
-        out.push(' ');
-        push_thousands(out, n);
-    }
-    if o.other_groups > 0 {
-        out.push_str(", ");
-        push_thousands(out, o.other_groups);
-        out.push_str(match (o.by.is_some(), o.other_groups == 1) {
-            (false, true) => " other group ",
-            (false, false) => " other groups ",
-            (true, true) => " other value ",
-            (true, false) => " other values ",
-        });
-        push_thousands(out, o.other_count);
-    }
-}
-
-/// `【Counts · <N>】` (when some section is listed above), then `- <severity>: <n> firing, <m>
-/// resolved` lines.
-fn write_counts(m: &Marks, out: &mut String, summary: &Summary, line_break: &str) {
-    if summary.titled {
-        out.push_str(m.section.0);
-        out.push_str("Counts · ");
-        push_thousands(out, summary.count);
-        out.push_str(m.section.1);
-    }
-    for (i, l) in summary.lines.iter().enumerate() {
-        if i > 0 || summary.titled {
-            out.push_str(line_break);
-        }
-        out.push_str("- ");
-        out.push_str(l.severity);
-        out.push_str(": ");
-        if l.firing > 0 {
-            push_thousands(out, l.firing);
-            out.push_str(" firing");
-        }
-        if l.resolved > 0 {
-            if l.firing > 0 {
-                out.push_str(", ");
-            }
-            push_thousands(out, l.resolved);
-            out.push_str(" resolved");
-        }
-    }
+    out.push_str(marks.1);
 }

@@ -36,14 +36,14 @@
 //! its pieces in order, so a cut is a prefix of the whole, and every size is measured on what
 //! is written.
 
+use super::blocks::{
+    Marks, write_counts, write_entry, write_group, write_group_line, write_overflow,
+};
 use super::dialect::{Dialect, Size};
 use super::dingtalk::markdown::{self, Kind};
-use super::dingtalk::{Escape, LINK_PREFIX, escape_link, push_escaped_by, push_quote_by};
-use super::plan::{
-    EXCERPT_BYTES, Entry, GROUP_TITLE_BYTES, GroupLine, HEADING_GROUP_BYTES, OVERFLOW_GROUP_BYTES,
-    Overflow, Section, Summary, TITLE_BYTES,
-};
-use super::text::{ELLIPSIS, push_thousands};
+use super::dingtalk::{LINK_PREFIX, escape_link, push_plain, push_quote, push_rich};
+use super::plan::{Entry, GroupLine, Overflow, Section, Summary};
+use super::text::{ELLIPSIS, push_cut, push_quote_with, push_thousands};
 
 /// The most `markdown.content` (and `markdown_v2.content`) may hold, in raw UTF-8 bytes.
 pub const MAX_CONTENT: usize = 4096;
@@ -55,6 +55,54 @@ pub enum Flavor {
     Markdown,
     /// `msgtype: markdown_v2`: lists and tables, no colour, no mentions.
     MarkdownV2,
+}
+
+const MARKDOWN_MARKS: Marks = Marks {
+    bullet: "• ",
+    counts: ("#### ", ""),
+    group: ("**", "**"),
+    group_line: ("**", "**"),
+    plain: push_plain,
+    rich: push_rich,
+    quote: push_quote,
+};
+
+const MARKDOWN_V2_MARKS: Marks = Marks {
+    bullet: "- ",
+    counts: ("#### ", ""),
+    group: ("**", "**"),
+    group_line: ("**", "**"),
+    plain: push_plain_v2,
+    rich: push_rich_v2,
+    quote: push_quote_v2,
+};
+
+/// DingTalk's escaping, then `|` made fullwidth: `markdown_v2` draws tables.
+fn escape_v2(s: &str, kind: Kind, emit: &mut dyn FnMut(&str) -> bool) {
+    markdown::escape(s, kind, &mut |piece| {
+        for (i, part) in piece.split('|').enumerate() {
+            if (i > 0 && !emit("｜")) || (!part.is_empty() && !emit(part)) {
+                return false;
+            }
+        }
+        true
+    });
+}
+
+fn push_plain_v2(out: &mut String, s: &str, max: usize) {
+    if push_cut(out, s, max, &|s, emit| escape_v2(s, Kind::Plain, emit)) {
+        out.push_str(ELLIPSIS);
+    }
+}
+
+fn push_rich_v2(out: &mut String, s: &str, max: usize) {
+    if push_cut(out, s, max, &|s, emit| escape_v2(s, Kind::Rich, emit)) {
+        out.push_str(ELLIPSIS);
+    }
+}
+
+fn push_quote_v2(out: &mut String, text: &str) {
+    push_quote_with(out, text, &|s, emit| escape_v2(s, Kind::Rich, emit));
 }
 
 /// WeCom's markdown messages, measured in raw UTF-8 bytes of the content.
@@ -71,45 +119,19 @@ impl WeCom {
         flavor: Flavor::MarkdownV2,
     };
 
-    /// What starts each entry, group line, rest line and count line.
-    fn bullet(&self) -> &'static str {
+    /// Its marks on the blocks every dialect shares: `markdown` has no lists, so each line
+    /// starts with `•`; `markdown_v2` writes list items and makes `|` fullwidth in alert content,
+    /// so it cannot draw a table.
+    fn marks(&self) -> &'static Marks {
         match self.flavor {
-            Flavor::Markdown => "• ",
-            Flavor::MarkdownV2 => "- ",
-        }
-    }
-
-    /// Alert content escaped as `kind`, then, in `markdown_v2`, `|` made fullwidth.
-    fn escape(&self) -> impl Escape {
-        let tables = self.flavor == Flavor::MarkdownV2;
-        move |s: &str, kind: Kind, emit: &mut dyn FnMut(&str) -> bool| {
-            if !tables {
-                return markdown::escape(s, kind, emit);
-            }
-            markdown::escape(s, kind, &mut |piece| {
-                for (i, part) in piece.split('|').enumerate() {
-                    if (i > 0 && !emit("｜")) || (!part.is_empty() && !emit(part)) {
-                        return false;
-                    }
-                }
-                true
-            });
+            Flavor::Markdown => &MARKDOWN_MARKS,
+            Flavor::MarkdownV2 => &MARKDOWN_V2_MARKS,
         }
     }
 
     /// Appends alert content as plain text, cut to `max` bytes with `…`.
     pub(crate) fn push_plain(&self, out: &mut String, s: &str, max: usize) {
-        if push_escaped_by(out, s, max, Kind::Plain, &self.escape()) {
-            out.push_str(ELLIPSIS);
-        }
-    }
-
-    /// Appends a line of an alert's text (emphasis, inline code and web links kept), cut to
-    /// `max` bytes with `…`.
-    fn push_rich(&self, out: &mut String, s: &str, max: usize) {
-        if push_escaped_by(out, s, max, Kind::Rich, &self.escape()) {
-            out.push_str(ELLIPSIS);
-        }
+        (self.marks().plain)(out, s, max);
     }
 
     /// The colour a section's heading is written in (`markdown` only).
@@ -171,122 +193,29 @@ impl Dialect for WeCom {
 
     /// `**<group>** · <n>`
     fn write_group(&self, out: &mut String, name: &str, count: u64) {
-        out.push_str("**");
-        self.push_plain(out, name, HEADING_GROUP_BYTES);
-        out.push_str("** · ");
-        push_thousands(out, count);
+        write_group(self.marks(), out, name, count);
     }
 
     /// `• <title> ×<n> — <excerpt>`, or `— fired 10:00, resolved 10:05` in the resolved
     /// section; at level 0 the quote follows on its own `> ` lines.
     fn write_entry(&self, out: &mut String, e: &Entry) {
-        out.push_str(self.bullet());
-        self.push_plain(out, e.title, TITLE_BYTES);
-        if e.occurrences > 1 {
-            out.push_str(" ×");
-            push_thousands(out, e.occurrences);
-        }
-        if let Some((fired, resolved)) = &e.times {
-            out.push_str(" — ");
-            if let Some(f) = fired {
-                out.push_str("fired ");
-                out.push_str(f);
-                out.push_str(", ");
-            }
-            out.push_str("resolved ");
-            out.push_str(resolved.as_deref().unwrap_or("?"));
-        } else if let Some(x) = e.excerpt {
-            out.push_str(" — ");
-            self.push_rich(out, x, EXCERPT_BYTES);
-        }
-        if let Some(t) = e.quote {
-            let start = out.len();
-            out.push_str(Self::LINE_BREAK);
-            push_quote_by(out, t, &self.escape());
-            if out.len() == start + Self::LINE_BREAK.len() {
-                out.truncate(start);
-            }
-        }
+        write_entry(self.marks(), out, e, Self::LINE_BREAK);
     }
 
     /// `• **<group>** ×<n>: <title>; <title>; <title> … and <m> more`
     fn write_group_line(&self, out: &mut String, g: &GroupLine) {
-        out.push_str(self.bullet());
-        out.push_str("**");
-        self.push_plain(out, g.name, HEADING_GROUP_BYTES);
-        out.push_str("** ×");
-        push_thousands(out, g.count);
-        out.push_str(": ");
-        for (i, title) in g.titles.iter().enumerate() {
-            if i > 0 {
-                out.push_str("; ");
-            }
-            self.push_plain(out, title, GROUP_TITLE_BYTES);
-        }
-        if g.more > 0 {
-            out.push_str(" … and ");
-            push_thousands(out, g.more);
-            out.push_str(" more");
-        }
+        write_group_line(self.marks(), out, g);
     }
 
     /// `• … and <N> more: <group> <n>, …, <k> other groups <n>` (or by a label's values)
     fn write_overflow(&self, out: &mut String, o: &Overflow) {
-        out.push_str(self.bullet());
-        out.push_str("… and ");
-        push_thousands(out, o.count);
-        out.push_str(" more: ");
-        for (i, &(name, n)) in o.groups.iter().enumerate() {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            if let Some(label) = o.by {
-                self.push_plain(out, label, OVERFLOW_GROUP_BYTES);
-                out.push(' ');
-            }
-            self.push_plain(out, name, OVERFLOW_GROUP_BYTES);
-            out.push(' ');
-            push_thousands(out, n);
-        }
-        if o.other_groups > 0 {
-            out.push_str(", ");
-            push_thousands(out, o.other_groups);
-            out.push_str(match (o.by.is_some(), o.other_groups == 1) {
-                (false, true) => " other group ",
-                (false, false) => " other groups ",
-                (true, true) => " other value ",
-                (true, false) => " other values ",
-            });
-            push_thousands(out, o.other_count);
-        }
+        write_overflow(self.marks(), out, o);
     }
 
     /// `#### Counts · <N>` (when some section is listed above), then
     /// `• <severity>: <n> firing, <m> resolved` lines.
     fn write_counts(&self, out: &mut String, summary: &Summary) {
-        if summary.titled {
-            out.push_str("#### Counts · ");
-            push_thousands(out, summary.count);
-        }
-        for (i, l) in summary.lines.iter().enumerate() {
-            if i > 0 || summary.titled {
-                out.push_str(Self::LINE_BREAK);
-            }
-            out.push_str(self.bullet());
-            out.push_str(l.severity);
-            out.push_str(": ");
-            if l.firing > 0 {
-                push_thousands(out, l.firing);
-                out.push_str(" firing");
-            }
-            if l.resolved > 0 {
-                if l.firing > 0 {
-                    out.push_str(", ");
-                }
-                push_thousands(out, l.resolved);
-                out.push_str(" resolved");
-            }
-        }
+        write_counts(self.marks(), out, summary, Self::LINE_BREAK);
     }
 
     fn link_target(&self, link: &str) -> String {
