@@ -96,8 +96,8 @@ pub struct RobotEntry {
     /// A pool: its member robots, in config order (each also has an entry of its own).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<String>,
-    /// A pool's member robot: its pool, which holds its queue (so its `pending` and `outbox`
-    /// are the pool's, and its sends and state its own).
+    /// A pool's member robot: its pool, which holds its queue (so its `pending` is the pool's;
+    /// its state, sends, deliveries and last error are its own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
 }
