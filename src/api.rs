@@ -93,6 +93,13 @@ pub struct RobotEntry {
     pub last_error: Option<String>,
     pub last_error_ms: Option<i64>,
     pub next_attempt_ms: Option<i64>,
+    /// A pool: its member robots, in config order (each also has an entry of its own).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    /// A pool's member robot: its pool, which holds its queue (so its `pending` is the pool's;
+    /// its state, sends, deliveries and last error are its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 /// A robot no longer configured whose queue is still there.

@@ -477,8 +477,13 @@ pub fn status_table(status: &api::Status) -> String {
                 humantime::format_duration(Duration::from_secs(secs))
             );
         }
+        // A pool's member robot shows under its pool: `oncall/a`.
+        let name = match &r.pool {
+            Some(pool) => format!("{pool}/{}", r.robot),
+            None => r.robot.clone(),
+        };
         rows.push([
-            r.robot.clone(),
+            name,
             state,
             or_dash(r.pending.map(|p| p.to_string())),
             r.outbox.to_string(),

@@ -178,9 +178,16 @@ impl Ingest<'_> {
         alert: &Alert,
         path: &str,
     ) -> Result<Vec<String>, IngestError> {
+        // A pool's member has no queue of its own: what names it goes to its pool.
+        let lane = |name: &str| {
+            self.config
+                .destination(name)
+                .filter(|l| self.robots.contains_key(*l))
+                .map(str::to_string)
+        };
         if let Some(r) = robot {
-            return if self.robots.contains_key(r) {
-                Ok(vec![r.to_string()])
+            return if let Some(l) = lane(r) {
+                Ok(vec![l])
             } else {
                 Err(IngestError::UnknownRobot {
                     path: path.to_string(),
@@ -196,7 +203,15 @@ impl Ingest<'_> {
             source: alert.source.as_deref(),
         });
         if !routed.is_empty() {
-            return Ok(routed);
+            let mut lanes: Vec<String> = Vec::with_capacity(routed.len());
+            for r in routed.iter().filter_map(|r| lane(r)) {
+                if !lanes.contains(&r) {
+                    lanes.push(r);
+                }
+            }
+            if !lanes.is_empty() {
+                return Ok(lanes);
+            }
         }
         if routes.is_empty() && self.robots.len() == 1 {
             return Ok(self.robots.keys().cloned().collect());

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
-use crate::delivery::{RobotHandle, RobotStatus, RobotTask, Run};
+use crate::delivery::{PoolMember, PoolTask, RobotHandle, RobotStatus, RobotTask, Run};
 use crate::limit::Clock;
 use crate::metrics::Metrics;
 use crate::provider::Provider;
@@ -26,7 +26,10 @@ use crate::store::{DigestRecord, DigestState, Moved, Store, StoreError};
 #[derive(Clone)]
 pub struct Live {
     pub config: Arc<Config>,
+    /// Every lane (a robot in no pool, or a pool), by name: what has a queue and a task.
     pub robots: Arc<BTreeMap<String, RobotHandle>>,
+    /// The robots in pools, by name: their status, written by their pool's task.
+    pub members: Arc<BTreeMap<String, RobotHandle>>,
     /// `Err(why)` while a failed store is being reopened.
     pub store: Result<Arc<dyn Store>, String>,
     /// Robots no longer configured whose alerts are still queued.
@@ -250,7 +253,7 @@ async fn scan(store: &dyn Store, config: &Config) -> Result<Scan, StoreError> {
     let mut orphans: BTreeMap<String, Orphan> = BTreeMap::new();
     for d in store.digests().await? {
         match d.state {
-            DigestState::Pending if config.robots.contains_key(&d.robot) => {
+            DigestState::Pending if config.is_lane(&d.robot) => {
                 outboxes.entry(d.robot.clone()).or_default().push(d)
             }
             DigestState::Pending => {
@@ -263,7 +266,7 @@ async fn scan(store: &dyn Store, config: &Config) -> Result<Scan, StoreError> {
         }
     }
     for robot in store.robots().await? {
-        if config.robots.contains_key(&robot) {
+        if config.is_lane(&robot) {
             continue;
         }
         let pending = store.pending(&robot).await?;
@@ -291,6 +294,7 @@ impl Supervisor {
         let live = LiveCell(Arc::new(RwLock::new(Live {
             config: Arc::new(config),
             robots: Arc::new(BTreeMap::new()),
+            members: Arc::new(BTreeMap::new()),
             store: Ok(store.clone()),
             orphans: Arc::new(BTreeMap::new()),
             faults: Arc::new(Faults::default()),
@@ -416,7 +420,9 @@ impl Supervisor {
         let config = live.config.clone();
         let owners = Arc::new(config.owners.clone());
         let mut robots = (*live.robots).clone();
-        for (name, rc) in &config.robots {
+        let mut members = (*live.members).clone();
+        for (name, rc) in config.lanes() {
+            let name = &name.to_string();
             if only.is_some_and(|o| !o.contains(name)) {
                 continue;
             }
@@ -431,11 +437,22 @@ impl Supervisor {
             };
             handle.set_dead(dead);
             self.unstarted.retain(|n| n != name);
-            let provider = match Provider::new(
-                &rc.target(),
-                config.server.public_url.as_deref(),
-                self.client.as_ref().map_err(String::as_str),
-            ) {
+            let client = self.client.as_ref().map_err(String::as_str);
+            let public_url = config.server.public_url.as_deref();
+            // A pool's members, each with its provider; a robot is its own only one.
+            let pool = config.pools.get(name);
+            let robots_of: Vec<&crate::config::Robot> = match pool {
+                Some(p) => p.members.iter().map(|m| &config.robots[m]).collect(),
+                None => vec![rc],
+            };
+            let providers: Result<Vec<Provider>, String> = robots_of
+                .iter()
+                .map(|r| {
+                    Provider::new(&r.target(), public_url, client)
+                        .map_err(|why| format!("{}: {why}", r.name))
+                })
+                .collect();
+            let mut providers = match providers {
                 Ok(p) => p,
                 Err(why) => {
                     tracing::error!(robot = %name, "cannot start the robot: {why}");
@@ -446,30 +463,66 @@ impl Supervisor {
                 }
             };
             let (run, rx) = watch::channel(Run::Go);
-            let task = RobotTask {
-                handle: handle.clone(),
-                store: store.clone(),
-                provider,
-                clock: self.clock,
-                run: rx,
-                public_url: config.server.public_url.clone(),
-                owners: owners.clone(),
-                outbox: scan.outboxes.remove(name).unwrap_or_default(),
-            };
+            let outbox = scan.outboxes.remove(name).unwrap_or_default();
             let key = format!("robot {name}");
             live.faults.clear(&key);
-            let join = spawn_watched(live.faults.clone(), key, task.run());
+            let join = match pool {
+                None => {
+                    let task = RobotTask {
+                        handle: handle.clone(),
+                        store: store.clone(),
+                        provider: providers.remove(0),
+                        clock: self.clock,
+                        run: rx,
+                        public_url: config.server.public_url.clone(),
+                        owners: owners.clone(),
+                        outbox,
+                    };
+                    spawn_watched(live.faults.clone(), key, task.run())
+                }
+                Some(_) => {
+                    let pool_members = robots_of
+                        .iter()
+                        .zip(providers)
+                        .map(|(r, provider)| {
+                            let handle = match members.get(&r.name) {
+                                Some(h) => h.reconfigured((*r).clone()),
+                                None => RobotHandle::new(
+                                    (*r).clone(),
+                                    RobotStatus::new(self.clock.now_ms()),
+                                    self.metrics.robot(&r.name),
+                                ),
+                            };
+                            members.insert(r.name.clone(), handle.clone());
+                            PoolMember { handle, provider }
+                        })
+                        .collect();
+                    let task = PoolTask {
+                        handle: handle.clone(),
+                        members: pool_members,
+                        store: store.clone(),
+                        clock: self.clock,
+                        run: rx,
+                        public_url: config.server.public_url.clone(),
+                        owners: owners.clone(),
+                        outbox,
+                    };
+                    spawn_watched(live.faults.clone(), key, task.run())
+                }
+            };
             self.tasks.insert(name.clone(), Running { run, join });
             robots.insert(name.clone(), handle);
         }
-        robots.retain(|name, _| config.robots.contains_key(name));
-        self.unstarted.retain(|n| config.robots.contains_key(n));
+        robots.retain(|name, _| config.is_lane(name));
+        members.retain(|name, _| config.pool_of(name).is_some());
+        self.unstarted.retain(|n| config.is_lane(n));
         self.note_unstarted();
         for (robot, o) in &scan.orphans {
             tracing::warn!(robot = %robot, pending = o.pending, digests = o.digests, "alerts are queued for a robot that is not configured; they stay queued until it comes back or `sluice move` sends them elsewhere");
         }
         self.live.update(|l| {
             l.robots = Arc::new(robots);
+            l.members = Arc::new(members);
             l.orphans = Arc::new(scan.orphans);
         });
     }
@@ -515,20 +568,21 @@ impl Supervisor {
         // Mentions and links use these, so every robot restarts when they change.
         let shared_changed =
             old.owners != next.owners || old.server.public_url != next.server.public_url;
-        for (name, rc) in &next.robots {
-            match old.robots.get(name) {
-                None => report.added.push(name.clone()),
-                Some(prev) if shared_changed || !prev.same_as(rc) => {
-                    report.changed.push(name.clone())
-                }
-                Some(_) => report.unchanged.push(name.clone()),
+        // By lane: a robot in no pool, or a pool (changed when its members or theirs change).
+        for name in next.lanes().keys().map(|n| n.to_string()) {
+            if !old.is_lane(&name) {
+                report.added.push(name);
+            } else if shared_changed || !old.same_lane(&name, &next) {
+                report.changed.push(name);
+            } else {
+                report.unchanged.push(name);
             }
         }
         report.removed = old
-            .robots
+            .lanes()
             .keys()
-            .filter(|n| !next.robots.contains_key(*n))
-            .cloned()
+            .filter(|n| !next.is_lane(n))
+            .map(|n| n.to_string())
             .collect();
 
         let stopping: Vec<String> = report
@@ -561,9 +615,11 @@ impl Supervisor {
 
     async fn move_queue(&mut self, from: &str, to: &str) -> Result<Moved, MoveError> {
         let live = self.live.get();
-        if live.config.robots.contains_key(from) {
+        if live.config.is_lane(from) {
             return Err(MoveError::Configured(from.to_string()));
         }
+        // A pool's member has no queue of its own: its pool's is meant.
+        let to = live.config.destination(to).unwrap_or(to);
         let Some(target) = live.robots.get(to).cloned() else {
             return Err(MoveError::UnknownTarget(
                 to.to_string(),
@@ -717,17 +773,17 @@ pub async fn prune_loop(live: LiveCell, clock: Clock, mut stop: watch::Receiver<
     loop {
         let Live { config, store, .. } = live.get();
         let shortest = config
-            .robots
-            .values()
+            .lanes()
+            .into_values()
             .map(|r| r.timing.retention)
             .min()
             .unwrap_or(default_retention);
         let every = (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
         if let Ok(store) = store {
             let retention: HashMap<String, Duration> = config
-                .robots
-                .iter()
-                .map(|(n, r)| (n.clone(), r.timing.retention))
+                .lanes()
+                .into_iter()
+                .map(|(n, r)| (n.to_string(), r.timing.retention))
                 .collect();
             let now = clock.now_ms();
             let retention: crate::store::Retention = Arc::new(move |robot: &str| {

@@ -32,12 +32,14 @@ pub struct ConfigError {
     pub message: String,
 }
 
+mod pool;
 mod robot;
 mod server;
 
 pub use crate::mention::{Mentions, is_mobile, is_person};
 pub use crate::provider::MsgType;
 pub use crate::provider::{ProviderKind, redact_url};
+pub use pool::{POOL_MEMBERS, Pool};
 pub use robot::{Look, Robot, Timing};
 pub use server::{MAX_BODY_LIMIT, Server};
 
@@ -79,6 +81,8 @@ pub struct Config {
     pub path: Option<PathBuf>,
     pub server: Server,
     pub robots: BTreeMap<String, Robot>,
+    /// `[pools.NAME]`: robots of one group acting as one destination (see [`Pool`]).
+    pub pools: BTreeMap<String, Pool>,
     /// Where alerts that name no robot go.
     pub routes: crate::route::Routes,
     /// `[owners]`: label → value → people to @ (mobiles or user ids).
@@ -99,6 +103,8 @@ struct RawFile {
     defaults: RawTiming,
     #[serde(default)]
     robots: BTreeMap<String, RawRobot>,
+    #[serde(default)]
+    pools: BTreeMap<String, pool::RawPool>,
     #[serde(default)]
     routes: Vec<crate::route::RawRoute>,
     #[serde(default)]
@@ -204,12 +210,7 @@ impl Config {
         let mut robots = BTreeMap::new();
         for (name, r) in &raw.robots {
             let at = |k: &str| format!("robots.{name}.{k}");
-            if name.is_empty()
-                || name.len() > 64
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
+            if !pool::is_name(name) {
                 return Err(fail(format!(
                     "robots.{name}: a robot name is 1 to 64 letters, digits, '_' or '-'"
                 )));
@@ -391,7 +392,12 @@ impl Config {
             ));
         }
 
-        let names: Vec<&str> = robots.keys().map(String::as_str).collect();
+        let pools = pool::pools(&raw.pools, &robots).map_err(fail)?;
+        let names: Vec<&str> = robots
+            .keys()
+            .chain(pools.keys())
+            .map(String::as_str)
+            .collect();
         let default_robot = expand_opt("default_robot", &raw.default_robot)?;
         let routes = crate::route::Routes::compile(&raw.routes, default_robot.as_deref(), &names)
             .map_err(|e| fail(e.to_string()))?;
@@ -434,12 +440,18 @@ impl Config {
             path: None,
             server,
             robots,
+            pools,
         })
     }
 
-    /// Names of the configured robots, for error messages.
+    /// Names of the configured robots (and pools, if any), for error messages.
     pub fn robot_names(&self) -> String {
-        self.robots.keys().cloned().collect::<Vec<_>>().join(", ")
+        let robots = self.robots.keys().cloned().collect::<Vec<_>>().join(", ");
+        if self.pools.is_empty() {
+            return robots;
+        }
+        let pools = self.pools.keys().cloned().collect::<Vec<_>>().join(", ");
+        format!("{robots}; pools: {pools}")
     }
 }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::config::Robot;
+use crate::config::{Robot, Timing};
 use crate::digest::DigestSpec;
 use crate::limit::{Clock, RateGuard};
 use crate::mention::{self, Mention};
@@ -30,9 +30,11 @@ use crate::provider::{Outcome, Provider};
 use crate::store::{DigestRecord, DigestState, Sealed, Store};
 
 pub mod decide;
+pub mod pool;
 pub mod status;
 
 pub use decide::backoff;
+pub use pool::{PoolMember, PoolTask};
 pub use status::{RobotStatus, State};
 
 /// Most alerts one digest covers, which bounds the memory a seal needs. A larger backlog becomes
@@ -196,22 +198,7 @@ impl RobotTask {
     pub async fn run(mut self) {
         let name = self.handle.config.name.clone();
         let timing = self.handle.config.timing.clone();
-        let log = match self.store.send_log(&name).await {
-            // Into this process's clock once, whatever the wall clock did since the log was
-            // written; the newest send counts as late as its answer could have come.
-            Ok(stored) => crate::limit::resume(
-                &stored,
-                self.clock.reading(),
-                timing.request_timeout.as_millis() as i64,
-            ),
-            Err(e) => {
-                // Without the log we cannot prove the limit; assume a full period of sends.
-                tracing::error!(robot = %name, "cannot read the send log ({e}); assuming the limit was just used up");
-                let most = timing.windows().iter().map(|w| w.limit).max().unwrap_or(1);
-                vec![self.clock.now_ms(); most as usize]
-            }
-        };
-        let mut guard = RateGuard::with_windows(&timing.windows(), log);
+        let mut guard = load_guard(&*self.store, self.clock, &name, &timing).await;
         let mut outbox: VecDeque<DigestRecord> = std::mem::take(&mut self.outbox).into();
         let mut retry_at: Option<i64> = None;
         // Failures in a row, since when the robot has been failing us, and, once it is back,
@@ -344,26 +331,9 @@ impl RobotTask {
                 continue;
             };
 
-            // 4. Send. The attempt is on disk in the send log before the request leaves, stamped
-            // a little ahead: the request must leave before its stamp, so the log never shows a
-            // send earlier than it happened, also when read after a crash (the answer's time,
-            // which `complete` records, may not reach the disk then). Sealing and the flush take
-            // time, so when the flush outlasts the stamp, the send is stamped and flushed again.
-            let ahead = (crate::limit::margin(timing.rate_period) / 2).as_millis() as i64;
-            let mut stamp = self.clock.now_ms() + ahead;
-            guard.record(stamp);
-            let recorded = loop {
-                let stored = self.clock.stored(&guard.log());
-                if let Err(e) = self.store.set_send_log(&name, &stored).await {
-                    break Err(e);
-                }
-                let flushed = self.clock.now_ms();
-                if flushed <= stamp {
-                    break Ok(());
-                }
-                stamp = flushed + ahead;
-                guard.restamp_last(stamp);
-            };
+            // 4. Send. The attempt is on disk in the send log before the request leaves
+            // (`record_send`).
+            let recorded = record_send(&*self.store, self.clock, &name, &mut guard, &timing).await;
             if let Err(e) = recorded {
                 self.note_error(format!("store: cannot record the send: {e}"), now);
                 self.sleep_ms(1000).await;
@@ -500,6 +470,54 @@ impl RobotTask {
             s.last_error = Some(error);
             s.last_error_ms = Some(now);
         });
+    }
+}
+
+/// `name`'s rate guard, from its persisted send log, brought into this process's clock once,
+/// whatever the wall clock did since the log was written; the newest send counts as late as its
+/// answer could have come.
+async fn load_guard(store: &dyn Store, clock: Clock, name: &str, timing: &Timing) -> RateGuard {
+    let log = match store.send_log(name).await {
+        Ok(stored) => crate::limit::resume(
+            &stored,
+            clock.reading(),
+            timing.request_timeout.as_millis() as i64,
+        ),
+        Err(e) => {
+            // Without the log we cannot prove the limit; assume a full period of sends.
+            tracing::error!(robot = %name, "cannot read the send log ({e}); assuming the limit was just used up");
+            let most = timing.windows().iter().map(|w| w.limit).max().unwrap_or(1);
+            vec![clock.now_ms(); most as usize]
+        }
+    };
+    RateGuard::with_windows(&timing.windows(), log)
+}
+
+/// Puts a send in `name`'s log, on disk, before the request leaves, stamped a little ahead:
+/// the request must leave before its stamp, so the log never shows a send earlier than it
+/// happened, also when read after a crash (the answer's time, which `complete` records, may not
+/// reach the disk then). Sealing and the flush take time, so when the flush outlasts the stamp,
+/// the send is stamped and flushed again.
+async fn record_send(
+    store: &dyn Store,
+    clock: Clock,
+    name: &str,
+    guard: &mut RateGuard,
+    timing: &Timing,
+) -> Result<(), crate::store::StoreError> {
+    let ahead = (crate::limit::margin(timing.rate_period) / 2).as_millis() as i64;
+    let mut stamp = clock.now_ms() + ahead;
+    guard.record(stamp);
+    loop {
+        store
+            .set_send_log(name, &clock.stored(&guard.log()))
+            .await?;
+        let flushed = clock.now_ms();
+        if flushed <= stamp {
+            return Ok(());
+        }
+        stamp = flushed + ahead;
+        guard.restamp_last(stamp);
     }
 }
 

@@ -124,6 +124,13 @@ pub(super) async fn post_replay(
         &body,
         "{\"id\": N, \"robot\": \"R\", \"to\": \"OTHER\"} (all optional)",
     )?;
+    let mut req = req;
+    if let Some(to) = &req.to
+        && let Some(lane) = state.config.destination(to)
+    {
+        // A pool's member has no queue of its own: its pool's is meant.
+        req.to = Some(lane.to_string());
+    }
     for (field, name) in [("robot", &req.robot), ("to", &req.to)] {
         if let Some(r) = name
             && !state.robots.contains_key(r)
@@ -259,6 +266,11 @@ pub(super) async fn post_redeliver(
         (Some(to), Ok(Some(_))) => to.clone(),
         (None, Ok(Some(d))) => d.robot,
     };
+    // A pool's member has no queue of its own: its pool's is meant.
+    let target = state
+        .config
+        .destination(&target)
+        .map_or(target.clone(), str::to_string);
     let Some(handle) = state.robots.get(&target) else {
         return Err(unknown_robot(&state, "to", &target));
     };

@@ -10,14 +10,27 @@ pub(super) async fn get_status(State(app): State<AppState>) -> Json<Status> {
     let store = live.store.as_ref().ok();
     let now = app.clock.now_ms();
     let mut robots = Vec::new();
+    // Lanes first (robots, pools), each pool followed by its members.
+    let mut entries: Vec<(&String, &crate::delivery::RobotHandle, Option<&String>)> = Vec::new();
     for (name, h) in live.robots.iter() {
+        entries.push((name, h, None));
+        if let Some(p) = live.config.pools.get(name) {
+            for m in &p.members {
+                if let Some(mh) = live.members.get(m) {
+                    entries.push((m, mh, Some(name)));
+                }
+            }
+        }
+    }
+    for (name, h, pool) in entries {
         let s = h.status();
         let t = &h.config.timing;
         let period_ms = t.rate_period.as_millis() as i64;
         let (mut pending, mut oldest) = (None, None);
+        let lane = pool.unwrap_or(name);
         if let Some(st) = store {
-            pending = st.pending(name).await.ok();
-            oldest = st.oldest_pending_ms(name).await.ok().flatten();
+            pending = st.pending(lane).await.ok();
+            oldest = st.oldest_pending_ms(lane).await.ok().flatten();
         }
         robots.push(RobotEntry {
             robot: name.clone(),
@@ -43,6 +56,13 @@ pub(super) async fn get_status(State(app): State<AppState>) -> Json<Status> {
             last_error: s.last_error,
             last_error_ms: s.last_error_ms,
             next_attempt_ms: s.next_attempt_ms,
+            members: live
+                .config
+                .pools
+                .get(name)
+                .map(|p| p.members.clone())
+                .unwrap_or_default(),
+            pool: pool.cloned(),
         });
     }
     let unconfigured = live
@@ -89,9 +109,21 @@ pub(super) async fn get_metrics(State(app): State<AppState>) -> Response {
     let now = app.clock.now_ms();
     let live = app.live.get();
     let store = live.store.as_ref().ok();
+    // A pool's members: `sluice_pool_member{pool, robot}`, and their own state and sends
+    // under the robot's name (their queue is the pool's).
+    for (name, h) in live.members.iter() {
+        let Some(pool) = live.config.pool_of(name) else {
+            continue;
+        };
+        m.gauge(
+            "sluice_pool_member",
+            &[("pool", pool.name.as_str()), ("robot", name.as_str())],
+        )
+        .set(1.0);
+        robot_gauges(m, name, h, now);
+    }
     for (name, h) in live.robots.iter() {
         let r = [("robot", name.as_str())];
-        let s = h.status();
         if let Some(store) = store {
             let pending = store.pending(name).await.unwrap_or(0);
             m.gauge("sluice_pending_alerts", &r).set(pending as f64);
@@ -103,23 +135,7 @@ pub(super) async fn get_metrics(State(app): State<AppState>) -> Response {
                 .map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0);
             m.gauge("sluice_oldest_pending_age_seconds", &r).set(age);
         }
-        for st in crate::delivery::State::ALL {
-            let on = if st == s.state { 1.0 } else { 0.0 };
-            m.gauge(
-                "sluice_robot_state",
-                &[("robot", name.as_str()), ("state", st.as_str())],
-            )
-            .set(on);
-        }
-        let period_ms = h.config.timing.rate_period.as_millis() as i64;
-        let in_period = s
-            .recent_sends
-            .iter()
-            .filter(|&&t| t > now - period_ms)
-            .count();
-        m.gauge("sluice_sends_in_period", &r).set(in_period as f64);
-        m.gauge("sluice_rate_limit", &r)
-            .set(f64::from(h.config.timing.rate_limit));
+        let s = robot_gauges(m, name, h, now);
         m.gauge("sluice_dead_digests", &r).set(s.dead as f64);
         m.gauge("sluice_outbox_digests", &r).set(s.outbox as f64);
     }
@@ -151,6 +167,36 @@ pub(super) async fn get_metrics(State(app): State<AppState>) -> Response {
         m.render(),
     )
         .into_response()
+}
+
+/// A robot's (or pool's) state, sends in its period and limit, set at scrape time; returns its
+/// status for the lane's own gauges.
+fn robot_gauges(
+    m: &crate::metrics::Metrics,
+    name: &str,
+    h: &crate::delivery::RobotHandle,
+    now: i64,
+) -> crate::delivery::RobotStatus {
+    let r = [("robot", name)];
+    let s = h.status();
+    for st in crate::delivery::State::ALL {
+        let on = if st == s.state { 1.0 } else { 0.0 };
+        m.gauge(
+            "sluice_robot_state",
+            &[("robot", name), ("state", st.as_str())],
+        )
+        .set(on);
+    }
+    let period_ms = h.config.timing.rate_period.as_millis() as i64;
+    let in_period = s
+        .recent_sends
+        .iter()
+        .filter(|&&t| t > now - period_ms)
+        .count();
+    m.gauge("sluice_sends_in_period", &r).set(in_period as f64);
+    m.gauge("sluice_rate_limit", &r)
+        .set(f64::from(h.config.timing.rate_limit));
+    s
 }
 
 /// `ok` while sluice can take and deliver alerts; 503 with the reason while its store is being
