@@ -194,6 +194,51 @@ impl OldestPending {
     }
 }
 
+/// What sealing a digest needs: the queue it is sealed from, the platform it is rendered for
+/// and the provider that prepares its message (a robot's own, or a pool member's), and how the
+/// destination's digests look and whom they mention (`config`).
+pub(crate) struct Sealing<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) target: crate::provider::Target<'a>,
+    pub(crate) provider: &'a Provider,
+    pub(crate) config: &'a Robot,
+    pub(crate) owners: &'a BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    pub(crate) public_url: Option<&'a str>,
+    pub(crate) catch_up: Option<(i64, i64)>,
+}
+
+impl Sealing<'_> {
+    /// Digest `id` of `alerts`: rendered in the target's dialect with its mentions, and its
+    /// message prepared, which every try sends.
+    pub(crate) fn seal(&self, id: u64, alerts: &[crate::alert::Alert]) -> Sealed {
+        let c = self.config;
+        let link = self.public_url.map(|u| format!("{u}/v1/digests/{id}"));
+        let mentions = mention::mentions_for(&c.mentions, self.owners, alerts);
+        let rendered = crate::provider::render(
+            &self.target,
+            DigestSpec {
+                robot: self.name,
+                id,
+                keyword: c.keywords.first().map(String::as_str),
+                link: link.as_deref(),
+                max_bytes: 0,
+                tz: &c.look.timezone,
+                catch_up: self.catch_up,
+                templates: c.look.templates.as_deref(),
+            },
+            alerts,
+            &mentions,
+        );
+        Sealed {
+            counts: rendered.counts,
+            listed: rendered.listed as u64,
+            message: self
+                .provider
+                .prepare(id, rendered.title, rendered.text, &mentions),
+        }
+    }
+}
+
 impl RobotTask {
     pub async fn run(mut self) {
         let name = self.handle.config.name.clone();
@@ -266,47 +311,22 @@ impl RobotTask {
 
             // 3. Seal whatever is pending into one digest.
             if outbox.is_empty() {
-                let target = self.handle.config.target();
-                let keyword = self.handle.config.keywords.first().cloned();
-                let public_url = self.public_url.clone();
-                let (mention_config, owners) = (&self.handle.config.mentions, &self.owners);
-                let look = &self.handle.config.look;
-                let provider = &self.provider;
+                let sealing = Sealing {
+                    name: &name,
+                    target: self.handle.config.target(),
+                    provider: &self.provider,
+                    config: &self.handle.config,
+                    owners: &self.owners,
+                    public_url: self.public_url.as_deref(),
+                    catch_up: memory.catch_up,
+                };
                 let sealed = self
                     .store
                     .seal(
                         &name,
                         MAX_ALERTS_PER_DIGEST,
                         now,
-                        Box::new(|id, alerts| {
-                            let link = public_url.map(|u| format!("{u}/v1/digests/{id}"));
-                            let mentions = mention::mentions_for(mention_config, owners, alerts);
-                            let rendered = crate::provider::render(
-                                &target,
-                                DigestSpec {
-                                    robot: &name,
-                                    id,
-                                    keyword: keyword.as_deref(),
-                                    link: link.as_deref(),
-                                    max_bytes: 0,
-                                    tz: &look.timezone,
-                                    catch_up: memory.catch_up,
-                                    templates: look.templates.as_deref(),
-                                },
-                                alerts,
-                                &mentions,
-                            );
-                            Sealed {
-                                counts: rendered.counts,
-                                listed: rendered.listed as u64,
-                                message: provider.prepare(
-                                    id,
-                                    rendered.title,
-                                    rendered.text,
-                                    &mentions,
-                                ),
-                            }
-                        }),
+                        Box::new(|id, alerts| sealing.seal(id, alerts)),
                     )
                     .await;
                 match sealed {

@@ -25,14 +25,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{
-    Jitter, MAX_ALERTS_PER_DIGEST, OldestPending, RobotHandle, Run, SHUTDOWN_GRACE, State, decide,
-    load_guard, message_of, record_send, release_freed_memory,
+    Jitter, MAX_ALERTS_PER_DIGEST, OldestPending, RobotHandle, Run, SHUTDOWN_GRACE, Sealing, State,
+    decide, load_guard, message_of, record_send, release_freed_memory,
 };
-use crate::digest::DigestSpec;
 use crate::limit::{Clock, RateGuard};
-use crate::mention;
 use crate::provider::{Outcome, Provider};
-use crate::store::{DigestRecord, DigestState, Sealed, Store};
+use crate::store::{DigestRecord, DigestState, Store};
 
 /// A member robot as its pool's task gets it: its handle (its config, its status) and its
 /// provider.
@@ -180,48 +178,24 @@ impl PoolTask {
             // 3. Seal whatever is pending into one digest, rendered for that member.
             if outbox.is_empty() {
                 let lane = &lanes[i];
-                let target = lane.member.handle.config.target();
-                let keyword = lane.member.handle.config.keywords.first().cloned();
-                let public_url = self.public_url.clone();
-                let (mention_config, owners) = (&self.handle.config.mentions, &self.owners);
-                let look = &self.handle.config.look;
-                let provider = &lane.member.provider;
-                let catch_up = memory.catch_up;
+                // The pool's look and mentions (its members share keywords and msgtype), in the
+                // member's platform, prepared by the member's provider.
+                let sealing = Sealing {
+                    name: &name,
+                    target: lane.member.handle.config.target(),
+                    provider: &lane.member.provider,
+                    config: &self.handle.config,
+                    owners: &self.owners,
+                    public_url: self.public_url.as_deref(),
+                    catch_up: memory.catch_up,
+                };
                 let sealed = self
                     .store
                     .seal(
                         &name,
                         MAX_ALERTS_PER_DIGEST,
                         now,
-                        Box::new(|id, alerts| {
-                            let link = public_url.map(|u| format!("{u}/v1/digests/{id}"));
-                            let mentions = mention::mentions_for(mention_config, owners, alerts);
-                            let rendered = crate::provider::render(
-                                &target,
-                                DigestSpec {
-                                    robot: &name,
-                                    id,
-                                    keyword: keyword.as_deref(),
-                                    link: link.as_deref(),
-                                    max_bytes: 0,
-                                    tz: &look.timezone,
-                                    catch_up,
-                                    templates: look.templates.as_deref(),
-                                },
-                                alerts,
-                                &mentions,
-                            );
-                            Sealed {
-                                counts: rendered.counts,
-                                listed: rendered.listed as u64,
-                                message: provider.prepare(
-                                    id,
-                                    rendered.title,
-                                    rendered.text,
-                                    &mentions,
-                                ),
-                            }
-                        }),
+                        Box::new(|id, alerts| sealing.seal(id, alerts)),
                     )
                     .await;
                 match sealed {
