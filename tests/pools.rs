@@ -239,3 +239,72 @@ async fn each_members_limit_holds_across_a_restart() {
     }
     d.stop().await;
 }
+
+/// A reload that adds a member: the pool's task restarts with the new member, the queue and
+/// every member's send log are kept, alerts naming the new member (a robot of its own until
+/// then) go to the pool, and no member goes over its limit across the reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_adds_a_member_keeps_the_queue_and_every_limit() {
+    let fake = FakeRobot::start(Limits {
+        limit: 20,
+        period: PERIOD,
+        lockout: Duration::from_secs(3),
+    })
+    .await;
+    for t in TOKENS {
+        fake.add_robot(t, None, &[]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    let two = config(&fake).replace("robots = [\"a\", \"b\", \"c\"]", "robots = [\"a\", \"b\"]");
+    let d = Daemon::start_file(&two, &dir.path().join("data"), &path).await;
+
+    // c is a robot of its own; a and b carry the pool at their limits.
+    let mut posted = stream(&d, "oncall", "two", Duration::from_millis(1500)).await;
+    let alone = stream(&d, "c", "alone", Duration::from_millis(200)).await;
+
+    // c joins the pool.
+    d.rewrite(&config(&fake), &path);
+    let r = reqwest::Client::new()
+        .post(d.url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    let joined_at = Instant::now();
+    posted += stream(&d, "oncall", "three", Duration::from_millis(1500)).await;
+    posted += stream(&d, "c", "member", Duration::from_millis(500)).await;
+
+    // Every alert accounted once: the pool's, and c's own from before it joined.
+    let want = posted + alone;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let total = loop {
+        let total: u64 = all_accepted(&fake)
+            .iter()
+            .map(|a| footer_of(&a.text).1)
+            .sum();
+        if total >= want || Instant::now() > deadline {
+            break total;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(total, want, "every alert in exactly one delivered digest");
+    let got = all_accepted(&fake);
+    let ids: BTreeSet<u64> = got.iter().map(|a| footer_of(&a.text).0).collect();
+    assert_eq!(ids.len(), got.len(), "no digest delivered twice");
+    // The pool used c once it joined.
+    let c_after = fake
+        .accepted(TOKENS[2])
+        .iter()
+        .filter(|a| a.at > joined_at && a.text.contains("three"))
+        .count();
+    assert!(c_after > 0, "c carries the pool's digests after the reload");
+    for t in TOKENS {
+        let most = fake.max_in_window(t, PERIOD);
+        assert!(most <= 20, "{t}: {most} requests in one period");
+        assert_eq!(fake.throttled(t), 0, "{t} was never throttled");
+    }
+    let pool = d.robot_status("oncall").await;
+    assert_eq!(pool["members"], json!(["a", "b", "c"]), "{pool}");
+    d.stop().await;
+}
