@@ -75,7 +75,7 @@ pub struct RobotEntry {
     pub provider: String,
     /// The webhook URL with its secrets redacted.
     pub webhook: Option<String>,
-    /// `idle`, `waiting`, `sending`, `backoff`, `throttled` or `blocked`.
+    /// `idle`, `waiting`, `sending`, `backoff`, `throttled`, `blocked` or `quota`.
     pub state: String,
     pub since_ms: i64,
     pub pending: Option<u64>,
@@ -93,6 +93,19 @@ pub struct RobotEntry {
     pub last_error: Option<String>,
     pub last_error_ms: Option<i64>,
     pub next_attempt_ms: Option<i64>,
+    /// A robot with a `quota`: sends counted in the current period, the limit, when the period
+    /// ends (Unix ms) and when the quota runs out at the period's rate so far (or `null`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_used: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_period_ends: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_runs_out: Option<i64>,
+    /// The robot or pool its queue goes to while its quota is spent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
     /// A pool: its member robots, in config order (each also has an entry of its own).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<String>,

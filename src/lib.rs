@@ -25,6 +25,7 @@ pub mod mention;
 pub mod message;
 pub mod metrics;
 pub mod provider;
+pub mod quota;
 pub mod route;
 pub mod store;
 pub mod supervisor;

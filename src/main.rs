@@ -429,6 +429,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         robot.provider.what_to_check()
                     ),
                     Outcome::Message(r) => bail!("robot {name} refused the test message: {r}"),
+                    Outcome::Quota(r) => bail!("robot {name}'s send quota is spent: {r}"),
                 };
             }
             if let Some(spec) = route {

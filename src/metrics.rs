@@ -111,6 +111,22 @@ impl Metrics {
             ),
             ("sluice_rate_limit", "The robot's rate_limit", None),
             (
+                "sluice_quota_used",
+                "Sends counted against the robot's quota in the current period",
+                None,
+            ),
+            ("sluice_quota_limit", "The robot's quota per period", None),
+            (
+                "sluice_quota_period_ends_seconds",
+                "When the robot's current quota period ends (Unix seconds)",
+                None,
+            ),
+            (
+                "sluice_quota_runs_out_seconds",
+                "When the robot's quota runs out at the period's rate so far (Unix seconds; 0: it lasts)",
+                None,
+            ),
+            (
                 "sluice_dead_digests",
                 "Dead-lettered digests not yet replayed",
                 None,

@@ -477,6 +477,10 @@ impl Supervisor {
                         public_url: config.server.public_url.clone(),
                         owners: owners.clone(),
                         outbox,
+                        lanes: {
+                            let cell = self.live.clone();
+                            Arc::new(move |n: &str| cell.get().robots.get(n).cloned())
+                        },
                     };
                     spawn_watched(live.faults.clone(), key, task.run())
                 }

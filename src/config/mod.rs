@@ -383,6 +383,20 @@ impl Config {
                     timing,
                     look,
                     hook,
+                    quota: match &r.quota {
+                        None => None,
+                        Some(q) => {
+                            let key = format!("robots.{name}.quota");
+                            Some(
+                                crate::quota::Quota::parse(&expand(&key, q)?)
+                                    .map_err(|e| fail(format!("{key}: {e}")))?,
+                            )
+                        }
+                    },
+                    fallback: match &r.fallback {
+                        None => None,
+                        Some(f) => Some(expand(&format!("robots.{name}.fallback"), f)?),
+                    },
                 },
             );
         }
@@ -393,6 +407,7 @@ impl Config {
         }
 
         let pools = pool::pools(&raw.pools, &robots).map_err(fail)?;
+        check_fallbacks(&robots, &pools).map_err(fail)?;
         let names: Vec<&str> = robots
             .keys()
             .chain(pools.keys())
@@ -523,6 +538,72 @@ fn webhook_spec(
 }
 
 /// `"30s"`, `"1m 30s"`, `"250ms"`, `"7d"` (humantime's syntax).
+/// A robot's `quota` and `fallback`: a pool member has no task of its own to count them; a
+/// fallback is a robot in no pool, or a pool, other than the robot itself, and following
+/// fallbacks never comes back to where it started.
+fn check_fallbacks(
+    robots: &BTreeMap<String, Robot>,
+    pools: &BTreeMap<String, Pool>,
+) -> Result<(), String> {
+    let pool_of = |robot: &str| {
+        pools
+            .iter()
+            .find(|(_, p)| p.members.iter().any(|m| m == robot))
+            .map(|(n, _)| n.clone())
+    };
+    for (name, r) in robots {
+        if let Some(pool) = pool_of(name)
+            && (r.quota.is_some() || r.fallback.is_some())
+        {
+            return Err(format!(
+                "robots.{name}: quota and fallback are for robots in no pool; {name} is a member of pool {pool}"
+            ));
+        }
+        let Some(to) = &r.fallback else { continue };
+        let key = format!("robots.{name}.fallback");
+        if to == name {
+            return Err(format!("{key}: a robot cannot stand in for itself"));
+        }
+        if let Some(pool) = pool_of(to) {
+            return Err(format!(
+                "{key}: {to} is a member of pool {pool}; name the pool ({pool:?}) instead"
+            ));
+        }
+        if !robots.contains_key(to) && !pools.contains_key(to) {
+            let lanes: Vec<&str> = robots
+                .keys()
+                .filter(|n| pool_of(n).is_none())
+                .chain(pools.keys())
+                .map(String::as_str)
+                .collect();
+            return Err(format!(
+                "{key}: unknown robot or pool {to:?}; expected one of: {}",
+                lanes.join(", ")
+            ));
+        }
+        if r.quota.is_none() {
+            return Err(format!(
+                "{key}: a fallback stands in while the robot's quota is spent; set robots.{name}.quota too"
+            ));
+        }
+        // Follow the chain; a robot seen twice is a cycle.
+        let mut seen = vec![name.as_str()];
+        let mut at = to.as_str();
+        while let Some(next) = robots.get(at).and_then(|r| r.fallback.as_deref()) {
+            seen.push(at);
+            if seen.contains(&next) {
+                seen.push(next);
+                return Err(format!(
+                    "{key}: fallbacks go round in a cycle: {}",
+                    seen.join(" → ")
+                ));
+            }
+            at = next;
+        }
+    }
+    Ok(())
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| {
         format!("invalid duration {text:?} ({e}); expected e.g. \"30s\", \"5m\", \"250ms\", \"7d\"")

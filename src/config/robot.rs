@@ -18,6 +18,10 @@ pub struct Robot {
     pub look: Look,
     /// A webhook robot's headers, body template and size cap (`provider = "webhook"`).
     pub hook: Option<std::sync::Arc<crate::provider::webhook::Spec>>,
+    /// `quota = "5000/month"`: most sends per calendar (or fixed) period ([`crate::quota`]).
+    pub quota: Option<crate::quota::Quota>,
+    /// `fallback = "LANE"`: the robot or pool its queue goes to while its quota is spent.
+    pub fallback: Option<String>,
 }
 
 impl Robot {
@@ -50,6 +54,8 @@ impl Robot {
             && self.keywords == other.keywords
             && self.mentions == other.mentions
             && self.timing == other.timing
+            && self.quota == other.quota
+            && self.fallback == other.fallback
             && a.timezone_name == b.timezone_name
             && a.msgtype == b.msgtype
             && same_templates
@@ -205,6 +211,10 @@ pub(super) struct RawRobot {
     pub(super) headers: Option<BTreeMap<String, String>>,
     /// A webhook robot's: the largest request body its receiver takes.
     pub(super) max_bytes: Option<super::server::RawSize>,
+    /// `"5000/month"`, `"700/day"`, `"5/2s"` ([`crate::quota::Quota::parse`]).
+    pub(super) quota: Option<String>,
+    /// The robot or pool that stands in while the quota is spent.
+    pub(super) fallback: Option<String>,
     // The [defaults] keys, spelled out: serde cannot combine `flatten` with
     // `deny_unknown_fields`, and unknown keys must be rejected with their position.
     pub(super) window: Option<String>,

@@ -101,6 +101,12 @@ pub fn after_answer(
             memory.trouble_since.get_or_insert(started_ms);
             pending(State::Blocked, wait(timing.blocked_probe))
         }
+        // The platform's own quota: like a throttle the robot cannot say the end of; the task
+        // hands the queue to the fallback if there is one.
+        Outcome::Quota(_) => {
+            memory.trouble_since.get_or_insert(started_ms);
+            pending(State::Quota, wait(timing.throttle_backoff))
+        }
     }
 }
 
@@ -163,6 +169,8 @@ mod tests {
                 Memory { trouble_since: Some(9_000), ..calm }),
             (troubled, Outcome::Robot(r()), DigestState::Pending, Some(State::Blocked), s(300),
                 troubled),
+            (calm, Outcome::Quota(r()), DigestState::Pending, Some(State::Quota), s(600),
+                Memory { trouble_since: Some(9_000), ..calm }),
         ];
         for (before, outcome, digest, state, retry_at, after) in table {
             let mut m = before;

@@ -27,7 +27,7 @@ use crate::mention::{self, Mention};
 use crate::message::Prepared;
 use crate::metrics::RobotMetrics;
 use crate::provider::{Outcome, Provider};
-use crate::store::{DigestRecord, DigestState, Sealed, Store};
+use crate::store::{DigestRecord, DigestState, QuotaUsed, Sealed, Store};
 
 pub mod decide;
 pub mod pool;
@@ -35,7 +35,11 @@ pub mod status;
 
 pub use decide::backoff;
 pub use pool::{PoolMember, PoolTask};
-pub use status::{RobotStatus, State};
+pub use status::{QuotaStatus, RobotStatus, State};
+
+/// Finds a running lane's handle by name (the supervisor's current ones), for a robot that
+/// hands its queue to its `fallback`.
+pub type Lanes = Arc<dyn Fn(&str) -> Option<RobotHandle> + Send + Sync>;
 
 /// Most alerts one digest covers, which bounds the memory a seal needs. A larger backlog becomes
 /// several digests.
@@ -54,6 +58,9 @@ pub struct RobotHandle {
     /// learn first: duplicates at ingest, replays, a robot that cannot start).
     status: Arc<Mutex<RobotStatus>>,
     pub metrics: RobotMetrics,
+    /// Lines for this lane's next digest from robots it stood in for (`fallback`): which robot
+    /// and why. Kept in memory only: after a restart the moved alerts go out unmarked.
+    stand_in: Arc<Mutex<Vec<String>>>,
 }
 
 impl RobotHandle {
@@ -63,6 +70,7 @@ impl RobotHandle {
             wake: Arc::new(Notify::new()),
             status: Arc::new(Mutex::new(status)),
             metrics,
+            stand_in: Arc::default(),
         }
     }
 
@@ -80,6 +88,19 @@ impl RobotHandle {
 
     fn update(&self, f: impl FnOnce(&mut RobotStatus)) {
         f(&mut self.status.lock().expect("status lock"));
+    }
+
+    /// This lane now carries another robot's queue: its next digest says so (`note`, once).
+    pub fn stand_in(&self, note: String) {
+        let mut notes = self.stand_in.lock().expect("stand-in lock");
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
+    }
+
+    /// The stand-in lines for the digest being sealed now.
+    pub(crate) fn take_stand_in(&self) -> Vec<String> {
+        std::mem::take(&mut *self.stand_in.lock().expect("stand-in lock"))
     }
 
     /// Ingest acknowledged `n` repeats of dedup keys already queued.
@@ -134,6 +155,8 @@ pub struct RobotTask {
     pub owners: Arc<BTreeMap<String, BTreeMap<String, Vec<String>>>>,
     /// Digests sealed before a restart and not yet delivered, oldest first.
     pub outbox: Vec<DigestRecord>,
+    /// The other lanes, for the fallback.
+    pub lanes: Lanes,
 }
 
 /// Sealing a large digest decodes all its alerts at once (about 75 MB for 100 000); glibc keeps
@@ -205,6 +228,8 @@ pub(crate) struct Sealing<'a> {
     pub(crate) owners: &'a BTreeMap<String, BTreeMap<String, Vec<String>>>,
     pub(crate) public_url: Option<&'a str>,
     pub(crate) catch_up: Option<(i64, i64)>,
+    /// Lines above the footer: a quota warning, stand-in notes.
+    pub(crate) lines: Vec<String>,
 }
 
 impl Sealing<'_> {
@@ -214,7 +239,7 @@ impl Sealing<'_> {
         let c = self.config;
         let link = self.public_url.map(|u| format!("{u}/v1/digests/{id}"));
         let mentions = mention::mentions_for(&c.mentions, self.owners, alerts);
-        let rendered = crate::provider::render(
+        let rendered = crate::provider::render_with_lines(
             &self.target,
             DigestSpec {
                 robot: self.name,
@@ -228,6 +253,7 @@ impl Sealing<'_> {
             },
             alerts,
             &mentions,
+            &self.lines,
         );
         Sealed {
             counts: rendered.counts,
@@ -255,6 +281,26 @@ impl RobotTask {
             s.outbox = outbox.len();
             s.recent_sends = guard.log();
         });
+        // The quota: its count as persisted (an unreadable one counts as spent), the period
+        // the warning line was given in, and until when the platform said the quota is spent.
+        let quota = self.handle.config.quota;
+        let fallback = self.handle.config.fallback.clone();
+        let tz = self.handle.config.look.timezone.clone();
+        let mut used = QuotaUsed::default();
+        if let Some(q) = quota {
+            used = match self.store.quota_used(&name).await {
+                Ok(u) => u.unwrap_or_default(),
+                Err(e) => {
+                    tracing::error!(robot = %name, "cannot read the quota count ({e}); assuming the quota is spent");
+                    QuotaUsed {
+                        period_start_ms: q.bounds(self.clock.now_ms(), &tz).0,
+                        used: q.limit,
+                    }
+                }
+            };
+        }
+        let mut warned: Option<i64> = None;
+        let mut platform_spent: Option<(i64, String)> = None;
         if !outbox.is_empty() {
             tracing::info!(robot = %name, digests = outbox.len(), "resuming digests sealed before the restart");
         }
@@ -264,6 +310,54 @@ impl RobotTask {
                 break;
             }
             let now = self.clock.now_ms();
+
+            // 0. The quota: never a send past it. While it is spent, the queue goes to the
+            // fallback (or waits), until the period rolls over.
+            if let Some(q) = quota {
+                let (start, end) = q.bounds(now, &tz);
+                if used.period_start_ms != start {
+                    used = QuotaUsed {
+                        period_start_ms: start,
+                        used: 0,
+                    };
+                }
+                self.update(|s| {
+                    s.quota = Some(QuotaStatus {
+                        used: used.used.min(q.limit),
+                        limit: q.limit,
+                        period_ends_ms: end,
+                        runs_out_ms: crate::quota::runs_out(q.limit, used.used, start, end, now),
+                    })
+                });
+                let by_platform = platform_spent.as_ref().filter(|(until, _)| now < *until);
+                if used.used >= q.limit || by_platform.is_some() {
+                    let (until, why) = match by_platform {
+                        Some((until, r)) if used.used < q.limit => (
+                            *until,
+                            format!("the platform says its quota is spent ({r})"),
+                        ),
+                        _ => (end, format!("its {} is spent", q.describe())),
+                    };
+                    self.set_state(State::Quota, now);
+                    self.update(|s| s.next_attempt_ms = Some(until));
+                    if let Some(to) = &fallback
+                        && let Err(e) = self.hand_over(&mut outbox, to, &why, now).await
+                    {
+                        self.note_error(format!("store: cannot hand the queue to {to}: {e}"), now);
+                        self.sleep_ms(1000).await;
+                        continue;
+                    }
+                    // Until the period ends; with a fallback, new alerts are handed over too.
+                    let wake = self.handle.wake.clone();
+                    let d = Duration::from_millis((until - now).max(1) as u64);
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {}
+                        _ = wake.notified(), if fallback.is_some() => {}
+                        _ = self.run.changed() => {}
+                    }
+                    continue;
+                }
+            }
 
             // 1. Is there anything to send, and is it time?
             if outbox.is_empty() {
@@ -311,6 +405,21 @@ impl RobotTask {
 
             // 3. Seal whatever is pending into one digest.
             if outbox.is_empty() {
+                // At 80 % of the quota, the next digest says so, once a period.
+                let mut lines = Vec::new();
+                let mut warns = None;
+                if let Some(q) = quota
+                    && warned != Some(used.period_start_ms)
+                {
+                    let (start, end) = q.bounds(now, &tz);
+                    let n = used.used + 1;
+                    let out = crate::quota::runs_out(q.limit, n, start, end, now);
+                    if let Some(w) = q.warning(n, out, &tz) {
+                        lines.push(w);
+                        warns = Some(start);
+                    }
+                }
+                lines.extend(self.handle.take_stand_in());
                 let sealing = Sealing {
                     name: &name,
                     target: self.handle.config.target(),
@@ -319,6 +428,7 @@ impl RobotTask {
                     owners: &self.owners,
                     public_url: self.public_url.as_deref(),
                     catch_up: memory.catch_up,
+                    lines,
                 };
                 let sealed = self
                     .store
@@ -332,6 +442,9 @@ impl RobotTask {
                 match sealed {
                     Ok(Some(d)) => {
                         memory.catch_up = None;
+                        if warns.is_some() {
+                            warned = warns;
+                        }
                         tracing::debug!(robot = %name, digest = d.id, alerts = d.count(), "sealed");
                         if d.count() >= 10_000 {
                             release_freed_memory();
@@ -351,8 +464,17 @@ impl RobotTask {
                 continue;
             };
 
-            // 4. Send. The attempt is on disk in the send log before the request leaves
-            // (`record_send`).
+            // 4. Send. The attempt is on disk in the quota count and the send log before the
+            // request leaves (`record_send`); an unanswered send counts.
+            if quota.is_some() {
+                used.used += 1;
+                if let Err(e) = self.store.set_quota_used(&name, used).await {
+                    // Counted anyway: the write may have reached the disk.
+                    self.note_error(format!("store: cannot count the send: {e}"), now);
+                    self.sleep_ms(1000).await;
+                    continue;
+                }
+            }
             let recorded = record_send(&*self.store, self.clock, &name, &mut guard, &timing).await;
             if let Err(e) = recorded {
                 self.note_error(format!("store: cannot record the send: {e}"), now);
@@ -434,6 +556,13 @@ impl RobotTask {
                     tracing::error!(robot = %name, digest = digest.id, "robot refuses our messages, blocked until a probe succeeds: {r}");
                     self.note_error(r, done);
                 }
+                Outcome::Quota(r) => {
+                    tracing::warn!(robot = %name, digest = digest.id, "the platform says the robot's quota is spent: {r}");
+                    if let Some(at) = retry_at {
+                        platform_spent = Some((at, r.clone()));
+                    }
+                    self.note_error(r, done);
+                }
             }
             if let Some(state) = next.state {
                 self.set_state(state, done);
@@ -444,6 +573,33 @@ impl RobotTask {
                 s.next_attempt_ms = retry_at;
             });
         }
+    }
+
+    /// The quota is spent: everything queued for this robot (its sealed digests, which are
+    /// marked replayed, and its pending alerts) goes to the fallback lane `to`, which renders
+    /// it in its own dialect and says in its next digest whom it stands in for and `why`. The
+    /// robot's own task is the one that may move its cursor (invariant 4).
+    async fn hand_over(
+        &mut self,
+        outbox: &mut VecDeque<DigestRecord>,
+        to: &str,
+        why: &str,
+        now: i64,
+    ) -> Result<(), crate::store::StoreError> {
+        let name = self.handle.config.name.clone();
+        if outbox.is_empty() && self.store.pending(&name).await? == 0 {
+            return Ok(());
+        }
+        let moved = self.store.move_queue(&name, to, now).await?;
+        outbox.clear();
+        self.update(|s| s.outbox = 0);
+        if let Some(h) = (self.lanes)(to) {
+            h.metrics.received.increment(moved.alerts);
+            h.stand_in(format!("Standing in for robot {name}: {why}."));
+            h.wake.notify_one();
+        }
+        tracing::warn!(robot = %name, fallback = to, alerts = moved.alerts, digests = moved.digests, "quota spent: queue handed to the fallback: {why}");
+        Ok(())
     }
 
     /// Sends, but gives up [`SHUTDOWN_GRACE`] after shutdown begins (`None`). A retiring task

@@ -188,6 +188,7 @@ impl PoolTask {
                     owners: &self.owners,
                     public_url: self.public_url.as_deref(),
                     catch_up: memory.catch_up,
+                    lines: self.handle.take_stand_in(),
                 };
                 let sealed = self
                     .store
@@ -308,7 +309,10 @@ impl PoolTask {
                     self.update(|s| s.dead += 1);
                     self.note_error(format!("{member}: {r}"), done);
                 }
-                Outcome::Throttled(r, _) | Outcome::Transient(r) | Outcome::Robot(r) => {
+                Outcome::Throttled(r, _)
+                | Outcome::Transient(r)
+                | Outcome::Robot(r)
+                | Outcome::Quota(r) => {
                     tracing::warn!(pool = %name, robot = %member, digest = digest.id, attempt = digest.attempts, "member paused ({}), the digest goes to the next free member: {r}", lane.paused_as.as_str());
                     note_error(handle, r.clone(), done);
                     self.note_error(format!("{member}: {r}"), done);

@@ -18,17 +18,21 @@ pub enum State {
     Throttled,
     /// The robot refuses us (token, signature, keyword...): probing rarely until it accepts.
     Blocked,
+    /// Its send quota for the period is spent (`quota`, or the platform said so): waiting for
+    /// the next period; its queue goes to its `fallback` meanwhile, if it has one.
+    Quota,
 }
 
 impl State {
     /// Every state, for the one-hot state gauge.
-    pub const ALL: [State; 6] = [
+    pub const ALL: [State; 7] = [
         State::Idle,
         State::Waiting,
         State::Sending,
         State::Backoff,
         State::Throttled,
         State::Blocked,
+        State::Quota,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +43,7 @@ impl State {
             State::Backoff => "backoff",
             State::Throttled => "throttled",
             State::Blocked => "blocked",
+            State::Quota => "quota",
         }
     }
 }
@@ -62,6 +67,19 @@ pub struct RobotStatus {
     pub duplicates_dropped: u64,
     /// When the next retry or probe is due (Unix ms).
     pub next_attempt_ms: Option<i64>,
+    /// The send quota, for a robot that has one.
+    pub quota: Option<QuotaStatus>,
+}
+
+/// A robot's send quota as its task last saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QuotaStatus {
+    pub used: u64,
+    pub limit: u64,
+    /// When the current period ends (Unix ms).
+    pub period_ends_ms: i64,
+    /// When the quota runs out at the period's rate so far, if before the period ends.
+    pub runs_out_ms: Option<i64>,
 }
 
 impl RobotStatus {
@@ -78,6 +96,7 @@ impl RobotStatus {
             dead: 0,
             duplicates_dropped: 0,
             next_attempt_ms: None,
+            quota: None,
         }
     }
 }

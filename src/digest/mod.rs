@@ -161,7 +161,9 @@ pub struct DigestSpec<'a> {
     /// When set, a `[full alert list](<link>)` line goes before the footer.
     pub link: Option<&'a str>,
     /// Budget for the message, in the dialect's measure ([`Dialect::message_size`]); for
-    /// DingTalk `json_escaped_len(title) + json_escaped_len(text)`.
+    /// DingTalk `json_escaped_len(title) + json_escaped_len(text)`. Given to
+    /// `provider::render`, which sets the budget: the room to keep free for lines the delivery
+    /// adds above the footer (`provider::render_with_lines`), 0 for none.
     pub max_bytes: usize,
     /// Time zone for every time shown.
     pub tz: &'a TimeZone,

@@ -56,6 +56,11 @@ pub(super) async fn get_status(State(app): State<AppState>) -> Json<Status> {
             last_error: s.last_error,
             last_error_ms: s.last_error_ms,
             next_attempt_ms: s.next_attempt_ms,
+            quota_used: s.quota.map(|q| q.used),
+            quota_limit: s.quota.map(|q| q.limit),
+            quota_period_ends: s.quota.map(|q| q.period_ends_ms),
+            quota_runs_out: s.quota.and_then(|q| q.runs_out_ms),
+            fallback: h.config.fallback.clone(),
             members: live
                 .config
                 .pools
@@ -196,6 +201,15 @@ fn robot_gauges(
     m.gauge("sluice_sends_in_period", &r).set(in_period as f64);
     m.gauge("sluice_rate_limit", &r)
         .set(f64::from(h.config.timing.rate_limit));
+    if let Some(q) = s.quota {
+        m.gauge("sluice_quota_used", &r).set(q.used as f64);
+        m.gauge("sluice_quota_limit", &r).set(q.limit as f64);
+        m.gauge("sluice_quota_period_ends_seconds", &r)
+            .set(q.period_ends_ms as f64 / 1000.0);
+        // 0 while the quota lasts the period at its rate so far.
+        m.gauge("sluice_quota_runs_out_seconds", &r)
+            .set(q.runs_out_ms.map_or(0.0, |t| t as f64 / 1000.0));
+    }
     s
 }
 

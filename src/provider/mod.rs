@@ -254,6 +254,34 @@ pub fn render(target: &Target, spec: DigestSpec, alerts: &[Alert], mentions: &Me
     }
 }
 
+/// [`render`], with `lines` (a quota warning, a stand-in note) written above the footer like the
+/// mention line; the budget keeps room for them (each line's JSON-escaped bytes and its line
+/// breaks, at least what any dialect's measure counts for them).
+pub fn render_with_lines(
+    target: &Target,
+    spec: DigestSpec,
+    alerts: &[Alert],
+    mentions: &Mention,
+    lines: &[String],
+) -> Rendered {
+    if lines.is_empty() {
+        return render(target, spec, alerts, mentions);
+    }
+    let block = lines.join("\n\n");
+    let reserve = crate::digest::json_escaped_len(&block) + 16 * (lines.len() + 1);
+    let mut rendered = render(
+        target,
+        DigestSpec {
+            max_bytes: reserve,
+            ..spec
+        },
+        alerts,
+        mentions,
+    );
+    rendered.text = crate::mention::insert_line(&rendered.text, &block);
+    rendered
+}
+
 /// What a provider needs of a configured robot (`config::Robot::target`).
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
@@ -328,6 +356,9 @@ pub enum Outcome {
     Robot(String),
     /// This message can never be accepted: dead-letter it and go on with the next.
     Message(String),
+    /// The platform says the robot's own send quota is spent (DingTalk 90030, unconfirmed):
+    /// keep the digest; the robot's task treats it as its own quota spent (fallback, or wait).
+    Quota(String),
 }
 
 impl Outcome {
@@ -338,6 +369,7 @@ impl Outcome {
             Outcome::Transient(_) => "transient",
             Outcome::Robot(_) => "robot",
             Outcome::Message(_) => "message",
+            Outcome::Quota(_) => "quota",
         }
     }
 
@@ -347,7 +379,8 @@ impl Outcome {
             Outcome::Throttled(r, _)
             | Outcome::Transient(r)
             | Outcome::Robot(r)
-            | Outcome::Message(r) => Some(r),
+            | Outcome::Message(r)
+            | Outcome::Quota(r) => Some(r),
         }
     }
 }

@@ -12,8 +12,8 @@ use crate::alert::Alert;
 use crate::limit::StoredLog;
 use crate::store::{
     ABANDONED_CLAIM_MS, AppendError, Claim, DigestRecord, DigestState, Entry, Health, Moved,
-    Render, ReplayError, RequestKey, Retention, Slot, Store, StoreError, StoreFuture, StoreStatus,
-    answer_ids, append_by_robot,
+    QuotaUsed, Render, ReplayError, RequestKey, Retention, Slot, Store, StoreError, StoreFuture,
+    StoreStatus, answer_ids, append_by_robot,
 };
 
 #[derive(Default)]
@@ -32,6 +32,7 @@ struct Inner {
     dedup: HashMap<(String, String), (u64, i64)>,
     requests: HashMap<String, Answered>,
     sends: HashMap<String, StoredLog>,
+    quotas: HashMap<String, QuotaUsed>,
     commits: u64,
 }
 
@@ -350,6 +351,15 @@ impl Store for MemoryStore {
 
     fn set_send_log<'a>(&'a self, robot: &'a str, log: &'a StoredLog) -> StoreFuture<'a, ()> {
         self.lock().sends.insert(robot.to_string(), log.clone());
+        ready(Ok(()))
+    }
+
+    fn quota_used<'a>(&'a self, robot: &'a str) -> StoreFuture<'a, Option<QuotaUsed>> {
+        ready(Ok(self.lock().quotas.get(robot).copied()))
+    }
+
+    fn set_quota_used<'a>(&'a self, robot: &'a str, used: QuotaUsed) -> StoreFuture<'a, ()> {
+        self.lock().quotas.insert(robot.to_string(), used);
         ready(Ok(()))
     }
 

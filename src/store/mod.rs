@@ -272,6 +272,13 @@ pub trait Store: Send + Sync {
     /// if the process dies during the POST.
     fn set_send_log<'a>(&'a self, robot: &'a str, log: &'a StoredLog) -> StoreFuture<'a, ()>;
 
+    /// The robot's quota count as last written ([`QuotaUsed`]); `None` if never written.
+    fn quota_used<'a>(&'a self, robot: &'a str) -> StoreFuture<'a, Option<QuotaUsed>>;
+
+    /// Replaces the robot's quota count, durable on return: a send counted this way counts
+    /// against the quota even if the process dies during the POST.
+    fn set_quota_used<'a>(&'a self, robot: &'a str, used: QuotaUsed) -> StoreFuture<'a, ()>;
+
     /// Deletes sent and replayed digests, with the alerts only they cover, once `retention`
     /// of their robot has passed, and dedup keys and request answers as old. Pending and dead
     /// digests stay. Returns how many digests went.
@@ -520,6 +527,14 @@ impl DigestRecord {
             body: self.body.clone(),
         }
     }
+}
+
+/// A robot's sends in one quota period ([`crate::quota`]): the period's start (Unix ms) and
+/// how many requests left in it, counted before each POST.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaUsed {
+    pub period_start_ms: i64,
+    pub used: u64,
 }
 
 /// What [`Store::move_queue`] moved.

@@ -298,6 +298,19 @@ async fn send_logs_are_kept_per_robot(store: Arc<dyn Store>) {
     s.close().await.unwrap();
 }
 
+async fn quota_counts_are_kept_per_robot(store: Arc<dyn Store>) {
+    let s = &*store;
+    assert_eq!(s.quota_used("ops").await.unwrap(), None);
+    let used = crate::store::QuotaUsed {
+        period_start_ms: 1_000,
+        used: 4,
+    };
+    s.set_quota_used("ops", used).await.unwrap();
+    assert_eq!(s.quota_used("ops").await.unwrap(), Some(used));
+    assert_eq!(s.quota_used("dq").await.unwrap(), None);
+    s.close().await.unwrap();
+}
+
 /// Each test, once per backend: `store::tests::on_sled::…` and `store::tests::on_memory::…`.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -330,4 +343,5 @@ conformance!(
     prune_keeps_unsent_and_recent_digests,
     a_removed_robots_queue_moves_whole,
     send_logs_are_kept_per_robot,
+    quota_counts_are_kept_per_robot,
 );

@@ -32,7 +32,8 @@ pub fn classify(status: u16, body: &str) -> Outcome {
     match code {
         0 => Outcome::Ok,
         130101 | 410100 => Outcome::Throttled(why("sending too fast"), None),
-        90030 => Outcome::Throttled(why("webhook call quota exceeded"), None),
+        // The robot's call quota (unconfirmed: DingTalk documents no period for it).
+        90030 => Outcome::Quota(why("webhook call quota exceeded")),
         -1 => Outcome::Transient(why("system busy")),
         310000 => Outcome::Robot(why("keyword, signature, timestamp or IP check failed")),
         300001 | 300005 | 400101 => Outcome::Robot(why("access token does not exist")),
@@ -78,7 +79,7 @@ mod tests {
                 "throttled",
             ),
             (200, e(410100, "发送速度太快而限流"), "throttled"),
-            (200, e(90030, "webhook over limit"), "throttled"),
+            (200, e(90030, "webhook over limit"), "quota"),
             (429, String::new(), "throttled"),
             (200, e(-1, "系统繁忙"), "transient"),
             (500, "oops".into(), "transient"),

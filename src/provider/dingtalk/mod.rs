@@ -36,7 +36,7 @@ pub const TEXT_BUDGET: usize = MAX_BODY - 1_000;
 pub fn render(spec: DigestSpec, alerts: &[Alert], mentions: &Mention) -> Rendered {
     let line = mentions.line();
     let spec = DigestSpec {
-        max_bytes: TEXT_BUDGET - mention::line_cost(&line),
+        max_bytes: TEXT_BUDGET.saturating_sub(mention::line_cost(&line) + spec.max_bytes),
         ..spec
     };
     let mut rendered = crate::digest::render(&spec, alerts);

@@ -63,7 +63,7 @@ pub fn render(
         ),
     };
     let spec = DigestSpec {
-        max_bytes: TEXT_BUDGET.saturating_sub(cost),
+        max_bytes: TEXT_BUDGET.saturating_sub(cost + spec.max_bytes),
         ..spec
     };
     let mut rendered = match msgtype {

@@ -27,7 +27,7 @@ pub fn render(spec: DigestSpec, alerts: &[Alert], mentions: &Mention) -> Rendere
         line.chars().count() + 1
     };
     let spec = DigestSpec {
-        max_bytes: MAX_CHARS - cost,
+        max_bytes: MAX_CHARS.saturating_sub(cost + spec.max_bytes),
         ..spec
     };
     let mut rendered = crate::digest::render_in(&Dialect, &spec, alerts);

@@ -96,10 +96,11 @@ pub fn check(robot: &str, e: &super::Endpoint) -> Result<(), String> {
 /// receiver decides what it means; a template also gets `mentions`) above the footer.
 pub fn render(spec: DigestSpec, alerts: &[Alert], mentions: &Mention, hook: &Spec) -> Rendered {
     let line = mentions.line();
+    let reserve = spec.max_bytes;
     let around = body_text(hook, spec.robot, spec.id, spec.link, "", "", mentions).len();
     let mut budget = hook
         .max_bytes
-        .saturating_sub(around + mention::line_cost(&line))
+        .saturating_sub(around + mention::line_cost(&line) + reserve)
         .max(MIN_BUDGET);
     // A template that writes the text more than once costs more than the text: measure the
     // body and render again within what it allows, a few times at most.
@@ -124,11 +125,11 @@ pub fn render(spec: DigestSpec, alerts: &[Alert], mentions: &Mention, hook: &Spe
             mentions,
         )
         .len();
-        if size <= hook.max_bytes || budget == MIN_BUDGET {
+        if size + reserve <= hook.max_bytes || budget == MIN_BUDGET {
             return rendered;
         }
         budget = budget
-            .saturating_sub(size - hook.max_bytes + 64)
+            .saturating_sub(size + reserve - hook.max_bytes + 64)
             .max(MIN_BUDGET);
     }
     let mut rendered = crate::digest::render(

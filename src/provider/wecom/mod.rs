@@ -89,7 +89,8 @@ pub fn render(
     let line = mention_line(mentions, d.flavor);
     let spec = DigestSpec {
         // `insert_line` adds the line and a line break on each side of it.
-        max_bytes: MAX_CONTENT - if line.is_empty() { 0 } else { line.len() + 2 },
+        max_bytes: MAX_CONTENT
+            .saturating_sub(spec.max_bytes + if line.is_empty() { 0 } else { line.len() + 2 }),
         keyword: None,
         templates: None,
         ..spec

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use super::*;
 use crate::limit::StoredLog;
 use crate::store::{
-    AppendError, Entry, Render, RequestKey, Retention, Store, StoreFuture, StoreStatus, answer_ids,
-    append_by_robot,
+    AppendError, Entry, QuotaUsed, Render, RequestKey, Retention, Store, StoreFuture, StoreStatus,
+    answer_ids, append_by_robot,
 };
 
 /// The embedded backend behind `Arc<dyn Store>`.
@@ -177,6 +177,16 @@ impl Store for SledBackend {
     fn set_send_log<'a>(&'a self, robot: &'a str, log: &'a StoredLog) -> StoreFuture<'a, ()> {
         let (robot, log) = (robot.to_string(), log.clone());
         Box::pin(self.run(move |s| s.set_stamped_send_log(&robot, &log, true)))
+    }
+
+    fn quota_used<'a>(&'a self, robot: &'a str) -> StoreFuture<'a, Option<QuotaUsed>> {
+        let robot = robot.to_string();
+        Box::pin(self.run(move |s| s.quota_used(&robot)))
+    }
+
+    fn set_quota_used<'a>(&'a self, robot: &'a str, used: QuotaUsed) -> StoreFuture<'a, ()> {
+        let robot = robot.to_string();
+        Box::pin(self.run(move |s| s.set_quota_used(&robot, used)))
     }
 
     fn prune(&self, now_ms: i64, retention: Retention) -> StoreFuture<'_, usize> {

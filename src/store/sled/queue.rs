@@ -576,6 +576,29 @@ impl SledStore {
     }
 }
 
+impl SledStore {
+    /// The robot's quota count (`meta "quota" + robot`), if ever written.
+    pub fn quota_used(&self, robot: &str) -> Result<Option<crate::store::QuotaUsed>, StoreError> {
+        let key = meta_key("quota", robot);
+        match self.meta.get(&key)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(decode(&key, &v)?)),
+        }
+    }
+
+    /// Replaces the robot's quota count and flushes before returning.
+    pub fn set_quota_used(
+        &self,
+        robot: &str,
+        used: crate::store::QuotaUsed,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(&used).map_err(StoreError::encode)?;
+        let written = self.meta.insert(meta_key("quota", robot), bytes);
+        self.checked(written.map_err(StoreError::from))?;
+        self.flush()
+    }
+}
+
 /// A seal between its two halves ([`SledStore::to_seal`], [`SledStore::write_seal`]).
 pub struct Sealing {
     pub(super) id: u64,
