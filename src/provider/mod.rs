@@ -255,8 +255,9 @@ pub fn render(target: &Target, spec: DigestSpec, alerts: &[Alert], mentions: &Me
 }
 
 /// [`render`], with `lines` (a quota warning, a stand-in note) written above the footer like the
-/// mention line; the budget keeps room for them (each line's JSON-escaped bytes and its line
-/// breaks, at least what any dialect's measure counts for them).
+/// mention line; the budget keeps room for them: their JSON-escaped bytes, and each line break
+/// (theirs and the two `insert_line` adds) at the dearest any dialect counts one (a Feishu
+/// post's new paragraph), so no dialect's measure of them is more than what is kept.
 pub fn render_with_lines(
     target: &Target,
     spec: DigestSpec,
@@ -268,7 +269,9 @@ pub fn render_with_lines(
         return render(target, spec, alerts, mentions);
     }
     let block = lines.join("\n\n");
-    let reserve = crate::digest::json_escaped_len(&block) + 16 * (lines.len() + 1);
+    let breaks = block.matches('\n').count() + 2;
+    let reserve =
+        crate::digest::json_escaped_len(&block) + crate::digest::feishu::PARAGRAPH * breaks;
     let mut rendered = render(
         target,
         DigestSpec {

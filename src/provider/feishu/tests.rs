@@ -155,6 +155,30 @@ fn a_flood_of_costly_alerts_fills_the_body_to_the_cap_and_no_further() {
             // The budget is used, not left idle: a digest of this flood is near the cap.
             let len = signed(body).len();
             assert!(len > MAX_BODY - 2_500, "{msgtype:?}: {len} bytes");
+
+            // With a quota warning and a stand-in note written above the footer, still within.
+            let target = crate::provider::Target {
+                name: "ops",
+                kind: crate::provider::ProviderKind::Feishu,
+                webhook: None,
+                secret: None,
+                keywords: &[],
+                msgtype,
+                request_timeout: std::time::Duration::from_secs(1),
+                hook: None,
+            };
+            let lines = [
+                "⚠ 4 000 of this month's 5 000 sends used; at today's rate the quota runs out on 2026-12-24.".to_string(),
+                "Standing in for robot \"other\": its monthly quota of 5 000 is spent.".to_string(),
+            ];
+            let r = crate::provider::render_with_lines(&target, spec, &alerts, m, &lines);
+            let body = match msgtype {
+                MsgType::Interactive => card_body(&r.text, Some(&link)),
+                _ => post_body(&r.title, &r.text, Some(&link), &people(m)),
+            };
+            assert!(r.text.contains("Standing in for robot"), "{}", r.text);
+            let len = signed(body).len();
+            assert!(len <= MAX_BODY, "{msgtype:?} with lines: {len} bytes");
         }
     }
 }
