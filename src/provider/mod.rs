@@ -409,6 +409,43 @@ pub fn retry_after(value: Option<&str>, now_ms: i64) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
+/// The first reading of an answer in the `{"errcode": N, "errmsg": "…"}` form DingTalk and WeCom
+/// share: by HTTP status (429 throttled, 408 and 5xx transient, 401/403/404/410 the webhook
+/// refused, other non-2xx message-level), then a 2xx body's `errcode` and `errmsg` for the
+/// platform's own table; a body without them is transient.
+pub(crate) fn errcode_answer(status: u16, body: &str) -> Result<(i64, String), Outcome> {
+    match status {
+        200..=299 => {}
+        // Not documented for WeCom's webhook; a gateway in front of either may say so.
+        429 => return Err(Outcome::Throttled(format!("HTTP {status}"), None)),
+        408 | 500..=599 => return Err(Outcome::Transient(format!("HTTP {status}"))),
+        401 | 403 | 404 | 410 => {
+            return Err(Outcome::Robot(format!(
+                "HTTP {status}: the webhook URL is refused"
+            )));
+        }
+        _ => return Err(Outcome::Message(format!("HTTP {status}: {}", hint(body)))),
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        errcode: Option<i64>,
+        errmsg: Option<String>,
+    }
+    let Ok(Answer { errcode, errmsg }) = serde_json::from_str::<Answer>(body) else {
+        return Err(Outcome::Transient(format!(
+            "unreadable answer: {}",
+            hint(body)
+        )));
+    };
+    let Some(code) = errcode else {
+        return Err(Outcome::Transient(format!(
+            "answer without errcode: {}",
+            hint(body)
+        )));
+    };
+    Ok((code, errmsg.unwrap_or_default()))
+}
+
 /// The first 200 bytes of a robot's text (an answer, its `errmsg`), on one line, for reasons.
 pub(crate) fn hint(text: &str) -> String {
     let one_line: String = text

@@ -1,34 +1,15 @@
 //! What DingTalk's answer means: the pure [`classify`] over status and body, and what its
 //! `Date` header says of the host clock when a signature is refused.
 
-use crate::provider::{Outcome, clock_skew, hint};
+use crate::provider::{Outcome, clock_skew, errcode_answer, hint};
 
 /// Classifies an answer by HTTP status and, for 2xx, by `errcode` (ROBOTS.md §1.4, §1.5).
 pub fn classify(status: u16, body: &str) -> Outcome {
-    match status {
-        200..=299 => {}
-        429 => return Outcome::Throttled(format!("HTTP {status}"), None),
-        408 | 500..=599 => return Outcome::Transient(format!("HTTP {status}")),
-        401 | 403 | 404 | 410 => {
-            return Outcome::Robot(format!("HTTP {status}: the webhook URL is refused"));
-        }
-        _ => return Outcome::Message(format!("HTTP {status}: {}", hint(body))),
-    }
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        errcode: Option<i64>,
-        errmsg: Option<String>,
-    }
-    let Ok(Answer { errcode, errmsg }) = serde_json::from_str::<Answer>(body) else {
-        return Outcome::Transient(format!("unreadable answer: {}", hint(body)));
+    let (code, errmsg) = match errcode_answer(status, body) {
+        Ok(answer) => answer,
+        Err(outcome) => return outcome,
     };
-    let Some(code) = errcode else {
-        return Outcome::Transient(format!("answer without errcode: {}", hint(body)));
-    };
-    let why = |meaning: &str| {
-        let msg = errmsg.as_deref().unwrap_or("");
-        format!("errcode {code} ({meaning}): {}", hint(msg))
-    };
+    let why = |meaning: &str| format!("errcode {code} ({meaning}): {}", hint(&errmsg));
     match code {
         0 => Outcome::Ok,
         130101 | 410100 => Outcome::Throttled(why("sending too fast"), None),

@@ -7,35 +7,15 @@
 //! digest waits and is kept), and a code not known is message-level (that digest is
 //! dead-lettered with its alerts and the reason, replayable, and the next one goes out).
 
-use crate::provider::{Outcome, hint};
+use crate::provider::{Outcome, errcode_answer, hint};
 
 /// Classifies an answer by HTTP status and, for 2xx, by `errcode` (ROBOTS.md §5).
 pub fn classify(status: u16, body: &str) -> Outcome {
-    match status {
-        200..=299 => {}
-        // Not documented for the webhook; a gateway in front of it may say so.
-        429 => return Outcome::Throttled(format!("HTTP {status}"), None),
-        408 | 500..=599 => return Outcome::Transient(format!("HTTP {status}")),
-        401 | 403 | 404 | 410 => {
-            return Outcome::Robot(format!("HTTP {status}: the webhook URL is refused"));
-        }
-        _ => return Outcome::Message(format!("HTTP {status}: {}", hint(body))),
-    }
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        errcode: Option<i64>,
-        errmsg: Option<String>,
-    }
-    let Ok(Answer { errcode, errmsg }) = serde_json::from_str::<Answer>(body) else {
-        return Outcome::Transient(format!("unreadable answer: {}", hint(body)));
+    let (code, errmsg) = match errcode_answer(status, body) {
+        Ok(answer) => answer,
+        Err(outcome) => return outcome,
     };
-    let Some(code) = errcode else {
-        return Outcome::Transient(format!("answer without errcode: {}", hint(body)));
-    };
-    let why = |meaning: &str| {
-        let msg = errmsg.as_deref().unwrap_or("");
-        format!("errcode {code} ({meaning}): {}", hint(msg))
-    };
+    let why = |meaning: &str| format!("errcode {code} ({meaning}): {}", hint(&errmsg));
     match code {
         0 => Outcome::Ok,
         // WeCom's "api freq out of limit"; that the webhook answers it past 20 a minute is
