@@ -536,6 +536,8 @@ pub(crate) struct Answer {
     pub date: Option<String>,
     /// `Retry-After`, for a throttle answer ([`retry_after`]).
     pub retry_after: Option<String>,
+    /// `x-ogw-ratelimit-reset`: Feishu's Open API says when its limit resets in its own header.
+    pub ratelimit_reset: Option<String>,
     pub body: String,
 }
 
@@ -553,12 +555,18 @@ pub(crate) async fn exchange(request: reqwest::RequestBuilder) -> Result<Answer,
         header(reqwest::header::DATE),
         header(reqwest::header::RETRY_AFTER),
     );
+    let ratelimit_reset = resp
+        .headers()
+        .get("x-ogw-ratelimit-reset")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let status = resp.status().as_u16();
     let body = resp.text().await.map_err(describe_transport_error)?;
     Ok(Answer {
         status,
         date,
         retry_after,
+        ratelimit_reset,
         body,
     })
 }

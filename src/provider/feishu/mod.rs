@@ -25,7 +25,7 @@ pub use sign::sign;
 
 use std::time::Duration;
 
-use super::{Outcome, Target, describe_transport_error};
+use super::{Outcome, Target};
 use crate::alert::Alert;
 use crate::digest::feishu::{Card, Post};
 use crate::digest::{Dialect, DigestSpec, Rendered, render_in};
@@ -147,31 +147,19 @@ impl Feishu {
             .post(&self.webhook)
             .timeout(self.timeout)
             .json(&body);
-        let resp = match request.send().await {
-            Err(e) => return Outcome::Transient(describe_transport_error(e)),
-            Ok(resp) => resp,
-        };
-        let status = resp.status().as_u16();
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let date = header("date");
-        // Feishu's Open API says when its limit resets in its own header; honour either.
-        let wait = header("retry-after").or_else(|| header("x-ogw-ratelimit-reset"));
-        match resp.text().await {
-            Ok(text) => {
+        match super::exchange(request).await {
+            Err(why) => Outcome::Transient(why),
+            Ok(answer) => {
                 let now = crate::unix_ms();
-                match classify(status, &text) {
+                // Feishu's Open API says when its limit resets in its own header; honour either.
+                let wait = answer.retry_after.or(answer.ratelimit_reset);
+                match classify(answer.status, &answer.body) {
                     Outcome::Throttled(why, _) => {
                         Outcome::Throttled(why, super::retry_after(wait.as_deref(), now))
                     }
-                    other => note_clock_skew(other, date.as_deref(), now),
+                    other => note_clock_skew(other, answer.date.as_deref(), now),
                 }
             }
-            Err(e) => Outcome::Transient(describe_transport_error(e)),
         }
     }
 }
