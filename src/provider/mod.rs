@@ -571,6 +571,23 @@ pub(crate) async fn exchange(request: reqwest::RequestBuilder) -> Result<Answer,
     })
 }
 
+/// Sends `request` and classifies the answer with the platform's `classify`; a throttle gets
+/// the wait its `Retry-After` says. For platforms whose answers need nothing else.
+pub(crate) async fn send_classified(
+    request: reqwest::RequestBuilder,
+    classify: fn(u16, &str) -> Outcome,
+) -> Outcome {
+    match exchange(request).await {
+        Err(why) => Outcome::Transient(why),
+        Ok(a) => match classify(a.status, &a.body) {
+            Outcome::Throttled(why, _) => {
+                Outcome::Throttled(why, retry_after(a.retry_after.as_deref(), crate::unix_ms()))
+            }
+            other => other,
+        },
+    }
+}
+
 /// The error and its causes on one line, without the URL (it carries the access token or key).
 pub(crate) fn describe_transport_error(e: reqwest::Error) -> String {
     let kind = if e.is_timeout() {

@@ -83,16 +83,7 @@ impl SlackWebhook {
             .post(&self.webhook)
             .timeout(self.timeout)
             .json(body);
-        match super::exchange(request).await {
-            Err(why) => Outcome::Transient(why),
-            Ok(a) => match classify(a.status, &a.body) {
-                Outcome::Throttled(why, _) => Outcome::Throttled(
-                    why,
-                    super::retry_after(a.retry_after.as_deref(), crate::unix_ms()),
-                ),
-                other => other,
-            },
-        }
+        super::send_classified(request, classify).await
     }
 }
 

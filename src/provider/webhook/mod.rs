@@ -230,16 +230,6 @@ impl Webhook {
         for (name, value) in &self.hook.headers {
             request = request.header(name, value);
         }
-        let answer = match super::exchange(request).await {
-            Ok(a) => a,
-            Err(why) => return Outcome::Transient(why),
-        };
-        match classify(answer.status, &answer.body) {
-            Outcome::Throttled(why, _) => Outcome::Throttled(
-                why,
-                super::retry_after(answer.retry_after.as_deref(), crate::unix_ms()),
-            ),
-            other => other,
-        }
+        super::send_classified(request, classify).await
     }
 }

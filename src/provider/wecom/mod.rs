@@ -133,16 +133,7 @@ impl WeCom {
             .post(&self.webhook)
             .timeout(self.timeout)
             .json(body);
-        match super::exchange(request).await {
-            Err(e) => Outcome::Transient(e),
-            Ok(answer) => match classify(answer.status, &answer.body) {
-                Outcome::Throttled(why, _) => Outcome::Throttled(
-                    why,
-                    super::retry_after(answer.retry_after.as_deref(), crate::unix_ms()),
-                ),
-                other => other,
-            },
-        }
+        super::send_classified(request, classify).await
     }
 }
 
