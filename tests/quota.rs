@@ -1,6 +1,7 @@
-//! Send quotas with a fallback, end to end, in-process: sluice (real sled in a temp dir) → real
+//! Send quotas and fallbacks, end to end, in-process: sluice (real sled in a temp dir) → real
 //! HTTP → the fake DingTalk robot with two tokens. Robot `ops` has a quota of 5 per 4 s (a month,
-//! scaled; fixed windows aligned to the Unix epoch), robot `spare` stands in for it.
+//! scaled; fixed windows aligned to the Unix epoch), or refuses our messages for longer than its
+//! `fallback_after`; robot `spare` stands in for it.
 
 mod support;
 
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use support::daemon::{Daemon, footers_total, num};
-use support::fake_robot::{FakeRobot, Limits};
+use support::fake_robot::{Accepted, FakeRobot, Fault, Limits};
 
 const PERIOD_MS: u64 = 4_000;
 
@@ -137,5 +138,138 @@ async fn a_spent_quota_hands_over_to_the_fallback_until_the_period_rolls_over() 
         assert!(Instant::now() < deadline, "delivered {total} of {posted}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    d.stop().await;
+}
+
+fn blocked_config(fake: &FakeRobot) -> String {
+    format!(
+        r#"
+[server]
+listen = "{{listen}}"
+data_dir = "{{data_dir}}"
+
+[defaults]
+window = "10ms"
+rate_limit = 20
+rate_period = "2s"
+request_timeout = "2s"
+blocked_probe = "400ms"
+
+[robots.ops]
+webhook = "{ops}"
+fallback = "spare"
+fallback_after = "1500ms"
+
+[robots.spare]
+webhook = "{spare}"
+"#,
+        ops = fake.webhook("ops-token"),
+        spare = fake.webhook("spare-token"),
+    )
+}
+
+/// The digests among what a robot accepted (not sluice's probes).
+fn digests(accepted: Vec<Accepted>) -> Vec<Accepted> {
+    accepted
+        .into_iter()
+        .filter(|a| !a.title.contains("sluice probe"))
+        .collect()
+}
+
+/// A robot that refuses our messages keeps its queue for `fallback_after` (probing with its
+/// digest), then hands it to the fallback, marked with why; probes find it back and its digests
+/// go to it again; every alert is delivered once, through one robot or the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_robot_blocked_past_fallback_after_hands_over_until_a_probe_finds_it_back() {
+    let fake = FakeRobot::start(Limits {
+        limit: 20,
+        period: Duration::from_secs(2),
+        lockout: Duration::from_secs(3),
+    })
+    .await;
+    fake.add_robot("ops-token", None, &[]);
+    fake.add_robot("spare-token", None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&blocked_config(&fake), dir.path()).await;
+
+    let mut posted = stream(&d, "before", Duration::from_millis(300)).await;
+    fake.wait_for("ops-token", Duration::from_secs(3), |got| !got.is_empty())
+        .await;
+    let blocked_at = Instant::now();
+    fake.set_sticky(
+        "ops-token",
+        Some(Fault::Errcode(300001, "token is not exist")),
+    );
+    posted += stream(&d, "blocked", Duration::from_millis(2500)).await;
+
+    let spare = fake.accepted("spare-token");
+    assert!(!spare.is_empty(), "the fallback takes over");
+    assert!(
+        spare[0].at >= blocked_at + Duration::from_millis(1500),
+        "not before fallback_after: {:?} after the block",
+        spare[0].at - blocked_at
+    );
+    assert!(
+        spare[0].text.contains(
+            "Standing in for robot ops: it has refused our messages for more than 1s 500ms"
+        ) && spare[0].text.contains("300001"),
+        "{}",
+        spare[0].text
+    );
+    let status = d.robot_status("ops").await;
+    // Blocked, or sending a probe at this moment.
+    assert!(
+        status["state"] == "blocked" || status["state"] == "sending",
+        "{status}"
+    );
+    assert_eq!(
+        num(&status, "outbox"),
+        0,
+        "its queue went to spare: {status}"
+    );
+    // While blocked, ops is probed with notices, no more often than blocked_probe.
+    let refused = fake.requests("ops-token").len();
+    assert!(
+        refused >= 4,
+        "probes go on while it is stood down: {refused}"
+    );
+
+    // ops takes messages again: a probe finds it, and its digests go to it again.
+    fake.set_sticky("ops-token", None);
+    let back = fake.accepted("ops-token").len();
+    fake.wait_for("ops-token", Duration::from_secs(3), |got| got.len() > back)
+        .await;
+    let probe = &fake.accepted("ops-token")[back];
+    assert!(
+        probe.title.contains("sluice probe") && probe.text.contains("again"),
+        "{probe:?}"
+    );
+    let spare_before = fake.accepted("spare-token").len();
+    posted += stream(&d, "after", Duration::from_millis(300)).await;
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let total = footers_total(&digests(fake.accepted("ops-token")))
+            + footers_total(&fake.accepted("spare-token"));
+        if total == posted {
+            break;
+        }
+        assert!(
+            total < posted,
+            "an alert delivered twice: {total} of {posted}"
+        );
+        assert!(Instant::now() < deadline, "delivered {total} of {posted}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after: Vec<_> = digests(fake.accepted("ops-token"))
+        .into_iter()
+        .filter(|a| a.text.contains("after 0"))
+        .collect();
+    assert!(!after.is_empty(), "ops carries its own digests again");
+    assert_eq!(
+        fake.accepted("spare-token").len(),
+        spare_before,
+        "nothing more for spare once ops is back"
+    );
     d.stop().await;
 }

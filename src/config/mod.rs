@@ -394,6 +394,11 @@ impl Config {
                         }
                     },
                     fallback: match &r.fallback {
+                        None if r.fallback_after.is_some() => {
+                            return Err(fail(format!(
+                                "robots.{name}.fallback_after: says when the queue goes to the fallback, and robots.{name} has none; set robots.{name}.fallback too"
+                            )));
+                        }
                         None => None,
                         Some(f) => Some(expand(&format!("robots.{name}.fallback"), f)?),
                     },
@@ -540,7 +545,8 @@ fn webhook_spec(
 /// `"30s"`, `"1m 30s"`, `"250ms"`, `"7d"` (humantime's syntax).
 /// A robot's `quota` and `fallback`: a pool member has no task of its own to count them; a
 /// fallback is a robot in no pool, or a pool, other than the robot itself, and following
-/// fallbacks never comes back to where it started.
+/// fallbacks never comes back to where it started. A fallback stands in while the robot's
+/// quota is spent and while it refuses our messages, so it needs no quota.
 fn check_fallbacks(
     robots: &BTreeMap<String, Robot>,
     pools: &BTreeMap<String, Pool>,
@@ -579,11 +585,6 @@ fn check_fallbacks(
             return Err(format!(
                 "{key}: unknown robot or pool {to:?}; expected one of: {}",
                 lanes.join(", ")
-            ));
-        }
-        if r.quota.is_none() {
-            return Err(format!(
-                "{key}: a fallback stands in while the robot's quota is spent; set robots.{name}.quota too"
             ));
         }
         // Follow the chain; a robot seen twice is a cycle.
@@ -780,6 +781,79 @@ mod tests {
                 err.starts_with("test.toml: ") && err.contains(want),
                 "got {err:?}, want {want:?}"
             );
+        }
+    }
+
+    /// A fallback must be another lane outside any pool, and following fallbacks never comes
+    /// back; `fallback_after` needs a fallback; quotas and fallbacks are not for pool members.
+    #[test]
+    fn fallbacks_are_checked_with_what_was_expected() {
+        let base = r#"
+            [robots.a]
+            provider = "console"
+            [robots.b]
+            provider = "console"
+            [robots.m1]
+            provider = "console"
+            [robots.m2]
+            provider = "console"
+            [pools.team]
+            robots = ["m1", "m2"]
+        "#;
+        let with = |robot: &str, keys: &str| {
+            base.replace(
+                &format!("[robots.{robot}]\n"),
+                &format!("[robots.{robot}]\n{keys}\n"),
+            )
+        };
+        // A fallback needs no quota: it also stands in for a robot that refuses us.
+        let c = parse(&with("a", "fallback = \"b\"\nfallback_after = \"2m\"")).unwrap();
+        assert_eq!(c.robots["a"].fallback.as_deref(), Some("b"));
+        assert_eq!(
+            c.robots["a"].timing.fallback_after,
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            c.robots["b"].timing.fallback_after,
+            Duration::from_secs(600)
+        );
+        let c = parse(&with("a", "fallback = \"team\"")).unwrap();
+        assert_eq!(c.robots["a"].fallback.as_deref(), Some("team"));
+        let cases = [
+            (
+                with("a", "fallback = \"a\""),
+                "robots.a.fallback: a robot cannot stand in for itself",
+            ),
+            (
+                with("a", "fallback = \"m1\""),
+                "robots.a.fallback: m1 is a member of pool team; name the pool (\"team\") instead",
+            ),
+            (
+                with("a", "fallback = \"c\""),
+                "robots.a.fallback: unknown robot or pool \"c\"; expected one of: a, b, team",
+            ),
+            (
+                with("a", "fallback = \"b\"")
+                    .replace("[robots.b]\n", "[robots.b]\nfallback = \"a\"\n"),
+                "fallbacks go round in a cycle: a → b → a",
+            ),
+            (
+                with("a", "fallback_after = \"5m\""),
+                "robots.a.fallback_after: says when the queue goes to the fallback, and robots.a has none; set robots.a.fallback too",
+            ),
+            (
+                with("a", "fallback = \"b\"\nfallback_after = \"1ms\""),
+                "robots.a.fallback_after: must be at least 10ms",
+            ),
+            (
+                with("m1", "quota = \"10/day\""),
+                "robots.m1: quota and fallback are for robots in no pool; m1 is a member of pool team",
+            ),
+            (with("a", "quota = \"10/fortnight\""), "robots.a.quota: "),
+        ];
+        for (text, want) in cases {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "got {err:?}, want {want:?}");
         }
     }
 

@@ -20,7 +20,8 @@ pub struct Robot {
     pub hook: Option<std::sync::Arc<crate::provider::webhook::Spec>>,
     /// `quota = "5000/month"`: most sends per calendar (or fixed) period ([`crate::quota`]).
     pub quota: Option<crate::quota::Quota>,
-    /// `fallback = "LANE"`: the robot or pool its queue goes to while its quota is spent.
+    /// `fallback = "LANE"`: the robot or pool its queue goes to while its quota is spent, or
+    /// once it has refused our messages for `fallback_after`.
     pub fallback: Option<String>,
 }
 
@@ -113,6 +114,9 @@ pub struct Timing {
     pub retry_max_backoff: Duration,
     pub throttle_backoff: Duration,
     pub blocked_probe: Duration,
+    /// How long a robot with a `fallback` may refuse our messages before its queue goes to
+    /// the fallback.
+    pub fallback_after: Duration,
     pub request_timeout: Duration,
     pub retention: Duration,
     /// Most alerts waiting for a digest; beyond it ingest answers 503 instead of growing.
@@ -157,6 +161,7 @@ impl Default for Timing {
             retry_max_backoff: Duration::from_secs(300),
             throttle_backoff: Duration::from_secs(600),
             blocked_probe: Duration::from_secs(300),
+            fallback_after: Duration::from_secs(600),
             request_timeout: Duration::from_secs(10),
             retention: Duration::from_secs(7 * 86_400),
             max_pending: 1_000_000,
@@ -177,6 +182,7 @@ pub(super) struct RawTiming {
     pub(super) retry_max_backoff: Option<String>,
     pub(super) throttle_backoff: Option<String>,
     pub(super) blocked_probe: Option<String>,
+    pub(super) fallback_after: Option<String>,
     pub(super) request_timeout: Option<String>,
     pub(super) retention: Option<String>,
     pub(super) max_pending: Option<i64>,
@@ -213,7 +219,7 @@ pub(super) struct RawRobot {
     pub(super) max_bytes: Option<super::server::RawSize>,
     /// `"5000/month"`, `"700/day"`, `"5/2s"` ([`crate::quota::Quota::parse`]).
     pub(super) quota: Option<String>,
-    /// The robot or pool that stands in while the quota is spent.
+    /// The robot or pool that stands in while the quota is spent or the robot refuses us.
     pub(super) fallback: Option<String>,
     // The [defaults] keys, spelled out: serde cannot combine `flatten` with
     // `deny_unknown_fields`, and unknown keys must be rejected with their position.
@@ -224,6 +230,7 @@ pub(super) struct RawRobot {
     pub(super) retry_max_backoff: Option<String>,
     pub(super) throttle_backoff: Option<String>,
     pub(super) blocked_probe: Option<String>,
+    pub(super) fallback_after: Option<String>,
     pub(super) request_timeout: Option<String>,
     pub(super) retention: Option<String>,
     pub(super) max_pending: Option<i64>,
@@ -247,6 +254,7 @@ impl RawRobot {
             retry_max_backoff: self.retry_max_backoff.clone(),
             throttle_backoff: self.throttle_backoff.clone(),
             blocked_probe: self.blocked_probe.clone(),
+            fallback_after: self.fallback_after.clone(),
             request_timeout: self.request_timeout.clone(),
             retention: self.retention.clone(),
             max_pending: self.max_pending,
@@ -414,6 +422,7 @@ pub(super) fn timing(
             base.throttle_backoff,
         )?,
         blocked_probe: dur("blocked_probe", &raw.blocked_probe, base.blocked_probe)?,
+        fallback_after: dur("fallback_after", &raw.fallback_after, base.fallback_after)?,
         request_timeout: dur(
             "request_timeout",
             &raw.request_timeout,
@@ -457,6 +466,7 @@ pub(super) fn timing(
         ("retry_max_backoff", t.retry_max_backoff),
         ("throttle_backoff", t.throttle_backoff),
         ("blocked_probe", t.blocked_probe),
+        ("fallback_after", t.fallback_after),
         ("request_timeout", t.request_timeout),
     ];
     for (k, d) in positive {

@@ -1,7 +1,9 @@
-//! One task per robot: window → permit → seal → render → send → classify → next.
+//! One task per lane (a robot, or a pool of robots): window → permit → seal → render → send →
+//! classify → next. The loop is [`lane`]'s, the same for both; [`RobotTask`] and [`PoolTask`]
+//! are how the supervisor starts one.
 //!
-//! The task owns everything about its robot that changes: the rate guard, the outbox of sealed
-//! digests, the retry timer. Nothing is shared with other robots, so one that is blocked,
+//! The task owns everything about its lane that changes: the rate guards, the outbox of sealed
+//! digests, the retry timers. Nothing is shared with other robots, so one that is blocked,
 //! throttled or slow never delays another. Others see it only through [`RobotStatus`].
 //!
 //! Pressure makes digests bigger, not more frequent: a digest is sealed only once a send permit is
@@ -14,7 +16,7 @@
 //! step across a restart neither lets a burst through nor holds a robot back longer than one rate
 //! period or one window.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,10 +28,11 @@ use crate::limit::{Clock, RateGuard};
 use crate::mention::{self, Mention};
 use crate::message::Prepared;
 use crate::metrics::RobotMetrics;
-use crate::provider::{Outcome, Provider};
-use crate::store::{DigestRecord, DigestState, QuotaUsed, Sealed, Store};
+use crate::provider::Provider;
+use crate::store::{DigestRecord, Sealed, Store};
 
 pub mod decide;
+mod lane;
 pub mod pool;
 pub mod status;
 
@@ -266,386 +269,22 @@ impl Sealing<'_> {
 }
 
 impl RobotTask {
-    pub async fn run(mut self) {
-        let name = self.handle.config.name.clone();
-        let timing = self.handle.config.timing.clone();
-        let mut guard = load_guard(&*self.store, self.clock, &name, &timing).await;
-        let mut outbox: VecDeque<DigestRecord> = std::mem::take(&mut self.outbox).into();
-        let mut retry_at: Option<i64> = None;
-        // Failures in a row, since when the robot has been failing us, and, once it is back,
-        // the period the next digest reports as a catch-up.
-        let mut memory = decide::Memory::default();
-        let mut jitter = Jitter::new(&name);
-        let mut oldest_pending = OldestPending::default();
-        self.update(|s| {
-            s.outbox = outbox.len();
-            s.recent_sends = guard.log();
-        });
-        // The quota: its count as persisted (an unreadable one counts as spent), the period
-        // the warning line was given in, and until when the platform said the quota is spent.
-        let quota = self.handle.config.quota;
-        let fallback = self.handle.config.fallback.clone();
-        let tz = self.handle.config.look.timezone.clone();
-        let mut used = QuotaUsed::default();
-        if let Some(q) = quota {
-            used = match self.store.quota_used(&name).await {
-                Ok(u) => u.unwrap_or_default(),
-                Err(e) => {
-                    tracing::error!(robot = %name, "cannot read the quota count ({e}); assuming the quota is spent");
-                    QuotaUsed {
-                        period_start_ms: q.bounds(self.clock.now_ms(), &tz).0,
-                        used: q.limit,
-                    }
-                }
-            };
-        }
-        let mut warned: Option<i64> = None;
-        let mut platform_spent: Option<(i64, String)> = None;
-        if !outbox.is_empty() {
-            tracing::info!(robot = %name, digests = outbox.len(), "resuming digests sealed before the restart");
-        }
-
-        loop {
-            if *self.run.borrow() != Run::Go {
-                break;
-            }
-            let now = self.clock.now_ms();
-
-            // 0. The quota: never a send past it. While it is spent, the queue goes to the
-            // fallback (or waits), until the period rolls over.
-            if let Some(q) = quota {
-                let (start, end) = q.bounds(now, &tz);
-                if used.period_start_ms != start {
-                    used = QuotaUsed {
-                        period_start_ms: start,
-                        used: 0,
-                    };
-                }
-                self.update(|s| {
-                    s.quota = Some(QuotaStatus {
-                        used: used.used.min(q.limit),
-                        limit: q.limit,
-                        period_ends_ms: end,
-                        runs_out_ms: crate::quota::runs_out(q.limit, used.used, start, end, now),
-                    })
-                });
-                let by_platform = platform_spent.as_ref().filter(|(until, _)| now < *until);
-                if used.used >= q.limit || by_platform.is_some() {
-                    let (until, why) = match by_platform {
-                        Some((until, r)) if used.used < q.limit => (
-                            *until,
-                            format!("the platform says its quota is spent ({r})"),
-                        ),
-                        _ => (end, format!("its {} is spent", q.describe())),
-                    };
-                    self.set_state(State::Quota, now);
-                    self.update(|s| s.next_attempt_ms = Some(until));
-                    if let Some(to) = &fallback
-                        && let Err(e) = self.hand_over(&mut outbox, to, &why, now).await
-                    {
-                        self.note_error(format!("store: cannot hand the queue to {to}: {e}"), now);
-                        self.sleep_ms(1000).await;
-                        continue;
-                    }
-                    // Until the period ends; with a fallback, new alerts are handed over too.
-                    let wake = self.handle.wake.clone();
-                    let d = Duration::from_millis((until - now).max(1) as u64);
-                    tokio::select! {
-                        _ = tokio::time::sleep(d) => {}
-                        _ = wake.notified(), if fallback.is_some() => {}
-                        _ = self.run.changed() => {}
-                    }
-                    continue;
-                }
-            }
-
-            // 1. Is there anything to send, and is it time?
-            if outbox.is_empty() {
-                match self.store.oldest_pending_ms(&name).await {
-                    Ok(None) => {
-                        oldest_pending = OldestPending::default();
-                        self.set_state(State::Idle, now);
-                        let wake = self.handle.wake.clone();
-                        tokio::select! {
-                            _ = wake.notified() => {}
-                            _ = self.run.changed() => {}
-                        }
-                        continue;
-                    }
-                    Ok(Some(oldest)) => {
-                        let oldest = oldest_pending.received(oldest, now);
-                        let ready = oldest + timing.window.as_millis() as i64;
-                        if now < ready {
-                            self.set_state(State::Waiting, now);
-                            self.sleep_ms(ready - now).await;
-                            continue;
-                        }
-                    }
-                    Err(e) => {
-                        self.note_error(format!("store: {e}"), now);
-                        self.sleep_ms(1000).await;
-                        continue;
-                    }
-                }
-            } else if let Some(at) = retry_at
-                && now < at
-            {
-                self.sleep_ms(at - now).await;
-                continue;
-            }
-
-            // 2. A permit, before anything is sealed.
-            if let Err(wait) = guard.acquire(now) {
-                if retry_at.is_none() {
-                    self.set_state(State::Waiting, now);
-                }
-                self.sleep_ms(wait.as_millis() as i64).await;
-                continue;
-            }
-
-            // 3. Seal whatever is pending into one digest.
-            if outbox.is_empty() {
-                // At 80 % of the quota, the next digest says so, once a period.
-                let mut lines = Vec::new();
-                let mut warns = None;
-                if let Some(q) = quota
-                    && warned != Some(used.period_start_ms)
-                {
-                    let (start, end) = q.bounds(now, &tz);
-                    let n = used.used + 1;
-                    let out = crate::quota::runs_out(q.limit, n, start, end, now);
-                    if let Some(w) = q.warning(n, out, &tz) {
-                        lines.push(w);
-                        warns = Some(start);
-                    }
-                }
-                lines.extend(self.handle.take_stand_in());
-                let sealing = Sealing {
-                    name: &name,
-                    target: self.handle.config.target(),
-                    provider: &self.provider,
-                    config: &self.handle.config,
-                    owners: &self.owners,
-                    public_url: self.public_url.as_deref(),
-                    catch_up: memory.catch_up,
-                    lines,
-                };
-                let sealed = self
-                    .store
-                    .seal(
-                        &name,
-                        MAX_ALERTS_PER_DIGEST,
-                        now,
-                        Box::new(|id, alerts| sealing.seal(id, alerts)),
-                    )
-                    .await;
-                match sealed {
-                    Ok(Some(d)) => {
-                        memory.catch_up = None;
-                        if warns.is_some() {
-                            warned = warns;
-                        }
-                        tracing::debug!(robot = %name, digest = d.id, alerts = d.count(), "sealed");
-                        if d.count() >= 10_000 {
-                            release_freed_memory();
-                        }
-                        outbox.push_back(d);
-                        self.update(|s| s.outbox = outbox.len());
-                    }
-                    Ok(None) => continue,
-                    Err(e) => {
-                        self.note_error(format!("store: cannot seal a digest: {e}"), now);
-                        self.sleep_ms(1000).await;
-                        continue;
-                    }
-                }
-            }
-            let Some(mut digest) = outbox.front().cloned() else {
-                continue;
-            };
-
-            // 4. Send. The attempt is on disk in the quota count and the send log before the
-            // request leaves (`record_send`); an unanswered send counts.
-            if quota.is_some() {
-                used.used += 1;
-                if let Err(e) = self.store.set_quota_used(&name, used).await {
-                    // Counted anyway: the write may have reached the disk.
-                    self.note_error(format!("store: cannot count the send: {e}"), now);
-                    self.sleep_ms(1000).await;
-                    continue;
-                }
-            }
-            let recorded = record_send(&*self.store, self.clock, &name, &mut guard, &timing).await;
-            if let Err(e) = recorded {
-                self.note_error(format!("store: cannot record the send: {e}"), now);
-                self.sleep_ms(1000).await;
-                continue;
-            }
-            self.set_state(State::Sending, now);
-            self.update(|s| s.recent_sends = guard.log());
-            let Some(outcome) = self.send_unless_shutdown(&digest).await else {
-                tracing::warn!(robot = %name, digest = digest.id, "shutdown: abandoned an unanswered send; the digest stays queued and is sent again after the restart");
-                break;
-            };
-            let done = self.clock.now_ms();
-            guard.complete(done);
-            let _ = self
-                .store
-                .set_send_log(&name, &self.clock.stored(&guard.log()))
-                .await;
-            digest.attempts += 1;
-
-            // 5. Act on the answer.
-            let m = &self.handle.metrics;
-            m.attempt(&outcome);
-            match &outcome {
-                Outcome::Ok => {
-                    m.sent.increment(1);
-                    m.delivered.increment(digest.count());
-                    m.per_digest.record(digest.count() as f64);
-                    m.latency
-                        .record((done - digest.oldest_ms).max(0) as f64 / 1000.0);
-                }
-                Outcome::Message(_) => m.dead.increment(1),
-                _ => {}
-            }
-            digest.last_error = outcome.reason().map(str::to_string);
-            let next =
-                decide::after_answer(&mut memory, &outcome, now, done, &timing, jitter.next());
-            digest.state = next.digest;
-            if next.digest == DigestState::Sent {
-                digest.sent_ms = Some(done);
-                digest.text = String::new();
-                digest.body = serde_json::Value::Null;
-                digest.unprepared = None;
-            }
-            retry_at = next.retry_at;
-            if let Err(e) = self.store.update_digest(&digest).await {
-                // The digest stays pending on disk: at worst it is sent once more after a restart.
-                tracing::error!(robot = %name, digest = digest.id, "cannot record the answer: {e}");
-            }
-            if let Some(front) = outbox.front_mut() {
-                // The next attempt starts from what this one learned (attempts, last error).
-                *front = digest.clone();
-            }
-            match outcome {
-                Outcome::Ok => {
-                    outbox.pop_front();
-                    tracing::info!(robot = %name, digest = digest.id, alerts = digest.count(), attempts = digest.attempts, "delivered");
-                    self.update(|s| {
-                        s.digests_sent += 1;
-                        s.alerts_delivered += digest.count();
-                    });
-                }
-                Outcome::Message(r) => {
-                    outbox.pop_front();
-                    tracing::warn!(robot = %name, digest = digest.id, alerts = digest.count(), "dead-lettered: {r}");
-                    self.update(|s| s.dead += 1);
-                    self.note_error(r, done);
-                }
-                Outcome::Throttled(r, wait) => {
-                    let pause = wait.unwrap_or(timing.throttle_backoff);
-                    tracing::warn!(robot = %name, digest = digest.id, "throttled by the robot, pausing {}: {r}", humantime::format_duration(pause));
-                    self.note_error(r, done);
-                }
-                Outcome::Transient(r) => {
-                    tracing::warn!(robot = %name, digest = digest.id, attempt = digest.attempts, "send failed, will retry: {r}");
-                    self.note_error(r, done);
-                }
-                Outcome::Robot(r) => {
-                    tracing::error!(robot = %name, digest = digest.id, "robot refuses our messages, blocked until a probe succeeds: {r}");
-                    self.note_error(r, done);
-                }
-                Outcome::Quota(r) => {
-                    tracing::warn!(robot = %name, digest = digest.id, "the platform says the robot's quota is spent: {r}");
-                    if let Some(at) = retry_at {
-                        platform_spent = Some((at, r.clone()));
-                    }
-                    self.note_error(r, done);
-                }
-            }
-            if let Some(state) = next.state {
-                self.set_state(state, done);
-            }
-            self.update(|s| {
-                s.outbox = outbox.len();
-                s.recent_sends = guard.log();
-                s.next_attempt_ms = retry_at;
-            });
-        }
-    }
-
-    /// The quota is spent: everything queued for this robot (its sealed digests, which are
-    /// marked replayed, and its pending alerts) goes to the fallback lane `to`, which renders
-    /// it in its own dialect and says in its next digest whom it stands in for and `why`. The
-    /// robot's own task is the one that may move its cursor (invariant 4).
-    async fn hand_over(
-        &mut self,
-        outbox: &mut VecDeque<DigestRecord>,
-        to: &str,
-        why: &str,
-        now: i64,
-    ) -> Result<(), crate::store::StoreError> {
-        let name = self.handle.config.name.clone();
-        if outbox.is_empty() && self.store.pending(&name).await? == 0 {
-            return Ok(());
-        }
-        let moved = self.store.move_queue(&name, to, now).await?;
-        outbox.clear();
-        self.update(|s| s.outbox = 0);
-        if let Some(h) = (self.lanes)(to) {
-            h.metrics.received.increment(moved.alerts);
-            h.stand_in(format!("Standing in for robot {name}: {why}."));
-            h.wake.notify_one();
-        }
-        tracing::warn!(robot = %name, fallback = to, alerts = moved.alerts, digests = moved.digests, "quota spent: queue handed to the fallback: {why}");
-        Ok(())
-    }
-
-    /// Sends, but gives up [`SHUTDOWN_GRACE`] after shutdown begins (`None`). A retiring task
-    /// waits for the answer (the request timeout bounds it).
-    async fn send_unless_shutdown(&mut self, digest: &DigestRecord) -> Option<Outcome> {
-        let mut run = self.run.clone();
-        let deadline = async move {
-            let _ = run.wait_for(|r| *r == Run::Shutdown).await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
+    /// Runs the robot's lane: one member, the robot itself.
+    pub async fn run(self) {
+        let lane = lane::Lane {
+            handle: self.handle.clone(),
+            store: self.store,
+            clock: self.clock,
+            run: self.run,
+            public_url: self.public_url,
+            owners: self.owners,
+            lanes: self.lanes,
         };
-        let message = message_of(&self.provider, digest);
-        tokio::select! {
-            outcome = self.provider.send(digest.id, &message) => Some(outcome),
-            _ = deadline => None,
-        }
-    }
-
-    async fn sleep_ms(&mut self, ms: i64) {
-        let d = Duration::from_millis(ms.max(1) as u64);
-        tokio::select! {
-            _ = tokio::time::sleep(d) => {}
-            _ = self.run.changed() => {}
-        }
-    }
-
-    fn update(&self, f: impl FnOnce(&mut RobotStatus)) {
-        self.handle.update(f);
-    }
-
-    fn set_state(&self, state: State, now: i64) {
-        self.update(|s| {
-            if s.state != state {
-                s.state = state;
-                s.since_ms = now;
-            }
-            if matches!(state, State::Idle | State::Waiting | State::Sending) {
-                s.next_attempt_ms = None;
-            }
-        });
-    }
-
-    fn note_error(&self, error: String, now: i64) {
-        self.update(|s| {
-            s.last_error = Some(error);
-            s.last_error_ms = Some(now);
-        });
+        let member = PoolMember {
+            handle: self.handle,
+            provider: self.provider,
+        };
+        lane.run(vec![member], self.outbox).await;
     }
 }
 

@@ -664,43 +664,51 @@ impl Provider {
 
     /// The test message's title and text, in the robot's dialect.
     pub fn ping_text(&self, robot: &Target<'_>) -> (String, String) {
-        let body = format!(
-            "sluice can reach robot **{}**; digests will arrive here.",
-            robot.name
-        );
+        self.notice_text(robot, "sluice test message", "; digests will arrive here.")
+    }
+
+    /// The probe a robot whose queue went to its fallback gets now and then: when it is
+    /// accepted, the robot's digests come back to it.
+    pub fn probe_text(&self, robot: &Target<'_>) -> (String, String) {
+        self.notice_text(
+            robot,
+            "sluice probe",
+            " again; its digests come here again.",
+        )
+    }
+
+    /// A short notice from sluice itself, in the robot's dialect: `title`, then "sluice can
+    /// reach robot NAME" and `rest`. It carries the robot's first keyword, which a
+    /// keyword-protected robot needs.
+    fn notice_text(&self, robot: &Target<'_>, title: &str, rest: &str) -> (String, String) {
+        let keyword = robot
+            .keywords
+            .first()
+            .map_or(String::new(), |k| format!("{k} "));
         match self {
             // WeCom sends the content alone, so the title is its heading; no keyword exists.
             Provider::WeCom(_) => {
-                let title = "sluice test message".to_string();
-                let text = format!("### {title}\n\n{body}");
-                (title, text)
+                let text = format!(
+                    "### {title}\n\nsluice can reach robot **{}**{rest}",
+                    robot.name
+                );
+                (title.to_string(), text)
             }
             Provider::Feishu(f) => {
-                // A keyword-protected robot only takes messages that carry one.
-                let keyword = robot
-                    .keywords
-                    .first()
-                    .map_or(String::new(), |k| format!("{k} "));
-                let title = format!("{keyword}sluice test message");
-                let text = f.ping_text(&title, robot.name);
+                let title = format!("{keyword}{title}");
+                let text = f.notice_text(&title, robot.name, rest);
                 (title, text)
             }
             Provider::Slack(_) => {
-                let title = "sluice test message".to_string();
-                let text = format!(
-                    "*{title}*\n\nsluice can reach robot *{}*; digests will arrive here.",
-                    robot.name
-                );
-                (title, text)
+                let text = format!("*{title}*\n\nsluice can reach robot *{}*{rest}", robot.name);
+                (title.to_string(), text)
             }
             Provider::DingTalk(_) | Provider::Webhook(_) | Provider::Console(_) => {
-                // A keyword-protected robot only takes messages that carry one.
-                let keyword = robot
-                    .keywords
-                    .first()
-                    .map_or(String::new(), |k| format!("{k} "));
-                let title = format!("{keyword}sluice test message");
-                let text = format!("### {title}\n\n{body}");
+                let title = format!("{keyword}{title}");
+                let text = format!(
+                    "### {title}\n\nsluice can reach robot **{}**{rest}",
+                    robot.name
+                );
                 (title, text)
             }
         }

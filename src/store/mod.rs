@@ -529,12 +529,15 @@ impl DigestRecord {
     }
 }
 
-/// A robot's sends in one quota period ([`crate::quota`]): the period's start (Unix ms) and
-/// how many requests left in it, counted before each POST.
+/// A robot's sends in one quota period ([`crate::quota`]): the period's start (Unix ms), how
+/// many requests left in it, counted before each POST, and whether a digest sent in it carried
+/// the 80 % line (so a restart does not give it twice).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaUsed {
     pub period_start_ms: i64,
     pub used: u64,
+    #[serde(default)]
+    pub warned: bool,
 }
 
 /// What [`Store::move_queue`] moved.

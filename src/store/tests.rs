@@ -304,9 +304,14 @@ async fn quota_counts_are_kept_per_robot(store: Arc<dyn Store>) {
     let used = crate::store::QuotaUsed {
         period_start_ms: 1_000,
         used: 4,
+        warned: true,
     };
     s.set_quota_used("ops", used).await.unwrap();
     assert_eq!(s.quota_used("ops").await.unwrap(), Some(used));
+    // A count written before the 80 % line was kept reads as not warned yet.
+    let old: crate::store::QuotaUsed =
+        serde_json::from_str(r#"{"period_start_ms":1000,"used":4}"#).unwrap();
+    assert!(!old.warned);
     assert_eq!(s.quota_used("dq").await.unwrap(), None);
     s.close().await.unwrap();
 }

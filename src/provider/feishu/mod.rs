@@ -111,23 +111,19 @@ impl Feishu {
         }
     }
 
-    /// The text of `sluice check --ping`'s message, in the robot's dialect.
-    pub fn ping_text(&self, title: &str, robot: &str) -> String {
+    /// A notice from sluice itself (the `--ping` test message, the probe), in the robot's dialect.
+    pub fn notice_text(&self, title: &str, robot: &str, rest: &str) -> String {
         let mut text = String::new();
         match self.msgtype {
             MsgType::Interactive => {
                 Card.write_title(&mut text, title);
                 text.push_str(Card::BLOCK_BREAK);
-                text.push_str(&format!(
-                    "sluice can reach robot **{robot}**; digests will arrive here."
-                ));
+                text.push_str(&format!("sluice can reach robot **{robot}**{rest}"));
             }
             _ => {
                 Post.write_title(&mut text, title);
                 text.push_str(Post::BLOCK_BREAK);
-                text.push_str(&format!(
-                    "sluice can reach robot {robot}; digests will arrive here."
-                ));
+                text.push_str(&format!("sluice can reach robot {robot}{rest}"));
             }
         }
         text
