@@ -81,18 +81,26 @@ enum Command {
         #[command(subcommand)]
         action: Option<DeadAction>,
     },
-    /// See sluice work, nothing to configure: a DingTalk robot simulator, a daemon with a temporary
-    /// store and batch jobs firing a burst of alerts, with a live view and a summary.
+    /// See sluice work, nothing to configure: chat robot simulators (DingTalk by default), a
+    /// daemon with a temporary store and batch jobs firing a burst of alerts, with a live view
+    /// and a summary.
     Demo {
         /// How many alerts the batch jobs send in all.
         #[arg(long, default_value = "5000", value_name = "N", value_parser = sluice::demo::parse_alerts)]
         alerts: u64,
-        /// How many robots (chat groups) they are spread over.
-        #[arg(long, default_value = "2", value_name = "K", value_parser = sluice::demo::parse_robots)]
-        robots: usize,
+        /// How many robots (chat groups) they are spread over, dealt to the platforms in turn
+        /// (at least one per platform). Default: 2, or one per platform when --platforms names
+        /// more.
+        #[arg(long, value_name = "K", value_parser = sluice::demo::parse_robots)]
+        robots: Option<usize>,
         /// Compress time: 10 makes the robot's minute 6 s (and everything else in proportion).
         #[arg(long, default_value = "10", value_name = "X", value_parser = sluice::demo::parse_speed)]
         speed: f64,
+        /// The chat platforms to simulate, side by side, each with its own limits: a
+        /// comma-separated list of dingtalk, feishu, wecom, slack, each named once.
+        #[arg(long, default_value = "dingtalk", value_name = "LIST", value_parser = sluice::demo::parse_platforms)]
+        // Spelled out so that clap takes the list as one value, parsed whole.
+        platforms: ::std::vec::Vec<sluice::demo::Platform>,
     },
     /// Validate a config file and print the robots it defines (secrets redacted).
     Check {
@@ -246,12 +254,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             alerts,
             robots,
             speed,
+            platforms,
         } => {
             let options = sluice::demo::Options {
                 alerts,
-                robots,
+                robots: robots.unwrap_or_else(|| sluice::demo::default_robots(&platforms)),
                 speed,
+                platforms,
             };
+            // What only the flags together can get wrong (fewer robots than platforms) is a
+            // usage error as well, exit 2 like clap's own.
+            if let Err(sluice::demo::DemoError::Usage(why)) = options.check() {
+                use clap::CommandFactory;
+                Cli::command()
+                    .error(clap::error::ErrorKind::ArgumentConflict, why)
+                    .exit();
+            }
             Ok(sluice::demo::run(options).await?)
         }
         Command::Status { conn, json } => {

@@ -104,3 +104,151 @@ fn flags_out_of_range_are_usage_errors() {
         );
     }
 }
+
+#[test]
+fn four_platforms_side_by_side_each_hold_their_limits_and_show_their_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["demo", "--alerts", "300", "--speed", "60"])
+        .args(["--platforms", "dingtalk,feishu,wecom,slack"])
+        .env("TMPDIR", tmp.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run sluice demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstderr: {stderr}\nstdout:\n{stdout}",
+        out.status
+    );
+    assert!(stdout.starts_with(
+        "sluice demo: 300 alerts from 12 batch jobs to 4 robots on dingtalk, feishu, wecom, slack at 60× speed"
+    ));
+    assert_eq!(
+        summary_line(&stdout, "alerts:"),
+        "300 from 12 batch jobs, 300 acknowledged, 300 delivered (counted from the digests' footers), 0 lost"
+    );
+    assert!(summary_line(&stdout, "throttles:").starts_with("0 ("));
+
+    // One group per platform, each with its own limits, every alert in its footers, and never
+    // a throttle answer (the simulator's own count).
+    let groups = [
+        ("warehouse", "dingtalk", "130101", &["/20 a minute"][..]),
+        (
+            "business",
+            "feishu",
+            "11232",
+            &["/100 a minute", "/5 a second"][..],
+        ),
+        ("growth", "wecom", "45009", &["/20 a minute"][..]),
+        ("platform", "slack", "HTTP 429", &["/1 a second"][..]),
+    ];
+    let mut sent = 0;
+    for (group, platform, throttle, windows) in groups {
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("group {group} · {platform}: ")))
+            .unwrap_or_else(|| panic!("no summary line for {platform}:\n{stdout}"));
+        let n: Vec<u64> = line
+            .split(|c: char| !c.is_ascii_digit() && c != ',')
+            .filter_map(|w| w.replace(',', "").parse().ok())
+            .take(3)
+            .collect();
+        let [planned, acked, in_footers] = n[..] else {
+            panic!("{line}")
+        };
+        assert!(
+            planned > 0 && acked == planned && in_footers == planned,
+            "{line}"
+        );
+        sent += planned;
+        assert!(
+            line.ends_with(&format!(" · 0 throttle answers ({throttle})")),
+            "{line}"
+        );
+        for w in windows {
+            let (most, limit) = line
+                .split_once(w)
+                .and_then(|(before, _)| before.rsplit(' ').next())
+                .map(|most| (most.parse::<u32>().unwrap(), w))
+                .unwrap_or_else(|| panic!("no {w} in {line}"));
+            let limit: u32 = limit[1..].split(' ').next().unwrap().parse().unwrap();
+            assert!((1..=limit).contains(&most), "{platform}: {most}{w}");
+        }
+    }
+    assert_eq!(sent, 300);
+
+    // Each platform's digest, in its own form.
+    let section = |platform: &str| {
+        let start = stdout
+            .find(&format!("══ {platform} · group "))
+            .unwrap_or_else(|| panic!("no {platform} digest:\n{stdout}"));
+        let rest = &stdout[start..];
+        let end = rest[3..].find("══ ").map_or(rest.len(), |e| e + 3);
+        &rest[..end]
+    };
+    let dingtalk = section("dingtalk");
+    assert!(dingtalk.contains("(markdown) ══") && dingtalk.contains("\n### warehouse: "));
+    // A Feishu post: its title, then its paragraphs as text (no markdown heading).
+    let feishu = section("feishu");
+    assert!(
+        feishu.contains("(post) ══") && feishu.contains("\nbusiness: "),
+        "{feishu}"
+    );
+    assert!(!feishu.contains("\n### "), "{feishu}");
+    // WeCom's markdown content, within its 4 096 bytes.
+    let wecom = section("wecom");
+    assert!(wecom.contains("\n### growth: "), "{wecom}");
+    let bytes: usize = wecom
+        .split(" bytes ──")
+        .next()
+        .and_then(|h| h.rsplit(" · ").next())
+        .map(|n| n.replace(',', "").parse().unwrap())
+        .unwrap();
+    assert!((1..=4096).contains(&bytes), "{bytes} bytes for WeCom");
+    // Slack's mrkdwn: the title in *bold*.
+    let slack = section("slack");
+    assert!(
+        slack.contains("(mrkdwn text) ══") && slack.contains("\n*platform: "),
+        "{slack}"
+    );
+    // One digest shown per platform, each ending with its footer.
+    assert_eq!(stdout.matches("\nsluice digest #").count(), 4);
+
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn a_bad_platform_list_is_a_usage_error_naming_the_accepted_values() {
+    for (value, says) in [
+        ("dingtalk,teams", "unknown platform \"teams\""),
+        ("feishu,feishu", "feishu is named twice"),
+        ("", "empty platform name"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["demo", "--platforms", value])
+            .output()
+            .expect("run sluice demo");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{value:?}: {stderr}");
+        assert!(
+            stderr.contains("--platforms")
+                && stderr.contains(says)
+                && stderr.contains("dingtalk, feishu, wecom, slack"),
+            "{value:?}: {stderr}"
+        );
+    }
+    // Fewer robots than platforms cannot give each platform its group.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["demo", "--platforms", "feishu,slack,wecom", "--robots", "2"])
+        .output()
+        .expect("run sluice demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--robots: 2 cannot cover the 3 platforms"),
+        "{stderr}"
+    );
+}

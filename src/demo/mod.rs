@@ -1,20 +1,25 @@
 //! `sluice demo`: the whole story in one process, with nothing to configure.
 //!
-//! It starts a DingTalk robot simulator on loopback ([`sim`]), a real sluice daemon with a
-//! temporary store whose robots point at it, and a night of batch jobs ([`jobs`]) posting bursts
-//! of data-quality alerts to sluice over HTTP. While it runs, a live view shows each robot's
-//! queue and rate use; at the end it prints every message as the group saw it and a summary.
+//! It starts a robot simulator on loopback ([`sim`]) with one chat group's robot per robot, on
+//! the platforms `--platforms` names (DingTalk alone by default), a real sluice daemon with a
+//! temporary store whose robots point at them, and a night of batch jobs ([`jobs`]) posting
+//! bursts of data-quality alerts to sluice over HTTP. While it runs, a live view shows each
+//! robot's queue and rate use; at the end it prints the messages as the groups saw them
+//! ([`report`]) and a summary.
 //!
-//! Time is compressed by `--speed`: the robot's minute, its 10-minute lockout, sluice's window,
-//! rate period and backoffs, and the jobs' schedule are all divided by it, so the demo keeps the
-//! proportions of a real night. The simulator enforces the limit independently of sluice, so the
-//! summary's `throttles: 0` is the robot's word, not sluice's.
+//! Time is compressed by `--speed`: each platform's minute and second, DingTalk's 10-minute
+//! lockout, sluice's window, rate periods and backoffs, and the jobs' schedule are all divided by
+//! it, so the demo keeps the proportions of a real night. The simulator enforces each platform's
+//! limits independently of sluice, so the summary's `throttles: 0` is the robots' word, not
+//! sluice's.
 //!
 //! The run fails (an error from [`run`]) if any acknowledged alert is missing from the delivered
-//! digests' footers, if the robot ever answered 130101 or refused a request, or if it does not
-//! finish in time.
+//! digests' footers, if a robot ever gave its throttle answer or refused a request, or if it does
+//! not finish in time.
 
 pub mod jobs;
+pub mod platform;
+mod report;
 pub mod sim;
 mod view;
 
@@ -31,7 +36,9 @@ use crate::client::Client;
 use crate::config::Config;
 use crate::digest::thousands;
 use jobs::{JOBS, JobPlan, Rng};
-use sim::{Limits, Message, Simulator};
+pub use platform::{Platform, parse_platforms};
+use report::{Group, Summary};
+use sim::Simulator;
 use view::{Header, RobotFigures, View};
 
 pub const MAX_ROBOTS: usize = 10;
@@ -54,12 +61,10 @@ const ROBOT_NAMES: [&str; MAX_ROBOTS] = [
     "service",
 ];
 
-// Simulated durations (divided by the speed): DingTalk's limit and lockout, and sluice's timing.
-// The window is short so that the rate limit, not the window, paces the digests: the demo shows
+// Simulated durations (divided by the speed) of sluice's timing; each platform's limits are its
+// own (`platform.rs` for the simulator, `ProviderKind::defaults` for sluice). The window is short
+// so that on DingTalk and WeCom the rate limit, not the window, paces the digests: the demo shows
 // sluice at 20 messages a minute without a single throttle.
-const RATE_LIMIT: usize = 20;
-const RATE_PERIOD: Duration = Duration::from_secs(60);
-const LOCKOUT: Duration = Duration::from_secs(600);
 const WINDOW: Duration = Duration::from_secs(2);
 const RETRY_INITIAL: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
@@ -68,11 +73,17 @@ const BLOCKED_PROBE: Duration = Duration::from_secs(60);
 /// How often the live view asks the daemon for its status.
 const POLL: Duration = Duration::from_millis(100);
 
-#[derive(Debug, Clone, Copy)]
+/// The longest rate period of any platform, for the time limit.
+const LONGEST_PERIOD: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
 pub struct Options {
     pub alerts: u64,
+    /// Robots (chat groups) in all, dealt to the platforms in turn: at least one per platform.
     pub robots: usize,
     pub speed: f64,
+    /// Distinct, in the order given; the first robot is on the first.
+    pub platforms: Vec<Platform>,
 }
 
 impl Default for Options {
@@ -81,8 +92,14 @@ impl Default for Options {
             alerts: 5_000,
             robots: 2,
             speed: 10.0,
+            platforms: vec![Platform::DingTalk],
         }
     }
+}
+
+/// `--robots` when not given: 2, or one per platform when more are named.
+pub fn default_robots(platforms: &[Platform]) -> usize {
+    platforms.len().max(2)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +177,21 @@ impl Options {
         if !(self.speed > 0.0 && self.speed <= MAX_SPEED) {
             return usage("--speed", parse_speed("0").unwrap_err());
         }
+        let names: Vec<&str> = self.platforms.iter().map(|p| p.name()).collect();
+        if let Err(e) = parse_platforms(&names.join(",")) {
+            return usage("--platforms", e);
+        }
+        if self.robots < self.platforms.len() {
+            return usage(
+                "--robots",
+                format!(
+                    "{} cannot cover the {} platforms named by --platforms; give at least {} (one group per platform), or leave --robots out",
+                    self.robots,
+                    self.platforms.len(),
+                    self.platforms.len()
+                ),
+            );
+        }
         Ok(())
     }
 }
@@ -171,8 +203,11 @@ fn scale(d: Duration, speed: f64) -> Duration {
     Duration::from_millis(ms as u64)
 }
 
-struct Robot {
+pub struct Robot {
     name: String,
+    platform: Platform,
+    /// What the simulator knows it by: DingTalk's access token, Feishu's hook id, WeCom's key,
+    /// Slack's `T…/B…/…` path.
     token: String,
     planned: u64,
     /// Acknowledged by sluice so far, counted from the ids in its answers.
@@ -203,27 +238,52 @@ impl Drop for TempDir {
     }
 }
 
-/// The daemon's configuration: one DingTalk robot per simulated group, timing scaled.
-fn config_text(data_dir: &Path, robots: &[(String, String, String)], speed: f64) -> String {
+/// A robot as the daemon's configuration wires it to the simulator.
+struct Wiring {
+    name: String,
+    platform: Platform,
+    webhook: String,
+    secret: Option<String>,
+}
+
+/// The daemon's configuration: one robot per simulated group on its platform, with that
+/// platform's limits as sluice knows them ([`crate::provider::ProviderKind::defaults`]), all
+/// timing scaled. The limits go in each robot's table, as `[defaults]` would give every
+/// platform the same.
+fn config_text(data_dir: &Path, robots: &[Wiring], speed: f64) -> String {
     let ms = |d: Duration| format!("\"{}ms\"", scale(d, speed).as_millis());
     // `$` would start a `${VAR}`; `$$` is a literal one.
     let dir = toml::Value::String(data_dir.display().to_string().replace('$', "$$"));
     let mut text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {dir}\n\n\
-         [defaults]\nwindow = {}\nrate_limit = {RATE_LIMIT}\nrate_period = {}\n\
-         retry_initial_backoff = {}\nretry_max_backoff = {}\nthrottle_backoff = {}\n\
+         [defaults]\nwindow = {}\nretry_initial_backoff = {}\nretry_max_backoff = {}\n\
          blocked_probe = {}\nrequest_timeout = \"5s\"\n",
         ms(WINDOW),
-        ms(RATE_PERIOD),
         ms(RETRY_INITIAL),
         ms(RETRY_MAX),
-        ms(LOCKOUT),
         ms(BLOCKED_PROBE),
     );
-    for (name, webhook, secret) in robots {
+    for r in robots {
+        let d = r.platform.kind().defaults();
         text.push_str(&format!(
-            "\n[robots.{name}]\nprovider = \"dingtalk\"\nwebhook = \"{webhook}\"\nsecret = \"{secret}\"\n"
+            "\n[robots.{}]\nprovider = \"{}\"\nwebhook = \"{}\"\n\
+             rate_limit = {}\nrate_period = {}\nthrottle_backoff = {}\n",
+            r.name,
+            r.platform.name(),
+            r.webhook,
+            d.rate.0,
+            ms(d.rate.1),
+            ms(d.throttle_backoff),
         ));
+        if let Some((limit, period)) = d.burst {
+            text.push_str(&format!(
+                "burst_limit = {limit}\nburst_period = {}\n",
+                ms(period)
+            ));
+        }
+        if let Some(secret) = &r.secret {
+            text.push_str(&format!("secret = \"{secret}\"\n"));
+        }
     }
     text
 }
@@ -287,12 +347,7 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
     options.check()?;
     let speed = options.speed;
     let dir = TempDir::create()?;
-    let limits = Limits {
-        limit: RATE_LIMIT,
-        period: scale(RATE_PERIOD, speed),
-        lockout: scale(LOCKOUT, speed),
-    };
-    let sim = Simulator::start(limits)
+    let sim = Simulator::start()
         .await
         .map_err(|source| DemoError::SetupIo {
             what: "cannot start the robot simulator".into(),
@@ -311,9 +366,11 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
                 .flat_map(|p| &p.runs)
                 .map(|r| r.alerts)
                 .sum();
+            let platform = options.platforms[i % options.platforms.len()];
             Arc::new(Robot {
                 name: name.to_string(),
-                token: format!("{:016x}{:016x}", keys.next_u64(), keys.next_u64()),
+                platform,
+                token: token(platform, &mut keys),
                 planned,
                 received: AtomicU64::new(0),
             })
@@ -321,9 +378,18 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
         .collect();
     let mut wiring = Vec::new();
     for r in &robots {
-        let secret = format!("SEC{:016x}{:016x}", keys.next_u64(), keys.next_u64());
-        sim.add_robot(&r.token, Some(&secret));
-        wiring.push((r.name.clone(), sim.webhook(&r.token), secret));
+        let secret = r
+            .platform
+            .signs()
+            .then(|| format!("SEC{:016x}{:016x}", keys.next_u64(), keys.next_u64()));
+        let limits = r.platform.limits().scaled(|d| scale(d, speed));
+        sim.add_robot(r.platform, &r.token, secret.as_deref(), limits);
+        wiring.push(Wiring {
+            name: r.name.clone(),
+            platform: r.platform,
+            webhook: sim.webhook(r.platform, &r.token),
+            secret,
+        });
     }
     let config = Config::parse(
         &config_text(&dir.0, &wiring, speed),
@@ -336,31 +402,28 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
     let driven = drive(&options, &plan, &robots, &sim, &daemon.client).await;
     let final_status = daemon.client.status().await.ok();
     let stopped = daemon.stop().await;
-    let groups: Vec<(Arc<Robot>, Vec<Message>)> = robots
+    let groups: Vec<Group> = robots
         .iter()
-        .map(|r| (r.clone(), sim.messages(&r.token)))
-        .collect();
-    let throttles: u64 = robots.iter().map(|r| sim.throttled(&r.token)).sum();
-    let refused: u64 = robots.iter().map(|r| sim.refused(&r.token)).sum();
-    let busiest: Vec<usize> = robots
-        .iter()
-        .map(|r| sim.busiest_period(&r.token))
+        .map(|r| Group {
+            robot: r.clone(),
+            messages: sim.messages(&r.token),
+            busiest: sim.busiest(&r.token),
+            throttled: sim.throttled(&r.token),
+            refused: sim.refused(&r.token),
+        })
         .collect();
     sim.stop().await;
     drop(dir);
     let elapsed = driven?;
     stopped?;
 
-    print_digests(&groups);
+    report::print_digests(&options.platforms, &groups);
     let dead: u64 = final_status
         .as_ref()
         .map_or(0, |s| s.robots.iter().map(|r| r.dead).sum());
     let summary = Summary {
-        options,
+        options: &options,
         groups: &groups,
-        busiest: &busiest,
-        throttles,
-        refused,
         dead,
         elapsed,
     };
@@ -371,18 +434,44 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
     }
 }
 
+/// A robot's credential in its platform's shape: DingTalk's 32-hex access token, Feishu's
+/// UUID-like hook id, WeCom's key, Slack's `T…/B…/…` path.
+fn token(platform: Platform, keys: &mut Rng) -> String {
+    let (a, b) = (keys.next_u64(), keys.next_u64());
+    match platform {
+        Platform::DingTalk => format!("{a:016x}{b:016x}"),
+        Platform::Feishu => format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xffff,
+            b >> 48,
+            b & 0xffff_ffff_ffff
+        ),
+        Platform::WeCom => format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            b >> 32,
+            (b >> 16) & 0xffff,
+            b & 0xffff,
+            a >> 48,
+            a & 0xffff_ffff_ffff
+        ),
+        Platform::Slack => format!("T0DEMO{:04X}/B{:08X}/{a:016x}", b >> 48, b as u32),
+    }
+}
+
 /// The longest the demo may take before it gives up: the jobs' schedule and a few rate periods,
 /// three times over, plus time to ingest and render, plus 30 s for a busy machine.
 fn time_limit(options: &Options, plan: &[JobPlan]) -> Duration {
     let last = plan.iter().map(JobPlan::end).max().unwrap_or_default();
-    let simulated = last + WINDOW + RATE_PERIOD * 2;
+    let simulated = last + WINDOW + LONGEST_PERIOD * 2;
     Duration::from_secs(30)
         + scale(simulated, options.speed) * 3
         + Duration::from_micros(options.alerts * 500)
 }
 
 /// Fires the batch jobs and shows progress until every acknowledged alert is delivered, sluice
-/// has nothing left to send, or the robot throttled it. Returns the elapsed time.
+/// has nothing left to send, or a robot throttled it. Returns the elapsed time.
 async fn drive(
     options: &Options,
     plan: &[JobPlan],
@@ -395,14 +484,20 @@ async fn drive(
         jobs: JOBS.len(),
         robots: robots.len(),
         speed: options.speed,
+        platforms: options.platforms.iter().map(|p| p.name()).collect(),
     };
     let mut figures: Vec<RobotFigures> = robots
         .iter()
-        .map(|r| RobotFigures {
-            name: r.name.clone(),
-            planned: r.planned,
-            rate_limit: RATE_LIMIT as u64,
-            ..RobotFigures::default()
+        .map(|r| {
+            let main = r.platform.limits().windows[0];
+            RobotFigures {
+                name: r.name.clone(),
+                platform: r.platform.name(),
+                per: platform::per(main.period),
+                planned: r.planned,
+                rate_limit: main.limit as u64,
+                ..RobotFigures::default()
+            }
         })
         .collect();
     let mut view = View::new(&header, &figures);
@@ -461,9 +556,10 @@ async fn drive(
         };
         for (f, r) in figures.iter_mut().zip(robots) {
             f.received = r.received.load(Ordering::Relaxed);
+            f.throttles = sim.throttled(&r.token);
             f.read_status(&status);
         }
-        let throttles: u64 = robots.iter().map(|r| sim.throttled(&r.token)).sum();
+        let throttles: u64 = figures.iter().map(|f| f.throttles).sum();
         let elapsed = start.elapsed();
         view.update(&header, elapsed, throttles, &figures);
 
@@ -510,202 +606,10 @@ async fn drive(
     outcome
 }
 
-/// The number in a digest's last line, `sluice digest #12 · 1,234 alerts`.
-fn footer_count(text: &str) -> Option<u64> {
-    crate::digest::parse_footer(text).map(|(_, n)| n)
-}
-
-fn local_time(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map_or_else(
-        |_| ms.to_string(),
-        |t| {
-            jiff::tz::TimeZone::system()
-                .to_datetime(t)
-                .strftime("%H:%M:%S%.3f")
-                .to_string()
-        },
-    )
-}
-
-/// Every message, group by group, as the chat would show them (the markdown source).
-fn print_digests(groups: &[(Arc<Robot>, Vec<Message>)]) {
-    for (robot, messages) in groups {
-        println!();
-        println!(
-            "══ group {} · {} message{} from its robot ══",
-            robot.name,
-            messages.len(),
-            if messages.len() == 1 { "" } else { "s" }
-        );
-        for (i, m) in messages.iter().enumerate() {
-            println!();
-            println!(
-                "── {} · {} · message {} of {} ──",
-                robot.name,
-                local_time(m.at_ms),
-                i + 1,
-                messages.len(),
-            );
-            println!("{}", m.text.trim_end());
-        }
-    }
-}
-
-struct Summary<'a> {
-    options: Options,
-    groups: &'a [(Arc<Robot>, Vec<Message>)],
-    busiest: &'a [usize],
-    throttles: u64,
-    refused: u64,
-    dead: u64,
-    elapsed: Duration,
-}
-
-impl Summary<'_> {
-    fn acknowledged(&self) -> u64 {
-        self.groups
-            .iter()
-            .map(|(r, _)| r.received.load(Ordering::Relaxed))
-            .sum()
-    }
-
-    fn in_footers(messages: &[Message]) -> u64 {
-        messages.iter().filter_map(|m| footer_count(&m.text)).sum()
-    }
-
-    fn delivered(&self) -> u64 {
-        self.groups.iter().map(|(_, m)| Self::in_footers(m)).sum()
-    }
-
-    fn messages(&self) -> usize {
-        self.groups.iter().map(|(_, m)| m.len()).sum()
-    }
-
-    fn print(&self) {
-        let (planned, acked, delivered) =
-            (self.options.alerts, self.acknowledged(), self.delivered());
-        let messages = self.messages();
-        let per_robot: Vec<String> = self
-            .groups
-            .iter()
-            .map(|(r, m)| format!("{} {}", r.name, m.len()))
-            .collect();
-        let busiest: Vec<String> = self
-            .groups
-            .iter()
-            .zip(self.busiest)
-            .map(|((r, _), n)| format!("{} {n}/{RATE_LIMIT}", r.name))
-            .collect();
-        let simulated = self.elapsed.mul_f64(self.options.speed);
-        // Without digests: one message per alert, each robot at 20 a minute, robots in parallel.
-        let most = self
-            .groups
-            .iter()
-            .map(|(r, _)| r.received.load(Ordering::Relaxed))
-            .max()
-            .unwrap_or(0);
-        let one_by_one = Duration::from_secs(most * 60 / RATE_LIMIT as u64);
-        println!();
-        println!("══ summary ══");
-        // The demo stops at the first throttle: what is missing then may still be queued.
-        let missing = if self.throttles > 0 {
-            "not delivered when the demo stopped"
-        } else {
-            "lost"
-        };
-        println!(
-            "alerts:       {} from {} batch jobs, {} acknowledged, {} delivered (counted from the digests' footers), {} {missing}",
-            thousands(planned),
-            JOBS.len(),
-            thousands(acked),
-            thousands(delivered),
-            thousands(acked.saturating_sub(delivered))
-        );
-        println!("messages:     {}, total {messages}", per_robot.join(", "));
-        println!(
-            "compression:  {:.1} alerts per message",
-            delivered as f64 / messages.max(1) as f64
-        );
-        println!(
-            "throttles:    {} (most messages a robot took in any rolling minute: {})",
-            self.throttles,
-            busiest.join(", ")
-        );
-        println!(
-            "elapsed:      {} ({} of simulated time at {}× speed)",
-            human(self.elapsed),
-            human(simulated),
-            self.options.speed
-        );
-        println!(
-            "without sluice: one message per alert at {RATE_LIMIT} a minute would take {} (robots in parallel)",
-            human(one_by_one)
-        );
-    }
-
-    fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        for (r, messages) in self.groups {
-            let (acked, shown) = (
-                r.received.load(Ordering::Relaxed),
-                Self::in_footers(messages),
-            );
-            if acked != shown {
-                problems.push(format!(
-                    "robot {}: {} alerts acknowledged but {} delivered",
-                    r.name,
-                    thousands(acked),
-                    thousands(shown)
-                ));
-            }
-        }
-        if self.acknowledged() != self.options.alerts {
-            let when = if self.throttles > 0 {
-                "the demo stopped at the first throttle with"
-            } else {
-                "the batch jobs had"
-            };
-            problems.push(format!(
-                "{when} {} of {} alerts acknowledged",
-                thousands(self.acknowledged()),
-                thousands(self.options.alerts)
-            ));
-        }
-        if self.throttles > 0 {
-            problems.push(format!(
-                "the robot answered 130101 (too fast) {} time{}",
-                self.throttles,
-                if self.throttles == 1 { "" } else { "s" }
-            ));
-        }
-        if self.refused > 0 {
-            problems.push(format!(
-                "the robot refused {} requests (signature, timestamp or body)",
-                self.refused
-            ));
-        }
-        if self.dead > 0 {
-            problems.push(format!("{} digests were dead-lettered", self.dead));
-        }
-        problems
-    }
-}
-
-/// `14.2 s`, `3 min 12 s`, `4 h 10 min`.
-fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    if s < 60 {
-        format!("{:.1} s", d.as_secs_f64())
-    } else if s < 3600 {
-        format!("{} min {} s", s / 60, s % 60)
-    } else {
-        format!("{} h {} min", s / 3600, s / 60 % 60)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::ProviderKind;
 
     #[test]
     fn flags_out_of_range_are_refused_with_the_range() {
@@ -730,11 +634,55 @@ mod tests {
     }
 
     #[test]
+    fn robots_cover_every_platform_named() {
+        let four = Options {
+            platforms: Platform::ALL.to_vec(),
+            robots: default_robots(&Platform::ALL),
+            ..Options::default()
+        };
+        assert_eq!(four.robots, 4);
+        assert!(four.check().is_ok());
+        assert_eq!(default_robots(&[Platform::DingTalk]), 2);
+        let short = Options {
+            robots: 3,
+            ..four.clone()
+        };
+        assert!(
+            short
+                .check()
+                .unwrap_err()
+                .to_string()
+                .starts_with("--robots: 3 cannot cover the 4 platforms named by --platforms")
+        );
+        let twice = Options {
+            platforms: vec![Platform::Slack, Platform::Slack],
+            ..four
+        };
+        assert!(
+            twice
+                .check()
+                .unwrap_err()
+                .to_string()
+                .starts_with("--platforms: slack is named twice")
+        );
+    }
+
+    fn wiring(name: &str, platform: Platform, webhook: &str, secret: Option<&str>) -> Wiring {
+        Wiring {
+            name: name.into(),
+            platform,
+            webhook: webhook.into(),
+            secret: secret.map(str::to_string),
+        }
+    }
+
+    #[test]
     fn the_config_is_valid_and_scaled() {
-        let robots = vec![(
-            "warehouse".to_string(),
-            "http://127.0.0.1:1/robot/send?access_token=t".to_string(),
-            "SECx".to_string(),
+        let robots = vec![wiring(
+            "warehouse",
+            Platform::DingTalk,
+            "http://127.0.0.1:1/robot/send?access_token=t",
+            Some("SECx"),
         )];
         let text = config_text(Path::new("/tmp/a$b \"c\""), &robots, 10.0);
         let config = Config::parse(&text, "demo", &|_| None).unwrap();
@@ -744,18 +692,67 @@ mod tests {
         assert_eq!(t.rate_limit, 20);
         assert_eq!(t.window, Duration::from_millis(200));
         assert_eq!(t.throttle_backoff, Duration::from_secs(60));
+        assert_eq!(t.burst, None);
         // Never below sluice's 10 ms minimum, and never rounded down.
         assert_eq!(scale(RETRY_INITIAL, MAX_SPEED), Duration::from_millis(10));
-        assert_eq!(scale(RATE_PERIOD, 7.0), Duration::from_millis(8572));
+        assert_eq!(
+            scale(Duration::from_secs(60), 7.0),
+            Duration::from_millis(8572)
+        );
     }
 
     #[test]
-    fn footers_are_counted() {
+    fn each_platform_gets_its_provider_and_its_own_limits_scaled() {
+        let ms = Duration::from_millis;
+        let robots = vec![
+            wiring(
+                "a",
+                Platform::Feishu,
+                "http://127.0.0.1:1/open-apis/bot/v2/hook/h",
+                Some("s"),
+            ),
+            wiring(
+                "b",
+                Platform::WeCom,
+                "http://127.0.0.1:1/cgi-bin/webhook/send?key=k",
+                None,
+            ),
+            wiring(
+                "c",
+                Platform::Slack,
+                "http://127.0.0.1:1/services/T/B/X",
+                None,
+            ),
+        ];
+        let text = config_text(Path::new("/tmp/d"), &robots, 60.0);
+        let config = Config::parse(&text, "demo", &|_| None).unwrap();
+        let timing = |name: &str| {
+            let r = &config.robots[name];
+            (
+                r.provider,
+                r.timing.rate_limit,
+                r.timing.rate_period,
+                r.timing.burst,
+            )
+        };
         assert_eq!(
-            footer_count("### t\n\n- x\n\nsluice digest #12 · 1,234 alerts\n"),
-            Some(1234)
+            timing("a"),
+            (ProviderKind::Feishu, 100, ms(1000), Some((5, ms(17))))
         );
-        assert_eq!(footer_count("sluice digest #1 · 1 alert"), Some(1));
-        assert_eq!(footer_count("no footer"), None);
+        assert_eq!(timing("b"), (ProviderKind::WeCom, 20, ms(1000), None));
+        assert_eq!(timing("c"), (ProviderKind::Slack, 1, ms(17), None));
+        assert_eq!(config.robots["a"].timing.throttle_backoff, ms(1000));
+    }
+
+    #[test]
+    fn tokens_have_their_platform_s_shape() {
+        let mut keys = Rng::new(7);
+        assert_eq!(token(Platform::DingTalk, &mut keys).len(), 32);
+        assert_eq!(token(Platform::Feishu, &mut keys).split('-').count(), 5);
+        let slack = token(Platform::Slack, &mut keys);
+        assert!(
+            slack.starts_with("T0DEMO") && slack.split('/').count() == 3,
+            "{slack}"
+        );
     }
 }

@@ -1,4 +1,6 @@
 //! The live view of `sluice demo`: progress bars on a terminal, one plain line a second otherwise.
+//! With one platform each robot has four bars; with several, each group has one row (and one
+//! line a second), its platform beside its name, so the groups read side by side.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -11,6 +13,9 @@ use crate::digest::thousands;
 #[derive(Debug, Clone, Default)]
 pub struct RobotFigures {
     pub name: String,
+    pub platform: &'static str,
+    /// The platform's main rate period in words (`minute`, `second`).
+    pub per: String,
     /// Alerts the batch jobs will send it.
     pub planned: u64,
     /// Alerts sluice acknowledged (202) so far.
@@ -23,6 +28,8 @@ pub struct RobotFigures {
     pub sends_in_period: u64,
     pub rate_limit: u64,
     pub state: String,
+    /// The simulator's throttle answers to this robot.
+    pub throttles: u64,
 }
 
 impl RobotFigures {
@@ -47,6 +54,24 @@ pub struct Header {
     pub jobs: usize,
     pub robots: usize,
     pub speed: f64,
+    /// The platforms' names, in `--platforms` order.
+    pub platforms: Vec<&'static str>,
+}
+
+impl Header {
+    fn several(&self) -> bool {
+        self.platforms.len() > 1
+    }
+
+    /// ` on dingtalk, feishu, …` with several platforms; nothing for one, as before there were
+    /// several.
+    fn on(&self) -> String {
+        if self.several() {
+            format!(" on {}", self.platforms.join(", "))
+        } else {
+            String::new()
+        }
+    }
 }
 
 pub enum View {
@@ -55,6 +80,12 @@ pub enum View {
         _multi: MultiProgress,
         header: ProgressBar,
         robots: Vec<[ProgressBar; 4]>,
+    },
+    /// Several platforms: one row per group.
+    Rows {
+        _multi: MultiProgress,
+        header: ProgressBar,
+        groups: Vec<ProgressBar>,
     },
     Lines {
         last: Option<Instant>,
@@ -72,16 +103,20 @@ impl View {
     pub fn new(header: &Header, robots: &[RobotFigures]) -> View {
         if !std::io::stdout().is_terminal() {
             println!(
-                "sluice demo: {} alerts from {} batch jobs to {} robots at {}× speed",
+                "sluice demo: {} alerts from {} batch jobs to {} robots{} at {}× speed",
                 thousands(header.alerts),
                 header.jobs,
                 header.robots,
+                header.on(),
                 header.speed
             );
             return View::Lines { last: None };
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
         let top = multi.add(ProgressBar::new(0).with_style(style("{msg}")));
+        if header.several() {
+            return Self::rows(multi, top, robots);
+        }
         let width = robots.iter().map(|r| r.name.len()).max().unwrap_or(0);
         let rows = robots
             .iter()
@@ -101,8 +136,8 @@ impl View {
                     bar(
                         "sends",
                         "magenta",
-                        "{human_pos:>7}/{len} in the current minute",
-                        20,
+                        &format!("{{human_pos:>7}}/{{len}} in the current {}", r.per),
+                        r.rate_limit.max(1),
                     ),
                 ]
             })
@@ -111,6 +146,32 @@ impl View {
             _multi: multi,
             header: top,
             robots: rows,
+        }
+    }
+
+    /// One row per group: `feishu   business  ███   1,234/2,000 delivered · …`.
+    fn rows(multi: MultiProgress, top: ProgressBar, robots: &[RobotFigures]) -> View {
+        let width = robots
+            .iter()
+            .map(|r| r.name.len() + r.platform.len() + 1)
+            .max()
+            .unwrap_or(0);
+        let template = format!(
+            "{{prefix:<{width}}}  {{bar:32.green/black}} {{human_pos:>7}}/{{human_len}} {{msg}}"
+        );
+        let groups = robots
+            .iter()
+            .map(|r| {
+                let bar =
+                    multi.add(ProgressBar::new(r.planned.max(1)).with_style(style(&template)));
+                bar.set_prefix(format!("{} {}", r.platform, r.name));
+                bar
+            })
+            .collect();
+        View::Rows {
+            _multi: multi,
+            header: top,
+            groups,
         }
     }
 
@@ -129,14 +190,7 @@ impl View {
                 robots: bars,
                 ..
             } => {
-                top.set_message(format!(
-                    "sluice demo · {} alerts from {} batch jobs → {} robots · {}× speed · simulated {} · throttles {throttles}",
-                    thousands(header.alerts),
-                    header.jobs,
-                    header.robots,
-                    header.speed,
-                    clock(simulated),
-                ));
+                top.set_message(top_line(header, simulated, throttles));
                 for (r, [received, pending, delivered, sends]) in robots.iter().zip(bars) {
                     received.set_position(r.received);
                     pending.set_position(r.pending);
@@ -145,6 +199,51 @@ impl View {
                     delivered.set_message(format!("in {} messages", r.digests));
                     sends.set_length(r.rate_limit.max(1));
                     sends.set_position(r.sends_in_period);
+                }
+            }
+            View::Rows {
+                header: top,
+                groups,
+                ..
+            } => {
+                top.set_message(top_line(header, simulated, throttles));
+                for (r, bar) in robots.iter().zip(groups) {
+                    bar.set_position(r.delivered);
+                    bar.set_message(format!(
+                        "delivered in {} messages · {} received, {} pending · {}/{} sends this {} · {} · throttles {}",
+                        r.digests,
+                        thousands(r.received),
+                        thousands(r.pending),
+                        r.sends_in_period,
+                        r.rate_limit,
+                        r.per,
+                        r.state,
+                        r.throttles
+                    ));
+                }
+            }
+            View::Lines { last } if header.several() => {
+                if last.is_some_and(|l| l.elapsed() < Duration::from_secs(1)) {
+                    return;
+                }
+                *last = Some(Instant::now());
+                for r in robots {
+                    println!(
+                        "[{:>5.1}s, simulated {}] {:<8} {}: {}/{} received, {} pending, {} delivered in {} messages, {}/{} sends this {} · throttles {}",
+                        elapsed.as_secs_f64(),
+                        clock(simulated),
+                        r.platform,
+                        r.name,
+                        thousands(r.received),
+                        thousands(r.planned),
+                        thousands(r.pending),
+                        thousands(r.delivered),
+                        r.digests,
+                        r.sends_in_period,
+                        r.rate_limit,
+                        r.per,
+                        r.throttles
+                    );
                 }
             }
             View::Lines { last } => {
@@ -156,7 +255,7 @@ impl View {
                     .iter()
                     .map(|r| {
                         format!(
-                            "{}: {}/{} received, {} pending, {} delivered in {} messages, {}/{} sends this minute",
+                            "{}: {}/{} received, {} pending, {} delivered in {} messages, {}/{} sends this {}",
                             r.name,
                             thousands(r.received),
                             thousands(r.planned),
@@ -164,7 +263,8 @@ impl View {
                             thousands(r.delivered),
                             r.digests,
                             r.sends_in_period,
-                            r.rate_limit
+                            r.rate_limit,
+                            r.per
                         )
                     })
                     .collect();
@@ -180,13 +280,35 @@ impl View {
 
     /// Leaves the last frame on screen, as it was (`finish` would fill every bar).
     pub fn finish(self) {
-        if let View::Bars { header, robots, .. } = self {
-            header.abandon();
-            for bar in robots.iter().flatten() {
-                bar.abandon();
+        match self {
+            View::Bars { header, robots, .. } => {
+                header.abandon();
+                for bar in robots.iter().flatten() {
+                    bar.abandon();
+                }
             }
+            View::Rows { header, groups, .. } => {
+                header.abandon();
+                for bar in groups {
+                    bar.abandon();
+                }
+            }
+            View::Lines { .. } => {}
         }
     }
+}
+
+/// The bars' first line.
+fn top_line(header: &Header, simulated: Duration, throttles: u64) -> String {
+    format!(
+        "sluice demo · {} alerts from {} batch jobs → {} robots{} · {}× speed · simulated {} · throttles {throttles}",
+        thousands(header.alerts),
+        header.jobs,
+        header.robots,
+        header.on(),
+        header.speed,
+        clock(simulated),
+    )
 }
 
 /// `m:ss`, or `h:mm:ss` from an hour on.
