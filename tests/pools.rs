@@ -4,10 +4,12 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::daemon::{Daemon, footer_of};
+use support::daemon::{ChildDaemon, Daemon, footer_of};
 use support::fake_robot::{Accepted, FakeRobot, Fault, Limits, max_in_window_of};
 
 const TOKENS: [&str; 3] = ["a-token", "b-token", "c-token"];
@@ -307,4 +309,85 @@ async fn a_reload_that_adds_a_member_keeps_the_queue_and_every_limit() {
     let pool = d.robot_status("oncall").await;
     assert_eq!(pool["members"], json!(["a", "b", "c"]), "{pool}");
     d.stop().await;
+}
+
+/// The real binary, `kill -9`ed four times while the pool sends as fast as its members allow:
+/// no member goes over its own limit in any window (each one's send log was on disk before each
+/// POST), the pool carried more than one robot could, and every acknowledged alert arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_member_goes_over_its_limit_across_kill9() {
+    let fake = FakeRobot::start(Limits {
+        limit: 20,
+        period: PERIOD,
+        lockout: Duration::from_secs(3),
+    })
+    .await;
+    for t in TOKENS {
+        fake.add_robot(t, None, &[]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // No window: something is always pending, so the pool sends at its members' limits.
+    let text = config(&fake).replace("window = \"10ms\"", "window = \"0s\"");
+    let mut d = ChildDaemon::start(&text, dir.path());
+    d.wait_healthy().await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let poster = {
+        let (stop, url) = (stop.clone(), d.url("/v1/alerts"));
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_millis(500))
+                .build()
+                .unwrap();
+            let mut n = 0u64;
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(30) {
+                let body = json!({"robot": "oncall", "title": format!("steady {n}")});
+                if let Ok(r) = http.post(&url).json(&body).send().await
+                    && r.status().as_u16() == 202
+                {
+                    n += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            n
+        })
+    };
+    for pause_ms in [1200u64, 500, 900, 300] {
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        d.kill9();
+        d.restart();
+    }
+    d.wait_healthy().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = poster.await.unwrap();
+
+    let mut busiest = 0;
+    for t in TOKENS {
+        assert_eq!(fake.throttled(t), 0, "{t} was pushed past its limit");
+        let most = fake.max_in_window(t, PERIOD);
+        assert!(most <= 20, "{most} requests to {t} in one 2 s window");
+        busiest = busiest.max(most);
+    }
+    let all: Vec<Instant> = all_accepted(&fake).iter().map(|a| a.at).collect();
+    let together = max_in_window_of(&all, PERIOD);
+    assert!(
+        together > 20 && busiest >= 15,
+        "the pool ran at its members' limits: {together} in its busiest window, {busiest} for one member"
+    );
+    // At least once: a digest whose answer a kill cut off may be sent again, never lost.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let total: u64 = all_accepted(&fake)
+            .iter()
+            .map(|a| footer_of(&a.text).1)
+            .sum();
+        if total >= acked {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{total} of {acked} delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(acked > 200, "{acked} alerts acknowledged");
 }

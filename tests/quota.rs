@@ -101,6 +101,23 @@ async fn a_spent_quota_hands_over_to_the_fallback_until_the_period_rolls_over() 
     assert_eq!(num(&status, "quota_used"), 5, "{status}");
     assert_eq!(num(&status, "quota_limit"), 5, "{status}");
     assert_eq!(status["fallback"], "spare", "{status}");
+    let metrics = reqwest::get(d.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"sluice_quota_used{robot="ops"} 5"#,
+        r#"sluice_quota_limit{robot="ops"} 5"#,
+        r#"sluice_robot_state{robot="ops",state="quota"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from /metrics");
+    }
+    assert!(
+        metrics.contains(r#"sluice_quota_period_ends_seconds{robot="ops"}"#),
+        "the period's end in /metrics"
+    );
     let spare = fake.accepted("spare-token");
     assert!(!spare.is_empty(), "the fallback takes over");
     assert!(

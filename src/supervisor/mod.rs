@@ -22,6 +22,9 @@ use crate::metrics::Metrics;
 use crate::provider::Provider;
 use crate::store::{DigestRecord, DigestState, Moved, Store, StoreError};
 
+mod reload;
+mod reopen;
+
 /// What the running sluice looks like right now.
 #[derive(Clone)]
 pub struct Live {
@@ -232,14 +235,6 @@ pub struct Supervisor {
 const CLIENT_FIRST_DELAY: Duration = Duration::from_secs(1);
 const CLIENT_MAX_DELAY: Duration = Duration::from_secs(60);
 
-/// First wait between tries to reopen a failed store; it doubles up to [`REOPEN_MAX_DELAY`],
-/// also across failures that follow a reopen closely (a disk that is still full).
-const REOPEN_FIRST_DELAY: Duration = Duration::from_millis(200);
-const REOPEN_MAX_DELAY: Duration = Duration::from_secs(30);
-
-/// How long closing a failed store may take before sluice gives up and exits.
-const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// What the store holds for the robots' tasks at start.
 struct Scan {
     outboxes: HashMap<String, Vec<DigestRecord>>,
@@ -308,7 +303,7 @@ impl Supervisor {
             commands: rx,
             stop,
             reopened: None,
-            reopen_delay: REOPEN_FIRST_DELAY,
+            reopen_delay: reopen::REOPEN_FIRST_DELAY,
             client: crate::provider::http_client(),
             unstarted: Vec::new(),
             client_delay: CLIENT_FIRST_DELAY,
@@ -542,230 +537,6 @@ impl Supervisor {
         }
         for (join, _run) in joins {
             let _ = join.await;
-        }
-    }
-
-    async fn reload(&mut self) -> Result<Reloaded, ReloadError> {
-        let live = self.live.get();
-        let path = live.config.path.clone().ok_or(ReloadError::NoFile)?;
-        let mut next = tokio::task::spawn_blocking(move || Config::load(&path))
-            .await
-            .expect("the config loader does not panic")
-            .map_err(ReloadError::Invalid)?;
-        let store = live.store.clone().map_err(|why| {
-            ReloadError::Busy(format!("the store is being reopened ({why}); try again"))
-        })?;
-        let old = &live.config;
-        let mut report = Reloaded {
-            needs_restart: old
-                .restart_only_changes(&next)
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
-            ..Reloaded::default()
-        };
-        // Keys read only at start-up keep their running values, so what /v1/status shows is true.
-        next.server.listen = old.server.listen;
-        next.server.data_dir = old.server.data_dir.clone();
-        next.server.cache_bytes = old.server.cache_bytes;
-        next.server.max_connections = old.server.max_connections;
-        // Mentions and links use these, so every robot restarts when they change.
-        let shared_changed =
-            old.owners != next.owners || old.server.public_url != next.server.public_url;
-        // By lane: a robot in no pool, or a pool (changed when its members or theirs change).
-        for name in next.lanes().keys().map(|n| n.to_string()) {
-            if !old.is_lane(&name) {
-                report.added.push(name);
-            } else if shared_changed || !old.same_lane(&name, &next) {
-                report.changed.push(name);
-            } else {
-                report.unchanged.push(name);
-            }
-        }
-        report.removed = old
-            .lanes()
-            .keys()
-            .filter(|n| !next.is_lane(n))
-            .map(|n| n.to_string())
-            .collect();
-
-        let stopping: Vec<String> = report
-            .removed
-            .iter()
-            .chain(&report.changed)
-            .cloned()
-            .collect();
-        self.retire(&stopping, Run::Retire).await;
-        let next = Arc::new(next);
-        self.live.update(|l| l.config = next.clone());
-        let scanned = scan(&*store, &next).await;
-        let starting: Vec<String> = report
-            .added
-            .iter()
-            .chain(&report.changed)
-            .cloned()
-            .collect();
-        match scanned {
-            Ok(scan) => self.start_robots(&store, scan, Some(&starting)),
-            Err(e) => {
-                // The store has failed; the supervisor reopens it and then starts every robot.
-                tracing::error!(
-                    "reload: cannot read the store ({e}); robots start once it is reopened"
-                );
-            }
-        }
-        Ok(report)
-    }
-
-    async fn move_queue(&mut self, from: &str, to: &str) -> Result<Moved, MoveError> {
-        let live = self.live.get();
-        if live.config.is_lane(from) {
-            return Err(MoveError::Configured(from.to_string()));
-        }
-        // A pool's member has no queue of its own: its pool's is meant.
-        let to = live.config.destination(to).unwrap_or(to);
-        let Some(target) = live.robots.get(to).cloned() else {
-            return Err(MoveError::UnknownTarget(
-                to.to_string(),
-                live.config.robot_names(),
-            ));
-        };
-        if !live.orphans.contains_key(from) {
-            return Err(MoveError::NothingQueued(from.to_string()));
-        }
-        let store = live.store.clone().map_err(|why| {
-            MoveError::Busy(format!("the store is being reopened ({why}); try again"))
-        })?;
-        let now = self.clock.now_ms();
-        let moved = store
-            .move_queue(from, to, now)
-            .await
-            .map_err(MoveError::Store)?;
-        target.metrics.received.increment(moved.alerts);
-        target.wake.notify_one();
-        let mut orphans = (*live.orphans).clone();
-        orphans.remove(from);
-        self.live.update(|l| l.orphans = Arc::new(orphans));
-        tracing::info!(
-            from,
-            to,
-            alerts = moved.alerts,
-            digests = moved.digests,
-            "moved a removed robot's queue"
-        );
-        Ok(moved)
-    }
-
-    /// The store has failed (sled keeps an I/O error for good): stop the robots, let go of the
-    /// store, and reopen it until that works, then start the robots again on the reopened one.
-    /// Meanwhile the API answers 503. What was acknowledged was on disk before the failure, so
-    /// reopening recovers exactly what a restart would.
-    ///
-    /// sled can hang for good while closing after a failed background write (its flush waits
-    /// for a wake-up the failed write never sends), and then keeps its lock on the directory.
-    /// If letting go does not finish within [`RELEASE_TIMEOUT`], this returns `Err`: sluice
-    /// must exit and be restarted, which recovers the same way.
-    async fn reopen_store(&mut self) -> Result<(), String> {
-        let live = self.live.get();
-        let Ok(store) = live.store.clone() else {
-            return Ok(());
-        };
-        let why = store.health().error().unwrap_or_default();
-        tracing::error!("the store failed ({why}); stopping the robots and reopening it");
-        let (dir, cache) = (
-            live.config.server.data_dir.clone(),
-            live.config.server.cache_bytes,
-        );
-        self.live
-            .update(|l| l.store = Err(format!("the store failed ({why}) and is being reopened")));
-        let names: Vec<String> = self.tasks.keys().cloned().collect();
-        self.retire(&names, Run::Retire).await;
-        drop(live);
-        // Letting go of the last handle closes sled, which can block: not on a runtime thread.
-        let released = tokio::task::spawn_blocking(move || drop(store));
-        if tokio::time::timeout(RELEASE_TIMEOUT, released)
-            .await
-            .is_err()
-        {
-            return Err(format!(
-                "the store failed ({why}) and sled cannot be closed to reopen it; exiting so that a supervisor restarts sluice, which recovers every acknowledged alert from the write-ahead log"
-            ));
-        }
-
-        // A store that fails again soon after a reopen (the disk is still full) waits longer
-        // before each new try, instead of reopening in a tight loop.
-        let recent = self
-            .reopened
-            .is_some_and(|t| t.elapsed() < REOPEN_MAX_DELAY * 2);
-        if !recent {
-            self.reopen_delay = REOPEN_FIRST_DELAY;
-        }
-        let mut first = recent;
-        let store = loop {
-            if first {
-                if !self.wait_before_reopen().await {
-                    return Ok(());
-                }
-                first = false;
-            }
-            let opened = crate::store::open(&dir, cache).await;
-            let e = match opened {
-                Ok(store) => break store,
-                Err(e) => e,
-            };
-            tracing::warn!(
-                "cannot reopen the store yet ({e}); next try in {}",
-                humantime::format_duration(self.reopen_delay)
-            );
-            self.live.update(|l| {
-                l.store = Err(format!(
-                    "the store failed ({why}); reopening it failed: {e}"
-                ))
-            });
-            if !self.wait_before_reopen().await {
-                return Ok(());
-            }
-        };
-        self.reopened = Some(std::time::Instant::now());
-        let config = self.live.get().config;
-        match scan(&*store, &config).await {
-            Ok(scan) => {
-                self.live.update(|l| l.store = Ok(store.clone()));
-                self.start_robots(&store, scan, None);
-                tracing::info!("the store is open again; robots resumed");
-            }
-            Err(e) => {
-                // Reopened but unreadable: mark it failed, so the next round tries again.
-                tracing::error!("the reopened store cannot be read: {e}");
-                self.live.update(|l| l.store = Ok(store.clone()));
-                store.health().fail(&e.to_string());
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Supervisor {
-    /// Sleeps the current reopen delay (answering commands with "busy" meanwhile) and doubles
-    /// it. `false`: shutdown began.
-    async fn wait_before_reopen(&mut self) -> bool {
-        let sleep = tokio::time::sleep(self.reopen_delay);
-        tokio::pin!(sleep);
-        self.reopen_delay = (self.reopen_delay * 2).min(REOPEN_MAX_DELAY);
-        let busy = "the store is being reopened; try again";
-        loop {
-            tokio::select! {
-                _ = &mut sleep => return true,
-                _ = stopped(&mut self.stop) => return false,
-                Some(command) = self.commands.recv() => match command {
-                    Command::Reload(reply) => {
-                        let _ = reply.send(Err(ReloadError::Busy(busy.into())));
-                    }
-                    Command::Move { reply, .. } => {
-                        let _ = reply.send(Err(MoveError::Busy(busy.into())));
-                    }
-                },
-            }
         }
     }
 }
