@@ -69,6 +69,7 @@ fn alerts(n: usize) -> Vec<Alert> {
                 time_ms: None,
                 ends_ms: None,
                 received_ms: 1_700_000_000_000 + i as i64,
+                extra: None,
             }
         })
         .collect()

@@ -25,6 +25,7 @@ fn alert(i: u64) -> Alert {
         time_ms: None,
         ends_ms: None,
         received_ms: 1_700_000_000_000,
+        extra: None,
     }
 }
 

@@ -102,6 +102,43 @@ pub struct Alert {
     pub ends_ms: Option<i64>,
     /// When sluice accepted it (Unix ms).
     pub received_ms: i64,
+    /// What a message that came through a front door carries beside its text; `None` for
+    /// every other alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Box<Extra>>,
+}
+
+/// What a robot message taken in by a front door ([`crate::frontdoor`]) carries beside its
+/// title and text: whom it asked to mention, and, for a message that cannot be merged into a
+/// digest, its body as it came.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Extra {
+    /// The platform whose front door took it in (`"dingtalk"`, `"feishu"`, `"wecom"`): its
+    /// mentions and its raw body mean something only to robots of that platform.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub platform: String,
+    /// Mobiles to mention (DingTalk `atMobiles`, WeCom `mentioned_mobile_list`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mobiles: Vec<String>,
+    /// Platform user ids to mention (DingTalk `atUserIds`, Feishu `<at user_id>`, WeCom
+    /// `mentioned_list`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_ids: Vec<String>,
+    /// It mentioned everyone (`isAtAll`, `<at user_id="all">`, `@all`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+    /// A message of a type that cannot be merged (a DingTalk feedCard, a Feishu image, a WeCom
+    /// news card): its request body as it came, without the sender's signature, sent alone as
+    /// its own message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Value>,
+}
+
+impl Extra {
+    /// Whether it carries nothing (then the alert keeps `extra: None`).
+    pub fn is_empty(&self) -> bool {
+        self.mobiles.is_empty() && self.user_ids.is_empty() && !self.all && self.raw.is_none()
+    }
 }
 
 /// An alert's labels: a map from name to value, ordered by name, kept as one sorted `Vec`.
@@ -457,6 +494,7 @@ fn parse_one(value: Value, path: &str, received_ms: i64) -> Result<IncomingAlert
             time_ms,
             ends_ms: None,
             received_ms,
+            extra: None,
         },
     })
 }

@@ -363,6 +363,7 @@ fn parse_alert(
             time_ms,
             ends_ms,
             received_ms,
+            extra: None,
         },
         dedup_key,
     })
@@ -419,6 +420,7 @@ fn truncation_note(
             time_ms: None,
             ends_ms: None,
             received_ms,
+            extra: None,
         },
         // Keyed by arrival, so each truncated notification is shown, repeats included: the
         // left-out alerts may differ from one notification to the next.
@@ -614,6 +616,7 @@ mod tests {
                 time_ms: parse_rfc3339_ms("2026-11-28T15:50:30.264Z"),
                 ends_ms: None,
                 received_ms: RECEIVED,
+                extra: None,
             }
         );
         assert_eq!(

@@ -390,6 +390,7 @@ mod tests {
             time_ms: None,
             ends_ms: None,
             received_ms: 1_000,
+            extra: None,
         };
         Item {
             robot: robot.map(str::to_string),

@@ -11,13 +11,28 @@ use crate::alert::{Alert, Severity};
 
 /// Whom a robot's digests @ (DingTalk shows an @ only if it is both in the `at` object and
 /// written in the text).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Mentions {
     pub mobiles: Vec<String>,
     pub user_ids: Vec<String>,
     pub all: bool,
     /// Only digests holding an alert at least this severe mention anyone (owners included).
     pub min_severity: Option<Severity>,
+    /// Whether a message taken in by a front door that mentions everyone makes the digest
+    /// mention everyone (`honor_at_all`, default true); some senders @all on every message.
+    pub honor_at_all: bool,
+}
+
+impl Default for Mentions {
+    fn default() -> Mentions {
+        Mentions {
+            mobiles: Vec::new(),
+            user_ids: Vec::new(),
+            all: false,
+            min_severity: None,
+            honor_at_all: true,
+        }
+    }
 }
 
 /// A mobile number or a DingTalk user id: 1 to 64 characters, no spaces.
@@ -165,6 +180,7 @@ mod tests {
             time_ms: None,
             ends_ms: None,
             received_ms: 0,
+            extra: None,
         }
     }
 
@@ -184,6 +200,7 @@ mod tests {
             user_ids: vec!["bob".into()],
             all: false,
             min_severity: None,
+            honor_at_all: true,
         };
         let alerts = [
             alert(Severity::Error, &[("job", "dq_orders")]),

@@ -35,6 +35,7 @@ fn instance_down() -> Vec<Alert> {
                 time_ms: None,
                 ends_ms: None,
                 received_ms: 1_795_831_231_000 + i,
+                extra: None,
             }
         })
         .collect()

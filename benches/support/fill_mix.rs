@@ -46,6 +46,7 @@ pub fn mix(n: usize) -> Vec<Alert> {
                 time_ms: None,
                 ends_ms: None,
                 received_ms: 1_795_831_231_000 + i as i64,
+                extra: None,
             }
         })
         .collect()

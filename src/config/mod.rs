@@ -268,6 +268,7 @@ impl Config {
             .map_err(&fail)?;
             let mut mentions = Mentions {
                 all: r.mention_all,
+                honor_at_all: r.honor_at_all.unwrap_or(true),
                 ..Mentions::default()
             };
             for (i, m) in r.mention_mobiles.iter().enumerate() {

@@ -212,6 +212,8 @@ pub(super) struct RawRobot {
     pub(super) mention_user_ids: Vec<String>,
     #[serde(default)]
     pub(super) mention_all: bool,
+    /// Whether a front-door message that mentions everyone makes the digest do so.
+    pub(super) honor_at_all: Option<bool>,
     pub(super) mention_min_severity: Option<String>,
     /// A webhook robot's: sent with every request.
     pub(super) headers: Option<BTreeMap<String, String>>,

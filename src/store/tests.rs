@@ -19,6 +19,7 @@ fn alert(title: &str, received_ms: i64) -> Alert {
         time_ms: None,
         ends_ms: None,
         received_ms,
+        extra: None,
     }
 }
 

@@ -444,6 +444,7 @@ pub fn sample_alerts(now_ms: i64) -> Vec<Alert> {
             time_ms: Some(at),
             ends_ms: None,
             received_ms: at,
+            extra: None,
         }
     };
     let orders = [("alertname", "dq_orders"), ("table", "ods_orders")];

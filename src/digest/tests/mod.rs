@@ -61,6 +61,7 @@ pub(crate) fn alert(
         time_ms: None,
         ends_ms: None,
         received_ms: T0,
+        extra: None,
     }
 }
 

@@ -123,6 +123,7 @@ fn a_flood_of_costly_alerts_fills_the_body_to_the_cap_and_no_further() {
                 time_ms: None,
                 ends_ms: None,
                 received_ms: 1_795_831_231_000 + i as i64,
+                extra: None,
             }
         })
         .collect();

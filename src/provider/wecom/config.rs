@@ -176,6 +176,7 @@ mod tests {
             user_ids: user_ids.iter().map(|s| s.to_string()).collect(),
             all,
             min_severity: None,
+            honor_at_all: true,
         };
         let md = MsgType::Markdown;
         assert_eq!(

@@ -22,6 +22,7 @@ fn alert(i: usize, severity: Severity) -> Alert {
         time_ms: None,
         ends_ms: None,
         received_ms: 1_700_000_000_000 + i as i64,
+        extra: None,
     }
 }
 

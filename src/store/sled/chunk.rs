@@ -10,9 +10,10 @@
 //!
 //! ```text
 //! chunk: 0x01 | count u32 LE | count × (len u32 LE | alert)
-//! alert: flags u8 (1 text, 2 source, 4 time, 8 ends) | severity u8 | status u8 | received i64 LE
-//!        | title | fingerprint | [text] | [source] | [time i64 LE] | [ends i64 LE]
-//!        | labels: count u16 LE, count × (key, value)          (strings: len u32 LE | UTF-8)
+//! alert: flags u8 (1 text, 2 source, 4 time, 8 ends, 16 extra) | severity u8 | status u8
+//!        | received i64 LE | title | fingerprint | [text] | [source] | [time i64 LE]
+//!        | [ends i64 LE] | labels: count u16 LE, count × (key, value)
+//!        | [extra: its JSON]                                    (strings: len u32 LE | UTF-8)
 //! ```
 //!
 //! A value that starts with `{` is one alert in JSON: what stores written before chunks hold.
@@ -33,7 +34,8 @@ pub fn push(buf: &mut Vec<u8>, a: &Alert) {
     let flags = u8::from(a.text.is_some())
         | u8::from(a.source.is_some()) << 1
         | u8::from(a.time_ms.is_some()) << 2
-        | u8::from(a.ends_ms.is_some()) << 3;
+        | u8::from(a.ends_ms.is_some()) << 3
+        | u8::from(a.extra.is_some()) << 4;
     buf.push(flags);
     buf.push(a.severity.index() as u8);
     buf.push(match a.status {
@@ -53,6 +55,13 @@ pub fn push(buf: &mut Vec<u8>, a: &Alert) {
     for (k, v) in a.labels.iter().take(u16::MAX as usize) {
         put_str(buf, k);
         put_str(buf, v);
+    }
+    if let Some(extra) = &a.extra {
+        // Rare (front-door messages with mentions or a body of their own), so JSON will do.
+        put_str(
+            buf,
+            &serde_json::to_string(extra).expect("an Extra is plain data"),
+        );
     }
     let len = (buf.len() - start) as u32;
     buf[len_at..start].copy_from_slice(&len.to_le_bytes());
@@ -186,6 +195,14 @@ fn decode(entry: &[u8]) -> Result<Alert, String> {
         let k = r.string()?;
         labels.insert(k, r.string()?);
     }
+    let extra = if flags & 16 != 0 {
+        let json = r.string()?;
+        Some(Box::new(
+            serde_json::from_str(&json).map_err(|e| format!("extra: {e}"))?,
+        ))
+    } else {
+        None
+    };
     Ok(Alert {
         title,
         text,
@@ -197,6 +214,7 @@ fn decode(entry: &[u8]) -> Result<Alert, String> {
         time_ms,
         ends_ms,
         received_ms,
+        extra,
     })
 }
 
@@ -224,6 +242,17 @@ mod tests {
             time_ms: full.then_some(-5),
             ends_ms: full.then_some(i64::MAX),
             received_ms: 1_700_000_000_000 + i,
+            extra: (full && i % 2 == 0).then(|| {
+                Box::new(crate::alert::Extra {
+                    platform: "dingtalk".into(),
+                    mobiles: vec!["13800000000".into()],
+                    user_ids: vec!["ou_1".into()],
+                    all: true,
+                    raw: Some(
+                        serde_json::json!({"msgtype": "feedCard", "feedCard": {"links": []}}),
+                    ),
+                })
+            }),
         }
     }
 
