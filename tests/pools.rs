@@ -390,4 +390,7 @@ async fn no_member_goes_over_its_limit_across_kill9() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(acked > 200, "{acked} alerts acknowledged");
+    eprintln!(
+        "pool across kill -9: {acked} acknowledged, {together} in the pool's busiest 2 s, {busiest} for the busiest member"
+    );
 }
