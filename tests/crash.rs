@@ -4,12 +4,10 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::daemon::{ChildDaemon, footer_of, footers_total, post_json, run_cli};
+use support::daemon::{ChildDaemon, Poster, footer_of, footers_total, post_json, run_cli};
 use support::fake_robot::{Accepted, FakeRobot, Fault, Limits};
 
 const SECRET: &str = "SECcrash-secret-value-42";
@@ -161,28 +159,11 @@ async fn the_limit_holds_across_kill9_and_restart_while_sending_at_the_limit() {
     let mut d = ChildDaemon::start(&config(&fake, "0s"), dir.path());
     d.wait_healthy().await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let poster = {
-        let (stop, url) = (stop.clone(), d.url("/v1/alerts"));
-        tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_millis(500))
-                .build()
-                .unwrap();
-            let mut n = 0u64;
-            let started = Instant::now();
-            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(30) {
-                let body = json!({"title": format!("steady {n}")});
-                if let Ok(r) = http.post(&url).json(&body).send().await
-                    && r.status().as_u16() == 202
-                {
-                    n += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            n
-        })
-    };
+    let poster = Poster::start(
+        d.url("/v1/alerts"),
+        Duration::from_millis(5),
+        |n| json!({"title": format!("steady {n}")}),
+    );
 
     // Crash it five times at uneven moments, restarting at once each time.
     for pause_ms in [1500u64, 700, 300, 1100, 200] {
@@ -192,8 +173,7 @@ async fn the_limit_holds_across_kill9_and_restart_while_sending_at_the_limit() {
     }
     d.wait_healthy().await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let acked = poster.await.unwrap();
+    let acked = poster.stop().await;
 
     let requests = fake.requests(TOKEN);
     assert_eq!(

@@ -433,3 +433,47 @@ pub fn num(v: &Value, key: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
 }
+
+/// A client posting one alert after another to `url` (the body of the `n`-th from `body`),
+/// `pause` apart, for at most 30 s, through crashes and restarts: it counts the alerts answered
+/// 202, the ones sluice acknowledged.
+pub struct Poster {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: JoinHandle<u64>,
+}
+
+impl Poster {
+    pub fn start(
+        url: String,
+        pause: Duration,
+        body: impl Fn(u64) -> Value + Send + 'static,
+    ) -> Poster {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_millis(500))
+                .build()
+                .unwrap();
+            let mut n = 0u64;
+            let started = Instant::now();
+            while !flag.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(30) {
+                if let Ok(r) = http.post(&url).json(&body(n)).send().await
+                    && r.status().as_u16() == 202
+                {
+                    n += 1;
+                }
+                tokio::time::sleep(pause).await;
+            }
+            n
+        });
+        Poster { stop, task }
+    }
+
+    /// Stops posting; how many were acknowledged.
+    pub async fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
