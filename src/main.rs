@@ -506,7 +506,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .as_ref()
                     .map(|u| format!("{u}/v1/digests/1"));
                 // In the robot's platform's dialect, with the people it mentions.
-                let mentions = sluice::mention::mentions_for(&r.mentions, &c.owners, &samples);
+                let mentions = sluice::mention::mentions_for(
+                    &r.mentions,
+                    r.provider.as_str(),
+                    &c.owners,
+                    &samples,
+                );
                 let sample = sluice::provider::render(
                     &r.target(),
                     sluice::digest::DigestSpec {

@@ -1,5 +1,7 @@
 //! Whom a digest @-mentions: the robot's own list, the owners of the alerts' labels (`[owners]`),
-//! and an alert's own `owner_mobile` label. DingTalk only notifies a person who is both in the
+//! an alert's own `owner_mobile` label, and whom a message taken in by a front door asked to
+//! mention ([`crate::alert::Extra`]), when the digest goes to a robot of the platform it came
+//! for (mobiles mean nothing to Feishu, and user ids differ per platform). DingTalk only notifies a person who is both in the
 //! message's `at` object and written as `@<mobile>` / `@<userId>` in its text, so a digest carries
 //! both, each person once.
 
@@ -88,9 +90,13 @@ impl Mention {
     }
 }
 
-/// Decides the mentions of a digest covering `alerts`.
+/// Decides the mentions of a digest covering `alerts`, for a robot of `platform`
+/// ([`crate::provider::ProviderKind::as_str`]): the union of everyone asked for, each once, at
+/// most [`MAX_MENTIONS`]. An alert's front-door mentions count only on a robot of the platform
+/// it came through; its @all only when the robot has `honor_at_all`.
 pub fn mentions_for(
     robot: &Mentions,
+    platform: &str,
     owners: &BTreeMap<String, BTreeMap<String, Vec<String>>>,
     alerts: &[Alert],
 ) -> Mention {
@@ -103,11 +109,13 @@ pub fn mentions_for(
         all: robot.all,
         ..Mention::default()
     };
-    let add = |person: &str, m: &mut Mention| {
+    // A person in the list they belong to: a front door says which, the config is sorted by
+    // the look of it (a numeric DingTalk user id stays a user id when a sender says so).
+    let push = |person: &str, mobile: bool, m: &mut Mention| {
         if m.mobiles.len() + m.user_ids.len() >= MAX_MENTIONS {
             return;
         }
-        let list = if is_mobile(person) {
+        let list = if mobile {
             &mut m.mobiles
         } else {
             &mut m.user_ids
@@ -116,6 +124,7 @@ pub fn mentions_for(
             list.push(person.to_string());
         }
     };
+    let add = |person: &str, m: &mut Mention| push(person, is_mobile(person), m);
     for p in &robot.mobiles {
         add(p, &mut m);
     }
@@ -137,6 +146,15 @@ pub fn mentions_for(
             && is_mobile(mobile)
         {
             add(mobile, &mut m);
+        }
+        if let Some(x) = a.extra.as_deref().filter(|x| x.platform == platform) {
+            for p in x.mobiles.iter().filter(|p| is_mobile(p)) {
+                push(p, true, &mut m);
+            }
+            for p in x.user_ids.iter().filter(|p| is_person(p)) {
+                push(p, false, &mut m);
+            }
+            m.all |= x.all && robot.honor_at_all;
         }
     }
     m
@@ -210,7 +228,7 @@ mod tests {
             ),
             alert(Severity::Info, &[("owner_mobile", "not a phone")]),
         ];
-        let m = mentions_for(&robot, &owners(), &alerts);
+        let m = mentions_for(&robot, "dingtalk", &owners(), &alerts);
         assert_eq!(m.mobiles, ["13800000000", "13800000001", "+852-61234567"]);
         assert_eq!(m.user_ids, ["bob", "alice"]);
         assert_eq!(
@@ -232,13 +250,13 @@ mod tests {
             ..Mentions::default()
         };
         let calm = [alert(Severity::Warning, &[("job", "dq_orders")])];
-        assert!(mentions_for(&robot, &owners(), &calm).is_empty());
+        assert!(mentions_for(&robot, "dingtalk", &owners(), &calm).is_empty());
         // A severe alert mentions the robot's people and its own owners, not the calm alert's.
         let mixed = [
             alert(Severity::Critical, &[]),
             alert(Severity::Warning, &[("job", "dq_orders")]),
         ];
-        let m = mentions_for(&robot, &owners(), &mixed);
+        let m = mentions_for(&robot, "dingtalk", &owners(), &mixed);
         assert_eq!(m.mobiles, ["13800000000"]);
         assert!(m.all);
         assert!(m.user_ids.is_empty());
@@ -263,7 +281,7 @@ mod tests {
         // `owner_mobile` with a phone number is the documented way for an alert to name one.
         let owned = alert(Severity::Error, &[("owner_mobile", "13700000002")]);
         let alerts = [a, owned];
-        let m = mentions_for(&robot, &owners(), &alerts);
+        let m = mentions_for(&robot, "dingtalk", &owners(), &alerts);
         assert_eq!(m.mobiles, ["13800000000", "13800000001", "13700000002"]);
         assert_eq!(m.user_ids, ["alice"]);
         assert!(!m.all);
@@ -288,6 +306,152 @@ mod tests {
             assert_eq!(text.lines().rev().nth(2), Some(m.line().as_str()));
             assert!(text.contains("＠13900000009"), "{text}");
         }
+    }
+
+    fn through(platform: &str, severity: Severity, extra: crate::alert::Extra) -> Alert {
+        let mut a = alert(severity, &[]);
+        a.extra = Some(Box::new(crate::alert::Extra {
+            platform: platform.into(),
+            ..extra
+        }));
+        a
+    }
+
+    fn people(mobiles: &[&str], user_ids: &[&str], all: bool) -> crate::alert::Extra {
+        crate::alert::Extra {
+            mobiles: mobiles.iter().map(|p| p.to_string()).collect(),
+            user_ids: user_ids.iter().map(|p| p.to_string()).collect(),
+            all,
+            ..crate::alert::Extra::default()
+        }
+    }
+
+    #[test]
+    fn front_door_mentions_join_the_union_once_each_in_their_own_lists() {
+        let robot = Mentions {
+            mobiles: vec!["13800000000".into()],
+            user_ids: vec!["bob".into()],
+            ..Mentions::default()
+        };
+        let alerts = [
+            through(
+                "dingtalk",
+                Severity::Error,
+                // A numeric user id stays a user id; what is not a person is left out.
+                people(
+                    &["13800000000", "13900000002", "not a phone"],
+                    &["bob", "0123", "a b"],
+                    false,
+                ),
+            ),
+            through(
+                "dingtalk",
+                Severity::Info,
+                people(&["13900000002"], &["carol"], true),
+            ),
+        ];
+        let m = mentions_for(&robot, "dingtalk", &BTreeMap::new(), &alerts);
+        assert_eq!(m.mobiles, ["13800000000", "13900000002"]);
+        assert_eq!(m.user_ids, ["bob", "0123", "carol"]);
+        assert!(m.all);
+        assert_eq!(m.line(), "@13800000000 @13900000002 @bob @0123 @carol");
+        assert_eq!(
+            m.at_object(),
+            serde_json::json!({"atMobiles": ["13800000000", "13900000002"], "atUserIds": ["bob", "0123", "carol"], "isAtAll": true})
+        );
+    }
+
+    #[test]
+    fn mentions_from_another_platform_are_dropped() {
+        let robot = Mentions::default();
+        let alerts = [through(
+            "feishu",
+            Severity::Critical,
+            people(&["13900000002"], &["ou_abc"], true),
+        )];
+        for platform in ["dingtalk", "wecom", "slack", "webhook", "console"] {
+            assert!(
+                mentions_for(&robot, platform, &BTreeMap::new(), &alerts).is_empty(),
+                "{platform}"
+            );
+        }
+        let m = mentions_for(&robot, "feishu", &BTreeMap::new(), &alerts);
+        assert_eq!(m.user_ids, ["ou_abc"]);
+        assert!(m.all);
+    }
+
+    #[test]
+    fn without_honor_at_all_a_sender_cannot_mention_everyone() {
+        let mut robot = Mentions {
+            honor_at_all: false,
+            ..Mentions::default()
+        };
+        let alerts = [through(
+            "wecom",
+            Severity::Critical,
+            people(&[], &["zhangsan"], true),
+        )];
+        let m = mentions_for(&robot, "wecom", &BTreeMap::new(), &alerts);
+        assert_eq!(m.user_ids, ["zhangsan"]);
+        assert!(!m.all);
+        // The robot's own mention_all still counts.
+        robot.all = true;
+        assert!(mentions_for(&robot, "wecom", &BTreeMap::new(), &alerts).all);
+    }
+
+    #[test]
+    fn front_door_mentions_are_capped_after_the_robots_own() {
+        let robot = Mentions {
+            user_ids: vec!["lead".into()],
+            ..Mentions::default()
+        };
+        let many: Vec<String> = (0..80).map(|i| format!("u{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let alerts = [
+            through("dingtalk", Severity::Error, people(&[], &many[..40], false)),
+            through(
+                "dingtalk",
+                Severity::Error,
+                people(&["13900000002"], &many[40..], false),
+            ),
+        ];
+        let m = mentions_for(&robot, "dingtalk", &BTreeMap::new(), &alerts);
+        assert_eq!(m.mobiles.len() + m.user_ids.len(), MAX_MENTIONS);
+        assert_eq!(m.user_ids[0], "lead");
+        // The second alert's mobile came before its user ids; the rest did not fit.
+        assert_eq!(m.mobiles, ["13900000002"]);
+        assert_eq!(m.user_ids.last().map(String::as_str), Some("u47"));
+    }
+
+    #[test]
+    fn min_severity_skips_the_front_door_mentions_of_calm_alerts() {
+        let robot = Mentions {
+            min_severity: Some(Severity::Error),
+            ..Mentions::default()
+        };
+        let calm = through(
+            "dingtalk",
+            Severity::Warning,
+            people(&["13900000002"], &[], true),
+        );
+        assert!(
+            mentions_for(
+                &robot,
+                "dingtalk",
+                &BTreeMap::new(),
+                std::slice::from_ref(&calm)
+            )
+            .is_empty()
+        );
+        let severe = through(
+            "dingtalk",
+            Severity::Critical,
+            people(&[], &["alice"], false),
+        );
+        let m = mentions_for(&robot, "dingtalk", &BTreeMap::new(), &[calm, severe]);
+        assert_eq!(m.user_ids, ["alice"]);
+        assert!(m.mobiles.is_empty());
+        assert!(!m.all);
     }
 
     #[test]

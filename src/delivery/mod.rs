@@ -241,7 +241,8 @@ impl Sealing<'_> {
     pub(crate) fn seal(&self, id: u64, alerts: &[crate::alert::Alert]) -> Sealed {
         let c = self.config;
         let link = self.public_url.map(|u| format!("{u}/v1/digests/{id}"));
-        let mentions = mention::mentions_for(&c.mentions, self.owners, alerts);
+        let platform = self.target.kind.as_str();
+        let mentions = mention::mentions_for(&c.mentions, platform, self.owners, alerts);
         let rendered = crate::provider::render_with_lines(
             &self.target,
             DigestSpec {

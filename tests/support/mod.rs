@@ -19,3 +19,6 @@ pub mod fake_wecom;
 
 #[allow(dead_code)]
 pub mod fake_feishu;
+
+#[allow(dead_code)]
+pub mod lane;
