@@ -498,36 +498,50 @@ async fn tokens_secrets_and_signs_never_reach_logs_or_status() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_store_answers_busy_in_dingtalks_shape() {
+async fn a_pool_members_token_queues_for_its_pool() {
     let fake = fake().await;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let d = Daemon::start(&config(&fake), &data).await;
-    // The data directory vanishes under the running daemon: once a digest is sealed the store
-    // has files to create and cannot; from then on nothing can be stored.
-    std::fs::remove_dir_all(&data).unwrap();
-    let mut a = send(&d, &format!("access_token={OPEN}"), None, &text("lost?")).await;
-    for i in 0..40 {
-        if a.status != 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        a = send(
-            &d,
-            &format!("access_token={OPEN}"),
-            None,
-            &text(&format!("lost {i}?")),
-        )
-        .await;
-    }
-    assert_eq!(a.status, 503, "{}", a.body);
-    assert_eq!(a.retry_after.as_deref(), Some("5"));
-    assert_eq!(a.body["errcode"], -1);
-    let msg = a.body["errmsg"].as_str().unwrap();
-    assert!(
-        msg.starts_with("系统繁忙 (sluice: not stored, retry later"),
-        "{msg}"
+    let template = format!(
+        r#"
+[server]
+listen = "{{listen}}"
+data_dir = "{{data_dir}}"
+[defaults]
+window = "100ms"
+rate_limit = 20
+rate_period = "2s"
+request_timeout = "2s"
+[robots.a]
+webhook = "{a}"
+secret = "{SECRET}"
+[robots.b]
+webhook = "{b}"
+secret = "{SECRET}"
+[pools.oncall]
+robots = ["a", "b"]
+"#,
+        a = fake.webhook(TOKEN),
+        b = fake.webhook(OPEN),
     );
-    let _ = d.stop_with_result().await;
+    let d = Daemon::start(&template, dir.path()).await;
+    let a = send(
+        &d,
+        &format!("access_token={OPEN}"),
+        Some(SECRET),
+        &text("via b"),
+    )
+    .await;
+    assert_eq!(a.body, ok());
+    let s = d
+        .wait_status("oncall", Duration::from_secs(10), |s| {
+            s["alerts_delivered"].as_u64() >= Some(1)
+        })
+        .await;
+    assert_eq!(s["alerts_delivered"], 1, "{s}");
+    let delivered: Vec<Accepted> = [TOKEN, OPEN]
+        .iter()
+        .flat_map(|t| fake.accepted(t))
+        .collect();
+    assert_eq!(footers_total(&delivered), 1);
+    d.stop().await;
 }

@@ -382,13 +382,20 @@ pub fn truncate(s: &str, max: usize) -> String {
     format!("{}{TRUNCATED}", &s[..end])
 }
 
-/// The first non-empty line as the title, the rest as the text.
+/// The first non-empty line as the title (without a markdown heading's `#`s or a bold line's
+/// `**`, so rules see `[FIRING:1] …`), the rest as the text.
 pub fn split_title(s: &str) -> (String, String) {
     let s = s.trim_start();
-    match s.split_once('\n') {
-        Some((first, rest)) => (first.trim().to_string(), rest.trim().to_string()),
-        None => (s.trim().to_string(), String::new()),
+    let (first, rest) = s.split_once('\n').unwrap_or((s, ""));
+    let mut title = first.trim().trim_start_matches('#').trim();
+    if let Some(inner) = title
+        .strip_prefix("**")
+        .and_then(|t| t.strip_suffix("**"))
+        .filter(|t| !t.is_empty())
+    {
+        title = inner.trim();
     }
+    (title.to_string(), rest.trim().to_string())
 }
 
 /// `text` without the `@mobile` / `@userid` tokens that only echo its mentions (DingtalkChatbot

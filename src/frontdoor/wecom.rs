@@ -140,12 +140,14 @@ mod tests {
         .unwrap();
         assert_eq!(
             (m.title.as_str(), m.text.as_str()),
-            ("## [FIRING:1] x", "look")
+            ("[FIRING:1] x", "look")
         );
         assert_eq!(m.extra.user_ids, ["li"]);
-        let m = read(&json!({"msgtype": "markdown_v2", "markdown_v2": {"content": "t\nbody"}}))
-            .unwrap();
+        let m = read(&json!({"msgtype": "markdown_v2",
+            "markdown_v2": {"content": "**[DOWN] t**\nbody"}}))
+        .unwrap();
         assert_eq!(m.msgtype, "markdown_v2");
+        assert_eq!((m.title.as_str(), m.text.as_str()), ("[DOWN] t", "body"));
     }
 
     #[test]
