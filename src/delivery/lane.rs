@@ -15,7 +15,9 @@
 //!    every member renders the same platform's message) goes to the next free one. A paused
 //!    member's pause ends with a real digest as its probe.
 //! 4. **Pressure makes digests bigger.** A digest is sealed only once a member's permit is in
-//!    hand, and while a digest waits to be retried nothing new is sealed.
+//!    hand, and while a digest waits to be retried nothing new is sealed. A message that
+//!    cannot be merged (a front door's passthrough) is sealed alone, in arrival order: the
+//!    alerts before it make one digest, it goes next, through the same permits and quota.
 //! 5. **Never a send past a quota.** A member's send is counted on disk before it leaves; an
 //!    unanswered one counts.
 //! 6. **A lane that cannot send hands its queue on.** When every member is away (its quota
@@ -305,7 +307,8 @@ impl Lane {
                 let m = &members[i];
                 let mut lines = Vec::new();
                 let warns = m.quota_line(now).map(|line| lines.push(line)).is_some();
-                lines.extend(self.handle.take_stand_in());
+                let notes = self.handle.take_stand_in();
+                lines.extend(notes.iter().cloned());
                 // The lane's look and mentions (a pool's members share keywords and msgtype),
                 // in the member's platform, prepared by the member's provider.
                 let sealing = Sealing {
@@ -328,6 +331,16 @@ impl Lane {
                     )
                     .await;
                 match sealed {
+                    Ok(Some(d)) if d.passthrough => {
+                        // Sent alone as it came: the notes and the catch-up wait for the
+                        // next digest.
+                        for note in notes {
+                            self.handle.stand_in(note);
+                        }
+                        tracing::debug!(lane = %name, digest = d.id, "sealed a passthrough message");
+                        outbox.push_back(d);
+                        self.update(|s| s.outbox = outbox.len());
+                    }
                     Ok(Some(d)) => {
                         memory.catch_up = None;
                         // On disk with the count of the send that carries it.

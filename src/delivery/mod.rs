@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
+use crate::alert::Alert;
 use crate::config::{Robot, Timing};
 use crate::digest::DigestSpec;
 use crate::limit::{Clock, RateGuard};
@@ -235,10 +236,55 @@ pub(crate) struct Sealing<'a> {
     pub(crate) lines: Vec<String>,
 }
 
+/// The body a front door kept of a message that cannot be merged (a DingTalk feedCard, a
+/// Feishu image, a WeCom news card), if `alert` carries one for a robot of `platform`. One that
+/// came for another platform's robots means nothing here: it is an ordinary alert line (and so
+/// is a body that is not a JSON object, which no platform takes).
+fn passthrough<'a>(alert: &'a Alert, platform: &str) -> Option<&'a serde_json::Value> {
+    let x = alert.extra.as_deref()?;
+    x.raw
+        .as_ref()
+        .filter(|raw| raw.is_object() && x.platform == platform)
+}
+
 impl Sealing<'_> {
-    /// Digest `id` of `alerts`: rendered in the target's dialect with its mentions, and its
-    /// message prepared, which every try sends.
-    pub(crate) fn seal(&self, id: u64, alerts: &[crate::alert::Alert]) -> Sealed {
+    /// Digest `id` of the first of `alerts`: rendered in the target's dialect with its
+    /// mentions, and its message prepared, which every try sends. A passthrough message is
+    /// sent alone, in arrival order: the digest stops before the first one, or, when it comes
+    /// first, is that one alone ([`Sealed::covers`]).
+    pub(crate) fn seal(&self, id: u64, alerts: &[Alert]) -> Sealed {
+        let platform = self.target.kind.as_str();
+        match alerts
+            .iter()
+            .position(|a| passthrough(a, platform).is_some())
+        {
+            Some(0) => self.seal_alone(&alerts[0], platform),
+            Some(n) => Sealed {
+                covers: Some(n as u64),
+                ..self.seal_digest(id, &alerts[..n])
+            },
+            None => self.seal_digest(id, alerts),
+        }
+    }
+
+    /// A passthrough message: its body as it came (the provider signs each try), titled as
+    /// the alert; no footer, no mention line, no notes.
+    fn seal_alone(&self, alert: &Alert, platform: &str) -> Sealed {
+        let body = passthrough(alert, platform).cloned().unwrap_or_default();
+        Sealed {
+            message: Prepared {
+                title: alert.title.clone(),
+                text: alert.text.clone().unwrap_or_else(|| alert.title.clone()),
+                body,
+            },
+            counts: crate::digest::Counts::of(std::slice::from_ref(alert)),
+            listed: 1,
+            covers: Some(1),
+            passthrough: true,
+        }
+    }
+
+    fn seal_digest(&self, id: u64, alerts: &[Alert]) -> Sealed {
         let c = self.config;
         let link = self.public_url.map(|u| format!("{u}/v1/digests/{id}"));
         let platform = self.target.kind.as_str();
@@ -265,6 +311,8 @@ impl Sealing<'_> {
             message: self
                 .provider
                 .prepare(id, rendered.title, rendered.text, &mentions),
+            covers: None,
+            passthrough: false,
         }
     }
 }
@@ -407,6 +455,8 @@ mod tests {
             message: message.clone(),
             counts: Default::default(),
             listed: 0,
+            covers: None,
+            passthrough: false,
         };
         let d = DigestRecord::sealed(3, "ops", (0, 1), sealed, 10, 9);
         let json = serde_json::to_value(&d).unwrap();
@@ -414,6 +464,38 @@ mod tests {
         assert_eq!(json["body"]["msgtype"], "markdown", "{json}");
         let back: DigestRecord = serde_json::from_value(json).unwrap();
         assert_eq!(message_of(&provider, &back), message);
+    }
+
+    #[test]
+    fn only_an_object_body_for_the_robots_platform_passes_through() {
+        let mut a = Alert {
+            fingerprint: "f".into(),
+            title: "news".into(),
+            text: None,
+            severity: crate::alert::Severity::Info,
+            status: crate::alert::Status::Firing,
+            labels: Default::default(),
+            source: None,
+            time_ms: None,
+            ends_ms: None,
+            received_ms: 0,
+            extra: None,
+        };
+        assert!(passthrough(&a, "dingtalk").is_none());
+        let card = serde_json::json!({"msgtype": "feedCard", "feedCard": {"links": []}});
+        let raw = |platform: &str, raw: serde_json::Value| crate::alert::Extra {
+            platform: platform.into(),
+            raw: Some(raw),
+            ..Default::default()
+        };
+        a.extra = Some(Box::new(raw("dingtalk", card.clone())));
+        assert_eq!(passthrough(&a, "dingtalk"), Some(&card));
+        assert!(passthrough(&a, "feishu").is_none());
+        a.extra = Some(Box::new(raw(
+            "dingtalk",
+            serde_json::json!(["not", "a", "body"]),
+        )));
+        assert!(passthrough(&a, "dingtalk").is_none());
     }
 
     #[test]

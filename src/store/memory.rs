@@ -319,7 +319,13 @@ impl Store for MemoryStore {
         };
         // Only the robot's own task seals (invariant 4): the range cannot change meanwhile.
         let sealed = render(id, &alerts);
-        let oldest = alerts.iter().map(|a| a.received_ms).min().unwrap_or(now_ms);
+        let end = sealed.end(first, alerts.len()).min(end);
+        let covered = &alerts[..(end - first) as usize];
+        let oldest = covered
+            .iter()
+            .map(|a| a.received_ms)
+            .min()
+            .unwrap_or(now_ms);
         let record = DigestRecord::sealed(id, robot, (first, end), sealed, now_ms, oldest);
         let mut inner = self.lock();
         inner.digests.insert(id, record.clone());

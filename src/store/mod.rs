@@ -46,7 +46,10 @@
 //!    digest can never skip an alert that a slower request is still writing.
 //! 3. **Sealing is one atomic step.** The digest record and the cursor move are one sled
 //!    transaction: after a crash either both happened or neither did. A digest covers the half-open
-//!    range `[first_seq, end_seq)` of one robot's sequence; alerts are never copied.
+//!    range `[first_seq, end_seq)` of one robot's sequence; alerts are never copied. The range
+//!    starts at the cursor and is what the renderer says it covers (a prefix of what it was
+//!    offered: a passthrough message is sealed alone), so the sequence has no gap between
+//!    digests either.
 //! 4. **Only the robot's own task moves its cursor or changes its digests' state**, so those
 //!    read-modify-write steps need no locks. The pruner only deletes digests already sent.
 //! 5. **A damaged store is refused, not emptied.** sled treats a damaged log tail as a torn write
@@ -90,7 +93,8 @@ pub type StoreFuture<'a, T, E = StoreError> =
 /// robot's retention for [`Store::prune`].
 pub type Retention = Arc<dyn Fn(&str) -> Duration + Send + Sync>;
 
-/// Renders the digest being sealed from its id and alerts ([`Store::seal`]).
+/// Renders the digest being sealed from its id and the alerts offered to it ([`Store::seal`]);
+/// it may cover only the first of them ([`Sealed::covers`]).
 pub type Render<'a> = Box<dyn FnOnce(u64, &[Alert]) -> Sealed + Send + 'a>;
 
 /// What sealing a digest produced: its message, prepared by the robot's provider, and how it
@@ -101,6 +105,20 @@ pub struct Sealed {
     pub counts: Counts,
     /// Alerts shown on their own lines; the rest are summarized as counts.
     pub listed: u64,
+    /// How many of the offered alerts the digest covers, from the first: `None` for all of
+    /// them. A message that cannot be merged is sealed alone, and the alerts before it without
+    /// it; the rest stay pending for the next digest. At least one, at most all.
+    pub covers: Option<u64>,
+    /// A message sent as it came, alone ([`DigestRecord::passthrough`]).
+    pub passthrough: bool,
+}
+
+impl Sealed {
+    /// The end of the range a digest sealed from `offered` alerts from `first` on covers.
+    pub(crate) fn end(&self, first: u64, offered: usize) -> u64 {
+        let offered = offered as u64;
+        first + self.covers.map_or(offered, |n| n.clamp(1, offered.max(1)))
+    }
 }
 
 /// A rendering with no request body (tests, and providers that post nothing).
@@ -109,6 +127,8 @@ impl From<Rendered> for Sealed {
         Sealed {
             listed: r.listed as u64,
             counts: r.counts,
+            covers: None,
+            passthrough: false,
             message: Prepared {
                 title: r.title,
                 text: r.text,
@@ -243,8 +263,9 @@ pub trait Store: Send + Sync {
     fn robots(&self) -> StoreFuture<'_, Vec<String>>;
 
     /// Seals up to `max_alerts` of the robot's pending alerts into a new digest (ids are dense
-    /// and never reused), rendered by `render(id, alerts)`; the record and the cursor move are
-    /// one atomic step. `None` when nothing is pending.
+    /// and never reused), rendered by `render(id, alerts)`, which may cover only the first of
+    /// them ([`Sealed::covers`]: the cursor moves past those only); the record and the cursor
+    /// move are one atomic step. `None` when nothing is pending.
     fn seal<'a>(
         &'a self,
         robot: &'a str,
@@ -480,6 +501,11 @@ pub struct DigestRecord {
     pub replayed_to: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed_ms: Option<i64>,
+    /// A message taken in by a front door that cannot be merged (a DingTalk feedCard, a Feishu
+    /// image, a WeCom news card), sent alone with its body as it came: one alert, and no
+    /// footer in its text.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passthrough: bool,
 }
 
 impl DigestRecord {
@@ -511,6 +537,7 @@ impl DigestRecord {
             unprepared: None,
             replayed_to: None,
             replayed_ms: None,
+            passthrough: sealed.passthrough,
         }
     }
 

@@ -317,6 +317,55 @@ async fn quota_counts_are_kept_per_robot(store: Arc<dyn Store>) {
     s.close().await.unwrap();
 }
 
+/// A renderer that covers only the first `n` of the alerts it is offered, marking a digest of
+/// one a passthrough message.
+fn covering(n: u64) -> Render<'static> {
+    Box::new(move |id, alerts: &[Alert]| {
+        let covered = &alerts[..(n as usize).clamp(1, alerts.len())];
+        let mut sealed = (render())(id, covered);
+        sealed.covers = Some(n);
+        sealed.passthrough = n == 1;
+        sealed
+    })
+}
+
+async fn a_seal_covers_what_the_renderer_says(store: Arc<dyn Store>) {
+    let s = &*store;
+    add(s, "ops", &["a", "b", "c", "d", "e", "f"]).await;
+    let first = s.seal("ops", 100, 100, covering(2)).await.unwrap().unwrap();
+    assert_eq!((first.first_seq, first.end_seq), (0, 2));
+    assert_eq!(titles(s, &first).await, ["a", "b"]);
+    assert_eq!(first.text, "2 alerts");
+    assert!(!first.passthrough);
+    assert_eq!(s.pending("ops").await.unwrap(), 4);
+    // One alone, then what follows it: dense ids, no gap in the sequence.
+    let alone = s.seal("ops", 100, 100, covering(1)).await.unwrap().unwrap();
+    assert_eq!(
+        (alone.id, alone.first_seq, alone.end_seq),
+        (first.id + 1, 2, 3)
+    );
+    assert!(alone.passthrough);
+    assert_eq!(titles(s, &alone).await, ["c"]);
+    // A renderer cannot cover nothing, nor more than it was offered.
+    let none = s.seal("ops", 100, 100, covering(0)).await.unwrap().unwrap();
+    assert_eq!((none.first_seq, none.end_seq), (3, 4));
+    let capped = s.seal("ops", 2, 100, covering(100)).await.unwrap().unwrap();
+    assert_eq!((capped.first_seq, capped.end_seq), (4, 6));
+    assert_eq!(s.pending("ops").await.unwrap(), 0);
+    assert!(seal(s, "ops", 100).await.is_none());
+    // As recorded, and as the digest list has them.
+    assert_eq!(s.digest(alone.id).await.unwrap().as_ref(), Some(&alone));
+    let ranges: Vec<(u64, u64)> = s
+        .digests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| (d.first_seq, d.end_seq))
+        .collect();
+    assert_eq!(ranges, [(0, 2), (2, 3), (3, 4), (4, 6)]);
+    s.close().await.unwrap();
+}
+
 /// Each test, once per backend: `store::tests::on_sled::…` and `store::tests::on_memory::…`.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -350,4 +399,5 @@ conformance!(
     a_removed_robots_queue_moves_whole,
     send_logs_are_kept_per_robot,
     quota_counts_are_kept_per_robot,
+    a_seal_covers_what_the_renderer_says,
 );

@@ -432,6 +432,16 @@ fn read_message(v: &Value) -> Option<(String, String, Vec<String>, Vec<String>)>
                 .collect();
             Some((String::new(), text, mentions, shown))
         }
+        // ROBOTS.md §4: a group card and an image, by the id and key Feishu gave for them;
+        // nothing in them is text a keyword could be found in.
+        "share_chat" => {
+            v["content"]["share_chat_id"].as_str()?;
+            Some((String::new(), String::new(), Vec::new(), Vec::new()))
+        }
+        "image" => {
+            v["content"]["image_key"].as_str()?;
+            Some((String::new(), String::new(), Vec::new(), Vec::new()))
+        }
         _ => None,
     }
 }
@@ -452,10 +462,14 @@ fn collect_contents(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// How many alerts the accepted digests cover, by their footers.
+/// How many alerts the accepted messages cover, by their footers; a passthrough message (an
+/// image or a group card sent alone as it came) has none and is one alert.
 pub fn footers_total(accepted: &[Accepted]) -> u64 {
     accepted
         .iter()
-        .map(|a| super::daemon::footer_of(&a.text).1)
+        .map(|a| match a.body["msg_type"].as_str() {
+            Some("image" | "share_chat") => 1,
+            _ => super::daemon::footer_of(&a.text).1,
+        })
         .sum()
 }

@@ -72,6 +72,12 @@ impl Lane {
             .expect("appended");
         self.handle.wake.notify_one();
     }
+
+    /// The robot's digests as the store has them, oldest first.
+    pub async fn digests(&self) -> Vec<sluice::store::DigestRecord> {
+        let all = self.store.digests().await.expect("digests");
+        all.into_iter().filter(|d| d.robot == self.robot).collect()
+    }
 }
 
 impl Drop for Lane {

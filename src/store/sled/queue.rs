@@ -463,7 +463,14 @@ impl SledStore {
             end,
             alerts,
         } = sealing;
-        let oldest = alerts.iter().map(|a| a.received_ms).min().unwrap_or(now_ms);
+        // The renderer may cover only the first of the alerts offered (a passthrough message).
+        let end = sealed.end(first, alerts.len()).min(end);
+        let covered = &alerts[..(end - first) as usize];
+        let oldest = covered
+            .iter()
+            .map(|a| a.received_ms)
+            .min()
+            .unwrap_or(now_ms);
         let record = DigestRecord::sealed(id, robot, (first, end), sealed, now_ms, oldest);
         let bytes = serde_json::to_vec(&record).map_err(StoreError::encode)?;
         let cursor_key = meta_key("cursor", robot);
