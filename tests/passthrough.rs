@@ -17,18 +17,24 @@ use support::lane::{Lane, alert};
 const SECRET: &str = "SECtest0123456789";
 
 async fn dingtalk() -> (FakeRobot, Lane) {
+    dingtalk_with(&[]).await
+}
+
+/// The fake DingTalk robot `t`, signed, with these `keywords`, and a lane of robot ops on it.
+async fn dingtalk_with(keywords: &[&str]) -> (FakeRobot, Lane) {
     let fake = FakeRobot::start(Limits {
         limit: 20,
         period: Duration::from_secs(2),
         lockout: Duration::from_secs(3),
     })
     .await;
-    fake.add_robot("t", Some(SECRET), &[]);
+    fake.add_robot("t", Some(SECRET), keywords);
     let config = format!(
         r#"
 [robots.ops]
 webhook = "{}"
 secret = "{SECRET}"
+keywords = {keywords:?}
 window = "200ms"
 rate_limit = 20
 rate_period = "2s"
@@ -151,6 +157,20 @@ async fn a_passthrough_message_for_another_platform_is_an_alert_line() {
         sluice::digest::parse_footer(&got[0].text).map(|f| f.1),
         Some(2)
     );
+}
+
+/// A robot with keywords would refuse a feedCard (it has no text to carry one) and be blocked
+/// for it: the message goes as an alert line in a digest that carries the keyword.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthrough_message_for_a_robot_with_keywords_is_an_alert_line() {
+    let (fake, lane) = dingtalk_with(&["告警"]).await;
+    lane.push(vec![raw("dingtalk", "a news card")]).await;
+    let got = fake
+        .wait_for("t", Duration::from_secs(10), |a| !a.is_empty())
+        .await;
+    assert_eq!(got[0].body["msgtype"], "markdown", "{}", got[0].body);
+    assert!(got[0].text.contains("a news card"), "{}", got[0].text);
+    assert!(fake.requests("t").iter().all(|r| r.errcode == Some(0)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

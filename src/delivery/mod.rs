@@ -239,7 +239,9 @@ pub(crate) struct Sealing<'a> {
 /// The body a front door kept of a message that cannot be merged (a DingTalk feedCard, a
 /// Feishu image, a WeCom news card), if `alert` carries one for a robot of `platform`. One that
 /// came for another platform's robots means nothing here: it is an ordinary alert line (and so
-/// is a body that is not a JSON object, which no platform takes).
+/// is a body that is not a JSON object, which no platform takes). So is one for a robot with
+/// keywords: a feedCard or an image has no text for the keyword check, and the platform's
+/// refusal would block the robot instead of refusing one message (see [`Sealing::seal`]).
 fn passthrough<'a>(alert: &'a Alert, platform: &str) -> Option<&'a serde_json::Value> {
     let x = alert.extra.as_deref()?;
     x.raw
@@ -254,10 +256,9 @@ impl Sealing<'_> {
     /// first, is that one alone ([`Sealed::covers`]).
     pub(crate) fn seal(&self, id: u64, alerts: &[Alert]) -> Sealed {
         let platform = self.target.kind.as_str();
-        match alerts
-            .iter()
-            .position(|a| passthrough(a, platform).is_some())
-        {
+        let alone =
+            |a: &Alert| self.target.keywords.is_empty() && passthrough(a, platform).is_some();
+        match alerts.iter().position(alone) {
             Some(0) => self.seal_alone(&alerts[0], platform),
             Some(n) => Sealed {
                 covers: Some(n as u64),
