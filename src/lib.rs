@@ -18,6 +18,7 @@ pub mod delivery;
 pub mod demo;
 pub mod digest;
 pub mod fd;
+pub mod frontdoor;
 pub mod http;
 pub mod ingest;
 pub mod limit;

@@ -32,6 +32,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
+mod ingress;
 mod pool;
 mod robot;
 mod server;
@@ -39,6 +40,7 @@ mod server;
 pub use crate::mention::{Mentions, is_mobile, is_person};
 pub use crate::provider::MsgType;
 pub use crate::provider::{ProviderKind, redact_url};
+pub use ingress::{Ingress, Rule, RuleThen};
 pub use pool::{POOL_MEMBERS, Pool};
 pub use robot::{Look, Robot, Timing};
 pub use server::{MAX_BODY_LIMIT, Server};
@@ -366,6 +368,14 @@ impl Config {
                 &mentions,
             )
             .map_err(&fail)?;
+            let ingress = ingress::ingress(
+                &format!("robots.{name}"),
+                provider,
+                secret.is_some(),
+                r,
+                &expand,
+                &fail,
+            )?;
             if look.templates.is_some() && !provider.takes_templates() {
                 return Err(fail(format!(
                     "robots.{name}: custom templates (title_template, body_template and their _file forms, here or in [defaults]) are for DingTalk and console robots only; a {} robot uses the built-in format",
@@ -384,6 +394,7 @@ impl Config {
                     timing,
                     look,
                     hook,
+                    ingress,
                     quota: match &r.quota {
                         None => None,
                         Some(q) => {

@@ -23,6 +23,8 @@ pub struct Robot {
     /// `fallback = "LANE"`: the robot or pool its queue goes to while its quota is spent, or
     /// once it has refused our messages for `fallback_after`.
     pub fallback: Option<String>,
+    /// How its front door takes messages in ([`crate::frontdoor`]).
+    pub ingress: super::ingress::Ingress,
 }
 
 impl Robot {
@@ -57,6 +59,7 @@ impl Robot {
             && self.timing == other.timing
             && self.quota == other.quota
             && self.fallback == other.fallback
+            && self.ingress.same_as(&other.ingress)
             && a.timezone_name == b.timezone_name
             && a.msgtype == b.msgtype
             && same_templates
@@ -91,6 +94,7 @@ impl fmt::Debug for Robot {
             .field("mentions", &self.mentions)
             .field("look", &self.look)
             .field("timing", &self.timing)
+            .field("ingress", &self.ingress)
             .field(
                 "headers",
                 &self.hook.as_ref().map(|h| {
@@ -214,6 +218,14 @@ pub(super) struct RawRobot {
     pub(super) mention_all: bool,
     /// Whether a front-door message that mentions everyone makes the digest do so.
     pub(super) honor_at_all: Option<bool>,
+    /// Front door: refuse unsigned messages when the robot has a secret (default true).
+    pub(super) require_sign: Option<bool>,
+    /// Front door: the token senders use instead of the robot's own.
+    pub(super) ingress_token: Option<String>,
+    /// Front door: the severity of a message no rule matches.
+    pub(super) ingress_severity: Option<String>,
+    /// Front door: `[[robots.X.ingress_rules]]`.
+    pub(super) ingress_rules: Option<Vec<super::ingress::RawRule>>,
     pub(super) mention_min_severity: Option<String>,
     /// A webhook robot's: sent with every request.
     pub(super) headers: Option<BTreeMap<String, String>>,

@@ -108,8 +108,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/queue/move", post(post_move))
         .route("/-/reload", post(post_reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    // The robot platforms' own webhook paths: each checks its own token, not the bearer token.
+    let doors = crate::frontdoor::router(crate::frontdoor::Door {
+        live: state.live.clone(),
+        clock: state.clock,
+    });
     Router::new()
         .merge(api)
+        .merge(doors)
         .route("/healthz", get(get_healthz))
         .fallback(|| async {
             error(
