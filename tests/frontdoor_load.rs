@@ -1,0 +1,266 @@
+//! Load through the DingTalk front door (`POST /robot/send?access_token=…&timestamp=…&sign=…`):
+//! a burst from concurrent signing clients arrives as a few digests within the robot's limit, and
+//! nothing sluice acknowledged with errcode 0 is lost across `kill -9`.
+//!
+//! The clients sign as DingTalk's documentation says, with their own code (not sluice's, not the
+//! fake robot's): sign = base64(HMAC-SHA256(key = secret, msg = timestamp_ms + "\n" + secret)),
+//! percent-encoded once in the query.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use support::daemon::{ChildDaemon, Daemon, footer_of, footers_total};
+use support::fake_robot::{Accepted, FakeRobot, Limits};
+
+const SECRET: &str = "SECload-frontdoor-secret-7f3a";
+const TOKEN: &str = "fd-load-token";
+
+/// DingTalk's 加签 query for `secret` now: `&timestamp=…&sign=…`.
+fn signed_query(secret: &str) -> String {
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{ts}\n{secret}").as_bytes());
+    let sign = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let sign: String = sign
+        .chars()
+        .map(|c| match c {
+            '+' => "%2B".to_string(),
+            '/' => "%2F".to_string(),
+            '=' => "%3D".to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    format!("&timestamp={ts}&sign={sign}")
+}
+
+fn send_url(addr: &str) -> String {
+    format!(
+        "http://{addr}/robot/send?access_token={TOKEN}{}",
+        signed_query(SECRET)
+    )
+}
+
+/// A DingTalk text message whose first line (the alert's title) is `title`.
+fn text_message(title: &str) -> Value {
+    json!({"msgtype": "text", "text": {"content": format!("{title}\nsent through the front door")}})
+}
+
+/// Posts one message; true when sluice answered DingTalk's success body.
+async fn post_ok(http: &reqwest::Client, addr: &str, title: &str) -> bool {
+    let Ok(r) = http
+        .post(send_url(addr))
+        .json(&text_message(title))
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    let ok = body == json!({"errcode": 0, "errmsg": "ok"});
+    assert!(
+        !ok || status == 200,
+        "success body with HTTP {status}: {body}"
+    );
+    ok
+}
+
+fn config(fake: &FakeRobot, window: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "{{listen}}"
+data_dir = "{{data_dir}}"
+
+[defaults]
+window = "{window}"
+rate_limit = 20
+rate_period = "2s"
+retry_initial_backoff = "100ms"
+retry_max_backoff = "300ms"
+throttle_backoff = "1s"
+request_timeout = "2s"
+
+[robots.ops]
+webhook = "{webhook}"
+secret = "{SECRET}"
+"#,
+        webhook = fake.webhook(TOKEN),
+    )
+}
+
+async fn fake() -> FakeRobot {
+    let fake = FakeRobot::start(Limits {
+        limit: 20,
+        period: Duration::from_secs(2),
+        lockout: Duration::from_secs(5),
+    })
+    .await;
+    fake.add_robot(TOKEN, Some(SECRET), &[]);
+    fake
+}
+
+/// Titles of every alert the accepted digests cover, from sluice's digest API.
+async fn delivered_titles(base: &str, accepted: &[Accepted]) -> BTreeSet<String> {
+    let http = reqwest::Client::new();
+    let mut titles = BTreeSet::new();
+    for a in accepted {
+        let (id, _) = footer_of(&a.text);
+        let digest: Value = http
+            .get(format!("{base}/v1/digests/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for alert in digest["alerts"].as_array().expect("alerts") {
+            titles.insert(alert["title"].as_str().unwrap().to_string());
+        }
+    }
+    titles
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_500_messages_from_20_clients_arrives_as_a_few_digests() {
+    const CLIENTS: usize = 20;
+    const EACH: usize = 25;
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&config(&fake, "2s"), dir.path()).await;
+    let addr = d.addr.to_string();
+
+    let http = reqwest::Client::new();
+    let mut senders = Vec::new();
+    for c in 0..CLIENTS {
+        let (http, addr) = (http.clone(), addr.clone());
+        senders.push(tokio::spawn(async move {
+            let mut titles = Vec::new();
+            for i in 0..EACH {
+                let title = format!("burst c{c} #{i}");
+                assert!(post_ok(&http, &addr, &title).await, "{title} was refused");
+                titles.push(title);
+            }
+            titles
+        }));
+    }
+    let mut posted = BTreeSet::new();
+    for s in senders {
+        posted.extend(s.await.unwrap());
+    }
+    assert_eq!(posted.len(), CLIENTS * EACH);
+
+    let got = fake
+        .wait_for(TOKEN, Duration::from_secs(30), |a| {
+            footers_total(a) >= posted.len() as u64
+        })
+        .await;
+    assert_eq!(footers_total(&got), posted.len() as u64);
+    assert_eq!(fake.throttled(TOKEN), 0, "never a throttle");
+    // Merged: 500 messages in a handful of digests (one per window the burst spans, and the
+    // rest of a window that does not fit one message), far from one message each.
+    assert!(
+        got.len() <= 25,
+        "{} digests for {} messages",
+        got.len(),
+        posted.len()
+    );
+    assert_eq!(delivered_titles(&d.url(""), &got).await, posted);
+    eprintln!("{} messages in {} digests", posted.len(), got.len());
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_acknowledged_is_lost_across_kill9() {
+    const SENDERS: usize = 8;
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = ChildDaemon::start(&config(&fake, "300ms"), dir.path());
+    d.wait_healthy().await;
+    let addr = d.addr.to_string();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for c in 0..SENDERS {
+        let (stop, addr) = (stop.clone(), addr.clone());
+        senders.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(1))
+                .build()
+                .unwrap();
+            let mut acked = Vec::new();
+            let started = Instant::now();
+            // Bounded: 1 000 attempts or 30 s, whichever comes first.
+            for i in 0..1000 {
+                if stop.load(Ordering::Relaxed) || started.elapsed() > Duration::from_secs(30) {
+                    break;
+                }
+                let title = format!("crash c{c} #{i}");
+                if post_ok(&http, &addr, &title).await {
+                    acked.push(title);
+                } else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            acked
+        }));
+    }
+
+    // kill -9 at uneven moments while they send, restarting at once each time.
+    for pause_ms in [800u64, 400, 1100, 250] {
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        d.kill9();
+        d.restart();
+        d.wait_healthy().await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = BTreeSet::new();
+    for s in senders {
+        acked.extend(s.await.unwrap());
+    }
+    assert!(acked.len() > 50, "only {} acknowledged", acked.len());
+
+    // Everything acknowledged reaches the robot (a digest whose answer was lost in a kill may
+    // come twice: at least once).
+    fake.wait_for(TOKEN, Duration::from_secs(30), |a| {
+        footers_total(a) >= acked.len() as u64
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = d.status().await;
+        if s["robots"][0]["pending"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still pending: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = fake.accepted(TOKEN);
+    let delivered = delivered_titles(&d.url(""), &got).await;
+    let lost: Vec<_> = acked.difference(&delivered).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged never delivered: {lost:?}",
+        lost.len(),
+        acked.len()
+    );
+    assert!(footers_total(&fake.accepted(TOKEN)) >= acked.len() as u64);
+    assert_eq!(fake.throttled(TOKEN), 0);
+    eprintln!(
+        "{} acknowledged across 4 kill -9, {} digests",
+        acked.len(),
+        fake.accepted(TOKEN).len()
+    );
+}
