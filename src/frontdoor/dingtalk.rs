@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::{
-    Message, Refusal, constant_time_eq, link, object_at, opt_string, split_title, string_at,
-    strings, strip_echoes,
+    Message, Refusal, link, object_at, opt_string, same_sign, split_title, string_at, strings,
+    strip_echoes,
 };
 use crate::alert::Extra;
 
@@ -45,14 +45,11 @@ pub fn check_sign(
         ));
     }
     let sign = sign.map(String::as_str).unwrap_or_default();
-    let expected = crate::provider::dingtalk::sign(secret, ts);
-    if constant_time_eq(expected.as_bytes(), sign.as_bytes()) {
-        Ok(())
-    } else {
-        Err(Refusal::BadSign(
-            "expected sign = base64(HMAC-SHA256(key=secret, msg=timestamp+\"\\n\"+secret)) for the robot's secret, URL-encoded once (a '+' must be sent as %2B); see README".into(),
-        ))
-    }
+    same_sign(
+        &crate::provider::dingtalk::sign(secret, ts),
+        sign,
+        "expected sign = base64(HMAC-SHA256(key=secret, msg=timestamp+\"\\n\"+secret)) for the robot's secret, URL-encoded once (a '+' must be sent as %2B); see README",
+    )
 }
 
 /// The message in `v` (a JSON object).

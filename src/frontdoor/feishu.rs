@@ -7,9 +7,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::Value;
 
-use super::{
-    Message, Refusal, constant_time_eq, link, object_at, opt_string, split_title, string_at,
-};
+use super::{Message, Refusal, link, object_at, opt_string, same_sign, split_title, string_at};
 use crate::alert::Extra;
 
 const WINDOW_S: i64 = 3_600;
@@ -49,14 +47,11 @@ pub fn check_sign(
         ));
     }
     let sign = body.get("sign").and_then(Value::as_str).unwrap_or_default();
-    let expected = crate::provider::feishu::sign(secret, ts);
-    if constant_time_eq(expected.as_bytes(), sign.as_bytes()) {
-        Ok(())
-    } else {
-        Err(Refusal::BadSign(
-            "expected sign = base64(HMAC-SHA256(key=timestamp+\"\\n\"+secret, msg=\"\")) for the robot's secret; see README".into(),
-        ))
-    }
+    same_sign(
+        &crate::provider::feishu::sign(secret, ts),
+        sign,
+        "expected sign = base64(HMAC-SHA256(key=timestamp+\"\\n\"+secret, msg=\"\")) for the robot's secret; see README",
+    )
 }
 
 /// The message in `v` (a JSON object).

@@ -126,67 +126,71 @@ struct Call {
     body: Body,
 }
 
+/// A door's query string, or why it could not be read.
+type QueryString = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+
 async fn post_dingtalk(
     State(door): State<Door>,
-    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    query: QueryString,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Ok(Query(query)) = query else {
-        return answer::refuse(Platform::DingTalk, &Refusal::BadQuery);
-    };
-    let token = query.get("access_token").cloned().unwrap_or_default();
-    door.answer(Call {
-        platform: Platform::DingTalk,
-        token,
-        query,
-        headers,
-        body,
-    })
-    .await
+    door.receive(Platform::DingTalk, None, query, headers, body)
+        .await
 }
 
 async fn post_feishu(
     State(door): State<Door>,
     Path(token): Path<String>,
-    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    query: QueryString,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Ok(Query(query)) = query else {
-        return answer::refuse(Platform::Feishu, &Refusal::BadQuery);
-    };
-    door.answer(Call {
-        platform: Platform::Feishu,
-        token,
-        query,
-        headers,
-        body,
-    })
-    .await
+    door.receive(Platform::Feishu, Some(token), query, headers, body)
+        .await
 }
 
 async fn post_wecom(
     State(door): State<Door>,
-    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    query: QueryString,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Ok(Query(query)) = query else {
-        return answer::refuse(Platform::WeCom, &Refusal::BadQuery);
-    };
-    let token = query.get("key").cloned().unwrap_or_default();
-    door.answer(Call {
-        platform: Platform::WeCom,
-        token,
-        query,
-        headers,
-        body,
-    })
-    .await
+    door.receive(Platform::WeCom, None, query, headers, body)
+        .await
 }
 
 impl Door {
+    /// A request to `platform`'s door: its token from the path (Feishu) or the query
+    /// (DingTalk's `access_token`, WeCom's `key`).
+    async fn receive(
+        &self,
+        platform: Platform,
+        path_token: Option<String>,
+        query: QueryString,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Response {
+        let Ok(Query(query)) = query else {
+            return answer::refuse(platform, &Refusal::BadQuery);
+        };
+        let token = path_token.unwrap_or_else(|| {
+            let key = match platform {
+                Platform::WeCom => "key",
+                Platform::DingTalk | Platform::Feishu => "access_token",
+            };
+            query.get(key).cloned().unwrap_or_default()
+        });
+        self.answer(Call {
+            platform,
+            token,
+            query,
+            headers,
+            body,
+        })
+        .await
+    }
+
     async fn answer(&self, call: Call) -> Response {
         let platform = call.platform;
         match self.take(call).await {
@@ -310,6 +314,16 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The sign a sender gave against the one the robot's secret makes; `expected_how` says how it
+/// is made, for the refusal (never the secret itself).
+pub(crate) fn same_sign(expected: &str, given: &str, expected_how: &str) -> Result<(), Refusal> {
+    if constant_time_eq(expected.as_bytes(), given.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Refusal::BadSign(expected_how.to_string()))
+    }
 }
 
 /// `job`: the URL's `job=` parameter, else the User-Agent's product token, else the platform.
