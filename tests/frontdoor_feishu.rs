@@ -164,6 +164,20 @@ async fn text_post_and_cards_reach_the_bot_and_resolved_folds_with_firing() {
     assert_eq!(up["status"], "resolved");
     assert_eq!(down["fingerprint"], up["fingerprint"]);
     assert_eq!(find("slash")["labels"]["job"], "lark");
+    // The door's requests are counted under the route as written: the token is no label.
+    let metrics = reqwest::get(d.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"sluice_ingest_requests_total{endpoint="/open-apis/bot/v2/hook/{token}",status="200"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(BOT), "the token is in /metrics");
     d.stop().await;
 }
 

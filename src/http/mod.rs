@@ -112,7 +112,8 @@ pub fn router(state: AppState) -> Router {
     let doors = crate::frontdoor::router(crate::frontdoor::Door {
         live: state.live.clone(),
         clock: state.clock,
-    });
+    })
+    .route_layer(middleware::from_fn_with_state(state.clone(), count_ingest));
     Router::new()
         .merge(api)
         .merge(doors)
