@@ -7,8 +7,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::daemon::{ChildDaemon, Poster, footer_of, footers_total, post_json, run_cli};
-use support::fake_robot::{Accepted, FakeRobot, Fault, Limits};
+use support::daemon::{
+    ChildDaemon, Poster, delivered_titles, footer_of, footers_total, post_json, run_cli,
+};
+use support::fake_robot::{FakeRobot, Fault, Limits};
 
 const SECRET: &str = "SECcrash-secret-value-42";
 const TOKEN: &str = "tok-SHOULD-NEVER-BE-LOGGED";
@@ -52,27 +54,6 @@ fn scaled() -> Limits {
     }
 }
 
-/// Titles of every alert the delivered digests cover, from the digest API.
-async fn delivered_titles(d: &ChildDaemon, accepted: &[Accepted]) -> Vec<String> {
-    let http = reqwest::Client::new();
-    let mut titles = Vec::new();
-    for a in accepted {
-        let (id, _) = footer_of(&a.text);
-        let digest: Value = http
-            .get(d.url(&format!("/v1/digests/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for alert in digest["alerts"].as_array().expect("alerts") {
-            titles.push(alert["title"].as_str().unwrap().to_string());
-        }
-    }
-    titles
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_right_after_acknowledgement_loses_nothing() {
     let fake = fake(scaled()).await;
@@ -113,7 +94,7 @@ async fn kill9_right_after_acknowledgement_loses_nothing() {
         .wait_for(TOKEN, Duration::from_secs(10), |a| footers_total(a) >= 2000)
         .await;
     assert_eq!(footers_total(&got), 2000);
-    let titles = delivered_titles(&d, &got).await;
+    let titles = delivered_titles(&d.url(""), &got).await;
     assert_eq!(titles.len(), 2000);
     assert_eq!(titles.into_iter().collect::<BTreeSet<_>>(), posted);
 }

@@ -484,3 +484,25 @@ impl Poster {
         self.task.await.unwrap()
     }
 }
+
+/// Titles of every alert the `accepted` digests cover, in order, from the digest API of the
+/// sluice at `base` (its URL without a path).
+pub async fn delivered_titles(base: &str, accepted: &[super::fake_robot::Accepted]) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let mut titles = Vec::new();
+    for a in accepted {
+        let (id, _) = footer_of(&a.text);
+        let digest: Value = http
+            .get(format!("{base}/v1/digests/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for alert in digest["alerts"].as_array().expect("alerts") {
+            titles.push(alert["title"].as_str().unwrap().to_string());
+        }
+    }
+    titles
+}
