@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::daemon::Daemon;
+use support::daemon::{Daemon, door_answer};
 use support::fake_feishu::{FakeFeishu, Limits, feishu_sign};
 
 const BOT: &str = "3f1c2d4e-5a6b-7c8d-9e0f-feishubot0001";
@@ -82,15 +82,7 @@ async fn post(d: &Daemon, path: &str, body: &Value) -> (u16, Option<String>, Val
         .send()
         .await
         .unwrap();
-    let retry = r
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    (
-        r.status().as_u16(),
-        retry,
-        r.json().await.unwrap_or(Value::Null),
-    )
+    door_answer(r).await
 }
 
 fn success() -> Value {

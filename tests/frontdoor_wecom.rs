@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::daemon::Daemon;
+use support::daemon::{Daemon, door_answer};
 use support::fake_wecom::{FakeWeCom, Limits};
 
 const KEY: &str = "693a91f6-7aaa-4bbb-8ccc-frontdoor001";
@@ -61,15 +61,7 @@ async fn post(d: &Daemon, query: &str, body: &Value) -> (u16, Option<String>, Va
         .send()
         .await
         .unwrap();
-    let retry = r
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    (
-        r.status().as_u16(),
-        retry,
-        r.json().await.unwrap_or(Value::Null),
-    )
+    door_answer(r).await
 }
 
 fn ok() -> Value {

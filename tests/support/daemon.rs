@@ -506,3 +506,17 @@ pub async fn delivered_titles(base: &str, accepted: &[super::fake_robot::Accepte
     }
     titles
 }
+
+/// A front door's answer: its status, its `Retry-After` if any, and its JSON body (`Null` if
+/// the body is not JSON).
+pub async fn door_answer(r: reqwest::Response) -> (u16, Option<String>, Value) {
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (
+        r.status().as_u16(),
+        retry,
+        r.json().await.unwrap_or(Value::Null),
+    )
+}
