@@ -339,3 +339,15 @@ fn mentions_in(content: &str) -> Vec<String> {
     }
     out
 }
+
+/// How many alerts the accepted messages cover, by their footers; a passthrough message (news,
+/// an image or a template card sent alone as it came) has none and is one alert.
+pub fn footers_total(accepted: &[Accepted]) -> u64 {
+    accepted
+        .iter()
+        .map(|a| match a.msgtype.as_str() {
+            "news" | "image" | "template_card" => 1,
+            _ => super::daemon::footer_of(&a.content).1,
+        })
+        .sum()
+}
