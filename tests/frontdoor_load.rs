@@ -10,14 +10,16 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::Sha256;
 use support::daemon::{ChildDaemon, Daemon, delivered_titles, footers_total};
+use support::door_load::{
+    Door, KILL_PAUSES, assert_none_lost, burst, post_through_kills, wait_drained,
+};
 use support::fake_robot::{FakeRobot, Limits};
 
 const SECRET: &str = "SECload-frontdoor-secret-7f3a";
@@ -44,36 +46,20 @@ fn signed_query(secret: &str) -> String {
     format!("&timestamp={ts}&sign={sign}")
 }
 
-fn send_url(addr: &str) -> String {
-    format!(
-        "http://{addr}/robot/send?access_token={TOKEN}{}",
-        signed_query(SECRET)
-    )
-}
-
-/// A DingTalk text message whose first line (the alert's title) is `title`.
-fn text_message(title: &str) -> Value {
-    json!({"msgtype": "text", "text": {"content": format!("{title}\nsent through the front door")}})
-}
-
-/// Posts one message; true when sluice answered DingTalk's success body.
-async fn post_ok(http: &reqwest::Client, addr: &str, title: &str) -> bool {
-    let Ok(r) = http
-        .post(send_url(addr))
-        .json(&text_message(title))
-        .send()
-        .await
-    else {
-        return false;
-    };
-    let status = r.status().as_u16();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    let ok = body == json!({"errcode": 0, "errmsg": "ok"});
-    assert!(
-        !ok || status == 200,
-        "success body with HTTP {status}: {body}"
-    );
-    ok
+/// DingTalk's door, signed in the query for every request; text messages.
+fn door() -> Door {
+    Door {
+        url: Arc::new(|addr| {
+            format!(
+                "http://{addr}/robot/send?access_token={TOKEN}{}",
+                signed_query(SECRET)
+            )
+        }),
+        body: Arc::new(
+            |title| json!({"msgtype": "text", "text": {"content": format!("{title}\nsent through the front door")}}),
+        ),
+        success: json!({"errcode": 0, "errmsg": "ok"}),
+    }
 }
 
 fn config(fake: &FakeRobot, window: &str) -> String {
@@ -120,25 +106,7 @@ async fn a_burst_of_500_messages_from_20_clients_arrives_as_a_few_digests() {
     let d = Daemon::start(&config(&fake, "2s"), dir.path()).await;
     let addr = d.addr.to_string();
 
-    let http = reqwest::Client::new();
-    let mut senders = Vec::new();
-    for c in 0..CLIENTS {
-        let (http, addr) = (http.clone(), addr.clone());
-        senders.push(tokio::spawn(async move {
-            let mut titles = Vec::new();
-            for i in 0..EACH {
-                let title = format!("burst c{c} #{i}");
-                assert!(post_ok(&http, &addr, &title).await, "{title} was refused");
-                titles.push(title);
-            }
-            titles
-        }));
-    }
-    let mut posted = BTreeSet::new();
-    for s in senders {
-        posted.extend(s.await.unwrap());
-    }
-    assert_eq!(posted.len(), CLIENTS * EACH);
+    let posted = burst(&door(), &addr, CLIENTS, EACH).await;
 
     let got = fake
         .wait_for(TOKEN, Duration::from_secs(30), |a| {
@@ -173,48 +141,8 @@ async fn nothing_acknowledged_is_lost_across_kill9() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = ChildDaemon::start(&config(&fake, "300ms"), dir.path());
     d.wait_healthy().await;
-    let addr = d.addr.to_string();
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut senders = Vec::new();
-    for c in 0..SENDERS {
-        let (stop, addr) = (stop.clone(), addr.clone());
-        senders.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(1))
-                .build()
-                .unwrap();
-            let mut acked = Vec::new();
-            let started = Instant::now();
-            // Bounded: 1 000 attempts or 30 s, whichever comes first.
-            for i in 0..1000 {
-                if stop.load(Ordering::Relaxed) || started.elapsed() > Duration::from_secs(30) {
-                    break;
-                }
-                let title = format!("crash c{c} #{i}");
-                if post_ok(&http, &addr, &title).await {
-                    acked.push(title);
-                } else {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-            acked
-        }));
-    }
-
     // kill -9 at uneven moments while they send, restarting at once each time.
-    for pause_ms in [800u64, 400, 1100, 250] {
-        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
-        d.kill9();
-        d.restart();
-        d.wait_healthy().await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut acked = BTreeSet::new();
-    for s in senders {
-        acked.extend(s.await.unwrap());
-    }
+    let acked = post_through_kills(&door(), &mut d, SENDERS, &KILL_PAUSES).await;
     assert!(acked.len() > 50, "only {} acknowledged", acked.len());
 
     // Everything acknowledged reaches the robot (a digest whose answer was lost in a kill may
@@ -223,27 +151,9 @@ async fn nothing_acknowledged_is_lost_across_kill9() {
         footers_total(a) >= acked.len() as u64
     })
     .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = d.status().await;
-        if s["robots"][0]["pending"] == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still pending: {s}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_drained(&d).await;
     let got = fake.accepted(TOKEN);
-    let delivered = delivered_titles(&d.url(""), &got)
-        .await
-        .into_iter()
-        .collect::<BTreeSet<_>>();
-    let lost: Vec<_> = acked.difference(&delivered).collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} acknowledged never delivered: {lost:?}",
-        lost.len(),
-        acked.len()
-    );
+    assert_none_lost(&acked, &delivered_titles(&d.url(""), &got).await);
     assert!(footers_total(&fake.accepted(TOKEN)) >= acked.len() as u64);
     assert_eq!(fake.throttled(TOKEN), 0);
     eprintln!(

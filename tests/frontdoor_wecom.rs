@@ -133,23 +133,20 @@ async fn wecom_messages_are_taken_with_wecoms_answers() {
     let (_, _, a2) = post(&d, "key=693a91f6-0000-0000-0000-000000000000", &messages[0]).await;
     assert_eq!(a1["errcode"], 93000);
     assert_eq!(a1, a2);
-    let file = json!({"msgtype": "file", "file": {"media_id": "m1"}});
-    let (status, _, a) = post(&d, &q, &file).await;
-    assert_eq!((status, a["errcode"].as_i64()), (200, Some(40008)));
-    assert!(
-        a["errmsg"].as_str().unwrap().contains("upload_media"),
-        "{a}"
-    );
-    assert_eq!(
-        post(
-            &d,
-            &q,
-            &json!({"msgtype": "voice", "voice": {"media_id": "m"}})
-        )
-        .await
-        .2["errcode"],
-        40008
-    );
+    // file and voice carry a media_id uploaded to WeCom: refused with WeCom's "invalid
+    // message type" and a message saying why and where to send them.
+    for media in [
+        json!({"msgtype": "file", "file": {"media_id": "m1"}}),
+        json!({"msgtype": "voice", "voice": {"media_id": "m"}}),
+    ] {
+        let (status, _, a) = post(&d, &q, &media).await;
+        assert_eq!((status, a["errcode"].as_i64()), (200, Some(40008)), "{a}");
+        let msg = a["errmsg"].as_str().unwrap();
+        assert!(
+            msg.contains(media["msgtype"].as_str().unwrap()) && msg.contains("upload_media"),
+            "{a}"
+        );
+    }
     assert_eq!(
         post(&d, &q, &json!({"msgtype": "video"})).await.2["errcode"],
         40008

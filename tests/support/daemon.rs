@@ -488,10 +488,19 @@ impl Poster {
 /// Titles of every alert the `accepted` digests cover, in order, from the digest API of the
 /// sluice at `base` (its URL without a path).
 pub async fn delivered_titles(base: &str, accepted: &[super::fake_robot::Accepted]) -> Vec<String> {
+    titles_of_digests(base, accepted.iter().map(|a| a.text.as_str())).await
+}
+
+/// Titles of every alert the digests whose texts (footer last) are `texts` cover, in order,
+/// from the digest API of the sluice at `base`: [`delivered_titles`] for any platform.
+pub async fn titles_of_digests<'a>(
+    base: &str,
+    texts: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
     let http = reqwest::Client::new();
     let mut titles = Vec::new();
-    for a in accepted {
-        let (id, _) = footer_of(&a.text);
+    for text in texts {
+        let (id, _) = footer_of(text);
         let digest: Value = http
             .get(format!("{base}/v1/digests/{id}"))
             .send()

@@ -11,6 +11,13 @@
 //!   `markdown_v2.content` are held to 4 096 bytes and `text.content` to 2 048, counted in raw
 //!   UTF-8 bytes of the decoded string (a CJK character is 3), answered 40058 when over, with
 //!   the text WeCom is seen to answer;
+//! * `news` holds 1 to 8 articles, each with a `title` and a `url` (`description` and `picurl`
+//!   optional; WeCom cuts a long title or description itself, so length is not refused);
+//!   `image` a `base64` JPG or PNG of at most 2 000 000 bytes decoded, whose lowercase hex
+//!   `md5` it must match; `template_card` a `card_type` of `text_notice` or `news_notice`, a
+//!   `main_title.title` and a `card_action` (`type` 1 with a `url`, or 2 with an `appid`).
+//!   WeCom's codes for these refusals are UNCONFIRMED: the fake answers 40058 for each, and
+//!   where the documentation leaves room (the "2M" cap, the md5's case) the stricter reading;
 //! * injected faults ([`Fault`]) for the retry paths;
 //! * every accepted message is recorded with the `<@userid>` mentions found in its content.
 //!
@@ -23,10 +30,11 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use base64::Engine as _;
 use serde_json::{Value, json};
 
 /// The only path the fake serves, as WeCom's webhook URL has it.
@@ -45,6 +53,10 @@ pub const ERR_PARAMETER: i64 = 40_058;
 pub const MAX_MARKDOWN_BYTES: usize = 4096;
 /// The most `text.content` may hold, in raw UTF-8 bytes.
 pub const MAX_TEXT_BYTES: usize = 2048;
+/// The most articles a `news` message may hold.
+pub const MAX_ARTICLES: usize = 8;
+/// The largest image, decoded: WeCom documents "2M"; the stricter reading.
+pub const MAX_IMAGE_BYTES: usize = 2_000_000;
 
 /// The rate limit the fake enforces per key: WeCom's is 20 per 60 s; tests scale the period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +89,7 @@ pub enum Fault {
 pub struct Accepted {
     pub at: Instant,
     pub msgtype: String,
-    /// The message's `content`.
+    /// The message's `content` (empty for `news`, `image` and `template_card`).
     pub content: String,
     /// The userids of the `<@userid>` mentions in the content, in order.
     pub mentions: Vec<String>,
@@ -134,6 +146,8 @@ impl FakeWeCom {
         });
         let app = Router::new()
             .route(SEND_PATH, post(send))
+            // Room for a 2 MB image in base64, so the fake's own cap answers, not axum's.
+            .layer(DefaultBodyLimit::max(4 << 20))
             .with_state(Arc::clone(&shared));
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -307,15 +321,23 @@ async fn send(
 
 /// The message's type and content, or the errcode and errmsg WeCom would answer.
 fn check(body: &[u8]) -> Result<(String, String, Value), (i64, String)> {
-    let bad = |what: &str| (ERR_PARAMETER, format!("{what}. invalid Request Parameter"));
     let value: Value = serde_json::from_slice(body).map_err(|_| bad("invalid json"))?;
     let msgtype = value["msgtype"].as_str().unwrap_or_default().to_string();
+    let part = &value[msgtype.as_str()];
     let cap = match msgtype.as_str() {
         "markdown" | "markdown_v2" => MAX_MARKDOWN_BYTES,
         "text" => MAX_TEXT_BYTES,
+        "news" | "image" | "template_card" => {
+            match msgtype.as_str() {
+                "news" => check_news(part)?,
+                "image" => check_image(part)?,
+                _ => check_card(part)?,
+            }
+            return Ok((msgtype, String::new(), value));
+        }
         _ => return Err((ERR_MSGTYPE, "invalid message type".into())),
     };
-    let Some(content) = value[msgtype.as_str()]["content"].as_str() else {
+    let Some(content) = part["content"].as_str() else {
         return Err(bad(&format!("missing {msgtype}.content")));
     };
     // Raw UTF-8 bytes of the decoded string: what WeCom's cap counts.
@@ -324,6 +346,126 @@ fn check(body: &[u8]) -> Result<(String, String, Value), (i64, String)> {
     }
     let content = content.to_string();
     Ok((msgtype, content, value))
+}
+
+fn bad(what: &str) -> (i64, String) {
+    (ERR_PARAMETER, format!("{what}. invalid Request Parameter"))
+}
+
+/// A non-empty string at `v[key]`, or a refusal naming `path`.
+fn required<'a>(v: &'a Value, key: &str, path: &str) -> Result<&'a str, (i64, String)> {
+    match v[key].as_str() {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(bad(&format!("missing {path}"))),
+    }
+}
+
+fn check_news(news: &Value) -> Result<(), (i64, String)> {
+    let Some(articles) = news["articles"].as_array() else {
+        return Err(bad("missing news.articles"));
+    };
+    if articles.is_empty() || articles.len() > MAX_ARTICLES {
+        return Err(bad(&format!(
+            "news.articles: {} articles, expected 1 to {MAX_ARTICLES}",
+            articles.len()
+        )));
+    }
+    for (i, a) in articles.iter().enumerate() {
+        required(a, "title", &format!("news.articles[{i}].title"))?;
+        required(a, "url", &format!("news.articles[{i}].url"))?;
+        for key in ["description", "picurl"] {
+            if !a[key].is_null() && !a[key].is_string() {
+                return Err(bad(&format!("news.articles[{i}].{key} is not a string")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_image(image: &Value) -> Result<(), (i64, String)> {
+    let encoded = required(image, "base64", "image.base64")?;
+    let md5 = required(image, "md5", "image.md5")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| bad("image.base64 is not base64"))?;
+    if bytes.len() > MAX_IMAGE_BYTES {
+        return Err(bad(&format!(
+            "image size {} exceeds {MAX_IMAGE_BYTES}",
+            bytes.len()
+        )));
+    }
+    if !(bytes.starts_with(b"\x89PNG\r\n\x1a\n") || bytes.starts_with(&[0xff, 0xd8, 0xff])) {
+        return Err(bad("image is neither JPG nor PNG"));
+    }
+    if md5_hex(&bytes) != md5 {
+        return Err(bad("image.md5 does not match the image"));
+    }
+    Ok(())
+}
+
+fn check_card(card: &Value) -> Result<(), (i64, String)> {
+    let kind = required(card, "card_type", "template_card.card_type")?;
+    if !matches!(kind, "text_notice" | "news_notice") {
+        return Err(bad(&format!("template_card.card_type {kind:?} is unknown")));
+    }
+    required(
+        &card["main_title"],
+        "title",
+        "template_card.main_title.title",
+    )?;
+    let action = &card["card_action"];
+    match action["type"].as_i64() {
+        Some(1) => required(action, "url", "template_card.card_action.url").map(drop),
+        Some(2) => required(action, "appid", "template_card.card_action.appid").map(drop),
+        _ => Err(bad("template_card.card_action.type: expected 1 or 2")),
+    }
+}
+
+/// MD5 (RFC 1321) of `data` as lowercase hex: the fake's own, so it owes nothing to what it
+/// checks.
+pub fn md5_hex(data: &[u8]) -> String {
+    const S: [u32; 64] = [
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5,
+        9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10,
+        15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+    ];
+    let k: Vec<u32> = (0..64)
+        .map(|i| ((i as f64 + 1.0).sin().abs() * 4_294_967_296.0) as u32)
+        .collect();
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_le_bytes());
+    let mut h: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+    for block in msg.chunks_exact(64) {
+        let m: Vec<u32> = block
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        let [mut a, mut b, mut c, mut d] = h;
+        for i in 0..64 {
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let f = f.wrapping_add(a).wrapping_add(k[i]).wrapping_add(m[g]);
+            a = d;
+            d = c;
+            c = b;
+            b = b.wrapping_add(f.rotate_left(S[i]));
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    h.iter()
+        .flat_map(|x| x.to_le_bytes())
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The userids of the `<@userid>` tags in `content`.
@@ -338,4 +480,16 @@ fn mentions_in(content: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// How many alerts the accepted messages cover, by their footers; a passthrough message (news,
+/// an image or a template card sent alone as it came) has none and is one alert.
+pub fn footers_total(accepted: &[Accepted]) -> u64 {
+    accepted
+        .iter()
+        .map(|a| match a.msgtype.as_str() {
+            "news" | "image" | "template_card" => 1,
+            _ => super::daemon::footer_of(&a.content).1,
+        })
+        .sum()
 }
