@@ -24,6 +24,9 @@ pub enum ServeError {
     /// supervisor start sluice again.
     #[error("{0}")]
     MustRestart(String),
+    /// `[cluster]` is configured but cluster mode cannot run (see the message).
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// The exit status for [`ServeError::MustRestart`] (EX_TEMPFAIL).
@@ -48,6 +51,16 @@ pub async fn serve_with_clock(
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    if let Some(cluster) = &config.cluster {
+        // The servers are checked (reachable, JetStream, version, objects) so that a mistake in
+        // `[cluster]` shows now; sending through them is not built yet.
+        crate::store::jetstream::connect(cluster)
+            .await
+            .map_err(|e| ServeError::Cluster(e.to_string()))?;
+        return Err(ServeError::Cluster(
+            "cluster: the servers answer, but this build cannot run robots through them yet (cluster mode is being built); remove [cluster] to run one node on the embedded store".into(),
+        ));
+    }
     let data_dir = config.server.data_dir.clone();
     let cache = config.server.cache_bytes;
     let store = crate::store::open(&data_dir, cache).await?;

@@ -32,6 +32,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
+mod cluster;
 mod ingress;
 mod pool;
 mod robot;
@@ -40,6 +41,7 @@ mod server;
 pub use crate::mention::{Mentions, is_mobile, is_person};
 pub use crate::provider::MsgType;
 pub use crate::provider::{ProviderKind, redact_url};
+pub use cluster::{Cluster, NatsAuth};
 pub use ingress::{Ingress, Rule, RuleThen};
 pub use pool::{POOL_MEMBERS, Pool};
 pub use robot::{Look, Robot, Timing};
@@ -91,6 +93,9 @@ pub struct Config {
     pub owners: BTreeMap<String, BTreeMap<String, Vec<String>>>,
     /// `[alertmanager] severity_map`: extra `severity` label values (lowercase) and their meaning.
     pub severity_map: BTreeMap<String, Severity>,
+    /// `[cluster]`: the NATS JetStream servers this node shares its queue and budgets through;
+    /// `None`: one node on the embedded store.
+    pub cluster: Option<Cluster>,
 }
 
 // ---- the file as written -------------------------------------------------------------------
@@ -113,6 +118,7 @@ struct RawFile {
     owners: BTreeMap<String, BTreeMap<String, Vec<String>>>,
     #[serde(default)]
     alertmanager: RawAlertmanager,
+    cluster: Option<cluster::RawCluster>,
 }
 
 #[derive(Deserialize, Default)]
@@ -153,6 +159,9 @@ impl Config {
         }
         if a.max_connections != b.max_connections {
             changed.push("server.max_connections");
+        }
+        if self.cluster != next.cluster {
+            changed.push("cluster");
         }
         changed
     }
@@ -464,10 +473,22 @@ impl Config {
             severity_map.insert(value.to_ascii_lowercase(), parsed);
         }
 
+        let cluster = match &raw.cluster {
+            None => None,
+            Some(c) => {
+                let timeouts: Vec<(String, Duration)> = robots
+                    .values()
+                    .map(|r| (r.name.clone(), r.timing.request_timeout))
+                    .collect();
+                Some(cluster::parse(&p, c, &timeouts)?)
+            }
+        };
+
         Ok(Config {
             routes,
             owners,
             severity_map,
+            cluster,
             origin: origin.to_string(),
             path: None,
             server,

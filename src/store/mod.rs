@@ -76,6 +76,7 @@ use crate::digest::{Counts, Rendered};
 use crate::limit::StoredLog;
 use crate::message::Prepared;
 
+pub mod jetstream;
 pub mod memory;
 pub mod sled;
 #[cfg(test)]
