@@ -25,6 +25,7 @@ use async_nats::jetstream::{self, kv, stream};
 use crate::config::{Cluster, NatsAuth};
 
 pub mod control;
+pub mod lease;
 
 /// The stream of alerts.
 pub const ALERTS: &str = "SLUICE_ALERTS";
