@@ -22,3 +22,6 @@ pub mod fake_feishu;
 
 #[allow(dead_code)]
 pub mod lane;
+
+#[allow(dead_code)]
+pub mod nats;
