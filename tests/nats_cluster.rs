@@ -345,8 +345,10 @@ async fn msg_id_publish_retried_across_a_leader_kill_lands_once() {
         }
     };
     let stall = killed.elapsed();
-    // Once more after the ack: the dedup window answers it as a duplicate of the same sequence.
-    let again = publish_id(&js, "DEDUP.a", "the-one").await.expect("repeat");
+    // Once more after the ack (retried too: the new leader may still be settling): the dedup
+    // window answers it as a duplicate of the same sequence.
+    let (again, _, _) =
+        publish_until_acked(&js, "DEDUP.a", "the-one", Duration::from_secs(10)).await;
     assert!(again.duplicate, "repeat was stored again: {again:?}");
     assert_eq!(again.sequence, ack.sequence, "{again:?} vs {ack:?}");
 
@@ -436,6 +438,12 @@ async fn a_paused_leader_is_replaced_and_rejoins_after_cont() {
         publish_until_acked(&js, "PAUSE.a", "paused", Duration::from_secs(25)).await;
     let stall = t.elapsed();
     assert!(!ack.duplicate);
+    // Only a new leader can ack, and followers wait out missed heartbeats before electing one.
+    assert!(
+        stall >= Duration::from_secs(1),
+        "acked {stall:?} after {} was paused: it was not leading",
+        cluster.name(leader)
+    );
     let new_leader = wait_leader(&cluster, "PAUSE").await;
     assert_ne!(new_leader, leader, "the paused server still leads");
     cluster.cont(leader);

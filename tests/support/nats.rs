@@ -418,8 +418,30 @@ impl NatsCluster {
     }
 
     /// SIGSTOP: server `i` stays connected but answers nothing (a long GC pause, a frozen VM).
+    /// Returns once the kernel reports the process stopped (bounded, 2 s).
     pub fn stop(&self, i: usize) {
         self.signal(i, libc::SIGSTOP);
+        let pid = self.nodes[i]
+            .child
+            .as_ref()
+            .expect("server is running")
+            .id();
+        let stat = format!("/proc/{pid}/stat");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            // The state is the field after the parenthesised command name.
+            let text = std::fs::read_to_string(&stat).unwrap_or_default();
+            let state = text.rsplit(')').next().unwrap_or_default().trim_start();
+            if state.starts_with('T') {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not stopped 2 s after SIGSTOP: {text}",
+                self.name(i)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// SIGCONT after [`stop`](Self::stop).
