@@ -25,3 +25,6 @@ pub mod lane;
 
 #[allow(dead_code)]
 pub mod door_load;
+
+#[allow(dead_code)]
+pub mod nats;

@@ -100,7 +100,7 @@ pub async fn connect(c: &Cluster) -> Result<Nats, ConnectError> {
                 .map_err(|e| connect_err(format!("{}: {e}", path.display())))?;
         }
     }
-    let client = tokio::time::timeout(Duration::from_secs(30), options.connect(urls.as_str()))
+    let client = tokio::time::timeout(Duration::from_secs(30), options.connect(c.nats.as_slice()))
         .await
         .map_err(|_| connect_err("no server answered in 30 s".into()))?
         .map_err(|e| connect_err(e.to_string()))?;
