@@ -18,14 +18,98 @@
 //! could let two writers win, and a message id could be taken for a duplicate of a message never
 //! stored after a leader change (CLUSTER.md §1). [`connect`] refuses an older server.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
 
 use crate::config::{Cluster, NatsAuth};
+use crate::limit::Clock;
+use crate::store::Health;
 
 pub mod control;
 pub mod lease;
+
+/// The cluster backend of [`crate::store::Store`] (its trait impl is in `backend.rs`): one per
+/// node, over one connection.
+pub struct JetStreamStore {
+    pub nats: Nats,
+    /// The control records this node holds (its leases).
+    pub records: Arc<control::Records>,
+    pub lease: lease::Lease,
+    pub clock: Clock,
+    /// Which lane holds each configured robot's queue and send log ([`Lanes`]), from the
+    /// config; the supervisor sets it at start and at every reload.
+    lanes: RwLock<Lanes>,
+    health: Arc<Health>,
+}
+
+/// The configured lanes, as the store needs them.
+#[derive(Debug, Clone, Default)]
+pub struct Lanes {
+    /// Robot (a lane, or a pool's member) → its lane (itself, or its pool).
+    pub lane_of: HashMap<String, String>,
+    /// Lane → the longest `request_timeout` among its members: a send may start only while the
+    /// lease outlasts it ([`lease::Lease::may_send`]).
+    pub request_timeout: HashMap<String, Duration>,
+}
+
+impl JetStreamStore {
+    /// Connects ([`connect`]) and opens the backend for node `cluster.node`.
+    pub async fn open(
+        cluster: &Cluster,
+        clock: Clock,
+    ) -> Result<Arc<JetStreamStore>, ConnectError> {
+        let nats = connect(cluster).await?;
+        let records = Arc::new(control::Records::new(
+            nats.robots.clone(),
+            cluster.node.clone(),
+            Duration::from_secs(10),
+        ));
+        Ok(Arc::new(JetStreamStore {
+            nats,
+            records,
+            lease: lease::Lease {
+                lease: cluster.lease,
+                renew: cluster.renew,
+                clock_skew: cluster.clock_skew,
+            },
+            clock,
+            lanes: RwLock::new(Lanes::default()),
+            health: Arc::new(Health::default()),
+        }))
+    }
+
+    /// Sets the configured lanes (at start and at every reload).
+    pub fn set_lanes(&self, lanes: Lanes) {
+        *self.lanes.write().expect("lanes lock") = lanes;
+    }
+
+    /// The lane that holds `robot`'s queue and send log: its pool's, or its own.
+    pub fn lane_of(&self, robot: &str) -> String {
+        let lanes = self.lanes.read().expect("lanes lock");
+        lanes
+            .lane_of
+            .get(robot)
+            .cloned()
+            .unwrap_or_else(|| robot.to_string())
+    }
+
+    /// The longest `request_timeout` of `lane`'s members (10 s, the default, if unknown).
+    pub fn request_timeout(&self, lane: &str) -> Duration {
+        let lanes = self.lanes.read().expect("lanes lock");
+        lanes
+            .request_timeout
+            .get(lane)
+            .copied()
+            .unwrap_or(Duration::from_secs(10))
+    }
+
+    pub fn health_cell(&self) -> &Arc<Health> {
+        &self.health
+    }
+}
 
 /// The stream of alerts.
 pub const ALERTS: &str = "SLUICE_ALERTS";
