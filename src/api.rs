@@ -64,6 +64,22 @@ pub struct Status {
     pub faults: Vec<String>,
     /// Where the running config came from.
     pub config: String,
+    /// Cluster mode: this node, the live nodes, and whether NATS answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterEntry>,
+}
+
+/// The cluster as one node sees it, in [`Status`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterEntry {
+    pub node: String,
+    /// Nodes whose heartbeat is fresh.
+    pub live: Vec<String>,
+    /// Why the last round could not read or write NATS; `null` while it can.
+    pub error: Option<String>,
+    /// The last heartbeat write's round trip to NATS, in ms.
+    pub rtt_ms: Option<f64>,
 }
 
 /// One configured robot in [`Status`]. `pending` and `oldest_pending_age_ms` are `null` while
@@ -75,7 +91,8 @@ pub struct RobotEntry {
     pub provider: String,
     /// The webhook URL with its secrets redacted.
     pub webhook: Option<String>,
-    /// `idle`, `waiting`, `sending`, `backoff`, `throttled`, `blocked` or `quota`.
+    /// `idle`, `waiting`, `sending`, `backoff`, `throttled`, `blocked`, `quota`, or, in
+    /// cluster mode, `remote` (another node sends for it: `owner`).
     pub state: String,
     pub since_ms: i64,
     pub pending: Option<u64>,
@@ -113,6 +130,9 @@ pub struct RobotEntry {
     /// its state, sends, deliveries and last error are its own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// Cluster mode: the node that holds the lane's lease and sends for it (empty: none yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A robot no longer configured whose queue is still there.

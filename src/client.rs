@@ -477,6 +477,12 @@ pub fn status_table(status: &api::Status) -> String {
                 humantime::format_duration(Duration::from_secs(secs))
             );
         }
+        // Cluster mode: which node sends for it.
+        match r.owner.as_deref() {
+            Some("") => state = "remote (no owner yet)".into(),
+            Some(owner) if state == "remote" => state = format!("remote ({owner})"),
+            _ => {}
+        }
         // A pool's member robot shows under its pool: `oncall/a`.
         let name = match &r.pool {
             Some(pool) => format!("{pool}/{}", r.robot),
@@ -533,6 +539,18 @@ pub fn status_table(status: &api::Status) -> String {
     }
     for f in &status.faults {
         out.push_str(&format!("fault: {f}\n"));
+    }
+    if let Some(c) = &status.cluster {
+        let nats = match (&c.error, c.rtt_ms) {
+            (Some(e), _) => format!("NATS: {e}"),
+            (None, Some(rtt)) => format!("NATS round trip {rtt:.1} ms"),
+            (None, None) => "NATS: not reached yet".into(),
+        };
+        out.push_str(&format!(
+            "cluster: node {}; live nodes: {}; {nats}\n",
+            c.node,
+            c.live.join(", ")
+        ));
     }
     out
 }

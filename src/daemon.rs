@@ -11,6 +11,8 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::limit::Clock;
 use crate::store::StoreError;
+use crate::store::jetstream::JetStreamStore;
+use crate::store::jetstream::owner::Owner;
 use crate::supervisor::Supervisor;
 use crate::{http, supervisor};
 
@@ -51,19 +53,22 @@ pub async fn serve_with_clock(
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    if let Some(cluster) = &config.cluster {
-        // The servers are checked (reachable, JetStream, version, objects) so that a mistake in
-        // `[cluster]` shows now; sending through them is not built yet.
-        crate::store::jetstream::connect(cluster)
-            .await
-            .map_err(|e| ServeError::Cluster(e.to_string()))?;
-        return Err(ServeError::Cluster(
-            "cluster: the servers answer, but this build cannot run robots through them yet (cluster mode is being built); remove [cluster] to run one node on the embedded store".into(),
-        ));
-    }
+    let (store, cluster) = match &config.cluster {
+        None => {
+            let data_dir = config.server.data_dir.clone();
+            let cache = config.server.cache_bytes;
+            (crate::store::open(&data_dir, cache).await?, None)
+        }
+        Some(c) => {
+            let js = JetStreamStore::open(c, clock)
+                .await
+                .map_err(|e| ServeError::Cluster(e.to_string()))?;
+            tracing::info!(node = %c.node, servers = %c.nats.join(","), "cluster mode: sharing queue and budgets through NATS JetStream");
+            let store: Arc<dyn crate::store::Store> = js.clone();
+            (store, Some(js))
+        }
+    };
     let data_dir = config.server.data_dir.clone();
-    let cache = config.server.cache_bytes;
-    let store = crate::store::open(&data_dir, cache).await?;
 
     let addr = listener.local_addr().map_err(ServeError::Http)?;
     if !addr.ip().is_loopback() && config.server.auth_tokens.is_empty() {
@@ -96,8 +101,44 @@ pub async fn serve_with_clock(
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = crate::metrics::Metrics::new();
     let reloadable = config.path.is_some();
-    let (supervisor, live, control) =
-        Supervisor::start(config, store, clock, metrics.clone(), stop_rx.clone()).await?;
+    let (link, owner) = match &cluster {
+        None => (None, None),
+        Some(js) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            let (owner, view) = Owner::new(js.clone(), tx);
+            let link = supervisor::ClusterLink {
+                store: js.clone(),
+                events: rx,
+                view,
+                held: Default::default(),
+            };
+            (Some(link), Some(owner))
+        }
+    };
+    let (supervisor, live, control) = Supervisor::start(
+        config,
+        store,
+        clock,
+        metrics.clone(),
+        stop_rx.clone(),
+        link,
+    )
+    .await?;
+    // The ownership loop stops once the supervisor has stopped the lanes' tasks, and releases
+    // what it holds last, so that no lane is given away while its send is in flight.
+    let (owner_stop, owner_stopped) = watch::channel(false);
+    let owning = owner.map(|owner| {
+        let live = live.clone();
+        let lanes = move || {
+            live.get()
+                .config
+                .lanes()
+                .keys()
+                .map(|n| n.to_string())
+                .collect()
+        };
+        tokio::spawn(owner.run(lanes, owner_stopped))
+    });
     let stop_tx = Arc::new(stop_tx);
     let faults = live.get().faults;
     let supervised = supervisor::spawn_watched(faults.clone(), "the supervisor".into(), {
@@ -152,6 +193,10 @@ pub async fn serve_with_clock(
     .await;
     let fatal = supervised.await.ok().flatten().flatten();
     let _ = pruning.await;
+    let _ = owner_stop.send(true);
+    if let Some(owning) = owning {
+        let _ = owning.await;
+    }
     if let Some(why) = fatal {
         tracing::error!("{why}");
         return Err(ServeError::MustRestart(why));

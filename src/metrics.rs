@@ -151,6 +151,26 @@ impl Metrics {
                 "1 while the store takes writes, 0 while a failed store is being reopened",
                 None,
             ),
+            (
+                "sluice_cluster_lane_owned",
+                "Cluster mode: 1 while this node holds the robot's (or pool's) lease and sends for it",
+                None,
+            ),
+            (
+                "sluice_cluster_nodes_live",
+                "Cluster mode: nodes whose heartbeat this node sees",
+                None,
+            ),
+            (
+                "sluice_cluster_nats_rtt_seconds",
+                "Cluster mode: the last heartbeat write's round trip to NATS",
+                Some(Unit::Seconds),
+            ),
+            (
+                "sluice_cluster_nats_up",
+                "Cluster mode: 1 while the last ownership round could read and write NATS",
+                None,
+            ),
         ];
         for (name, help, unit) in gauges {
             self.recorder.describe_gauge(name.into(), unit, help.into());

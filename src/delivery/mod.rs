@@ -122,6 +122,17 @@ impl RobotHandle {
         self.update(|s| s.dead = s.dead.saturating_sub(1));
     }
 
+    /// Cluster mode: another node sends for this lane; it shows as `remote`.
+    pub fn remote(&self, now_ms: i64) {
+        self.update(|s| {
+            if s.state != State::Remote {
+                s.state = State::Remote;
+                s.since_ms = now_ms;
+            }
+            s.next_attempt_ms = None;
+        });
+    }
+
     /// The robot cannot be started (`why`): it shows as blocked with the reason.
     pub fn cannot_start(&self, why: String, now_ms: i64) {
         self.update(|s| {

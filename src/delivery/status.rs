@@ -21,11 +21,13 @@ pub enum State {
     /// Its send quota for the period is spent (`quota`, or the platform said so): waiting for
     /// the next period; its queue goes to its `fallback` meanwhile, if it has one.
     Quota,
+    /// Cluster mode: another node holds the robot's lease and sends for it (status names it).
+    Remote,
 }
 
 impl State {
     /// Every state, for the one-hot state gauge.
-    pub const ALL: [State; 7] = [
+    pub const ALL: [State; 8] = [
         State::Idle,
         State::Waiting,
         State::Sending,
@@ -33,6 +35,7 @@ impl State {
         State::Throttled,
         State::Blocked,
         State::Quota,
+        State::Remote,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +47,7 @@ impl State {
             State::Throttled => "throttled",
             State::Blocked => "blocked",
             State::Quota => "quota",
+            State::Remote => "remote",
         }
     }
 }

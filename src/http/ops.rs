@@ -1,7 +1,9 @@
 //! Running sluice: status, metrics, health, reload, and moving a removed robot's queue.
 
 use super::*;
-use crate::api::{MoveRequest, QueueMoved, Reloaded, RobotEntry, Status, StoreEntry, Unconfigured};
+use crate::api::{
+    ClusterEntry, MoveRequest, QueueMoved, Reloaded, RobotEntry, Status, StoreEntry, Unconfigured,
+};
 
 /// Each robot's state, queue and rate use; robots removed from the config that still have
 /// alerts queued; the store. Answers even while the store is being reopened (`store.error`).
@@ -9,6 +11,10 @@ pub(super) async fn get_status(State(app): State<AppState>) -> Json<Status> {
     let live = app.live.get();
     let store = live.store.as_ref().ok();
     let now = app.clock.now_ms();
+    let view = live
+        .cluster
+        .as_ref()
+        .map(|v| v.read().expect("cluster view lock").clone());
     let mut robots = Vec::new();
     // Lanes first (robots, pools), each pool followed by its members.
     let mut entries: Vec<(&String, &crate::delivery::RobotHandle, Option<&String>)> = Vec::new();
@@ -68,6 +74,9 @@ pub(super) async fn get_status(State(app): State<AppState>) -> Json<Status> {
                 .map(|p| p.members.clone())
                 .unwrap_or_default(),
             pool: pool.cloned(),
+            owner: view
+                .as_ref()
+                .map(|v| v.lanes.get(lane).map(|o| o.owner.clone()).unwrap_or_default()),
         });
     }
     let unconfigured = live
@@ -105,6 +114,12 @@ pub(super) async fn get_status(State(app): State<AppState>) -> Json<Status> {
         store: store_status,
         faults: live.faults.list(),
         config: live.config.origin.clone(),
+        cluster: view.map(|v| ClusterEntry {
+            node: v.node,
+            live: v.live,
+            error: v.error,
+            rtt_ms: v.rtt_ms,
+        }),
     })
 }
 
@@ -152,6 +167,22 @@ pub(super) async fn get_metrics(State(app): State<AppState>) -> Response {
     }
     m.gauge("sluice_store_up", &[])
         .set(if store.is_some() { 1.0 } else { 0.0 });
+    if let Some(view) = &live.cluster {
+        let v = view.read().expect("cluster view lock").clone();
+        for name in live.robots.keys() {
+            let mine = v.lanes.get(name).is_some_and(|o| o.owner == v.node);
+            m.gauge("sluice_cluster_lane_owned", &[("robot", name.as_str())])
+                .set(if mine { 1.0 } else { 0.0 });
+        }
+        m.gauge("sluice_cluster_nodes_live", &[])
+            .set(v.live.len() as f64);
+        m.gauge("sluice_cluster_nats_up", &[])
+            .set(if v.error.is_none() { 1.0 } else { 0.0 });
+        if let Some(rtt) = v.rtt_ms {
+            m.gauge("sluice_cluster_nats_rtt_seconds", &[])
+                .set(rtt / 1e3);
+        }
+    }
     if let Some(store) = store
         && let Ok(st) = store.status().await
     {

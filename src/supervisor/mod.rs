@@ -22,8 +22,11 @@ use crate::metrics::Metrics;
 use crate::provider::Provider;
 use crate::store::{DigestRecord, DigestState, Moved, Store, StoreError};
 
+mod cluster;
 mod reload;
 mod reopen;
+
+pub use cluster::{ClusterLink, lanes_of};
 
 /// What the running sluice looks like right now.
 #[derive(Clone)]
@@ -39,6 +42,8 @@ pub struct Live {
     pub orphans: Arc<BTreeMap<String, Orphan>>,
     /// What is wrong with the process besides the store; the same for every snapshot.
     pub faults: Arc<Faults>,
+    /// Cluster mode: the cluster as the ownership loop last saw it.
+    pub cluster: Option<Arc<RwLock<crate::store::jetstream::owner::View>>>,
 }
 
 /// Troubles of the process that are not the store's: a task that panicked, robots that cannot
@@ -89,8 +94,19 @@ pub fn spawn_watched<T: Send + 'static>(
     key: String,
     task: impl Future<Output = T> + Send + 'static,
 ) -> JoinHandle<Option<T>> {
+    spawn_abortable(faults, key, task).0
+}
+
+/// [`spawn_watched`], with a handle that stops the task itself at once (aborting the returned
+/// join handle would stop only the watcher).
+pub fn spawn_abortable<T: Send + 'static>(
+    faults: Arc<Faults>,
+    key: String,
+    task: impl Future<Output = T> + Send + 'static,
+) -> (JoinHandle<Option<T>>, tokio::task::AbortHandle) {
     let inner = tokio::spawn(task);
-    tokio::spawn(async move {
+    let abort = inner.abort_handle();
+    let watcher = tokio::spawn(async move {
         match inner.await {
             Ok(v) => Some(v),
             Err(e) if e.is_panic() => {
@@ -104,7 +120,8 @@ pub fn spawn_watched<T: Send + 'static>(
             }
             Err(_) => None,
         }
-    })
+    });
+    (watcher, abort)
 }
 
 /// The queue a robot left behind when it was removed from the config: it stays until the robot
@@ -207,11 +224,14 @@ enum Event {
     Command(Command),
     StoreFailed,
     RetryClient,
+    Owner(crate::store::jetstream::owner::Event),
 }
 
 struct Running {
     run: watch::Sender<Run>,
     join: JoinHandle<Option<()>>,
+    /// Stops the task where it stands (cluster mode, when the lease is lost).
+    abort: tokio::task::AbortHandle,
 }
 
 pub struct Supervisor {
@@ -229,6 +249,8 @@ pub struct Supervisor {
     /// Configured robots not started because they need the client; retried after `client_delay`.
     unstarted: Vec<String>,
     client_delay: Duration,
+    /// Cluster mode: the ownership loop's events and the lanes this node holds.
+    cluster: Option<ClusterLink>,
 }
 
 /// First wait before building the HTTP client again after it failed; doubles up to a minute.
@@ -284,7 +306,11 @@ impl Supervisor {
         clock: Clock,
         metrics: Arc<Metrics>,
         stop: watch::Receiver<bool>,
+        cluster: Option<ClusterLink>,
     ) -> Result<(Supervisor, LiveCell, Control), StoreError> {
+        if let Some(c) = &cluster {
+            c.store.set_lanes(cluster::lanes_of(&config));
+        }
         let scan = scan(&*store, &config).await?;
         let live = LiveCell(Arc::new(RwLock::new(Live {
             config: Arc::new(config),
@@ -293,6 +319,7 @@ impl Supervisor {
             store: Ok(store.clone()),
             orphans: Arc::new(BTreeMap::new()),
             faults: Arc::new(Faults::default()),
+            cluster: cluster.as_ref().map(|c| c.view.clone()),
         })));
         let (tx, rx) = mpsc::channel(16);
         let mut s = Supervisor {
@@ -307,6 +334,7 @@ impl Supervisor {
             client: crate::provider::http_client(),
             unstarted: Vec::new(),
             client_delay: CLIENT_FIRST_DELAY,
+            cluster,
         };
         s.start_robots(&store, scan, None);
         Ok((s, live, Control(tx)))
@@ -330,6 +358,7 @@ impl Supervisor {
                 Some(c) = self.commands.recv() => Event::Command(c),
                 _ = failed => Event::StoreFailed,
                 _ = retry, if waiting => Event::RetryClient,
+                Some(e) = cluster::next_event(&mut self.cluster) => Event::Owner(e),
                 _ = stopped(&mut self.stop) => break,
             };
             match event {
@@ -340,6 +369,7 @@ impl Supervisor {
                     }
                 }
                 Event::RetryClient => self.retry_client().await,
+                Event::Owner(e) => self.on_owner_event(e).await,
             }
         }
         let names: Vec<String> = self.tasks.keys().cloned().collect();
@@ -418,7 +448,7 @@ impl Supervisor {
         let mut members = (*live.members).clone();
         for (name, rc) in config.lanes() {
             let name = &name.to_string();
-            if only.is_some_and(|o| !o.contains(name)) {
+            if only.is_some_and(|o| !o.contains(name)) || !self.may_run(name) {
                 continue;
             }
             let dead = scan.dead.get(name).copied().unwrap_or(0);
@@ -477,7 +507,7 @@ impl Supervisor {
                             Arc::new(move |n: &str| cell.get().robots.get(n).cloned())
                         },
                     };
-                    spawn_watched(live.faults.clone(), key, task.run())
+                    spawn_abortable(live.faults.clone(), key, task.run())
                 }
                 Some(_) => {
                     let pool_members = robots_of
@@ -506,10 +536,12 @@ impl Supervisor {
                         owners: owners.clone(),
                         outbox,
                     };
-                    spawn_watched(live.faults.clone(), key, task.run())
+                    spawn_abortable(live.faults.clone(), key, task.run())
                 }
             };
-            self.tasks.insert(name.clone(), Running { run, join });
+            let (join, abort) = join;
+            self.tasks
+                .insert(name.clone(), Running { run, join, abort });
             robots.insert(name.clone(), handle);
         }
         robots.retain(|name, _| config.is_lane(name));
@@ -524,6 +556,9 @@ impl Supervisor {
             l.members = Arc::new(members);
             l.orphans = Arc::new(scan.orphans);
         });
+        if self.cluster.is_some() {
+            self.show_remote();
+        }
     }
 
     /// Stops these robots' tasks and waits for them.

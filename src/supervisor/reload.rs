@@ -63,6 +63,9 @@ impl Supervisor {
         self.retire(&stopping, Run::Retire).await;
         let next = Arc::new(next);
         self.live.update(|l| l.config = next.clone());
+        if let Some(c) = &self.cluster {
+            c.store.set_lanes(super::lanes_of(&next));
+        }
         let scanned = scan(&*store, &next).await;
         let starting: Vec<String> = report
             .added

@@ -91,7 +91,7 @@ fn score(node: &str, lane: &str) -> u64 {
 }
 
 /// What the ownership loop does about one lane, given what it knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// Nothing: someone else's lane, still alive, or ours and not due.
     Wait,

@@ -30,6 +30,7 @@ use crate::store::Health;
 
 pub mod control;
 pub mod lease;
+pub mod owner;
 
 /// The cluster backend of [`crate::store::Store`] (its trait impl is in `backend.rs`): one per
 /// node, over one connection.

@@ -1,0 +1,404 @@
+//! Cluster mode end to end: three `sluice` processes on a real three-server NATS JetStream
+//! cluster (tests/support/nats.rs), one fake DingTalk robot that enforces its limit the way
+//! DingTalk does, and the failures cluster mode promises to survive. The budget and the lease
+//! are scaled down (5 per 10 s, lease 4 s) so that each scenario takes seconds; every assertion
+//! is on what the fake robot accepted.
+//!
+//! Skipped, loudly, without a nats-server ≥ 2.11 (`.ci/run` installs one into target/pyenv).
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::daemon::{ChildDaemon, delivered_titles, footer_of};
+use support::fake_robot::{Fault, FakeRobot, Limits};
+use support::nats::{NatsCluster, nats_server_or_skip};
+
+const TOKEN: &str = "cluster-token";
+const SECRET: &str = "SECcluster-secret";
+const LIMIT: usize = 5;
+const PERIOD: Duration = Duration::from_secs(10);
+
+/// Node `node`'s config on `nats`, sending to `fake`.
+fn config(fake: &FakeRobot, nats: &NatsCluster, node: &str) -> String {
+    let servers: Vec<String> = nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    format!(
+        r#"
+[server]
+listen = "{{listen}}"
+data_dir = "{{data_dir}}"
+
+[defaults]
+window = "300ms"
+rate_limit = {LIMIT}
+rate_period = "10s"
+retry_initial_backoff = "100ms"
+retry_max_backoff = "500ms"
+throttle_backoff = "2s"
+request_timeout = "1s"
+
+[robots.ops]
+webhook = "{webhook}"
+secret = "{SECRET}"
+
+[cluster]
+nats = [{servers}]
+node = "{node}"
+replicas = 3
+lease = "4s"
+renew = "500ms"
+clock_skew = "200ms"
+"#,
+        webhook = fake.webhook(TOKEN),
+        servers = servers.join(", "),
+    )
+}
+
+struct Setup {
+    nats: NatsCluster,
+    fake: FakeRobot,
+    nodes: Vec<ChildDaemon>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn setup(test: &str) -> Option<Setup> {
+    let server = nats_server_or_skip(test)?;
+    let nats = NatsCluster::start_with(server, 3).await;
+    let fake = FakeRobot::start(Limits {
+        limit: LIMIT,
+        period: PERIOD,
+        lockout: Duration::from_secs(30),
+    })
+    .await;
+    fake.add_robot(TOKEN, Some(SECRET), &[]);
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    for i in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        nodes.push(ChildDaemon::start(
+            &config(&fake, &nats, &format!("n{i}")),
+            dir.path(),
+        ));
+        dirs.push(dir);
+    }
+    for d in &mut nodes {
+        d.wait_healthy().await;
+    }
+    Some(Setup {
+        nats,
+        fake,
+        nodes,
+        _dirs: dirs,
+    })
+}
+
+/// The robot's entry in a node's status.
+async fn ops(d: &ChildDaemon) -> Value {
+    let s = d.status().await;
+    s["robots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["robot"] == "ops")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Index (0-based) of the node that owns `ops`, as the live nodes agree (bounded wait).
+async fn owner(nodes: &[ChildDaemon], alive: &[usize]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut seen = BTreeSet::new();
+        for &i in alive {
+            if let Some(o) = ops(&nodes[i]).await["owner"].as_str()
+                && !o.is_empty()
+            {
+                seen.insert(o.to_string());
+            }
+        }
+        if seen.len() == 1 {
+            let name = seen.into_iter().next().unwrap();
+            return name[1..].parse::<usize>().unwrap() - 1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes do not agree on an owner: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Posts single alerts to every node in turn until `stop`; the titles answered 202.
+fn post_everywhere(addrs: Vec<String>, stop: Arc<AtomicBool>, tag: &'static str) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        let mut acked = Vec::new();
+        let started = Instant::now();
+        for i in 0..5_000 {
+            if stop.load(Ordering::Relaxed) || started.elapsed() > Duration::from_secs(60) {
+                break;
+            }
+            let addr = &addrs[i % addrs.len()];
+            let title = format!("{tag} #{i}");
+            let r = http
+                .post(format!("http://{addr}/v1/alerts"))
+                .json(&json!([{"robot": "ops", "title": title}]))
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status().as_u16() == 202 => acked.push(title),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        acked
+    })
+}
+
+/// Waits until every title in `acked` is among those the fake robot's digests cover; the
+/// delivered titles (with repeats).
+async fn wait_delivered(s: &Setup, base: &str, acked: &BTreeSet<String>, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let delivered = delivered_titles(base, &s.fake.accepted(TOKEN)).await;
+        let have: BTreeSet<&String> = delivered.iter().collect();
+        let missing: Vec<&String> = acked.iter().filter(|t| !have.contains(t)).collect();
+        if missing.is_empty() {
+            return delivered;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} acknowledged alerts never delivered, e.g. {:?}; nats:\n{}",
+            missing.len(),
+            acked.len(),
+            &missing[..missing.len().min(5)],
+            s.nats.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The robot's own view: never more than its limit in any rolling period, never a throttle.
+fn assert_budget_held(fake: &FakeRobot) {
+    assert_eq!(fake.throttled(TOKEN), 0, "the robot throttled us");
+    let most = fake.max_in_window(TOKEN, PERIOD);
+    assert!(most <= LIMIT, "{most} requests in one {PERIOD:?} window");
+}
+
+/// Digest ids the robot received more than once, with how often.
+fn repeats(fake: &FakeRobot) -> BTreeMap<u64, usize> {
+    let mut count: BTreeMap<u64, usize> = BTreeMap::new();
+    for a in fake.accepted(TOKEN) {
+        *count.entry(footer_of(&a.text).0).or_default() += 1;
+    }
+    count.retain(|_, n| *n > 1);
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_killed_mid_post_loses_nothing_and_the_budget_holds() {
+    let Some(mut s) = setup("the_owner_killed_mid_post_loses_nothing_and_the_budget_holds").await else {
+        return;
+    };
+    // Every answer takes 700 ms, so a send is in flight for a good part of each period.
+    s.fake.set_sticky(TOKEN, Some(Fault::Slow(Duration::from_millis(700))));
+    let addrs: Vec<String> = s.nodes.iter().map(|d| d.addr.to_string()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let posting = post_everywhere(addrs, stop.clone(), "kill");
+    let first = owner(&s.nodes, &[0, 1, 2]).await;
+    // Kill the owner while its POST is in flight.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ops(&s.nodes[first]).await["state"] != "sending" {
+        assert!(Instant::now() < deadline, "the owner never sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.nodes[first].kill9();
+    let rest: Vec<usize> = (0..3).filter(|&i| i != first).collect();
+    let second = owner(&s.nodes, &rest).await;
+    assert_ne!(second, first);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s.nodes[first].restart();
+    s.nodes[first].wait_healthy().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked: BTreeSet<String> = posting.await.unwrap().into_iter().collect();
+    assert!(acked.len() > 50, "only {} acknowledged", acked.len());
+    s.fake.set_sticky(TOKEN, None);
+    let base = format!("http://{}", s.nodes[second].addr);
+    wait_delivered(&s, &base, &acked, Duration::from_secs(60)).await;
+    assert_budget_held(&s.fake);
+    let repeated = repeats(&s.fake);
+    assert!(
+        repeated.len() <= 1 && repeated.values().all(|&n| n == 2),
+        "more than one digest repeated for one kill: {repeated:?}"
+    );
+    eprintln!(
+        "acked {}, digests {}, repeated {repeated:?}",
+        acked.len(),
+        s.fake.accepted(TOKEN).len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_paused_past_its_lease_does_not_send_when_it_wakes() {
+    let Some(mut s) = setup("an_owner_paused_past_its_lease_does_not_send_when_it_wakes").await else {
+        return;
+    };
+    let first = owner(&s.nodes, &[0, 1, 2]).await;
+    let addrs: Vec<String> = s.nodes.iter().map(|d| d.addr.to_string()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let posting = post_everywhere(addrs, stop.clone(), "pause");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    s.nodes[first].signal("STOP");
+    // Past the lease (4 s): another node takes over and sends.
+    let rest: Vec<usize> = (0..3).filter(|&i| i != first).collect();
+    let second = owner(&s.nodes, &rest).await;
+    assert_ne!(second, first);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = s.fake.requests(TOKEN).len();
+    s.nodes[first].signal("CONT");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked: BTreeSet<String> = posting.await.unwrap().into_iter().collect();
+    let base = format!("http://{}", s.nodes[second].addr);
+    wait_delivered(&s, &base, &acked, Duration::from_secs(60)).await;
+    assert_budget_held(&s.fake);
+    // The woken node saw it lost the lane and did not send for it.
+    let woken = ops(&s.nodes[first]).await;
+    assert_eq!(woken["state"], "remote", "{woken}");
+    assert!(s.fake.requests(TOKEN).len() >= before);
+    assert!(repeats(&s.fake).len() <= 1, "{:?}", repeats(&s.fake));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_cluster_restart_carries_the_budget_over() {
+    let Some(mut s) = setup("a_whole_cluster_restart_carries_the_budget_over").await else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    // Spend the budget: one alert at a time, each waited for, until LIMIT digests went out.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0;
+    while s.fake.accepted(TOKEN).len() < LIMIT {
+        let addr = s.nodes[i % 3].addr;
+        let r = http
+            .post(format!("http://{addr}/v1/alerts"))
+            .json(&json!([{"robot": "ops", "title": format!("spend #{i}")}]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(Instant::now() < deadline, "the budget was not spent");
+    }
+    // Everything goes down: the sluice nodes and the NATS servers.
+    for d in &mut s.nodes {
+        d.kill9();
+    }
+    for n in 0..3 {
+        s.nats.kill(n);
+    }
+    for n in 0..3 {
+        s.nats.restart(n).await;
+    }
+    for d in &mut s.nodes {
+        d.restart();
+    }
+    for d in &mut s.nodes {
+        d.wait_healthy().await;
+    }
+    // More alerts right away: they wait for the period the first sends opened.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http
+            .post(format!("http://{}/v1/alerts", s.nodes[0].addr))
+            .json(&json!([{"robot": "ops", "title": "after the restart"}]))
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status().as_u16() == 202) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cluster did not take alerts again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let acked: BTreeSet<String> = ["after the restart".to_string()].into();
+    let base = format!("http://{}", s.nodes[0].addr);
+    wait_delivered(&s, &base, &acked, Duration::from_secs(40)).await;
+    assert_budget_held(&s.fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_ingest_answers_503_and_resumes() {
+    let Some(mut s) = setup("without_a_quorum_ingest_answers_503_and_resumes").await else {
+        return;
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let post = |title: &str| {
+        http.post(format!("http://{}/v1/alerts", s.nodes[0].addr))
+            .json(&json!([{"robot": "ops", "title": title}]))
+            .send()
+    };
+    assert_eq!(post("before").await.unwrap().status().as_u16(), 202);
+    s.nats.kill(1);
+    s.nats.kill(2);
+    let r = post("no quorum").await.unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.headers().get("retry-after").is_some());
+    let body: Value = r.json().await.unwrap();
+    assert!(body.to_string().to_lowercase().contains("nats"), "{body}");
+    s.nats.restart(1).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = post("after").await;
+        if r.is_ok_and(|r| r.status().as_u16() == 202) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no quorum 30 s after a server came back");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let acked: BTreeSet<String> = ["before".to_string(), "after".to_string()].into();
+    let base = format!("http://{}", s.nodes[0].addr);
+    wait_delivered(&s, &base, &acked, Duration::from_secs(40)).await;
+    assert_budget_held(&s.fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nats_server_leading_the_control_records_killed_loses_nothing() {
+    let Some(mut s) =
+        setup("the_nats_server_leading_the_control_records_killed_loses_nothing").await
+    else {
+        return;
+    };
+    let addrs: Vec<String> = s.nodes.iter().map(|d| d.addr.to_string()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let posting = post_everywhere(addrs, stop.clone(), "leader");
+    owner(&s.nodes, &[0, 1, 2]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let leader = s
+        .nats
+        .leader_of_stream("KV_sluice_robot")
+        .await
+        .expect("the control records have a leader");
+    s.nats.kill(leader);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    s.nats.restart(leader).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked: BTreeSet<String> = posting.await.unwrap().into_iter().collect();
+    assert!(acked.len() > 20, "only {} acknowledged", acked.len());
+    let base = format!("http://{}", s.nodes[0].addr);
+    wait_delivered(&s, &base, &acked, Duration::from_secs(60)).await;
+    assert_budget_held(&s.fake);
+    assert!(repeats(&s.fake).len() <= 1, "{:?}", repeats(&s.fake));
+}
