@@ -415,32 +415,57 @@ async fn a_retried_append_with_the_same_idempotency_key_queues_once() {
     assert_eq!(ids.unwrap()[0], alert_id("ops", first[0].seq()));
 }
 
-#[tokio::test]
+fn batch(robot: &str, name: &str, n: usize) -> Vec<Entry> {
+    (0..n)
+        .map(|i| Entry {
+            robot: robot.into(),
+            alert: alert(&format!("{name}-{i}"), 10),
+            dedup_key: None,
+        })
+        .collect()
+}
+
+/// Also a regression test: acknowledgements held unawaited while sending more stalled every
+/// request once the client's 5 000 in-flight permits were taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_alerts_append_and_seal_quickly() {
     let Some((_server, store)) = start("ten_thousand_alerts_append_and_seal_quickly").await else {
         return;
     };
-    let s: &dyn Store = &*store;
     let started = Instant::now();
-    for batch in 0..100 {
-        let entries = (0..100)
-            .map(|i| Entry {
-                robot: "ops".into(),
-                alert: alert(&format!("a{batch}-{i}"), 10),
-                dedup_key: None,
-            })
-            .collect();
-        s.append(entries, None, 0, window(0)).await.unwrap();
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..50 {
+        let store = store.clone();
+        clients.spawn(async move {
+            for r in 0..2 {
+                let entries = batch("ops", &format!("c{c}r{r}"), 100);
+                store.append(entries, None, 0, window(0)).await.unwrap();
+            }
+        });
     }
+    clients.join_all().await;
     let appended = started.elapsed();
+    let s: &dyn Store = &*store;
     let started = Instant::now();
     let d = seal(s, "ops", 10_000).await.unwrap();
     let sealed = started.elapsed();
+    let started = Instant::now();
+    let one = tokio::time::timeout(
+        Duration::from_secs(30),
+        s.append(batch("dq", "big", 6_000), None, 0, window(0)),
+    )
+    .await
+    .expect("a request of 6 000 alerts does not stall")
+    .unwrap();
+    let big = started.elapsed();
     eprintln!(
-        "10 000 alerts: appended in {appended:?} ({:.0}/s, 100 per request), sealed in {sealed:?}",
+        "10 000 alerts from 50 clients, 100 per request: appended in {appended:?} ({:.0}/s); \
+         sealed in {sealed:?}; one request of 6 000 in {big:?}",
         10_000.0 / appended.as_secs_f64()
     );
+    assert_eq!(one.len(), 6_000);
     assert_eq!(s.digest_alerts(&d).await.unwrap().len(), 10_000);
     assert_eq!(s.pending("ops").await.unwrap(), 0);
+    assert_eq!(s.pending("dq").await.unwrap(), 6_000);
     assert!(sealed < Duration::from_secs(5), "sealing took {sealed:?}");
 }

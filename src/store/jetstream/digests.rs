@@ -96,7 +96,11 @@ impl JetStreamStore {
     /// The next digest id.
     async fn take_digest_id(&self) -> Result<u64, StoreError> {
         let kv = &self.nats.digests;
-        for _ in 0..20 {
+        for attempt in 0..50 {
+            if attempt > 0 {
+                // Lost to another seal (any node's): back off a little, then read again.
+                tokio::time::sleep(std::time::Duration::from_millis(attempt)).await;
+            }
             match scan::leader_json::<u64>(kv, NEXT).await? {
                 None if kv.create(NEXT, json(&2u64)).await.is_ok() => return Ok(1),
                 Some((next, revision))
@@ -109,7 +113,7 @@ impl JetStreamStore {
         }
         Err(unavailable(
             "taking a digest id",
-            "no write of the counter won after 20 tries",
+            "no write of the counter won after 50 tries",
         ))
     }
 
@@ -413,17 +417,32 @@ impl JetStreamStore {
                     };
                     done.is_some_and(|done| expired(done, retention(lane)))
                 });
-            if doomed.is_empty() {
+            // Outbox copies of digests stored since (a crash between the two writes of
+            // `update`) are stale: dropped with this lane's write below.
+            let stale: Vec<u64> = h
+                .control
+                .outbox
+                .iter()
+                .filter(|o| stored.iter().any(|d| d.id == o.id))
+                .map(|o| o.id)
+                .collect();
+            if doomed.is_empty() && stale.is_empty() {
                 continue;
             }
             let floor = kept
                 .iter()
                 .map(|d| d.first_seq)
-                .chain(h.control.outbox.iter().map(|d| d.first_seq))
+                .chain(
+                    h.control
+                        .outbox
+                        .iter()
+                        .filter(|o| !stale.contains(&o.id))
+                        .map(|d| d.first_seq),
+                )
                 .fold(h.control.cursor, u64::min);
             let subject = subject(lane);
             let mut removed = 0u64;
-            if floor > 1 {
+            if floor > 1 && !doomed.is_empty() {
                 let purged = self
                     .nats
                     .alerts
@@ -445,9 +464,12 @@ impl JetStreamStore {
                     }
                 }
             }
-            if removed > 0 {
+            if removed > 0 || !stale.is_empty() {
                 self.records
-                    .write(lane, move |c| c.kept = c.kept.saturating_sub(removed))
+                    .write(lane, move |c| {
+                        c.kept = c.kept.saturating_sub(removed);
+                        c.outbox.retain(|d| !stale.contains(&d.id));
+                    })
                     .await
                     .map_err(write_error)?;
             }

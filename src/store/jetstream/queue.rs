@@ -103,19 +103,23 @@ impl JetStreamStore {
         let mut todo: Vec<usize> = (0..out.len()).collect();
         let mut acked = 0;
         loop {
+            // Each acknowledgement is awaited by its own task at once: an ack future holds one
+            // of the context's in-flight permits until awaited, so holding them all while
+            // sending more would stall every request once the permits run out.
             let mut waiting = Vec::with_capacity(todo.len());
             for &i in &todo {
                 let o = &out[i];
                 let p = PublishMessage::build()
                     .payload(o.payload.clone())
                     .message_id(&o.id);
-                waiting.push((i, self.nats.js.send_publish(o.subject.clone(), p).await));
+                let sent = self.nats.js.send_publish(o.subject.clone(), p).await;
+                waiting.push((i, sent.map(|ack| tokio::spawn(ack.into_future()))));
             }
             let mut again = Vec::new();
             let mut why = String::new();
             for (i, sent) in waiting {
                 let outcome = match sent {
-                    Ok(ack) => ack.await,
+                    Ok(ack) => ack.await.expect("an acknowledgement's task does not panic"),
                     Err(e) => Err(e),
                 };
                 match outcome {
