@@ -358,6 +358,14 @@ pub enum StoreError {
     Write(#[source] WriteError),
     #[error("stored record {key} is unreadable: {detail}")]
     Decode { key: String, detail: String },
+    /// Cluster mode: NATS did not answer, or has no quorum. Transient: the ingest layer answers
+    /// 503 with `Retry-After`, and [`Health`] is not marked failed (nothing is reopened).
+    #[error("cluster store unavailable: {0}")]
+    Unavailable(String),
+    /// Cluster mode: the lane is held by another node (or by none), so this node may not seal,
+    /// reserve a send or move its queue.
+    #[error("cluster: {0}")]
+    NotOwner(String),
 }
 
 /// What made a write fail. Its text is what [`Health::error`] keeps.

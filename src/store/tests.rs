@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::alert::{Severity, Status, default_fingerprint};
 
-fn alert(title: &str, received_ms: i64) -> Alert {
+pub(super) fn alert(title: &str, received_ms: i64) -> Alert {
     let labels = Default::default();
     Alert {
         fingerprint: default_fingerprint(title, Severity::Error, &labels),
@@ -23,7 +23,7 @@ fn alert(title: &str, received_ms: i64) -> Alert {
     }
 }
 
-fn entry(robot: &str, title: &str, key: Option<&str>) -> Entry {
+pub(super) fn entry(robot: &str, title: &str, key: Option<&str>) -> Entry {
     Entry {
         robot: robot.into(),
         alert: alert(title, 10),
@@ -31,18 +31,18 @@ fn entry(robot: &str, title: &str, key: Option<&str>) -> Entry {
     }
 }
 
-fn window(ms: u64) -> Retention {
+pub(super) fn window(ms: u64) -> Retention {
     Arc::new(move |_| Duration::from_millis(ms))
 }
 
 /// Appends one unkeyed alert per title for `robot`; their sequence numbers.
-async fn add(store: &dyn Store, robot: &str, titles: &[&str]) -> Vec<u64> {
+pub(super) async fn add(store: &dyn Store, robot: &str, titles: &[&str]) -> Vec<u64> {
     let entries = titles.iter().map(|t| entry(robot, t, None)).collect();
     let slots = store.append(entries, None, 0, window(0)).await.unwrap();
     slots.into_iter().map(Slot::seq).collect()
 }
 
-fn render() -> Render<'static> {
+pub(super) fn render() -> Render<'static> {
     Box::new(|_, alerts: &[Alert]| {
         let r = Rendered {
             title: "t".into(),
@@ -57,17 +57,17 @@ fn render() -> Render<'static> {
     })
 }
 
-async fn seal(store: &dyn Store, robot: &str, max: u64) -> Option<DigestRecord> {
+pub(super) async fn seal(store: &dyn Store, robot: &str, max: u64) -> Option<DigestRecord> {
     store.seal(robot, max, 100, render()).await.unwrap()
 }
 
-async fn titles(store: &dyn Store, d: &DigestRecord) -> Vec<String> {
+pub(super) async fn titles(store: &dyn Store, d: &DigestRecord) -> Vec<String> {
     let alerts = store.digest_alerts(d).await.unwrap();
     alerts.into_iter().map(|(_, a)| a.title).collect()
 }
 
 /// Marks a digest `state`, done at `ms`.
-async fn mark(store: &dyn Store, d: &DigestRecord, state: DigestState, ms: i64) {
+pub(super) async fn mark(store: &dyn Store, d: &DigestRecord, state: DigestState, ms: i64) {
     let mut d = d.clone();
     d.state = state;
     d.sent_ms = (state == DigestState::Sent).then_some(ms);
@@ -319,7 +319,7 @@ async fn quota_counts_are_kept_per_robot(store: Arc<dyn Store>) {
 
 /// A renderer that covers only the first `n` of the alerts it is offered, marking a digest of
 /// one a passthrough message.
-fn covering(n: u64) -> Render<'static> {
+pub(super) fn covering(n: u64) -> Render<'static> {
     Box::new(move |id, alerts: &[Alert]| {
         let covered = &alerts[..(n as usize).clamp(1, alerts.len())];
         let mut sealed = (render())(id, covered);
@@ -366,9 +366,13 @@ async fn a_seal_covers_what_the_renderer_says(store: Arc<dyn Store>) {
     s.close().await.unwrap();
 }
 
-/// Each test, once per backend: `store::tests::on_sled::…` and `store::tests::on_memory::…`.
+/// Each test, once per backend: `store::tests::on_sled::…`, `store::tests::on_memory::…` and
+/// `store::tests::on_jetstream::…` (a fresh single nats-server per test; skipped without one).
+/// The tests after `dense:` assert dense per-robot sequences, which the cluster backend does
+/// not have (its sequences are stream sequences): they run on sled and memory only, and
+/// `jetstream/tests.rs` holds their variants with increasing sequences.
 macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
+    (all: [$($name:ident),* $(,)?], dense: [$($dense:ident),* $(,)?] $(,)?) => {
         mod on_sled {
             $(
                 #[tokio::test]
@@ -376,6 +380,14 @@ macro_rules! conformance {
                     let dir = tempfile::tempdir().unwrap();
                     let store = crate::store::open(dir.path(), 8 << 20).await.unwrap();
                     super::$name(store).await;
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $dense() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = crate::store::open(dir.path(), 8 << 20).await.unwrap();
+                    super::$dense(store).await;
                 }
             )*
         }
@@ -386,18 +398,42 @@ macro_rules! conformance {
                     super::$name(std::sync::Arc::new(crate::store::MemoryStore::new())).await;
                 }
             )*
+            $(
+                #[tokio::test]
+                async fn $dense() {
+                    super::$dense(std::sync::Arc::new(crate::store::MemoryStore::new())).await;
+                }
+            )*
+        }
+        mod on_jetstream {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    use crate::store::jetstream::testserver;
+                    let Some(server) = testserver::TestServer::start(stringify!($name)).await
+                    else {
+                        return;
+                    };
+                    let store = testserver::store(&server, "n1", testserver::LANES).await;
+                    super::$name(store).await;
+                }
+            )*
         }
     };
 }
 
 conformance!(
-    sequences_digests_and_ids,
-    a_duplicate_returns_the_first_sequence_number,
-    an_idempotency_key_answers_only_the_same_body,
-    replay_and_redeliver_check_the_state,
-    prune_keeps_unsent_and_recent_digests,
-    a_removed_robots_queue_moves_whole,
-    send_logs_are_kept_per_robot,
-    quota_counts_are_kept_per_robot,
-    a_seal_covers_what_the_renderer_says,
+    all: [
+        replay_and_redeliver_check_the_state,
+        a_removed_robots_queue_moves_whole,
+        quota_counts_are_kept_per_robot,
+    ],
+    dense: [
+        sequences_digests_and_ids,
+        a_duplicate_returns_the_first_sequence_number,
+        an_idempotency_key_answers_only_the_same_body,
+        prune_keeps_unsent_and_recent_digests,
+        send_logs_are_kept_per_robot,
+        a_seal_covers_what_the_renderer_says,
+    ],
 );

@@ -62,6 +62,27 @@ pub fn key(name: &str) -> String {
     out
 }
 
+/// The name a [`key`] was made from; `None` for a key `key` never makes.
+pub fn name_of(key: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(key.len());
+    let mut rest = key.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => {
+                bytes.push(b);
+                rest = tail;
+            }
+            b'=' if tail.len() >= 2 => {
+                let hex = std::str::from_utf8(&tail[..2]).ok()?;
+                bytes.push(u8::from_str_radix(hex, 16).ok()?);
+                rest = &tail[2..];
+            }
+            _ => return None,
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
 /// What this node holds of one lane.
 #[derive(Debug, Clone)]
 pub struct Held {
@@ -336,6 +357,16 @@ mod tests {
         assert_eq!(key("值"), "=E5=80=BC");
         // Distinct names never share a key.
         assert_ne!(key("a=2E"), key("a."));
+    }
+
+    #[test]
+    fn a_key_gives_back_its_name() {
+        for name in ["ops-dq_1", "a.b c", "值", "a=2E", "", "x=", "*>"] {
+            assert_eq!(name_of(&key(name)).as_deref(), Some(name), "{name}");
+        }
+        assert_eq!(name_of("a.b"), None);
+        assert_eq!(name_of("=4"), None);
+        assert_eq!(name_of("=ZZ"), None);
     }
 
     #[test]

@@ -28,9 +28,17 @@ use crate::config::{Cluster, NatsAuth};
 use crate::limit::Clock;
 use crate::store::Health;
 
+mod backend;
+#[cfg(test)]
+mod backend_tests;
 pub mod control;
+mod digests;
 pub mod lease;
 pub mod owner;
+mod queue;
+mod scan;
+#[cfg(test)]
+pub(crate) mod testserver;
 
 /// The cluster backend of [`crate::store::Store`] (its trait impl is in `backend.rs`): one per
 /// node, over one connection.
@@ -189,7 +197,16 @@ pub async fn connect(c: &Cluster) -> Result<Nats, ConnectError> {
         .await
         .map_err(|_| connect_err("no server answered in 30 s".into()))?
         .map_err(|e| connect_err(e.to_string()))?;
-    // The first INFO arrives with the connection.
+    // With `retry_on_initial_connect`, `connect` returns before the connection is up; the
+    // first INFO arrives with it.
+    let up = async {
+        while client.connection_state() != async_nats::connection::State::Connected {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), up)
+        .await
+        .map_err(|_| connect_err("no server answered in 30 s".into()))?;
     let info = client.server_info();
     match parse_version(&info.version) {
         Some(v) if v >= MIN_SERVER => {}
