@@ -115,15 +115,8 @@ pub async fn serve_with_clock(
             (Some(link), Some(owner))
         }
     };
-    let (supervisor, live, control) = Supervisor::start(
-        config,
-        store,
-        clock,
-        metrics.clone(),
-        stop_rx.clone(),
-        link,
-    )
-    .await?;
+    let (supervisor, live, control) =
+        Supervisor::start(config, store, clock, metrics.clone(), stop_rx.clone(), link).await?;
     // The ownership loop stops once the supervisor has stopped the lanes' tasks, and releases
     // what it holds last, so that no lane is given away while its send is in flight.
     let (owner_stop, owner_stopped) = watch::channel(false);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::daemon::{ChildDaemon, delivered_titles, footer_of};
-use support::fake_robot::{Fault, FakeRobot, Limits};
+use support::fake_robot::{FakeRobot, Fault, Limits};
 use support::nats::{NatsCluster, nats_server_or_skip};
 
 const TOKEN: &str = "cluster-token";
@@ -108,32 +108,52 @@ async fn ops(d: &ChildDaemon) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Index (0-based) of the node that owns `ops`, as the live nodes agree (bounded wait).
+/// Index (0-based) of the node among `alive` that owns `ops`, once those agree on it and it has
+/// stayed the same for a second and a half (a lane moves to its preferred node soon after the
+/// nodes start; bounded wait).
 async fn owner(nodes: &[ChildDaemon], alive: &[usize]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stable: Option<(String, Instant)> = None;
     loop {
         let mut seen = BTreeSet::new();
         for &i in alive {
-            if let Some(o) = ops(&nodes[i]).await["owner"].as_str()
-                && !o.is_empty()
-            {
-                seen.insert(o.to_string());
-            }
+            seen.insert(
+                ops(&nodes[i]).await["owner"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            );
         }
-        if seen.len() == 1 {
-            let name = seen.into_iter().next().unwrap();
-            return name[1..].parse::<usize>().unwrap() - 1;
+        let agreed = (seen.len() == 1)
+            .then(|| seen.into_iter().next().unwrap())
+            // A dead node stays named until its lease runs out and another takes over.
+            .filter(|o| {
+                o.len() > 1
+                    && alive.contains(&(o[1..].parse::<usize>().unwrap_or(0).wrapping_sub(1)))
+            });
+        match (&stable, agreed) {
+            (Some((o, since)), Some(a)) if *o == a => {
+                if since.elapsed() >= Duration::from_millis(1500) {
+                    return a[1..].parse::<usize>().unwrap() - 1;
+                }
+            }
+            (_, Some(a)) => stable = Some((a, Instant::now())),
+            (_, None) => stable = None,
         }
         assert!(
             Instant::now() < deadline,
-            "the nodes do not agree on an owner: {seen:?}"
+            "the nodes do not agree on an owner"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// Posts single alerts to every node in turn until `stop`; the titles answered 202.
-fn post_everywhere(addrs: Vec<String>, stop: Arc<AtomicBool>, tag: &'static str) -> tokio::task::JoinHandle<Vec<String>> {
+fn post_everywhere(
+    addrs: Vec<String>,
+    stop: Arc<AtomicBool>,
+    tag: &'static str,
+) -> tokio::task::JoinHandle<Vec<String>> {
     tokio::spawn(async move {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
@@ -164,7 +184,12 @@ fn post_everywhere(addrs: Vec<String>, stop: Arc<AtomicBool>, tag: &'static str)
 
 /// Waits until every title in `acked` is among those the fake robot's digests cover; the
 /// delivered titles (with repeats).
-async fn wait_delivered(s: &Setup, base: &str, acked: &BTreeSet<String>, limit: Duration) -> Vec<String> {
+async fn wait_delivered(
+    s: &Setup,
+    base: &str,
+    acked: &BTreeSet<String>,
+    limit: Duration,
+) -> Vec<String> {
     let deadline = Instant::now() + limit;
     loop {
         let delivered = delivered_titles(base, &s.fake.accepted(TOKEN)).await;
@@ -204,11 +229,13 @@ fn repeats(fake: &FakeRobot) -> BTreeMap<u64, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_killed_mid_post_loses_nothing_and_the_budget_holds() {
-    let Some(mut s) = setup("the_owner_killed_mid_post_loses_nothing_and_the_budget_holds").await else {
+    let Some(mut s) = setup("the_owner_killed_mid_post_loses_nothing_and_the_budget_holds").await
+    else {
         return;
     };
     // Every answer takes 700 ms, so a send is in flight for a good part of each period.
-    s.fake.set_sticky(TOKEN, Some(Fault::Slow(Duration::from_millis(700))));
+    s.fake
+        .set_sticky(TOKEN, Some(Fault::Slow(Duration::from_millis(700))));
     let addrs: Vec<String> = s.nodes.iter().map(|d| d.addr.to_string()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let posting = post_everywhere(addrs, stop.clone(), "kill");
@@ -216,7 +243,13 @@ async fn the_owner_killed_mid_post_loses_nothing_and_the_budget_holds() {
     // Kill the owner while its POST is in flight.
     let deadline = Instant::now() + Duration::from_secs(20);
     while ops(&s.nodes[first]).await["state"] != "sending" {
-        assert!(Instant::now() < deadline, "the owner never sent");
+        assert!(
+            Instant::now() < deadline,
+            "the owner never sent: {} requests; {}; {}",
+            s.fake.requests(TOKEN).len(),
+            s.nodes[first].status().await,
+            s.nodes[first].stderr()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     s.nodes[first].kill9();
@@ -248,7 +281,7 @@ async fn the_owner_killed_mid_post_loses_nothing_and_the_budget_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_paused_past_its_lease_does_not_send_when_it_wakes() {
-    let Some(mut s) = setup("an_owner_paused_past_its_lease_does_not_send_when_it_wakes").await else {
+    let Some(s) = setup("an_owner_paused_past_its_lease_does_not_send_when_it_wakes").await else {
         return;
     };
     let first = owner(&s.nodes, &[0, 1, 2]).await;
@@ -326,7 +359,10 @@ async fn a_whole_cluster_restart_carries_the_budget_over() {
         if r.is_ok_and(|r| r.status().as_u16() == 202) {
             break;
         }
-        assert!(Instant::now() < deadline, "the cluster did not take alerts again");
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not take alerts again"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let acked: BTreeSet<String> = ["after the restart".to_string()].into();
@@ -364,7 +400,10 @@ async fn without_a_quorum_ingest_answers_503_and_resumes() {
         if r.is_ok_and(|r| r.status().as_u16() == 202) {
             break;
         }
-        assert!(Instant::now() < deadline, "no quorum 30 s after a server came back");
+        assert!(
+            Instant::now() < deadline,
+            "no quorum 30 s after a server came back"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let acked: BTreeSet<String> = ["before".to_string(), "after".to_string()].into();

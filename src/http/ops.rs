@@ -74,9 +74,12 @@ pub(super) async fn get_status(State(app): State<AppState>) -> Json<Status> {
                 .map(|p| p.members.clone())
                 .unwrap_or_default(),
             pool: pool.cloned(),
-            owner: view
-                .as_ref()
-                .map(|v| v.lanes.get(lane).map(|o| o.owner.clone()).unwrap_or_default()),
+            owner: view.as_ref().map(|v| {
+                v.lanes
+                    .get(lane)
+                    .map(|o| o.owner.clone())
+                    .unwrap_or_default()
+            }),
         });
     }
     let unconfigured = live

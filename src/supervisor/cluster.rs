@@ -100,7 +100,10 @@ impl Supervisor {
                     Err(e) => {
                         // The lane stays held and idle here; its lease is renewed, and the next
                         // gain (after a reload or a restart) starts it. Say so loudly.
-                        tracing::error!(lane, "cluster: cannot read the lane's digests to start it ({e})");
+                        tracing::error!(
+                            lane,
+                            "cluster: cannot read the lane's digests to start it ({e})"
+                        );
                     }
                 }
             }
@@ -124,7 +127,8 @@ impl Supervisor {
                     return;
                 }
                 cluster.held.remove(&lane);
-                self.retire(std::slice::from_ref(&lane), Run::Shutdown).await;
+                self.retire(std::slice::from_ref(&lane), Run::Shutdown)
+                    .await;
                 self.show_remote();
                 let _ = reply.send(true);
             }

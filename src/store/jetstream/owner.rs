@@ -64,7 +64,10 @@ pub struct Owner {
 }
 
 impl Owner {
-    pub fn new(store: Arc<JetStreamStore>, events: mpsc::Sender<Event>) -> (Owner, Arc<RwLock<View>>) {
+    pub fn new(
+        store: Arc<JetStreamStore>,
+        events: mpsc::Sender<Event>,
+    ) -> (Owner, Arc<RwLock<View>>) {
         let view = Arc::new(RwLock::new(View {
             node: store.records.node().to_string(),
             ..View::default()
@@ -94,10 +97,20 @@ impl Owner {
         for lane in self.store.records.held_lanes().await {
             let _ = self.store.records.release(&lane).await;
         }
-        let _ = self.store.nats.nodes.delete(self.store.records.node()).await;
+        let _ = self
+            .store
+            .nats
+            .nodes
+            .delete(self.store.records.node())
+            .await;
     }
 
-    async fn round(&self, configured: &[String], watch: &mut Watch, running: &mut BTreeSet<String>) {
+    async fn round(
+        &self,
+        configured: &[String],
+        watch: &mut Watch,
+        running: &mut BTreeSet<String>,
+    ) {
         let records = &self.store.records;
         let me = records.node().to_string();
         let mut error = None;
@@ -144,7 +157,8 @@ impl Owner {
                             owner: c.owner.clone(),
                             epoch: c.epoch,
                         });
-                        let stale = watch.stale(lane, revision, Instant::now(), self.store.lease.lease);
+                        let stale =
+                            watch.stale(lane, revision, Instant::now(), self.store.lease.lease);
                         (owned, Some(seen), stale)
                     }
                     Err(e) => {
@@ -203,7 +217,11 @@ impl Owner {
                 let skew_ms = self.store.lease.clock_skew.as_millis() as i64;
                 match records.take(lane, seen.flatten(), skew_ms).await {
                     Ok(h) => {
-                        tracing::info!(lane, epoch = h.control.epoch, "cluster: this node owns the lane now");
+                        tracing::info!(
+                            lane,
+                            epoch = h.control.epoch,
+                            "cluster: this node owns the lane now"
+                        );
                         running.insert(lane.to_string());
                         let _ = self.events.send(Event::Gained(lane.to_string())).await;
                         Owned {
@@ -222,7 +240,10 @@ impl Owner {
             Step::Renew => match records.write(lane, |_| {}).await {
                 Ok(_) => owned,
                 Err(WriteError::Lost(_)) => {
-                    tracing::warn!(lane, "cluster: another node took the lane over; stopping it here");
+                    tracing::warn!(
+                        lane,
+                        "cluster: another node took the lane over; stopping it here"
+                    );
                     running.remove(lane);
                     let _ = self.events.send(Event::Lost(lane.to_string())).await;
                     Owned::default()
@@ -234,7 +255,10 @@ impl Owner {
                 }
             },
             Step::Drop => {
-                tracing::warn!(lane, "cluster: the lease ran out before a renewal went through; stopping the lane here");
+                tracing::warn!(
+                    lane,
+                    "cluster: the lease ran out before a renewal went through; stopping the lane here"
+                );
                 records.forget(lane).await;
                 running.remove(lane);
                 let _ = self.events.send(Event::Lost(lane.to_string())).await;
@@ -254,7 +278,10 @@ impl Owner {
                 running.remove(lane);
                 match records.release(lane).await {
                     Ok(()) => {
-                        tracing::info!(lane, "cluster: released the lane to the node it belongs to");
+                        tracing::info!(
+                            lane,
+                            "cluster: released the lane to the node it belongs to"
+                        );
                         Owned::default()
                     }
                     Err(e) => {
