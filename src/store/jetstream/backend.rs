@@ -46,14 +46,14 @@ impl JetStreamStore {
         Ok(out)
     }
 
+    /// Messages on one lane's subject.
+    pub(super) async fn subject_count(&self, subject: &str) -> Result<u64, StoreError> {
+        let counts = self.subject_counts(subject).await?;
+        Ok(counts.into_iter().map(|(_, n)| n).sum())
+    }
+
     async fn pending_of(&self, lane: &str) -> Result<u64, StoreError> {
-        let subject = subject(lane);
-        let count: u64 = self
-            .subject_counts(&subject)
-            .await?
-            .into_iter()
-            .map(|(_, n)| n)
-            .sum();
+        let count = self.subject_count(&subject(lane)).await?;
         let kept = self.control_of(lane).await?.kept;
         Ok(count.saturating_sub(kept))
     }

@@ -513,3 +513,22 @@ async fn a_stored_digest_wins_over_a_stale_outbox_copy() {
     assert!(titles(s, &d).await.is_empty());
     assert_eq!(s.pending("ops").await.unwrap(), 0);
 }
+
+/// `kept` too high (a crash between a purge and its write, or a keyed repeat deleted after a
+/// seal covered it) hides pending alerts; the next prune counts it again from the stream.
+#[tokio::test]
+async fn prune_recounts_what_the_cursor_keeps() {
+    let Some((_server, store)) = start("prune_recounts_what_the_cursor_keeps").await else {
+        return;
+    };
+    let s: &dyn Store = &*store;
+    add(s, "ops", &["a", "b"]).await;
+    seal(s, "ops", 1).await.unwrap();
+    add(s, "ops", &["c"]).await;
+    assert_eq!(s.pending("ops").await.unwrap(), 2);
+    store.records.write("ops", |c| c.kept += 5).await.unwrap();
+    assert_eq!(s.pending("ops").await.unwrap(), 0, "hidden");
+    assert_eq!(s.prune(0, window(1_000)).await.unwrap(), 0);
+    assert_eq!(s.pending("ops").await.unwrap(), 2);
+    assert_eq!(store.records.held("ops").await.unwrap().control.kept, 1);
+}
