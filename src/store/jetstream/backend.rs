@@ -10,7 +10,11 @@
 //! - Only the node holding a lane seals it, updates its pending digests, writes its send logs
 //!   and quotas, moves its queue or prunes it; elsewhere these are refused
 //!   ([`StoreError::NotOwner`]). Reads and appends work on every node.
-//! - A send log is kept as wall-clock ms and handed back on this node's boot clock.
+//! - A send log is kept as wall-clock ms and handed back on this node's boot clock; a
+//!   reservation ([`Store::set_send_log`]) the lease could not cover is refused after it was
+//!   written (the slot counts, the POST must not start).
+//! - [`Store::robots`] lists lanes with messages in the stream.
+//! - Digest ids are unique and increasing, dense unless a seal fails after taking its id.
 //! - NATS unreachable or without quorum is [`StoreError::Unavailable`] (503 upstream); the
 //!   [`Health`] cell is never failed by it, since nothing needs reopening.
 
@@ -46,14 +50,14 @@ impl JetStreamStore {
         Ok(out)
     }
 
+    /// Messages on one lane's subject.
+    pub(super) async fn subject_count(&self, subject: &str) -> Result<u64, StoreError> {
+        let counts = self.subject_counts(subject).await?;
+        Ok(counts.into_iter().map(|(_, n)| n).sum())
+    }
+
     async fn pending_of(&self, lane: &str) -> Result<u64, StoreError> {
-        let subject = subject(lane);
-        let count: u64 = self
-            .subject_counts(&subject)
-            .await?
-            .into_iter()
-            .map(|(_, n)| n)
-            .sum();
+        let count = self.subject_count(&subject(lane)).await?;
         let kept = self.control_of(lane).await?.kept;
         Ok(count.saturating_sub(kept))
     }

@@ -401,13 +401,19 @@ impl JetStreamStore {
         retention: Retention,
     ) -> Result<usize, StoreError> {
         let expired = |ms: i64, keep: std::time::Duration| ms + keep.as_millis() as i64 <= now_ms;
-        let stored = self.stored_digests().await?;
         let held = self.records.held_lanes().await;
-        let mut deleted = 0;
+        // The records before the stored digests: a digest `update` moves from the outbox to
+        // `sluice_digest` (stored first) is then seen in one or the other, never in neither.
+        let mut records = Vec::with_capacity(held.len());
         for lane in &held {
-            let Some(h) = self.records.held(lane).await else {
-                continue;
-            };
+            if let Some(h) = self.records.held(lane).await {
+                records.push((lane, h));
+            }
+        }
+        let stored = self.stored_digests().await?;
+        let mut deleted = 0;
+        for (lane, h) in records {
+            self.recount_kept(lane).await?;
             let (doomed, kept): (Vec<&DigestRecord>, Vec<&DigestRecord>) =
                 stored.iter().filter(|d| &d.robot == lane).partition(|d| {
                     let done = match d.state {
@@ -484,6 +490,40 @@ impl JetStreamStore {
         }
         self.expire_keys(now_ms, &retention, &held).await?;
         Ok(deleted)
+    }
+
+    /// Sets `lane`'s `kept` to the messages of its subject below the cursor, as the stream has
+    /// them now: a crash between a purge and the write that subtracts it, or a keyed repeat
+    /// deleted after a seal covered it, leaves it too high (and `pending` too low) until then.
+    /// Counted between two reads of the total that agree, so no append falls in between.
+    async fn recount_kept(&self, lane: &str) -> Result<(), StoreError> {
+        let Some(h) = self.records.held(lane).await else {
+            return Ok(());
+        };
+        let cursor = h.control.cursor;
+        let subject = subject(lane);
+        for _ in 0..3 {
+            let before = self.subject_count(&subject).await?;
+            let from_cursor = scan::count_from(&self.nats.alerts, &subject, cursor).await?;
+            if self.subject_count(&subject).await? != before {
+                continue;
+            }
+            let kept = before.saturating_sub(from_cursor);
+            if kept != h.control.kept {
+                tracing::info!(lane, was = h.control.kept, kept, "cluster: recounted");
+                self.records
+                    .write(lane, move |c| {
+                        // A seal since moved the cursor: counted for another one.
+                        if c.cursor == cursor {
+                            c.kept = kept;
+                        }
+                    })
+                    .await
+                    .map_err(write_error)?;
+            }
+            return Ok(());
+        }
+        Ok(())
     }
 
     /// Drops dedup keys past their lane's retention and request answers past the longest one.

@@ -11,7 +11,8 @@
 //!   nothing twice.
 //! - A keyed alert is published first, then its marker `{seq, ms}` created; a marker already
 //!   there within the window makes it a duplicate: the message just published is deleted again.
-//!   (A seal in between may have covered it: the repeat is then in a digest, never a loss.)
+//!   (A seal in between may have covered it: the repeat is then in a digest, never a loss, and
+//!   the lane's `kept` is one too high until the next prune recounts it.)
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as Slot0;

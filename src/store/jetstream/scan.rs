@@ -58,6 +58,34 @@ pub async fn messages(
     Ok(out)
 }
 
+/// How many messages on `subject` have a sequence of `seq` or more (one consumer's pending
+/// count at creation).
+pub async fn count_from(
+    stream: &stream::Stream,
+    subject: &str,
+    seq: u64,
+) -> Result<u64, StoreError> {
+    let consumer = stream
+        .create_consumer(pull::Config {
+            filter_subject: subject.to_string(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: seq.max(1),
+            },
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(30),
+            memory_storage: true,
+            num_replicas: 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| unavailable(&format!("counting {subject}"), e))?;
+    let info = consumer.cached_info();
+    let (name, pending) = (info.name.clone(), info.num_pending);
+    let stream = stream.clone();
+    tokio::spawn(async move { stream.delete_consumer(&name).await });
+    Ok(pending)
+}
+
 async fn fill(
     consumer: &jetstream::consumer::Consumer<pull::Config>,
     want: usize,
