@@ -23,8 +23,20 @@ const SECRET: &str = "SECcluster-secret";
 const LIMIT: usize = 5;
 const PERIOD: Duration = Duration::from_secs(10);
 
-/// Node `node`'s config on `nats`, sending to `fake`.
-fn config(fake: &FakeRobot, nats: &NatsCluster, node: &str) -> String {
+/// A robot's budget: `limit` requests in any rolling `period`.
+#[derive(Clone, Copy)]
+struct Budget {
+    limit: usize,
+    period: Duration,
+}
+
+const BUDGET: Budget = Budget {
+    limit: LIMIT,
+    period: PERIOD,
+};
+
+/// Node `node`'s config on `nats`, sending to `fake` within `budget`.
+fn config(fake: &FakeRobot, nats: &NatsCluster, node: &str, budget: Budget) -> String {
     let servers: Vec<String> = nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
     format!(
         r#"
@@ -34,8 +46,8 @@ data_dir = "{{data_dir}}"
 
 [defaults]
 window = "300ms"
-rate_limit = {LIMIT}
-rate_period = "10s"
+rate_limit = {limit}
+rate_period = "{period}s"
 retry_initial_backoff = "100ms"
 retry_max_backoff = "500ms"
 throttle_backoff = "2s"
@@ -55,6 +67,8 @@ clock_skew = "200ms"
 "#,
         webhook = fake.webhook(TOKEN),
         servers = servers.join(", "),
+        limit = budget.limit,
+        period = budget.period.as_secs(),
     )
 }
 
@@ -62,15 +76,20 @@ struct Setup {
     nats: NatsCluster,
     fake: FakeRobot,
     nodes: Vec<ChildDaemon>,
+    budget: Budget,
     _dirs: Vec<tempfile::TempDir>,
 }
 
 async fn setup(test: &str) -> Option<Setup> {
+    setup_with(test, BUDGET).await
+}
+
+async fn setup_with(test: &str, budget: Budget) -> Option<Setup> {
     let server = nats_server_or_skip(test)?;
     let nats = NatsCluster::start_with(server, 3).await;
     let fake = FakeRobot::start(Limits {
-        limit: LIMIT,
-        period: PERIOD,
+        limit: budget.limit,
+        period: budget.period,
         lockout: Duration::from_secs(30),
     })
     .await;
@@ -80,7 +99,7 @@ async fn setup(test: &str) -> Option<Setup> {
     for i in 1..=3 {
         let dir = tempfile::tempdir().unwrap();
         nodes.push(ChildDaemon::start(
-            &config(&fake, &nats, &format!("n{i}")),
+            &config(&fake, &nats, &format!("n{i}"), budget),
             dir.path(),
         ));
         dirs.push(dir);
@@ -92,6 +111,7 @@ async fn setup(test: &str) -> Option<Setup> {
         nats,
         fake,
         nodes,
+        budget,
         _dirs: dirs,
     })
 }
@@ -211,10 +231,11 @@ async fn wait_delivered(
 }
 
 /// The robot's own view: never more than its limit in any rolling period, never a throttle.
-fn assert_budget_held(fake: &FakeRobot) {
-    assert_eq!(fake.throttled(TOKEN), 0, "the robot throttled us");
-    let most = fake.max_in_window(TOKEN, PERIOD);
-    assert!(most <= LIMIT, "{most} requests in one {PERIOD:?} window");
+fn assert_budget_held(s: &Setup) {
+    let Budget { limit, period } = s.budget;
+    assert_eq!(s.fake.throttled(TOKEN), 0, "the robot throttled us");
+    let most = s.fake.max_in_window(TOKEN, period);
+    assert!(most <= limit, "{most} requests in one {period:?} window");
 }
 
 /// Digest ids the robot received more than once, with how often.
@@ -266,7 +287,7 @@ async fn the_owner_killed_mid_post_loses_nothing_and_the_budget_holds() {
     s.fake.set_sticky(TOKEN, None);
     let base = format!("http://{}", s.nodes[second].addr);
     wait_delivered(&s, &base, &acked, Duration::from_secs(60)).await;
-    assert_budget_held(&s.fake);
+    assert_budget_held(&s);
     let repeated = repeats(&s.fake);
     assert!(
         repeated.len() <= 1 && repeated.values().all(|&n| n == 2),
@@ -302,24 +323,37 @@ async fn an_owner_paused_past_its_lease_does_not_send_when_it_wakes() {
     let acked: BTreeSet<String> = posting.await.unwrap().into_iter().collect();
     let base = format!("http://{}", s.nodes[second].addr);
     wait_delivered(&s, &base, &acked, Duration::from_secs(60)).await;
-    assert_budget_held(&s.fake);
-    // The woken node saw it lost the lane and did not send for it.
-    let woken = ops(&s.nodes[first]).await;
-    assert_eq!(woken["state"], "remote", "{woken}");
+    assert_budget_held(&s);
+    // The woken node found its lease gone before sending anything (it may own the lane again
+    // afterwards: it is the lane's preferred node, and takes it back as a new owner).
+    let log = s.nodes[first].stderr();
+    assert!(
+        log.contains("the lease ran out before a renewal went through")
+            || log.contains("another node took the lane over"),
+        "{log}"
+    );
     assert!(s.fake.requests(TOKEN).len() >= before);
     assert!(repeats(&s.fake).len() <= 1, "{:?}", repeats(&s.fake));
 }
 
+/// 2 per 45 s: the pacer spaces the two sends 22.5 s apart, so the whole cluster (three NATS
+/// servers, three sluice nodes) is back well before the first send leaves its window. A node that
+/// forgot the sends would send at once; one that carried them over waits for the window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_cluster_restart_carries_the_budget_over() {
-    let Some(mut s) = setup("a_whole_cluster_restart_carries_the_budget_over").await else {
+    let budget = Budget {
+        limit: 2,
+        period: Duration::from_secs(45),
+    };
+    let Some(mut s) = setup_with("a_whole_cluster_restart_carries_the_budget_over", budget).await
+    else {
         return;
     };
     let http = reqwest::Client::new();
-    // Spend the budget: one alert at a time, each waited for, until LIMIT digests went out.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Spend the budget: an alert at a time, until both sends went out.
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut i = 0;
-    while s.fake.accepted(TOKEN).len() < LIMIT {
+    while s.fake.accepted(TOKEN).len() < budget.limit {
         let addr = s.nodes[i % 3].addr;
         let r = http
             .post(format!("http://{addr}/v1/alerts"))
@@ -329,9 +363,10 @@ async fn a_whole_cluster_restart_carries_the_budget_over() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 202);
         i += 1;
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(Instant::now() < deadline, "the budget was not spent");
     }
+    let first = s.fake.accepted(TOKEN)[0].at;
     // Everything goes down: the sluice nodes and the NATS servers.
     for d in &mut s.nodes {
         d.kill9();
@@ -348,7 +383,6 @@ async fn a_whole_cluster_restart_carries_the_budget_over() {
     for d in &mut s.nodes {
         d.wait_healthy().await;
     }
-    // More alerts right away: they wait for the period the first sends opened.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = http
@@ -365,10 +399,27 @@ async fn a_whole_cluster_restart_carries_the_budget_over() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let back = Instant::now();
+    assert!(
+        back < first + budget.period - Duration::from_secs(3),
+        "the restart took {:?} after the first send: too long to tell a carried budget from a forgotten one",
+        back - first
+    );
     let acked: BTreeSet<String> = ["after the restart".to_string()].into();
     let base = format!("http://{}", s.nodes[0].addr);
-    wait_delivered(&s, &base, &acked, Duration::from_secs(40)).await;
-    assert_budget_held(&s.fake);
+    wait_delivered(&s, &base, &acked, Duration::from_secs(60)).await;
+    let third = s.fake.accepted(TOKEN)[budget.limit].at;
+    assert!(
+        third >= first + budget.period,
+        "sent {:?} after the first, inside its window: the budget was forgotten",
+        third - first
+    );
+    assert_budget_held(&s);
+    eprintln!(
+        "back {:?} after the first send; the next send {:?} after it",
+        back - first,
+        third - first
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,7 +460,7 @@ async fn without_a_quorum_ingest_answers_503_and_resumes() {
     let acked: BTreeSet<String> = ["before".to_string(), "after".to_string()].into();
     let base = format!("http://{}", s.nodes[0].addr);
     wait_delivered(&s, &base, &acked, Duration::from_secs(40)).await;
-    assert_budget_held(&s.fake);
+    assert_budget_held(&s);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,6 +489,6 @@ async fn the_nats_server_leading_the_control_records_killed_loses_nothing() {
     assert!(acked.len() > 20, "only {} acknowledged", acked.len());
     let base = format!("http://{}", s.nodes[0].addr);
     wait_delivered(&s, &base, &acked, Duration::from_secs(60)).await;
-    assert_budget_held(&s.fake);
+    assert_budget_held(&s);
     assert!(repeats(&s.fake).len() <= 1, "{:?}", repeats(&s.fake));
 }

@@ -360,7 +360,9 @@ pub enum StoreError {
     Decode { key: String, detail: String },
     /// Cluster mode: NATS did not answer, or has no quorum. Transient: the ingest layer answers
     /// 503 with `Retry-After`, and [`Health`] is not marked failed (nothing is reopened).
-    #[error("cluster store unavailable: {0}")]
+    #[error(
+        "the NATS cluster is unavailable (no quorum, or no server reachable); retry later: {0}"
+    )]
     Unavailable(String),
     /// Cluster mode: the lane is held by another node (or by none), so this node may not seal,
     /// reserve a send or move its queue.
