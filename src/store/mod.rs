@@ -517,6 +517,11 @@ pub struct DigestRecord {
     /// footer in its text.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub passthrough: bool,
+    /// How many alerts it covers, where the range does not say: in cluster mode a lane's
+    /// sequence is the stream's, with other lanes' messages between its own. `None`: the range
+    /// is dense (`end_seq − first_seq`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<u64>,
 }
 
 impl DigestRecord {
@@ -549,12 +554,13 @@ impl DigestRecord {
             replayed_to: None,
             replayed_ms: None,
             passthrough: sealed.passthrough,
+            alerts: None,
         }
     }
 
     /// How many alerts the digest covers.
     pub fn count(&self) -> u64 {
-        self.end_seq - self.first_seq
+        self.alerts.unwrap_or(self.end_seq - self.first_seq)
     }
 
     /// The message to send.

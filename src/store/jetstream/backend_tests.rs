@@ -48,10 +48,22 @@ async fn sequences_digests_and_ids() {
     assert_eq!((e.first_seq, e.end_seq), (d.end_seq, ops[2] + 1));
     assert_eq!(e.id, d.id + 1, "digest ids are dense");
     assert!(seal(s, "ops", 100).await.is_none());
+    assert_eq!(
+        (d.count(), e.count()),
+        (2, 1),
+        "counts are the alerts covered"
+    );
+    // Interleaved lanes: the range spans the other lane's messages, the count does not.
+    add(s, "ops", &["p"]).await;
+    add(s, "dq", &["y", "z"]).await;
+    add(s, "ops", &["q"]).await;
+    let f = seal(s, "ops", 100).await.unwrap();
+    assert!(f.end_seq - f.first_seq >= 4 && f.count() == 2, "{f:?}");
+    assert_eq!(titles(s, &f).await, ["p", "q"]);
     assert_eq!(s.oldest_pending_ms("ops").await.unwrap(), None);
     assert_eq!(s.digest(d.id).await.unwrap(), Some(d.clone()));
     let ids: Vec<u64> = s.digests().await.unwrap().iter().map(|d| d.id).collect();
-    assert_eq!(ids, [d.id, e.id]);
+    assert_eq!(ids, [d.id, e.id, f.id]);
 
     mark(s, &d, DigestState::Dead, 0).await;
     assert_eq!(

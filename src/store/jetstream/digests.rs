@@ -141,7 +141,8 @@ impl JetStreamStore {
             .map(|a| a.received_ms)
             .min()
             .unwrap_or(now_ms);
-        let record = DigestRecord::sealed(id, lane, (first, end), sealed, now_ms, oldest);
+        let mut record = DigestRecord::sealed(id, lane, (first, end), sealed, now_ms, oldest);
+        record.alerts = Some(n as u64);
         let outboxed = record.clone();
         self.records
             .write(lane, move |c| {
