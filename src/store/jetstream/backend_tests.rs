@@ -73,7 +73,7 @@ async fn sequences_digests_and_ids() {
     let ids: Vec<u64> = s.digests().await.unwrap().iter().map(|d| d.id).collect();
     assert_eq!(
         ids,
-        [d.id, e.id],
+        [d.id, e.id, f.id],
         "a digest moved out of the outbox is listed once"
     );
     assert!(s.digest(999).await.unwrap().is_none());
