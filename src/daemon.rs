@@ -132,6 +132,13 @@ pub async fn serve_with_clock(
         };
         tokio::spawn(owner.run(lanes, owner_stopped))
     });
+    if let Some(js) = &cluster {
+        tokio::spawn(supervisor::relay_wakes(
+            js.clone(),
+            live.clone(),
+            stop_rx.clone(),
+        ));
+    }
     let stop_tx = Arc::new(stop_tx);
     let faults = live.get().faults;
     let supervised = supervisor::spawn_watched(faults.clone(), "the supervisor".into(), {

@@ -14,11 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::daemon::{ChildDaemon, delivered_titles, footer_of};
+use support::daemon::{ChildDaemon, footer_of};
 use support::fake_robot::{FakeRobot, Fault, Limits};
 use support::nats::{NatsCluster, nats_server_or_skip};
 
 const TOKEN: &str = "cluster-token";
+/// A second robot, `old`, whose one-hour window keeps its alerts queued until it is removed.
+const OLD: &str = "cluster-old-token";
 const SECRET: &str = "SECcluster-secret";
 const LIMIT: usize = 5;
 const PERIOD: Duration = Duration::from_secs(10);
@@ -57,6 +59,11 @@ request_timeout = "1s"
 webhook = "{webhook}"
 secret = "{SECRET}"
 
+[robots.old]
+webhook = "{old}"
+secret = "{SECRET}"
+window = "1h"
+
 [cluster]
 nats = [{servers}]
 node = "{node}"
@@ -66,11 +73,16 @@ renew = "500ms"
 clock_skew = "200ms"
 "#,
         webhook = fake.webhook(TOKEN),
+        old = fake.webhook(OLD),
         servers = servers.join(", "),
         limit = budget.limit,
         period = budget.period.as_secs(),
     )
 }
+
+/// One scenario at a time: each runs three NATS servers and three sluice nodes, and two cores
+/// cannot carry several such clusters without their elections timing out.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Setup {
     nats: NatsCluster,
@@ -78,6 +90,8 @@ struct Setup {
     nodes: Vec<ChildDaemon>,
     budget: Budget,
     _dirs: Vec<tempfile::TempDir>,
+    /// Last: fields drop in order, so the next scenario starts once this one's processes are gone.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 async fn setup(test: &str) -> Option<Setup> {
@@ -86,6 +100,7 @@ async fn setup(test: &str) -> Option<Setup> {
 
 async fn setup_with(test: &str, budget: Budget) -> Option<Setup> {
     let server = nats_server_or_skip(test)?;
+    let serial = SERIAL.lock().await;
     let nats = NatsCluster::start_with(server, 3).await;
     let fake = FakeRobot::start(Limits {
         limit: budget.limit,
@@ -94,6 +109,7 @@ async fn setup_with(test: &str, budget: Budget) -> Option<Setup> {
     })
     .await;
     fake.add_robot(TOKEN, Some(SECRET), &[]);
+    fake.add_robot(OLD, Some(SECRET), &[]);
     let mut nodes = Vec::new();
     let mut dirs = Vec::new();
     for i in 1..=3 {
@@ -113,6 +129,7 @@ async fn setup_with(test: &str, budget: Budget) -> Option<Setup> {
         nodes,
         budget,
         _dirs: dirs,
+        _serial: serial,
     })
 }
 
@@ -212,7 +229,12 @@ async fn wait_delivered(
 ) -> Vec<String> {
     let deadline = Instant::now() + limit;
     loop {
-        let delivered = delivered_titles(base, &s.fake.accepted(TOKEN)).await;
+        // A node may be busy (an election, a restart): ask again next round.
+        let Some(delivered) = titles_now(base, &s.fake).await else {
+            assert!(Instant::now() < deadline, "the digest API never answered");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        };
         let have: BTreeSet<&String> = delivered.iter().collect();
         let missing: Vec<&String> = acked.iter().filter(|t| !have.contains(t)).collect();
         if missing.is_empty() {
@@ -228,6 +250,29 @@ async fn wait_delivered(
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Titles of the alerts of every digest the robot accepted, from the digest API at `base`;
+/// `None` if the API did not answer one of them.
+async fn titles_now(base: &str, fake: &FakeRobot) -> Option<Vec<String>> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut titles = Vec::new();
+    for a in fake.accepted(TOKEN) {
+        let (id, _) = footer_of(&a.text);
+        let r = http
+            .get(format!("{base}/v1/digests/{id}"))
+            .send()
+            .await
+            .ok()?;
+        let digest: Value = r.json().await.ok()?;
+        for alert in digest["alerts"].as_array()? {
+            titles.push(alert["title"].as_str()?.to_string());
+        }
+    }
+    Some(titles)
 }
 
 /// The robot's own view: never more than its limit in any rolling period, never a throttle.
@@ -491,4 +536,61 @@ async fn the_nats_server_leading_the_control_records_killed_loses_nothing() {
     wait_delivered(&s, &base, &acked, Duration::from_secs(60)).await;
     assert_budget_held(&s);
     assert!(repeats(&s.fake).len() <= 1, "{:?}", repeats(&s.fake));
+}
+
+/// A robot removed from every node's config leaves its queue in NATS; `sluice move` on any node
+/// hands it to a configured robot, which delivers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_robots_queue_moves_on_any_node() {
+    let Some(s) = setup("a_removed_robots_queue_moves_on_any_node").await else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let titles: Vec<String> = (0..30).map(|i| format!("old #{i}")).collect();
+    for (i, t) in titles.iter().enumerate() {
+        let r = http
+            .post(format!("http://{}/v1/alerts", s.nodes[i % 3].addr))
+            .json(&json!([{"robot": "old", "title": t}]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+    }
+    // Every node drops `old` from its config and reloads.
+    for d in &s.nodes {
+        let text = std::fs::read_to_string(&d.config_path).unwrap();
+        let cut = text.find("[robots.old]").unwrap();
+        let end = text.find("[cluster]").unwrap();
+        let without = format!("{}{}", &text[..cut], &text[end..]);
+        std::fs::write(&d.config_path, without).unwrap();
+        let r = http
+            .post(format!("http://{}/-/reload", d.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    }
+    // The last holder lets the lane go within a round; then any node may move it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let moved: Value = loop {
+        let r = http
+            .post(format!("http://{}/v1/queue/move", s.nodes[1].addr))
+            .json(&json!({"robot": "old", "to": "ops"}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        if status == 200 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(moved["alerts"], 30, "{moved}");
+    let acked: BTreeSet<String> = titles.into_iter().collect();
+    let base = format!("http://{}", s.nodes[0].addr);
+    wait_delivered(&s, &base, &acked, Duration::from_secs(40)).await;
+    assert_budget_held(&s);
+    assert!(s.fake.accepted(OLD).is_empty());
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
-use super::{Run, Supervisor, scan};
+use super::{MoveError, Run, Supervisor, scan};
 use crate::config::Config;
 use crate::delivery::{RobotHandle, RobotStatus, State};
 use crate::store::jetstream::owner::{Event, View};
@@ -46,6 +46,92 @@ pub fn lanes_of(config: &Config) -> Lanes {
     lanes
 }
 
+/// Makes this node hold `lane` (a removed robot's queue) so that its queue can be moved: taken
+/// when nobody holds it (the ownership loop lets removed lanes go) or its holder is dead. `true` when taken here (to
+/// release after), `false` when this node held it already.
+pub(super) async fn hold_for_move(store: &JetStreamStore, lane: &str) -> Result<bool, MoveError> {
+    let records = &store.records;
+    if records.held(lane).await.is_some() {
+        return Ok(false);
+    }
+    let busy = |why: String| MoveError::Busy(format!("cluster: {why}"));
+    let seen = records.read_leader(lane).await.map_err(busy)?;
+    if let Some((c, _)) = &seen
+        && !c.owner.is_empty()
+    {
+        // A node that still runs has its heartbeat in the bucket; one that died without letting
+        // the lane go does not, and its writes would fail once we take it (the record fences).
+        let alive = store
+            .nats
+            .nodes
+            .get(c.owner.as_str())
+            .await
+            .map_err(|e| busy(format!("cannot read node {}'s heartbeat: {e}", c.owner)))?
+            .is_some();
+        if alive {
+            return Err(busy(format!(
+                "node {} holds robot {lane:?}'s queue (its config still has the robot?); remove the robot from that node's config and reload it, then move the queue",
+                c.owner
+            )));
+        }
+    }
+    let skew_ms = store.lease.clock_skew.as_millis() as i64;
+    records
+        .take(lane, seen, skew_ms)
+        .await
+        .map_err(|e| busy(e.to_string()))?;
+    Ok(true)
+}
+
+/// Wakes this node's lanes when another node queued alerts for them (`sluice.wake.*`), and
+/// every second in any case (the wake messages are core NATS: at most once), until `stop`.
+pub async fn relay_wakes(
+    store: Arc<JetStreamStore>,
+    live: super::LiveCell,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use futures_util::StreamExt;
+    let subject = format!("{}*", crate::store::jetstream::WAKE_PREFIX);
+    let mut subscription = match store.nats.client.subscribe(subject).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(
+                "cluster: cannot subscribe to wake-ups ({e}); lanes look every second instead"
+            );
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        let woken = async {
+            match subscription.as_mut() {
+                Some(s) => s.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            m = woken => {
+                let Some(m) = m else {
+                    subscription = None;
+                    continue;
+                };
+                let key = m.subject.as_str().trim_start_matches(crate::store::jetstream::WAKE_PREFIX);
+                if let Some(lane) = crate::store::jetstream::control::name_of(key)
+                    && let Some(h) = live.get().robots.get(&lane)
+                {
+                    h.wake.notify_one();
+                }
+            }
+            _ = tick.tick() => {
+                for h in live.get().robots.values() {
+                    h.wake.notify_one();
+                }
+            }
+            _ = super::stopped(&mut stop) => return,
+        }
+    }
+}
+
 /// The next event of the ownership loop; never, on one node.
 pub(super) async fn next_event(cluster: &mut Option<ClusterLink>) -> Option<Event> {
     match cluster {
@@ -79,6 +165,25 @@ impl Supervisor {
             handle.remote(self.clock.now_ms());
         }
         self.live.update(|l| l.robots = Arc::new(robots));
+    }
+
+    /// Lets go of lanes this node holds but could not start (the store could not be read):
+    /// held without a task, nobody would send for them. Released, they are taken again (here
+    /// or elsewhere) and started on a fresh read.
+    pub(super) async fn give_back(&mut self, lanes: &[String]) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        for lane in lanes {
+            // When not even the release goes through, it is no longer renewed, so its lease
+            // runs out.
+            if cluster.held.remove(lane)
+                && !self.tasks.contains_key(lane)
+                && cluster.store.records.release(lane).await.is_err()
+            {
+                cluster.store.records.forget(lane).await;
+            }
+        }
     }
 
     pub(super) async fn on_owner_event(&mut self, event: Event) {

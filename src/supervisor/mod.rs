@@ -26,7 +26,7 @@ mod cluster;
 mod reload;
 mod reopen;
 
-pub use cluster::{ClusterLink, lanes_of};
+pub use cluster::{ClusterLink, lanes_of, relay_wakes};
 
 /// What the running sluice looks like right now.
 #[derive(Clone)]
@@ -258,6 +258,7 @@ const CLIENT_FIRST_DELAY: Duration = Duration::from_secs(1);
 const CLIENT_MAX_DELAY: Duration = Duration::from_secs(60);
 
 /// What the store holds for the robots' tasks at start.
+#[derive(Default)]
 struct Scan {
     outboxes: HashMap<String, Vec<DigestRecord>>,
     dead: HashMap<String, u64>,
@@ -311,7 +312,16 @@ impl Supervisor {
         if let Some(c) = &cluster {
             c.store.set_lanes(cluster::lanes_of(&config));
         }
-        let scan = scan(&*store, &config).await?;
+        let scan = match scan(&*store, &config).await {
+            Ok(scan) => scan,
+            // In a cluster no lane starts before it is gained, and each gain reads the store
+            // again; NATS may still be electing its leaders when the nodes start together.
+            Err(e) if cluster.is_some() => {
+                tracing::warn!("cluster: cannot read the queues yet ({e}); each robot's is read when this node takes it");
+                Scan::default()
+            }
+            Err(e) => return Err(e),
+        };
         let live = LiveCell(Arc::new(RwLock::new(Live {
             config: Arc::new(config),
             robots: Arc::new(BTreeMap::new()),

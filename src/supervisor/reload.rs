@@ -77,9 +77,11 @@ impl Supervisor {
             Ok(scan) => self.start_robots(&store, scan, Some(&starting)),
             Err(e) => {
                 // The store has failed; the supervisor reopens it and then starts every robot.
+                // In a cluster nothing is reopened: the lanes are let go, to be taken again.
                 tracing::error!(
                     "reload: cannot read the store ({e}); robots start once it is reopened"
                 );
+                self.give_back(&starting).await;
             }
         }
         Ok(report)
@@ -98,17 +100,29 @@ impl Supervisor {
                 live.config.robot_names(),
             ));
         };
-        if !live.orphans.contains_key(from) {
+        // In a cluster another node may have queued alerts for it since this node last
+        // looked: the move itself tells.
+        if self.cluster.is_none() && !live.orphans.contains_key(from) {
             return Err(MoveError::NothingQueued(from.to_string()));
         }
         let store = live.store.clone().map_err(|why| {
             MoveError::Busy(format!("the store is being reopened ({why}); try again"))
         })?;
         let now = self.clock.now_ms();
-        let moved = store
-            .move_queue(from, to, now)
-            .await
-            .map_err(MoveError::Store)?;
+        // Cluster mode: the removed robot's queue is a lane nobody runs; this node holds it
+        // for the move, and lets it go after.
+        let held = match &self.cluster {
+            Some(c) => Some(super::cluster::hold_for_move(&c.store, from).await?),
+            None => None,
+        };
+        let moved = store.move_queue(from, to, now).await;
+        if let (Some(c), Some(true)) = (&self.cluster, held) {
+            let _ = c.store.records.release(from).await;
+        }
+        let moved = moved.map_err(MoveError::Store)?;
+        if moved.alerts == 0 && moved.digests == 0 {
+            return Err(MoveError::NothingQueued(from.to_string()));
+        }
         target.metrics.received.increment(moved.alerts);
         target.wake.notify_one();
         let mut orphans = (*live.orphans).clone();

@@ -127,6 +127,10 @@ pub fn subject(lane: &str) -> String {
     format!("sluice.a.{}", control::key(lane))
 }
 
+/// Core NATS subjects (not stored) on which an ingest tells a lane's owner that it has new
+/// alerts: `sluice.wake.<lane key>`.
+pub const WAKE_PREFIX: &str = "sluice.wake.";
+
 /// The oldest NATS server cluster mode accepts.
 pub const MIN_SERVER: (u64, u64) = (2, 11);
 
@@ -225,7 +229,7 @@ pub async fn connect(c: &Cluster) -> Result<Nats, ConnectError> {
         why,
     };
     // The meta leader may still be elected when sluice starts with the servers.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         match js.query_account().await {
             Ok(_) => break,
@@ -237,21 +241,30 @@ pub async fn connect(c: &Cluster) -> Result<Nats, ConnectError> {
         }
     }
     let replicas = c.replicas;
-    let alerts = js
-        .get_or_create_stream(stream::Config {
-            name: ALERTS.to_string(),
-            subjects: vec!["sluice.a.*".to_string()],
-            retention: stream::RetentionPolicy::Limits,
-            discard: stream::DiscardPolicy::New,
-            max_age: Duration::ZERO,
-            num_replicas: replicas,
-            duplicate_window: DUPLICATE_WINDOW,
-            allow_direct: true,
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| js_err(&format!("stream {ALERTS}"), e.to_string()))?;
+    let alerts_config = stream::Config {
+        name: ALERTS.to_string(),
+        subjects: vec!["sluice.a.*".to_string()],
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::New,
+        max_age: Duration::ZERO,
+        num_replicas: replicas,
+        duplicate_window: DUPLICATE_WINDOW,
+        allow_direct: true,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    // Right after the servers start, a request may time out while a leader is elected: each
+    // object is asked for again until the same deadline.
+    let alerts = loop {
+        match js.get_or_create_stream(alerts_config.clone()).await {
+            Ok(s) => break s,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!("cluster: waiting for stream {ALERTS} ({e})");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(js_err(&format!("stream {ALERTS}"), e.to_string())),
+        }
+    };
     check_alerts(&alerts.cached_info().config).map_err(|why| js_err(ALERTS, why))?;
     let bucket = |name: &str, history: i64, max_age: Duration| kv::Config {
         bucket: name.to_string(),
@@ -266,12 +279,22 @@ pub async fn connect(c: &Cluster) -> Result<Nats, ConnectError> {
         let js = js.clone();
         async move {
             let name = config.bucket.clone();
-            match js.get_key_value(&name).await {
-                Ok(s) => Ok(s),
-                Err(_) => js
-                    .create_key_value(config)
-                    .await
-                    .map_err(|e| js_err(&format!("bucket {name}"), e.to_string())),
+            loop {
+                let opened = match js.get_key_value(&name).await {
+                    Ok(s) => Ok(s),
+                    Err(_) => js
+                        .create_key_value(config.clone())
+                        .await
+                        .map_err(|e| e.to_string()),
+                };
+                match opened {
+                    Ok(s) => return Ok(s),
+                    Err(e) if tokio::time::Instant::now() < deadline => {
+                        tracing::info!("cluster: waiting for bucket {name} ({e})");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => return Err(js_err(&format!("bucket {name}"), e)),
+                }
             }
         }
     };

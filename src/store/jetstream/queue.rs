@@ -93,6 +93,24 @@ fn retryable(kind: PublishErrorKind) -> bool {
 }
 
 impl JetStreamStore {
+    /// Tells the nodes that own the lanes `out` went to that they have new alerts: a core NATS
+    /// message on `sluice.wake.<lane key>` (at most once; the owners also look every second).
+    async fn wake_owners(&self, out: &[Outgoing]) {
+        let mut lanes: Vec<&str> = out
+            .iter()
+            .filter_map(|o| o.subject.strip_prefix("sluice.a."))
+            .collect();
+        lanes.sort_unstable();
+        lanes.dedup();
+        for key in lanes {
+            let _ = self
+                .nats
+                .client
+                .publish(format!("{}{key}", super::WAKE_PREFIX), Bytes::new())
+                .await;
+        }
+    }
+
     /// Publishes `out` concurrently, each under its own id, and waits for every
     /// acknowledgement; their sequences, in order. On failure, how many were acknowledged.
     pub(super) async fn publish_all(
@@ -141,6 +159,7 @@ impl JetStreamStore {
                 }
             }
             if again.is_empty() {
+                self.wake_owners(out).await;
                 return Ok(seqs);
             }
             if Instant::now() >= deadline {
