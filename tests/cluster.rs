@@ -594,3 +594,37 @@ async fn a_removed_robots_queue_moves_on_any_node() {
     assert_budget_held(&s);
     assert!(s.fake.accepted(OLD).is_empty());
 }
+
+/// Alerts taken by a node that does not own the robot reach the owner within a second or so:
+/// the ingest wakes it through NATS (and the owner looks every second anyway).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_taken_by_another_node_wake_the_owner() {
+    let Some(s) = setup("alerts_taken_by_another_node_wake_the_owner").await else {
+        return;
+    };
+    let owner = owner(&s.nodes, &[0, 1, 2]).await;
+    let other = (owner + 1) % 3;
+    let http = reqwest::Client::new();
+    let mut acked = BTreeSet::new();
+    for round in 0..3 {
+        let title = format!("via n{} #{round}", other + 1);
+        let posted = Instant::now();
+        let r = http
+            .post(format!("http://{}/v1/alerts", s.nodes[other].addr))
+            .json(&json!([{"robot": "ops", "title": title}]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        acked.insert(title);
+        let base = format!("http://{}", s.nodes[owner].addr);
+        wait_delivered(&s, &base, &acked, Duration::from_secs(15)).await;
+        eprintln!(
+            "round {round}: delivered {:?} after the post",
+            posted.elapsed()
+        );
+        // The next round after the pacer's spacing (10 s / 5).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert_budget_held(&s);
+}

@@ -317,7 +317,9 @@ impl Supervisor {
             // In a cluster no lane starts before it is gained, and each gain reads the store
             // again; NATS may still be electing its leaders when the nodes start together.
             Err(e) if cluster.is_some() => {
-                tracing::warn!("cluster: cannot read the queues yet ({e}); each robot's is read when this node takes it");
+                tracing::warn!(
+                    "cluster: cannot read the queues yet ({e}); each robot's is read when this node takes it"
+                );
                 Scan::default()
             }
             Err(e) => return Err(e),
