@@ -63,7 +63,7 @@ pub async fn serve_with_clock(
             let js = JetStreamStore::open(c, clock)
                 .await
                 .map_err(|e| ServeError::Cluster(e.to_string()))?;
-            tracing::info!(node = %c.node, servers = %c.nats.join(","), "cluster mode: sharing queue and budgets through NATS JetStream");
+            tracing::info!(node = %c.node, servers = %c.servers_redacted(), "cluster mode: sharing queue and budgets through NATS JetStream");
             let store: Arc<dyn crate::store::Store> = js.clone();
             (store, Some(js))
         }

@@ -480,11 +480,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!("{}: ok", c.origin);
-            println!(
-                "listen {}  data_dir {}",
-                c.server.listen,
-                c.server.data_dir.display()
-            );
+            match &c.cluster {
+                None => println!(
+                    "listen {}  data_dir {}",
+                    c.server.listen,
+                    c.server.data_dir.display()
+                ),
+                Some(k) => println!(
+                    "listen {}  cluster node {} on NATS {} (replicas {}, lease {}, renew {}, clock_skew {}, auth {})",
+                    c.server.listen,
+                    k.node,
+                    k.servers_redacted(),
+                    k.replicas,
+                    humantime::format_duration(k.lease),
+                    humantime::format_duration(k.renew),
+                    humantime::format_duration(k.clock_skew),
+                    match k.auth {
+                        sluice::config::NatsAuth::None => "none",
+                        sluice::config::NatsAuth::Token(_) => "token",
+                        sluice::config::NatsAuth::Credentials(_) => "credentials file",
+                    },
+                ),
+            }
             let samples = sluice::digest::template::sample_alerts(sluice::unix_ms());
             for r in c.robots.values() {
                 let t = &r.timing;

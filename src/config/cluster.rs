@@ -31,6 +31,22 @@ pub struct Cluster {
     pub clock_skew: Duration,
 }
 
+impl Cluster {
+    /// The server URLs as they may be printed: any `user:password@` in them as `***@`.
+    pub fn servers_redacted(&self) -> String {
+        self.nats
+            .iter()
+            .map(|u| match (u.find("://"), u.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    format!("{}***{}", &u[..scheme + 3], &u[at..])
+                }
+                _ => u.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// How sluice proves itself to NATS. Secrets are never printed (`Debug` hides them).
 #[derive(Clone, PartialEq)]
 pub enum NatsAuth {
@@ -224,6 +240,20 @@ mod tests {
         assert_eq!(
             (c.replicas, c.lease.as_secs(), c.renew.as_secs()),
             (3, 20, 2)
+        );
+        assert_eq!(
+            c.servers_redacted(),
+            "nats://127.0.0.1:4222,nats://127.0.0.1:4223"
+        );
+    }
+
+    #[test]
+    fn passwords_in_server_urls_are_not_printed() {
+        let table = "nats = [\"nats://sluice:pa55@10.0.0.1:4222\", \"tls://10.0.0.2:4222\"]\nnode = \"n1\"\n";
+        let c = parse(table).unwrap().cluster.unwrap();
+        assert_eq!(
+            c.servers_redacted(),
+            "nats://***@10.0.0.1:4222,tls://10.0.0.2:4222"
         );
     }
 

@@ -177,7 +177,7 @@ pub fn parse_version(v: &str) -> Option<(u64, u64)> {
 /// Connects to the cluster, checks the server's version and JetStream, and makes sure the
 /// stream and buckets exist as sluice needs them.
 pub async fn connect(c: &Cluster) -> Result<Nats, ConnectError> {
-    let urls = c.nats.join(",");
+    let urls = c.servers_redacted();
     let connect_err = |why: String| ConnectError::Connect {
         urls: urls.clone(),
         why,
