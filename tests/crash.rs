@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::daemon::{
-    ChildDaemon, Poster, delivered_titles, footer_of, footers_total, post_json, run_cli,
+    ChildDaemon, Poster, Tmpfs, delivered_titles, footer_of, footers_total, post_json, run_cli,
 };
 use support::fake_robot::{FakeRobot, Fault, Limits};
 
@@ -440,25 +440,10 @@ window = "1h"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_503_keeps_what_was_acknowledged_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-        .arg(dir.path())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
+    let Some(disk) = Tmpfs::mount(dir.path(), "2m") else {
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
-    let _unmount = Unmount(dir.path().to_path_buf());
+    };
     let config = "[server]\nlisten = \"{listen}\"\ndata_dir = \"{data_dir}\"\ncache_size = \"1MiB\"\n[defaults]\nwindow = \"1h\"\n[robots.ops]\nprovider = \"console\"\n";
     let mut d = ChildDaemon::start(config, dir.path());
     d.wait_healthy().await;
@@ -489,12 +474,7 @@ async fn a_full_disk_answers_503_keeps_what_was_acknowledged_and_recovers() {
     assert!(acknowledged > 0);
 
     // Room again.
-    let grown = std::process::Command::new("mount")
-        .args(["-o", "remount,size=64m"])
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(grown.success());
+    disk.grow("64m");
     let deadline = std::time::Instant::now() + Duration::from_secs(45);
     let mut restarted = false;
     loop {

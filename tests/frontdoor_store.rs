@@ -8,11 +8,10 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::daemon::{ChildDaemon, door_answer};
+use support::daemon::{ChildDaemon, Tmpfs, door_answer};
 
 /// A DingTalk, a Feishu and a WeCom robot whose webhooks nobody answers: with a one-hour
 /// window nothing is sent while the test runs, so what the doors take stays queued.
@@ -88,33 +87,12 @@ impl Door {
     }
 }
 
-/// Unmounts the tmpfs when the test ends, however it ends.
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
-fn mount_tmpfs(dir: &Path, size: &str) -> bool {
-    std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(dir)
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 async fn full_disk(door: Door) {
     let dir = tempfile::tempdir().unwrap();
-    if !mount_tmpfs(dir.path(), "2m") {
+    let Some(disk) = Tmpfs::mount(dir.path(), "2m") else {
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
-    }
-    let _unmount = Unmount(dir.path().to_path_buf());
+    };
     let mut d = ChildDaemon::start(CONFIG, dir.path());
     d.wait_healthy().await;
     let http = reqwest::Client::new();
@@ -153,12 +131,7 @@ async fn full_disk(door: Door) {
 
     // Room again: the door takes messages again, in place or after the restart a supervisor
     // gives sluice when it exits with 75.
-    let grown = std::process::Command::new("mount")
-        .args(["-o", "remount,size=64m"])
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(grown.success());
+    disk.grow("64m");
     let deadline = Instant::now() + Duration::from_secs(45);
     loop {
         if let Some(code) = d.exited() {

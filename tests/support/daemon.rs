@@ -529,3 +529,35 @@ pub async fn door_answer(r: reqwest::Response) -> (u16, Option<String>, Value) {
         r.json().await.unwrap_or(Value::Null),
     )
 }
+
+/// A tmpfs mounted on a directory (a filesystem tests can fill), unmounted when dropped.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. "2m") on `dir`; `None` where that is not allowed (it needs
+    /// root, as in CI).
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then(|| Tmpfs(dir.to_path_buf()))
+    }
+
+    /// Gives it `size` in all, in place (room again after a full disk).
+    pub fn grow(&self, size: &str) {
+        let grown = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(grown.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

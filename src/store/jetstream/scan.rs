@@ -25,6 +25,20 @@ pub fn unavailable(what: &str, why: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("{what}: {why}"))
 }
 
+/// A short-lived reader of `filter` from `policy` on: no acks, in memory, on one server, gone
+/// by itself after 30 s idle.
+fn reader(filter: &str, policy: DeliverPolicy) -> pull::Config {
+    pull::Config {
+        filter_subject: filter.to_string(),
+        deliver_policy: policy,
+        ack_policy: AckPolicy::None,
+        inactive_threshold: Duration::from_secs(30),
+        memory_storage: true,
+        num_replicas: 1,
+        ..Default::default()
+    }
+}
+
 /// Messages of `stream` on `filter` from `policy` on, in stream order: at most `max`, and none
 /// whose sequence is `end` or more.
 pub async fn messages(
@@ -36,15 +50,7 @@ pub async fn messages(
 ) -> Result<Vec<jetstream::Message>, StoreError> {
     let what = || format!("reading {filter}");
     let consumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: filter.to_string(),
-            deliver_policy: policy,
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(30),
-            memory_storage: true,
-            num_replicas: 1,
-            ..Default::default()
-        })
+        .create_consumer(reader(filter, policy))
         .await
         .map_err(|e| unavailable(&what(), e))?;
     let name = consumer.cached_info().name.clone();
@@ -65,18 +71,11 @@ pub async fn count_from(
     subject: &str,
     seq: u64,
 ) -> Result<u64, StoreError> {
+    let from = DeliverPolicy::ByStartSequence {
+        start_sequence: seq.max(1),
+    };
     let consumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subject.to_string(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: seq.max(1),
-            },
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(30),
-            memory_storage: true,
-            num_replicas: 1,
-            ..Default::default()
-        })
+        .create_consumer(reader(subject, from))
         .await
         .map_err(|e| unavailable(&format!("counting {subject}"), e))?;
     let info = consumer.cached_info();
