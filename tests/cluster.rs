@@ -492,3 +492,32 @@ async fn the_nats_server_leading_the_control_records_killed_loses_nothing() {
     assert_budget_held(&s);
     assert!(repeats(&s.fake).len() <= 1, "{:?}", repeats(&s.fake));
 }
+
+/// Found by `sluice demo --cluster`: only the owner's own ingest woke its idle lane, so an alert
+/// taken by another node after the owner went idle stayed pending until the next alert that
+/// happened to reach the owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_taken_by_another_node_wakes_the_idle_owner() {
+    let Some(s) = setup("an_alert_taken_by_another_node_wakes_the_idle_owner").await else {
+        return;
+    };
+    let first = owner(&s.nodes, &[0, 1, 2]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ops(&s.nodes[first]).await["state"] != "idle" {
+        assert!(Instant::now() < deadline, "the owner is never idle");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let other = &s.nodes[(first + 1) % 3];
+    let answer = reqwest::Client::new()
+        .post(other.url("/v1/alerts"))
+        .json(&json!([{"robot": "ops", "title": "taken elsewhere"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 202);
+    let acked = BTreeSet::from(["taken elsewhere".to_string()]);
+    // Seen within a renewal (500 ms) and a window; without the recheck, never.
+    let base = format!("http://{}", s.nodes[first].addr);
+    wait_delivered(&s, &base, &acked, Duration::from_secs(10)).await;
+    assert_budget_held(&s);
+}
