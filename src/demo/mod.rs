@@ -23,6 +23,7 @@
 
 mod cluster;
 pub mod jobs;
+mod nats;
 pub mod platform;
 mod report;
 pub mod sim;
@@ -93,7 +94,7 @@ pub struct Options {
     pub platforms: Vec<Platform>,
     /// Three nodes on a NATS JetStream cluster, one killed mid-run ([`cluster`]).
     pub cluster: bool,
-    /// `--nats-server`: the binary for `--cluster` ([`cluster::find_nats_server`]).
+    /// `--nats-server`: the binary for `--cluster` ([`nats::find_nats_server`]).
     pub nats_server: Option<PathBuf>,
 }
 
@@ -369,7 +370,7 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
     // Before anything starts: without a server there is no cluster to show.
     let nats = options
         .cluster
-        .then(|| cluster::find_nats_server(options.nats_server.as_deref()))
+        .then(|| nats::find_nats_server(options.nats_server.as_deref()))
         .transpose()?;
     let dir = TempDir::create()?;
     let sim = Simulator::start()
