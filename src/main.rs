@@ -101,6 +101,15 @@ enum Command {
         #[arg(long, default_value = "dingtalk", value_name = "LIST", value_parser = sluice::demo::parse_platforms)]
         // Spelled out so that clap takes the list as one value, parsed whole.
         platforms: ::std::vec::Vec<sluice::demo::Platform>,
+        /// Three sluice nodes on a three-server NATS JetStream cluster (all on 127.0.0.1), the
+        /// jobs posting to all three, and the node owning the most robots killed with -9
+        /// halfway through. Needs nats-server 2.11 or later.
+        #[arg(long)]
+        cluster: bool,
+        /// The nats-server binary for --cluster. Default: $SLUICE_NATS_SERVER, else
+        /// nats-server on PATH, else target/pyenv/bin/nats-server.
+        #[arg(long, value_name = "PATH", requires = "cluster")]
+        nats_server: Option<PathBuf>,
     },
     /// Validate a config file and print the robots it defines (secrets redacted).
     Check {
@@ -255,12 +264,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             robots,
             speed,
             platforms,
+            cluster,
+            nats_server,
         } => {
             let options = sluice::demo::Options {
                 alerts,
                 robots: robots.unwrap_or_else(|| sluice::demo::default_robots(&platforms)),
                 speed,
                 platforms,
+                cluster,
+                nats_server,
             };
             // What only the flags together can get wrong (fewer robots than platforms) is a
             // usage error as well, exit 2 like clap's own.

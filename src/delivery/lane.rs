@@ -254,9 +254,12 @@ impl Lane {
                         oldest_pending = OldestPending::default();
                         self.set_state(State::Idle, now, None);
                         let wake = self.handle.wake.clone();
+                        let recheck = self.store.idle_recheck();
                         tokio::select! {
                             _ = wake.notified() => {}
                             _ = self.run.changed() => {}
+                            // Cluster mode: another node may have taken alerts for this lane.
+                            _ = tokio::time::sleep(recheck.unwrap_or_default()), if recheck.is_some() => {}
                         }
                         continue;
                     }

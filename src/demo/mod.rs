@@ -13,11 +13,17 @@
 //! limits independently of sluice, so the summary's `throttles: 0` is the robots' word, not
 //! sluice's.
 //!
+//! With `--cluster` ([`cluster`]) the daemon is three `sluice serve` nodes on a three-server NATS
+//! JetStream cluster, child processes all, and the node owning the most robots is killed with
+//! `kill -9` halfway through and started again.
+//!
 //! The run fails (an error from [`run`]) if any acknowledged alert is missing from the delivered
 //! digests' footers, if a robot ever gave its throttle answer or refused a request, or if it does
 //! not finish in time.
 
+mod cluster;
 pub mod jobs;
+mod nats;
 pub mod platform;
 mod report;
 pub mod sim;
@@ -69,6 +75,8 @@ const WINDOW: Duration = Duration::from_secs(2);
 const RETRY_INITIAL: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 const BLOCKED_PROBE: Duration = Duration::from_secs(60);
+/// Real time, not scaled: the simulator answers at once, a busy machine may not.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often the live view asks the daemon for its status.
 const POLL: Duration = Duration::from_millis(100);
@@ -84,6 +92,10 @@ pub struct Options {
     pub speed: f64,
     /// Distinct, in the order given; the first robot is on the first.
     pub platforms: Vec<Platform>,
+    /// Three nodes on a NATS JetStream cluster, one killed mid-run ([`cluster`]).
+    pub cluster: bool,
+    /// `--nats-server`: the binary for `--cluster` ([`nats::find_nats_server`]).
+    pub nats_server: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -93,6 +105,8 @@ impl Default for Options {
             robots: 2,
             speed: 10.0,
             platforms: vec![Platform::DingTalk],
+            cluster: false,
+            nats_server: None,
         }
     }
 }
@@ -250,18 +264,25 @@ struct Wiring {
 /// platform's limits as sluice knows them ([`crate::provider::ProviderKind::defaults`]), all
 /// timing scaled. The limits go in each robot's table, as `[defaults]` would give every
 /// platform the same.
-fn config_text(data_dir: &Path, robots: &[Wiring], speed: f64) -> String {
+fn config_text(
+    data_dir: &Path,
+    listen: &str,
+    robots: &[Wiring],
+    speed: f64,
+    request_timeout: Duration,
+) -> String {
     let ms = |d: Duration| format!("\"{}ms\"", scale(d, speed).as_millis());
     // `$` would start a `${VAR}`; `$$` is a literal one.
     let dir = toml::Value::String(data_dir.display().to_string().replace('$', "$$"));
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {dir}\n\n\
+        "[server]\nlisten = \"{listen}\"\ndata_dir = {dir}\n\n\
          [defaults]\nwindow = {}\nretry_initial_backoff = {}\nretry_max_backoff = {}\n\
-         blocked_probe = {}\nrequest_timeout = \"5s\"\n",
+         blocked_probe = {}\nrequest_timeout = \"{}ms\"\n",
         ms(WINDOW),
         ms(RETRY_INITIAL),
         ms(RETRY_MAX),
         ms(BLOCKED_PROBE),
+        request_timeout.as_millis(),
     );
     for r in robots {
         let d = r.platform.kind().defaults();
@@ -346,6 +367,11 @@ impl Daemon {
 pub async fn run(options: Options) -> Result<(), DemoError> {
     options.check()?;
     let speed = options.speed;
+    // Before anything starts: without a server there is no cluster to show.
+    let nats = options
+        .cluster
+        .then(|| nats::find_nats_server(options.nats_server.as_deref()))
+        .transpose()?;
     let dir = TempDir::create()?;
     let sim = Simulator::start()
         .await
@@ -391,17 +417,25 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
             secret,
         });
     }
-    let config = Config::parse(
-        &config_text(&dir.0, &wiring, speed),
-        "demo configuration",
-        &|_| None,
-    )
-    .map_err(DemoError::Config)?;
-
-    let daemon = Daemon::start(config).await?;
-    let driven = drive(&options, &plan, &robots, &sim, &daemon.client).await;
-    let final_status = daemon.client.status().await.ok();
-    let stopped = daemon.stop().await;
+    let (daemon, mut cluster, front) = if let Some(nats) = nats {
+        let c = cluster::Cluster::start(nats, &dir.0, &wiring, speed).await?;
+        let front = c.front();
+        (None, Some(c), front)
+    } else {
+        let text = config_text(&dir.0, "127.0.0.1:0", &wiring, speed, REQUEST_TIMEOUT);
+        let config =
+            Config::parse(&text, "demo configuration", &|_| None).map_err(DemoError::Config)?;
+        let daemon = Daemon::start(config).await?;
+        let front = Arc::new(cluster::Front::new(vec![daemon.client.clone()]));
+        (Some(daemon), None, front)
+    };
+    let driven = drive(&options, &plan, &robots, &sim, &front, cluster.as_mut()).await;
+    let final_status = front.status().await.ok();
+    let stopped = match daemon {
+        Some(d) => d.stop().await,
+        None => Ok(()),
+    };
+    let story = cluster.map(cluster::Cluster::stop);
     let groups: Vec<Group> = robots
         .iter()
         .map(|r| Group {
@@ -426,6 +460,7 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
         groups: &groups,
         dead,
         elapsed,
+        cluster: story.as_ref(),
     };
     summary.print();
     match summary.problems() {
@@ -477,7 +512,8 @@ async fn drive(
     plan: &[JobPlan],
     robots: &[Arc<Robot>],
     sim: &Simulator,
-    client: &Arc<Client>,
+    front: &Arc<cluster::Front>,
+    mut cluster: Option<&mut cluster::Cluster>,
 ) -> Result<Duration, DemoError> {
     let header = Header {
         alerts: options.alerts,
@@ -485,6 +521,7 @@ async fn drive(
         robots: robots.len(),
         speed: options.speed,
         platforms: options.platforms.iter().map(|p| p.name()).collect(),
+        nodes: if options.cluster { cluster::NODES } else { 1 },
     };
     let mut figures: Vec<RobotFigures> = robots
         .iter()
@@ -513,7 +550,7 @@ async fn drive(
     for p in plan {
         let robot = robots[p.robot].clone();
         let (job, runs, seed) = (p.job, p.runs.clone(), p.seed);
-        let (client, day, speed) = (client.clone(), day.clone(), options.speed);
+        let (front, day, speed) = (front.clone(), day.clone(), options.speed);
         running.spawn(async move {
             let mut rng = Rng::new(seed);
             let posts: Vec<(Duration, u64)> =
@@ -521,7 +558,7 @@ async fn drive(
             for (at, n) in posts {
                 tokio::time::sleep_until(start + at).await;
                 let alerts = jobs::failed_checks(job, &robot.name, &day, n, &mut rng);
-                let ids = client
+                let ids = front
                     .send(alerts)
                     .await
                     .map_err(|e| format!("batch job {}: {e}", job.name))?;
@@ -533,7 +570,11 @@ async fn drive(
         });
     }
 
-    let deadline = start + time_limit(options, plan);
+    let deadline = start
+        + time_limit(options, plan)
+        + cluster
+            .as_ref()
+            .map_or(Duration::ZERO, |c| c.timing().extra_time());
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut tick = tokio::time::interval(POLL);
@@ -550,7 +591,7 @@ async fn drive(
                 }
             }
         }
-        let status = match client.status().await {
+        let status = match front.status().await {
             Ok(s) => s,
             Err(e) => break Err(DemoError::Client(e)),
         };
@@ -558,12 +599,25 @@ async fn drive(
             f.received = r.received.load(Ordering::Relaxed);
             f.throttles = sim.throttled(&r.token);
             f.read_status(&status);
+            if cluster.is_some() {
+                // The nodes count only their own sends: the group's count is the truth.
+                (f.digests, f.delivered, _) = report::unique_footers(&sim.messages(&r.token));
+            }
         }
         let throttles: u64 = figures.iter().map(|f| f.throttles).sum();
         let elapsed = start.elapsed();
+        let mut settled = true;
+        if let Some(c) = cluster.as_deref_mut() {
+            let acked = figures.iter().map(|f| f.received).sum();
+            match c.step(elapsed, acked, options.alerts, &status).await {
+                Ok(lines) => lines.iter().for_each(|l| view.note(l)),
+                Err(e) => break Err(e),
+            }
+            settled = c.settled();
+        }
         view.update(&header, elapsed, throttles, &figures);
 
-        let jobs_done = running.is_empty();
+        let jobs_done = running.is_empty() && settled;
         let delivered = figures
             .iter()
             .all(|f| f.pending == 0 && f.delivered >= f.received);
@@ -684,7 +738,13 @@ mod tests {
             "http://127.0.0.1:1/robot/send?access_token=t",
             Some("SECx"),
         )];
-        let text = config_text(Path::new("/tmp/a$b \"c\""), &robots, 10.0);
+        let text = config_text(
+            Path::new("/tmp/a$b \"c\""),
+            "127.0.0.1:0",
+            &robots,
+            10.0,
+            REQUEST_TIMEOUT,
+        );
         let config = Config::parse(&text, "demo", &|_| None).unwrap();
         assert_eq!(config.server.data_dir, Path::new("/tmp/a$b \"c\""));
         let t = &config.robots["warehouse"].timing;
@@ -724,7 +784,13 @@ mod tests {
                 None,
             ),
         ];
-        let text = config_text(Path::new("/tmp/d"), &robots, 60.0);
+        let text = config_text(
+            Path::new("/tmp/d"),
+            "127.0.0.1:0",
+            &robots,
+            60.0,
+            REQUEST_TIMEOUT,
+        );
         let config = Config::parse(&text, "demo", &|_| None).unwrap();
         let timing = |name: &str| {
             let r = &config.robots[name];

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::cluster::Story;
 use super::jobs::JOBS;
 use super::platform::{Platform, per};
 use super::sim::Message;
@@ -31,12 +32,14 @@ impl Group {
         self.robot.received.load(Ordering::Relaxed)
     }
 
-    /// The alerts the delivered digests' footers count.
+    /// The alerts the delivered digests' footers count, each digest once.
     fn in_footers(&self) -> u64 {
-        self.messages
-            .iter()
-            .filter_map(|m| footer_count(&m.text))
-            .sum()
+        unique_footers(&self.messages).1
+    }
+
+    /// Messages that repeated a digest the group already had.
+    fn repeated(&self) -> u64 {
+        unique_footers(&self.messages).2
     }
 
     /// `18/20 a minute`, and `5/5 a second` after it for a second window.
@@ -49,6 +52,25 @@ impl Group {
             .collect();
         parts.join(" and ")
     }
+}
+
+/// The distinct digests among `messages` (by the id in their footers), the alerts they count,
+/// and how many messages repeated one already there: delivery is at least once, and a digest
+/// in flight when its sender died is sent again by the next.
+pub fn unique_footers(messages: &[Message]) -> (u64, u64, u64) {
+    let mut seen = std::collections::HashSet::new();
+    let (mut alerts, mut repeated) = (0, 0);
+    for (id, n) in messages
+        .iter()
+        .filter_map(|m| crate::digest::parse_footer(&m.text))
+    {
+        if seen.insert(id) {
+            alerts += n;
+        } else {
+            repeated += 1;
+        }
+    }
+    (seen.len() as u64, alerts, repeated)
 }
 
 /// The number in a digest's last line, `sluice digest #12 · 1,234 alerts`.
@@ -181,6 +203,7 @@ pub struct Summary<'a> {
     pub groups: &'a [Group],
     pub dead: u64,
     pub elapsed: Duration,
+    pub cluster: Option<&'a Story>,
 }
 
 impl Summary<'_> {
@@ -255,6 +278,18 @@ impl Summary<'_> {
             self.throttles(),
             busiest.join(", ")
         );
+        if let Some(story) = self.cluster {
+            for line in story.lines() {
+                println!("{line}");
+            }
+        }
+        let repeated: u64 = self.groups.iter().map(Group::repeated).sum();
+        if repeated > 0 || self.cluster.is_some() {
+            println!(
+                "repeated:     {} (a digest in flight when its sender died reaches its group again: at least once; counted once above)",
+                plural(repeated as usize, "message")
+            );
+        }
         println!(
             "elapsed:      {} ({} of simulated time at {}× speed)",
             human(self.elapsed),
@@ -337,6 +372,9 @@ impl Summary<'_> {
         }
         if self.dead > 0 {
             problems.push(format!("{} digests were dead-lettered", self.dead));
+        }
+        if let Some(story) = self.cluster {
+            problems.extend(story.problems());
         }
         problems
     }

@@ -30,6 +30,8 @@ pub struct RobotFigures {
     pub state: String,
     /// The simulator's throttle answers to this robot.
     pub throttles: u64,
+    /// Cluster mode: the node that sends for it.
+    pub owner: Option<String>,
 }
 
 impl RobotFigures {
@@ -45,6 +47,14 @@ impl RobotFigures {
         self.sends_in_period = r.sends_in_period as u64;
         self.rate_limit = u64::from(r.rate_limit);
         self.state = r.state.clone();
+        self.owner = r.owner.clone().filter(|o| !o.is_empty());
+    }
+
+    /// ` · node n2` in cluster mode.
+    fn by(&self) -> String {
+        self.owner
+            .as_ref()
+            .map_or_else(String::new, |o| format!(" · node {o}"))
     }
 }
 
@@ -56,6 +66,8 @@ pub struct Header {
     pub speed: f64,
     /// The platforms' names, in `--platforms` order.
     pub platforms: Vec<&'static str>,
+    /// sluice nodes (1 but with `--cluster`).
+    pub nodes: usize,
 }
 
 impl Header {
@@ -66,24 +78,27 @@ impl Header {
     /// ` on dingtalk, feishu, …` with several platforms; nothing for one, as before there were
     /// several.
     fn on(&self) -> String {
+        let mut on = String::new();
         if self.several() {
-            format!(" on {}", self.platforms.join(", "))
-        } else {
-            String::new()
+            on = format!(" on {}", self.platforms.join(", "));
         }
+        if self.nodes > 1 {
+            on.push_str(&format!(" via {} sluice nodes", self.nodes));
+        }
+        on
     }
 }
 
 pub enum View {
     Bars {
         // Kept so the bars keep drawing together.
-        _multi: MultiProgress,
+        multi: MultiProgress,
         header: ProgressBar,
         robots: Vec<[ProgressBar; 4]>,
     },
     /// Several platforms: one row per group.
     Rows {
-        _multi: MultiProgress,
+        multi: MultiProgress,
         header: ProgressBar,
         groups: Vec<ProgressBar>,
     },
@@ -143,7 +158,7 @@ impl View {
             })
             .collect();
         View::Bars {
-            _multi: multi,
+            multi,
             header: top,
             robots: rows,
         }
@@ -169,7 +184,7 @@ impl View {
             })
             .collect();
         View::Rows {
-            _multi: multi,
+            multi,
             header: top,
             groups,
         }
@@ -194,7 +209,7 @@ impl View {
                 for (r, [received, pending, delivered, sends]) in robots.iter().zip(bars) {
                     received.set_position(r.received);
                     pending.set_position(r.pending);
-                    pending.set_message(r.state.clone());
+                    pending.set_message(format!("{}{}", r.state, r.by()));
                     delivered.set_position(r.delivered);
                     delivered.set_message(format!("in {} messages", r.digests));
                     sends.set_length(r.rate_limit.max(1));
@@ -210,7 +225,7 @@ impl View {
                 for (r, bar) in robots.iter().zip(groups) {
                     bar.set_position(r.delivered);
                     bar.set_message(format!(
-                        "delivered in {} messages · {} received, {} pending · {}/{} sends this {} · {} · throttles {}",
+                        "delivered in {} messages · {} received, {} pending · {}/{} sends this {} · {}{} · throttles {}",
                         r.digests,
                         thousands(r.received),
                         thousands(r.pending),
@@ -218,6 +233,7 @@ impl View {
                         r.rate_limit,
                         r.per,
                         r.state,
+                        r.by(),
                         r.throttles
                     ));
                 }
@@ -229,7 +245,7 @@ impl View {
                 *last = Some(Instant::now());
                 for r in robots {
                     println!(
-                        "[{:>5.1}s, simulated {}] {:<8} {}: {}/{} received, {} pending, {} delivered in {} messages, {}/{} sends this {} · throttles {}",
+                        "[{:>5.1}s, simulated {}] {:<8} {}: {}/{} received, {} pending, {} delivered in {} messages, {}/{} sends this {}{} · throttles {}",
                         elapsed.as_secs_f64(),
                         clock(simulated),
                         r.platform,
@@ -242,6 +258,7 @@ impl View {
                         r.sends_in_period,
                         r.rate_limit,
                         r.per,
+                        r.by(),
                         r.throttles
                     );
                 }
@@ -255,7 +272,7 @@ impl View {
                     .iter()
                     .map(|r| {
                         format!(
-                            "{}: {}/{} received, {} pending, {} delivered in {} messages, {}/{} sends this {}",
+                            "{}: {}/{} received, {} pending, {} delivered in {} messages, {}/{} sends this {}{}",
                             r.name,
                             thousands(r.received),
                             thousands(r.planned),
@@ -264,7 +281,8 @@ impl View {
                             r.digests,
                             r.sends_in_period,
                             r.rate_limit,
-                            r.per
+                            r.per,
+                            r.by()
                         )
                     })
                     .collect();
@@ -275,6 +293,16 @@ impl View {
                     parts.join(" · ")
                 );
             }
+        }
+    }
+
+    /// A line of its own above the bars (or between the plain lines): the kill, a takeover.
+    pub fn note(&self, line: &str) {
+        match self {
+            View::Bars { multi, .. } | View::Rows { multi, .. } => {
+                let _ = multi.println(line);
+            }
+            View::Lines { .. } => println!("{line}"),
         }
     }
 

@@ -327,6 +327,13 @@ pub trait Store: Send + Sync {
     /// Whether the store can still write; [`Health::failed`] wakes whoever reopens it.
     fn health(&self) -> &Arc<Health>;
 
+    /// How often an idle lane looks for alerts that no wake-up announced: `None` where every
+    /// alert is taken in this process (its ingest wakes the lane); in cluster mode any node takes
+    /// alerts, and only the owner's own ingest wakes its lane.
+    fn idle_recheck(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Clean shutdown.
     fn close(&self) -> StoreFuture<'_, ()>;
 }

@@ -83,8 +83,9 @@ pub(super) async fn hold_for_move(store: &JetStreamStore, lane: &str) -> Result<
     Ok(true)
 }
 
-/// Wakes this node's lanes when another node queued alerts for them (`sluice.wake.*`), and
-/// every second in any case (the wake messages are core NATS: at most once), until `stop`.
+/// Wakes this node's lanes when another node queued alerts for them (`sluice.wake.*`), until
+/// `stop`. The wake-ups are core NATS, at most once: an idle lane also looks again every
+/// `renew` ([`crate::store::Store::idle_recheck`]).
 pub async fn relay_wakes(
     store: Arc<JetStreamStore>,
     live: super::LiveCell,
@@ -96,12 +97,11 @@ pub async fn relay_wakes(
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(
-                "cluster: cannot subscribe to wake-ups ({e}); lanes look every second instead"
+                "cluster: cannot subscribe to wake-ups ({e}); idle lanes look every renew instead"
             );
             None
         }
     };
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         let woken = async {
             match subscription.as_mut() {
@@ -119,11 +119,6 @@ pub async fn relay_wakes(
                 if let Some(lane) = crate::store::jetstream::control::name_of(key)
                     && let Some(h) = live.get().robots.get(&lane)
                 {
-                    h.wake.notify_one();
-                }
-            }
-            _ = tick.tick() => {
-                for h in live.get().robots.values() {
                     h.wake.notify_one();
                 }
             }

@@ -286,6 +286,11 @@ impl Store for JetStreamStore {
         self.health_cell()
     }
 
+    /// A renewal period: alerts another node took are seen about as soon as an ownership change.
+    fn idle_recheck(&self) -> Option<std::time::Duration> {
+        Some(self.lease.renew)
+    }
+
     fn close(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             self.nats

@@ -91,7 +91,7 @@ impl Owner {
             self.round(&lanes(), &mut watch, &mut running).await;
             tokio::select! {
                 _ = tokio::time::sleep(tick) => {}
-                _ = crate::supervisor::stopped(&mut stop) => break,
+                _ = stop.wait_for(|s| *s) => break,
             }
         }
         for lane in self.store.records.held_lanes().await {

@@ -94,7 +94,7 @@ fn retryable(kind: PublishErrorKind) -> bool {
 
 impl JetStreamStore {
     /// Tells the nodes that own the lanes `out` went to that they have new alerts: a core NATS
-    /// message on `sluice.wake.<lane key>` (at most once; the owners also look every second).
+    /// message on `sluice.wake.<lane key>` (at most once; an idle owner also looks every `renew`).
     async fn wake_owners(&self, out: &[Outgoing]) {
         let mut lanes: Vec<&str> = out
             .iter()
