@@ -282,10 +282,12 @@ if want 7 && [ -n "$nats" ]; then
   # lease) of the run that created it.
   start_nats failover-20s
   "$target/release/examples/failover" --sluice "$target/release/sluice" --nats "$nats_urls" \
-    --lease 20s --renew 2s --clock-skew 1s --request-timeout 10s --rounds 5
+    --lease 20s --renew 2s --clock-skew 1s --request-timeout 10s --rounds 5 ||
+    echo "failover with the 20 s lease failed (above, with the nodes' logs)"
   stop_nats
   start_nats failover-4s
   "$target/release/examples/failover" --sluice "$target/release/sluice" --nats "$nats_urls" \
-    --lease 4s --renew 500ms --clock-skew 200ms --request-timeout 1s --rounds 5
+    --lease 4s --renew 500ms --clock-skew 200ms --request-timeout 1s --rounds 5 ||
+    echo "failover with the 4 s lease failed (above, with the nodes' logs)"
   stop_nats
 fi
