@@ -6,6 +6,9 @@
 //!     --alerts 200000 --clients 16 --batch 100
 //! ```
 //!
+//! `--server` (or `--addr`) may be repeated or given a comma list, to spread the load over the
+//! nodes of a cluster: connection `c` posts to address `c mod n`, for its whole run.
+//!
 //! `--dingtalk TOKEN[:SECRET]` is the drop-in mode: each request is one DingTalk text message to
 //! sluice's front door, `POST /robot/send?access_token=TOKEN` (signed with 加签 when a secret is
 //! given, fresh per request), counted when sluice answers `{"errcode":0,"errmsg":"ok"}`; `--robot`
@@ -21,7 +24,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 struct Args {
-    server: String,
+    /// The addresses to post to; connection `c` uses `servers[c % servers.len()]`.
+    servers: Vec<String>,
     robot: String,
     alerts: u64,
     clients: usize,
@@ -33,7 +37,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
-        server: "127.0.0.1:9780".into(),
+        servers: Vec::new(),
         robot: "console".into(),
         alerts: 100_000,
         clients: 16,
@@ -45,7 +49,13 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
-            "--server" => a.server = value()?,
+            "--server" | "--addr" => a.servers.extend(
+                value()?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            ),
             "--robot" => a.robot = value()?,
             "--alerts" => a.alerts = value()?.parse().map_err(|e| format!("--alerts: {e}"))?,
             "--clients" => a.clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?,
@@ -60,10 +70,13 @@ fn parse_args() -> Result<Args, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; flags: --server --robot --alerts --clients --batch --seconds --dingtalk"
+                    "unknown flag {other}; flags: --server (--addr) --robot --alerts --clients --batch --seconds --dingtalk"
                 ));
             }
         }
+    }
+    if a.servers.is_empty() {
+        a.servers.push("127.0.0.1:9780".into());
     }
     if a.clients == 0 || a.batch == 0 {
         return Err("--clients and --batch must be at least 1".into());
@@ -98,6 +111,7 @@ fn dingtalk_url(server: &str, token: &str, secret: Option<&str>) -> String {
 /// Sends one request; the number of alerts it got acknowledged, or why not.
 async fn send(
     http: &reqwest::Client,
+    server: &str,
     url: &str,
     args: &Args,
     c: usize,
@@ -107,7 +121,7 @@ async fn send(
     if let Some((token, secret)) = &args.dingtalk {
         let body = json!({"msgtype": "text", "text": {"content": format!("load c{c} message {first}\ndq_{} check failed", first % 50)}});
         let r = http
-            .post(dingtalk_url(&args.server, token, secret.as_deref()))
+            .post(dingtalk_url(server, token, secret.as_deref()))
             .json(&body)
             .send()
             .await
@@ -148,20 +162,15 @@ async fn main() {
         .pool_max_idle_per_host(args.clients)
         .build()
         .unwrap();
-    let url = format!("http://{}/v1/alerts", args.server);
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.clients {
-        let (http, url, args, next, failed) = (
-            http.clone(),
-            url.clone(),
-            args.clone(),
-            next.clone(),
-            failed.clone(),
-        );
+        let server = args.servers[c % args.servers.len()].clone();
+        let url = format!("http://{server}/v1/alerts");
+        let (http, args, next, failed) = (http.clone(), args.clone(), next.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut acked = 0u64;
@@ -172,7 +181,7 @@ async fn main() {
                 }
                 let n = (args.alerts - first).min(args.batch as u64);
                 let t = Instant::now();
-                match send(&http, &url, &args, c, first, n).await {
+                match send(&http, &server, &url, &args, c, first, n).await {
                     Ok(n) => {
                         latencies.push(t.elapsed());
                         acked += n;

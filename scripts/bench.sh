@@ -8,19 +8,26 @@
 #      (examples/backlog.rs)
 #   5. drop-in ingest: DingTalk text messages to the front door (POST /robot/send?access_token=…,
 #      signed) beside single-alert POSTs to /v1/alerts, 64 connections each, same daemon config
+#   6. cluster mode: three sluice nodes with [cluster] on a 3-server NATS JetStream cluster
+#      (replicas 3), the load spread over the nodes, beside one node with the embedded store under
+#      the same load; and the raw JetStream publish rate on the same cluster (examples/js_publish.rs)
+#   7. cluster failover: kill -9 of a robot's owner to the next send (examples/failover.rs), for
+#      the default lease (20 s) and a short one (4 s)
+# Sections 6 and 7 need nats-server >= 2.11: $SLUICE_NATS_SERVER, else nats-server on PATH, else
+# $target/pyenv/bin/nats-server (.ci/run installs it); without one they are skipped, saying so.
 # Everything listens on 127.0.0.1 only and stops by itself. Pass section numbers to run only
 # some: scripts/bench.sh 2 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
-sections="${*:-1 2 3 4 5}"
+sections="${*:-1 2 3 4 5 6 7}"
 want() { [[ " $sections " == *" $1 "* ]]; }
 
 cargo build --release --locked --bin sluice --examples
 work="$(mktemp -d /tmp/sluice-bench.XXXXXX)"
-pids=()
+pids=() nats_pids=() node_pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" "${nats_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -47,11 +54,16 @@ $extra
 TOML
   "$target/release/sluice" serve -c "$work/$name.toml" > "$work/$name.log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 100); do
+  # A cluster node connects to NATS and opens its streams first: up to 30 s.
+  for _ in $(seq 600); do
     curl -sf "http://127.0.0.1:$port/healthz" > /dev/null && break
     sleep 0.05
   done
   addr="127.0.0.1:$port"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
 stop_last() {
@@ -133,4 +145,149 @@ secret = "SECbench0123456789"'
       --alerts 200000 --clients 64 --seconds 60 | tail -1
     stop_last
   done
+fi
+
+# The first nats-server >= 2.11 of $SLUICE_NATS_SERVER, PATH and $target/pyenv/bin/nats-server
+# (older servers have the R3 compare-and-swap and Msg-Id bugs CLUSTER.md §1 lists); empty if none.
+find_nats() {
+  local c v
+  for c in "${SLUICE_NATS_SERVER:-}" "$(command -v nats-server || true)" "$target/pyenv/bin/nats-server"; do
+    [ -n "$c" ] && [ -x "$c" ] || continue
+    v=$("$c" --version 2>/dev/null | sed -n 's/.*v\([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+    read -r major minor <<< "${v:-0 0}"
+    if (( major > 2 || (major == 2 && minor >= 11) )); then echo "$c"; return; fi
+  done
+}
+
+# Three nats-servers in one JetStream cluster on free loopback ports, their stores in
+# $work/nats-$1 (the config of tests/support/nats.rs); waits until all three agree on a meta
+# leader. Their client URLs go to $nats_urls (comma-separated), their pids to $nats_pids. $2, if
+# given, is one more line of the jetstream block (`sync_interval: always`).
+start_nats() {
+  local dir="$work/nats-$1" extra="${2:-}" i ports=() routes=""
+  mkdir -p "$dir"
+  for i in $(seq 9); do ports+=("$(free_port)"); done
+  for i in 0 1 2; do routes+="${routes:+, }nats-route://127.0.0.1:${ports[$((6 + i))]}"; done
+  nats_urls="" nats_pids=()
+  for i in 0 1 2; do
+    cat > "$dir/n$((i + 1)).conf" <<CONF
+server_name: n$((i + 1))
+listen: 127.0.0.1:${ports[$i]}
+http: 127.0.0.1:${ports[$((3 + i))]}
+jetstream {
+  store_dir: "$dir/n$((i + 1))"
+  max_memory_store: 64MB
+  max_file_store: 1GB
+  $extra
+}
+cluster {
+  name: sluice
+  listen: 127.0.0.1:${ports[$((6 + i))]}
+  routes: [ $routes ]
+}
+CONF
+    "$nats" -c "$dir/n$((i + 1)).conf" > "$dir/n$((i + 1)).log" 2>&1 &
+    nats_pids+=($!)
+    nats_urls+="${nats_urls:+,}nats://127.0.0.1:${ports[$i]}"
+  done
+  local monitors="${ports[3]} ${ports[4]} ${ports[5]}"
+  for _ in $(seq 300); do
+    python3 - $monitors <<'PY' 2> /dev/null && return
+import json, sys, urllib.request
+leaders = set()
+for port in sys.argv[1:]:
+    m = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/jsz", timeout=1)).get("meta_cluster", {})
+    leaders.add(m.get("leader", "") if m.get("cluster_size") == 3 else "")
+sys.exit(0 if len(leaders) == 1 and "" not in leaders else 1)
+PY
+    sleep 0.1
+  done
+  echo "no JetStream meta leader within 30 s; logs in $dir" >&2
+  return 1
+}
+
+stop_nats() {
+  for p in "${nats_pids[@]}"; do kill "$p" 2> /dev/null || true; wait "$p" 2> /dev/null || true; done
+  nats_pids=()
+  rm -rf "$work"/nats-*
+}
+
+# Three sluice nodes n1..n3 on the cluster at $nats_urls (replicas 3, the default lease); their
+# addresses go to $addrs (comma-separated). stop_nodes stops them and removes their stores.
+start_nodes() {
+  local i first=${#pids[@]} servers
+  servers=$(sed 's/[^,]*/"&"/g; s/,/, /g' <<< "$nats_urls")
+  addrs=""
+  for i in 1 2 3; do
+    start_sluice "$1-n$i" "[cluster]
+nats = [$servers]
+node = \"n$i\"
+replicas = 3"
+    addrs+="${addrs:+,}$addr"
+  done
+  node_pids=("${pids[@]:$first}")
+}
+
+stop_nodes() {
+  local p
+  for p in "${node_pids[@]}"; do kill "$p" 2> /dev/null || true; wait "$p" 2> /dev/null || true; done
+  local keep=()
+  for p in "${pids[@]}"; do [[ " ${node_pids[*]} " == *" $p "* ]] || keep+=("$p"); done
+  pids=("${keep[@]}") node_pids=()
+  rm -rf "$work"/data-*
+}
+
+nats=""
+if want 6 || want 7; then
+  nats=$(find_nats)
+  [ -n "$nats" ] || echo "== 6, 7 skipped: no nats-server >= 2.11 (set SLUICE_NATS_SERVER, put one on PATH, or run .ci/run to install $target/pyenv/bin/nats-server)"
+fi
+
+if want 6 && [ -n "$nats" ]; then
+  echo "== 6. cluster mode ($("$nats" --version)): 3 sluice nodes, R3, load spread over them, beside one node with the embedded store"
+  for run in 1 2 3; do
+    for shape in "1 64 200000" "100 16 300000"; do
+      read -r batch clients alerts <<< "$shape"
+      start_nats "c-$batch-$run"
+      start_nodes "c-$batch-$run"
+      echo -n "cluster, 3 nodes: "
+      "$target/release/examples/load" --server "$addrs" --robot console \
+        --alerts "$alerts" --clients "$clients" --batch "$batch" --seconds 15 | tail -1
+      stop_nodes
+      stop_nats
+      start_sluice "s-$batch-$run"
+      echo -n "single node, embedded store: "
+      "$target/release/examples/load" --server "$addr" --robot console \
+        --alerts "$alerts" --clients "$clients" --batch "$batch" --seconds 15 | tail -1
+      stop_last
+    done
+    # The ceiling: R3 publishes of ~300 bytes with a Nats-Msg-Id, without sluice, same cluster setup.
+    start_nats "p-$run"
+    "$target/release/examples/js_publish" --nats "$nats_urls" --mode sync --publishers 64 --seconds 10
+    "$target/release/examples/js_publish" --nats "$nats_urls" --mode async --publishers 1 --inflight 1000 --seconds 10
+    stop_nats
+    # The same with an fsync per write (CLUSTER.md §2.3.3), the single node's promise.
+    start_nats "p-always-$run" "sync_interval: always"
+    echo -n "sync_interval always: "
+    "$target/release/examples/js_publish" --nats "$nats_urls" --mode sync --publishers 64 --seconds 10
+    echo -n "sync_interval always: "
+    "$target/release/examples/js_publish" --nats "$nats_urls" --mode async --publishers 1 --inflight 1000 --seconds 10
+    stop_nats
+  done
+fi
+
+if want 7 && [ -n "$nats" ]; then
+  echo "== 7. cluster failover: kill -9 of the owner to the next send (examples/failover.rs)"
+  # A fresh NATS cluster for each lease: the node heartbeat bucket keeps the max_age (the
+  # lease) of the run that created it.
+  start_nats failover-20s
+  "$target/release/examples/failover" --sluice "$target/release/sluice" --nats "$nats_urls" \
+    --lease 20s --renew 2s --clock-skew 1s --request-timeout 10s --rounds 5 ||
+    echo "failover with the 20 s lease failed (above, with the nodes' logs)"
+  stop_nats
+  start_nats failover-4s
+  "$target/release/examples/failover" --sluice "$target/release/sluice" --nats "$nats_urls" \
+    --lease 4s --renew 500ms --clock-skew 200ms --request-timeout 1s --rounds 5 ||
+    echo "failover with the 4 s lease failed (above, with the nodes' logs)"
+  stop_nats
 fi
