@@ -544,3 +544,21 @@ async fn prune_recounts_what_the_cursor_keeps() {
     assert_eq!(s.pending("ops").await.unwrap(), 2);
     assert_eq!(store.records.held("ops").await.unwrap().control.kept, 1);
 }
+
+#[tokio::test]
+async fn a_changed_lease_reaches_the_heartbeat_bucket() {
+    let Some(server) = TestServer::start("a_changed_lease_reaches_the_heartbeat_bucket").await
+    else {
+        return;
+    };
+    let first = super::connect(&server.cluster("n1")).await.unwrap();
+    let max_age = |n: &super::Nats| {
+        let nodes = n.nodes.clone();
+        async move { nodes.status().await.unwrap().max_age() }
+    };
+    assert_eq!(max_age(&first).await, Duration::from_secs(30));
+    let mut shorter = server.cluster("n2");
+    shorter.lease = Duration::from_secs(4);
+    let second = super::connect(&shorter).await.unwrap();
+    assert_eq!(max_age(&second).await, Duration::from_secs(4));
+}

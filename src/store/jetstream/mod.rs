@@ -302,7 +302,19 @@ pub async fn connect(c: &Cluster) -> Result<Nats, ConnectError> {
     let digests = open(bucket("sluice_digest", 1, Duration::ZERO)).await?;
     let requests = open(bucket("sluice_req", 1, Duration::ZERO)).await?;
     let dedup = open(bucket("sluice_dedup", 1, Duration::ZERO)).await?;
-    let nodes = open(bucket("sluice_node", 1, c.lease)).await?;
+    // The heartbeats' max_age is the lease: a changed `cluster.lease` must reach the bucket
+    // another node created with the old one.
+    let nodes_config = bucket("sluice_node", 1, c.lease);
+    let nodes = loop {
+        match js.create_or_update_key_value(nodes_config.clone()).await {
+            Ok(s) => break s,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!("cluster: waiting for bucket sluice_node ({e})");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(js_err("bucket sluice_node", e.to_string())),
+        }
+    };
     Ok(Nats {
         client,
         js,
