@@ -840,10 +840,12 @@ mod tests {
                 }
             };
             let mut log = resume(&stored, now, timeout_ms);
-            // The second process sends whenever the log allows, answered at once.
+            // The second process sends whenever the log allows, answered at once, for longer
+            // than the bound on its first send below (a send in flight may add the timeout).
+            let horizon = 4 * period_ms + timeout_ms;
             let mut t = started;
             let mut first = None;
-            while t < started + 4 * period_ms {
+            while t < started + horizon {
                 let wait = log_wait_ms(&log, limit, period_ms, margin_ms, t + wall);
                 prop_assert!(wait <= period_ms + margin_ms, "one wait of {wait} ms");
                 if wait > 0 {
@@ -866,8 +868,7 @@ mod tests {
             );
             let Some(first) = first else {
                 return Err(TestCaseError::fail(format!(
-                    "no send in the {} ms after the restart after {restart:?}",
-                    4 * period_ms
+                    "no send in the {horizon} ms after the restart after {restart:?}"
                 )));
             };
             let mut bound = period_ms + margin_ms + lead_ms;
