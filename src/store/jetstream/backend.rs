@@ -6,7 +6,8 @@
 //!
 //! - A sequence is the alert's `SLUICE_ALERTS` stream sequence: increasing and unique per lane,
 //!   not dense, and not per lane (lanes share the stream). A digest's `[first_seq, end_seq)`
-//!   spans other lanes' sequences too, so `DigestRecord::count` is an upper bound.
+//!   spans other lanes' sequences too, so it keeps how many it covers (`DigestRecord::alerts`,
+//!   which `DigestRecord::count` reads).
 //! - Only the node holding a lane seals it, updates its pending digests, writes its send logs
 //!   and quotas, moves its queue or prunes it; elsewhere these are refused
 //!   ([`StoreError::NotOwner`]). Reads and appends work on every node.
