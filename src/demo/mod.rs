@@ -23,7 +23,7 @@
 
 mod cluster;
 pub mod jobs;
-mod nats;
+pub mod nats;
 pub mod platform;
 mod report;
 pub mod sim;

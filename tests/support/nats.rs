@@ -26,18 +26,9 @@ pub struct NatsServer {
     pub version: (u32, u32, u32),
 }
 
-/// Parses the output of `nats-server --version` (`nats-server: v2.15.1`).
-pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
-    let v = text.trim().rsplit(' ').next()?.strip_prefix('v')?;
-    // A pre-release such as `2.12.0-RC.1` counts as its release.
-    let v = v.split(['-', '+']).next()?;
-    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
-    Some((
-        parts.next()??,
-        parts.next()??,
-        parts.next().flatten().unwrap_or(0),
-    ))
-}
+/// Parses the output of `nats-server --version` (`nats-server: v2.15.1`): sluice's own parser,
+/// the one `sluice demo --cluster` checks its server with.
+pub use sluice::demo::nats::parse_version;
 
 /// Runs `path --version`; `None` when it does not run or prints no version.
 pub fn server_version(path: &Path) -> Option<(u32, u32, u32)> {
