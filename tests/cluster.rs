@@ -605,6 +605,34 @@ async fn alerts_taken_by_another_node_wake_the_owner() {
     let owner = owner(&s.nodes, &[0, 1, 2]).await;
     let other = (owner + 1) % 3;
     let http = reqwest::Client::new();
+    // Status and metrics on every node say who sends for the robot and who is live.
+    for (i, d) in s.nodes.iter().enumerate() {
+        let status = d.status().await;
+        assert_eq!(status["cluster"]["node"], format!("n{}", i + 1), "{status}");
+        assert_eq!(
+            status["cluster"]["live"],
+            json!(["n1", "n2", "n3"]),
+            "{status}"
+        );
+        assert!(status["cluster"]["error"].is_null(), "{status}");
+        let r = http.get(d.url("/metrics")).send().await.unwrap();
+        let metrics = r.text().await.unwrap();
+        let owned = if i == owner { 1 } else { 0 };
+        for line in [
+            format!("sluice_cluster_lane_owned{{robot=\"ops\"}} {owned}"),
+            "sluice_cluster_nodes_live 3".to_string(),
+            "sluice_cluster_nats_up 1".to_string(),
+        ] {
+            assert!(
+                metrics.lines().any(|l| l == line),
+                "no {line:?} in\n{metrics}"
+            );
+        }
+        assert!(
+            metrics.contains("sluice_cluster_nats_rtt_seconds "),
+            "{metrics}"
+        );
+    }
     let mut acked = BTreeSet::new();
     for round in 0..3 {
         let title = format!("via n{} #{round}", other + 1);
