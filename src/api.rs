@@ -99,6 +99,8 @@ pub struct RobotEntry {
     pub oldest_pending_age_ms: Option<i64>,
     pub outbox: usize,
     pub sends_in_period: usize,
+    /// When those sends left (Unix ms, oldest first): the rate guard's log within the period.
+    pub recent_sends: Vec<i64>,
     pub rate_limit: u32,
     /// Humane durations, e.g. `1m`.
     pub rate_period: String,
@@ -162,7 +164,8 @@ pub struct StoreEntry {
     pub error: Option<String>,
 }
 
-/// `GET /v1/digests/{id}`: a digest and its alerts. `text` is `null` once the digest was sent.
+/// `GET /v1/digests/{id}`: a digest and its alerts. `text` is the message as sealed (kept after
+/// it was sent, until retention; `null` for digests sent by versions that dropped it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DigestAnswer {
@@ -200,6 +203,13 @@ pub struct DeadEntry {
     pub attempts: u32,
     pub sealed_ms: i64,
     pub last_error: Option<String>,
+    /// `dead`, or `replayed` (listed with `?include=replayed`).
+    pub state: String,
+    /// A replayed one: the robot its alerts were queued for again, and when (Unix ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed_ms: Option<i64>,
 }
 
 /// `GET /v1/digests`: delivered digests, oldest first.
@@ -207,6 +217,10 @@ pub struct DeadEntry {
 #[serde(default)]
 pub struct DigestList {
     pub digests: Vec<SentEntry>,
+    /// The search read [`SEARCH_ALERTS_MAX`](crate::http) alerts and stopped: narrow it
+    /// (`robot`, `since`) to see older matches.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ pub mod api;
 
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod delivery;
 pub mod demo;

@@ -418,7 +418,8 @@ impl Lane {
             digest.state = next.digest;
             if next.digest == DigestState::Sent {
                 digest.sent_ms = Some(done);
-                digest.text = String::new();
+                // The text stays until retention, for the console's "as the group saw it";
+                // the request body is only needed to send it.
                 digest.body = serde_json::Value::Null;
                 digest.unprepared = None;
             }

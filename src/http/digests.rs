@@ -67,7 +67,7 @@ pub(super) async fn get_digest(
         sent_ms: d.sent_ms,
         last_error: d.last_error,
         title: d.title,
-        text: (d.state != DigestState::Sent).then_some(d.text),
+        text: Some(d.text).filter(|t| !t.is_empty()),
         robot: d.robot,
         alerts,
     }))
@@ -85,12 +85,14 @@ fn requeue_error(e: ReplayError, cannot: &str, done: &str) -> ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub(super) struct DeadQuery {
-    robot: Option<String>,
+    pub(super) robot: Option<String>,
+    /// `replayed`: also the dead digests already replayed (with where and when).
+    pub(super) include: Option<String>,
 }
 
-fn dead_entry(d: &DigestRecord) -> DeadEntry {
+pub(super) fn dead_entry(d: &DigestRecord) -> DeadEntry {
     DeadEntry {
         id: d.id,
         robot: d.robot.clone(),
@@ -99,7 +101,31 @@ fn dead_entry(d: &DigestRecord) -> DeadEntry {
         attempts: d.attempts,
         sealed_ms: d.sealed_ms,
         last_error: d.last_error.clone(),
+        state: d.state.as_str().to_string(),
+        replayed_to: d.replayed_to.clone(),
+        replayed_ms: d.replayed_ms,
     }
+}
+
+/// The dead digests `q` asks for (with the replayed ones when it says so), oldest first.
+pub(super) async fn dead_of(state: &Ctx, q: &DeadQuery) -> Result<Vec<DigestRecord>, ApiError> {
+    let mut dead = digests_in(state, DigestState::Dead, q.robot.as_deref(), |_| true).await?;
+    match q.include.as_deref() {
+        None | Some("") => {}
+        Some("replayed") => {
+            dead.extend(
+                digests_in(state, DigestState::Replayed, q.robot.as_deref(), |_| true).await?,
+            );
+            dead.sort_by_key(|d| d.id);
+        }
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("include: {other:?}: expected \"replayed\""),
+            ));
+        }
+    }
+    Ok(dead)
 }
 
 /// Dead digests (refused for good by their robot), oldest first, optionally of one robot.
@@ -108,7 +134,7 @@ pub(super) async fn get_dead(
     Query(q): Query<DeadQuery>,
 ) -> Result<Json<DeadList>, ApiError> {
     let state = app.ctx()?;
-    let dead = digests_in(&state, DigestState::Dead, q.robot.as_deref(), |_| true).await?;
+    let dead = dead_of(&state, &q).await?;
     Ok(Json(DeadList {
         dead: dead.iter().map(dead_entry).collect(),
     }))
@@ -124,6 +150,12 @@ pub(super) async fn post_replay(
         &body,
         "{\"id\": N, \"robot\": \"R\", \"to\": \"OTHER\"} (all optional)",
     )?;
+    Ok(Json(replay(&state, req).await?))
+}
+
+/// Queues dead digests' alerts again: the one `id`, or all of `robot`'s (or all), for their
+/// own robot or `to`. Every target is checked first, so it is done whole or not at all.
+pub(super) async fn replay(state: &Ctx, req: ReplayRequest) -> Result<Replayed, ApiError> {
     let mut req = req;
     if let Some(to) = &req.to
         && let Some(lane) = state.config.destination(to)
@@ -135,12 +167,12 @@ pub(super) async fn post_replay(
         if let Some(r) = name
             && !state.robots.contains_key(r)
         {
-            return Err(unknown_robot(&state, field, r));
+            return Err(unknown_robot(state, field, r));
         }
     }
     let ids: Vec<u64> = match req.id {
         Some(id) => vec![id],
-        None => digests_in(&state, DigestState::Dead, req.robot.as_deref(), |_| true)
+        None => digests_in(state, DigestState::Dead, req.robot.as_deref(), |_| true)
             .await?
             .iter()
             .map(|d| d.id)
@@ -197,37 +229,115 @@ pub(super) async fn post_replay(
             h.wake.notify_one();
         }
     }
-    Ok(Json(answer))
+    Ok(answer)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub(super) struct ListQuery {
-    robot: Option<String>,
+    pub(super) robot: Option<String>,
     /// Delivered within this long before now ("2h").
-    since: Option<String>,
+    pub(super) since: Option<String>,
+    /// A substring of the digest's title or of one of its alerts' titles (any case).
+    pub(super) q: Option<String>,
+    /// `name=value`: one of its alerts carries this label.
+    pub(super) label: Option<String>,
+    /// Only digests with a smaller id (the next page, going back in time).
+    pub(super) before: Option<u64>,
+    /// At most this many, the newest that match.
+    pub(super) limit: Option<usize>,
 }
 
-/// Delivered digests, oldest first: `?robot=R&since=2h`.
+/// Most alerts one search reads from the store (titles and labels live with the alerts); a
+/// search that would read more stops there and says so (`truncated`).
+pub const SEARCH_ALERTS_MAX: u64 = 200_000;
+
+/// Delivered digests that match `q`, newest first, and whether the search stopped early.
+pub(super) async fn search(
+    state: &Ctx,
+    q: &ListQuery,
+) -> Result<(Vec<DigestRecord>, bool), ApiError> {
+    let bad =
+        |field: &str, e: String| ApiError::new(StatusCode::BAD_REQUEST, format!("{field}: {e}"));
+    let since_ms = match q.since.as_deref().filter(|s| !s.trim().is_empty()) {
+        None => i64::MIN,
+        Some(s) => match crate::config::parse_duration(s.trim()) {
+            Ok(d) => state.clock.now_ms() - d.as_millis() as i64,
+            Err(e) => return Err(bad("since", e.to_string())),
+        },
+    };
+    let label = match q.label.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+        None => None,
+        Some(l) => match l.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Some((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => {
+                return Err(bad(
+                    "label",
+                    format!("{l:?}: expected name=value, e.g. job=ods_orders"),
+                ));
+            }
+        },
+    };
+    let needle =
+        q.q.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_lowercase);
+    let robot = q.robot.as_deref().filter(|r| !r.is_empty());
+    let mut sent = digests_in(state, DigestState::Sent, robot, |d| {
+        d.sent_ms.is_some_and(|s| s >= since_ms) && q.before.is_none_or(|b| d.id < b)
+    })
+    .await?;
+    sent.sort_by_key(|d| std::cmp::Reverse(d.id));
+    let limit = q.limit.unwrap_or(usize::MAX);
+    let (mut found, mut read) = (Vec::new(), 0u64);
+    for d in sent {
+        if found.len() >= limit {
+            break;
+        }
+        let title_hit = needle
+            .as_ref()
+            .is_none_or(|n| d.title.to_lowercase().contains(n));
+        if title_hit && label.is_none() {
+            found.push(d);
+            continue;
+        }
+        if read + d.count() > SEARCH_ALERTS_MAX {
+            return Ok((found, true));
+        }
+        read += d.count();
+        let alerts = state
+            .store
+            .digest_alerts(&d)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("cannot read digest #{}: {e}", d.id)))?;
+        let hit = alerts.iter().any(|(_, a)| {
+            label
+                .as_ref()
+                .is_none_or(|(k, v)| a.labels.get(k) == Some(v))
+                && (title_hit
+                    || needle
+                        .as_ref()
+                        .is_none_or(|n| a.title.to_lowercase().contains(n)))
+        });
+        if hit {
+            found.push(d);
+        }
+    }
+    Ok((found, false))
+}
+
+/// Delivered digests, oldest first: `?robot=R&since=2h&q=text&label=k=v&before=ID&limit=N`.
 pub(super) async fn list_digests(
     State(app): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<DigestList>, ApiError> {
     let state = app.ctx()?;
-    let since_ms = match q.since.as_deref().map(crate::config::parse_duration) {
-        None => i64::MIN,
-        Some(Ok(d)) => state.clock.now_ms() - d.as_millis() as i64,
-        Some(Err(e)) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("since: {e}"),
-            ));
-        }
-    };
-    let sent = digests_in(&state, DigestState::Sent, q.robot.as_deref(), |d| {
-        d.sent_ms.is_some_and(|s| s >= since_ms)
-    })
-    .await?;
+    let (mut sent, truncated) = search(&state, &q).await?;
+    sent.reverse();
     Ok(Json(DigestList {
+        truncated,
         digests: sent
             .into_iter()
             .map(|d| SentEntry {
@@ -251,6 +361,15 @@ pub(super) async fn post_redeliver(
 ) -> Result<Json<Requeued>, ApiError> {
     let (state, body) = app.ctx_with_body(&headers, body).await?;
     let req: RedeliverRequest = optional_json(&body, "{\"to\": \"ROBOT\"} (optional)")?;
+    Ok(Json(redeliver(&state, id, req).await?))
+}
+
+/// Queues delivered digest `id`'s alerts again for `req.to` (its own robot when `None`).
+pub(super) async fn redeliver(
+    state: &Ctx,
+    id: u64,
+    req: RedeliverRequest,
+) -> Result<Requeued, ApiError> {
     let target = match (&req.to, state.store.digest(id).await) {
         (_, Ok(None)) => {
             return Err(ApiError::new(
@@ -272,7 +391,7 @@ pub(super) async fn post_redeliver(
         .destination(&target)
         .map_or(target.clone(), str::to_string);
     let Some(handle) = state.robots.get(&target) else {
-        return Err(unknown_robot(&state, "to", &target));
+        return Err(unknown_robot(state, "to", &target));
     };
     let d = state.store.redeliver(id, &target).await.map_err(|e| {
         requeue_error(
@@ -283,9 +402,9 @@ pub(super) async fn post_redeliver(
     })?;
     handle.metrics.received.increment(d.count());
     handle.wake.notify_one();
-    Ok(Json(Requeued {
+    Ok(Requeued {
         id,
         alerts: d.count(),
         to: target,
-    }))
+    })
 }

@@ -99,6 +99,26 @@ pub fn check(
     Ok(())
 }
 
+/// The console's form posts (`/ui/…`): a form may post only from sluice's own pages. Besides
+/// the Host and Origin rules of [`check`], `Sec-Fetch-Site` must be `same-origin` or `none`
+/// (typed by the person), not `same-site`: another program's page on another port of the same
+/// host is the same site. Programs that send neither header (curl) pass.
+pub fn check_form(headers: &HeaderMap, local: SocketAddr, server: &Server) -> Result<(), Refusal> {
+    check(&Method::GET, headers, local, server)?;
+    let site = headers
+        .get(header::HeaderName::from_static("sec-fetch-site"))
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    match site {
+        None | Some("same-origin") | Some("none") => Ok(()),
+        Some(other) => refuse(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Sec-Fetch-Site: {other}: the console's forms are taken only from its own pages"
+            ),
+        ),
+    }
+}
+
 /// `application/json`, any case, with or without parameters (`; charset=utf-8`).
 fn is_json(content_type: &str) -> bool {
     content_type

@@ -10,6 +10,7 @@ pub mod guard;
 mod ingest;
 pub mod listen;
 mod ops;
+mod ui;
 
 use digests::{get_dead, get_digest, list_digests, post_redeliver, post_replay};
 use ingest::{count_ingest, post_alertmanager, post_alerts};
@@ -117,6 +118,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(doors)
+        .merge(ui::router(state.clone()))
         .route("/healthz", get(get_healthz))
         .fallback(|| async {
             error(
@@ -134,12 +136,20 @@ pub fn router(state: AppState) -> Router {
 /// Turns away what [`guard::check`] refuses, before any route (or token check) sees it.
 async fn guard_requests(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let config = app.live.get().config;
-    match guard::check(
-        request.method(),
-        request.headers(),
-        app.local,
-        &config.server,
-    ) {
+    // The console's forms post form bodies, to its own routes only, under stricter rules.
+    let form =
+        request.method() == axum::http::Method::POST && request.uri().path().starts_with("/ui/");
+    let checked = if form {
+        guard::check_form(request.headers(), app.local, &config.server)
+    } else {
+        guard::check(
+            request.method(),
+            request.headers(),
+            app.local,
+            &config.server,
+        )
+    };
+    match checked {
         Ok(()) => next.run(request).await,
         Err(r) => error(r.status, r.message),
     }
@@ -150,7 +160,7 @@ async fn guard_requests(State(app): State<AppState>, request: Request, next: Nex
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    message: String,
+    pub(crate) message: String,
     headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 

@@ -8,6 +8,11 @@ use crate::api::{
 /// Each robot's state, queue and rate use; robots removed from the config that still have
 /// alerts queued; the store. Answers even while the store is being reopened (`store.error`).
 pub(super) async fn get_status(State(app): State<AppState>) -> Json<Status> {
+    Json(status_of(&app).await)
+}
+
+/// What `GET /v1/status` answers, for the console too (the same figures at the same instant).
+pub(super) async fn status_of(app: &AppState) -> Status {
     let live = app.live.get();
     let store = live.store.as_ref().ok();
     let now = app.clock.now_ms();
@@ -32,6 +37,12 @@ pub(super) async fn get_status(State(app): State<AppState>) -> Json<Status> {
         let s = h.status();
         let t = &h.config.timing;
         let period_ms = t.rate_period.as_millis() as i64;
+        let in_period: Vec<i64> = s
+            .recent_sends
+            .iter()
+            .copied()
+            .filter(|&t| t > now - period_ms)
+            .collect();
         let (mut pending, mut oldest) = (None, None);
         let lane = pool.unwrap_or(name);
         if let Some(st) = store {
@@ -47,11 +58,8 @@ pub(super) async fn get_status(State(app): State<AppState>) -> Json<Status> {
             pending,
             oldest_pending_age_ms: oldest.map(|o| (now - o).max(0)),
             outbox: s.outbox,
-            sends_in_period: s
-                .recent_sends
-                .iter()
-                .filter(|&&t| t > now - period_ms)
-                .count(),
+            sends_in_period: in_period.len(),
+            recent_sends: in_period,
             rate_limit: t.rate_limit,
             rate_period: humantime::format_duration(t.rate_period).to_string(),
             window: humantime::format_duration(t.window).to_string(),
@@ -111,7 +119,7 @@ pub(super) async fn get_status(State(app): State<AppState>) -> Json<Status> {
             ..StoreEntry::default()
         },
     };
-    Json(Status {
+    Status {
         robots,
         unconfigured,
         store: store_status,
@@ -123,7 +131,7 @@ pub(super) async fn get_status(State(app): State<AppState>) -> Json<Status> {
             error: v.error,
             rtt_ms: v.rtt_ms,
         }),
-    })
+    }
 }
 
 /// Prometheus text format. The gauges describing the present are set here, at scrape time.

@@ -503,11 +503,11 @@ pub struct DigestRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     pub title: String,
-    /// The text as people read it; dropped once sent (the alerts stay until `retention` for
-    /// the API).
+    /// The text as people read it, kept until the digest's `retention` ends (the console
+    /// shows a sent digest as the group saw it; re-rendering it later could differ).
     #[serde(default)]
     pub text: String,
-    /// The request body ([`Prepared::body`]); dropped once sent, like the text.
+    /// The request body ([`Prepared::body`]); dropped once sent.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub body: serde_json::Value,
     /// Records sealed before messages were prepared at sealing have no body, but whom the
