@@ -188,3 +188,23 @@ async fn a_blocked_robot_answers_409_with_its_reason_and_nothing_is_sent() {
     );
     d.stop().await;
 }
+
+/// `sluice test ROBOT` asks the running daemon: one accepted, the next at once refused for want
+/// of a permit, with the daemon's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sends_a_test_through_the_daemon() {
+    let (fake, d, _dir) = start().await;
+    let server = d.addr.to_string();
+    let (code, out, err) =
+        support::daemon::run_cli(&["test", "ops", "--server", &server], None, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("accepted the test message"), "{out}");
+    let (code, _, err) = support::daemon::run_cli(&["test", "ops", "--server", &server], None, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("429") && err.contains("no send permit"),
+        "{err}"
+    );
+    assert_eq!(fake.accepted(TOKEN).len(), 1);
+    d.stop().await;
+}

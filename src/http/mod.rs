@@ -155,7 +155,7 @@ pub struct ApiError {
     message: String,
     headers: Vec<(header::HeaderName, HeaderValue)>,
     /// A body other than `{"error": message}` (it then carries `error` itself).
-    body: Option<Value>,
+    body: Option<Box<Value>>,
 }
 
 impl ApiError {
@@ -186,7 +186,7 @@ impl ApiError {
 
     /// Answers `body` (which should carry an `error` field) instead of `{"error": message}`.
     pub fn with_body(mut self, body: Value) -> ApiError {
-        self.body = Some(body);
+        self.body = Some(Box::new(body));
         self
     }
 
@@ -200,16 +200,17 @@ impl ApiError {
 
     /// The JSON body this error answers.
     pub fn body(&self) -> Value {
-        self.body
-            .clone()
-            .unwrap_or_else(|| json!({ "error": self.message }))
+        match &self.body {
+            Some(b) => (**b).clone(),
+            None => json!({ "error": self.message }),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = match self.body {
-            Some(body) => (self.status, Json(body)).into_response(),
+            Some(body) => (self.status, Json(*body)).into_response(),
             None => {
                 let body = crate::api::ErrorBody {
                     error: self.message,
