@@ -274,6 +274,37 @@ pub struct Reloaded {
     pub needs_restart: Vec<String>,
 }
 
+/// `POST /v1/robots/{name}/test`: a test message through the running daemon's own rate guard.
+/// The same shape answers `200` (sent; `outcome` says what the robot made of it) and the
+/// refusals that sent nothing (`429` no permit, `409` paused or not running here, `503`, `504`),
+/// which also carry `error`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TestSent {
+    /// The robot the test went to (a pool member goes through its pool's lane).
+    pub robot: String,
+    /// Whether a message left: counted against the rate limit and quota, and in the send log.
+    pub sent: bool,
+    /// The answer's class when sent: `ok`, `throttled`, `message`, `robot`, `transient`,
+    /// `quota`.
+    pub outcome: Option<String>,
+    /// What the robot said, when it refused or failed.
+    pub said: Option<String>,
+    /// The robot's state when refused for being paused or not running (`blocked`, `remote`...).
+    pub state: Option<String>,
+    /// Until when it is paused (Unix ms), when known.
+    pub until_ms: Option<i64>,
+    /// Cluster mode: the node that sends for the robot, when another one does.
+    pub owner: Option<String>,
+    /// Sends in the trailing rate period (this one included when sent).
+    pub sends_in_period: usize,
+    pub rate_limit: u32,
+    /// No permit: how long until the next one, in ms.
+    pub next_permit_ms: Option<i64>,
+    /// Why nothing was sent, or what went wrong; `None` on a `200`.
+    pub error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

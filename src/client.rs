@@ -209,6 +209,13 @@ impl Client {
         self.call_as(self.http.post(&url).json(&body), &url).await
     }
 
+    /// Asks the daemon to send one test message to `robot` through its rate guard
+    /// (`POST /v1/robots/{robot}/test`); a refusal (no permit, paused) is an error.
+    pub async fn test(&self, robot: &str) -> Result<api::TestSent, ClientError> {
+        let url = format!("{}/v1/robots/{robot}/test", self.base);
+        self.call_as(self.http.post(&url), &url).await
+    }
+
     /// Asks the daemon to read its config file again.
     pub async fn reload(&self) -> Result<api::Reloaded, ClientError> {
         let url = format!("{}/-/reload", self.base);

@@ -54,6 +54,13 @@ enum Command {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Have the running daemon send one test message to ROBOT through its own rate guard
+    /// (refused, not delayed, when no send permit is free or the robot is paused).
+    Test {
+        #[command(flatten)]
+        conn: Conn,
+        robot: String,
+    },
     /// Make the daemon read its config file again (like SIGHUP): robots added, removed or
     /// changed, queues and rate history kept.
     Reload {
@@ -119,7 +126,9 @@ enum Command {
         /// (`severity` and `source` are the alert's own fields).
         #[arg(long, value_name = "LABELS")]
         route: Option<String>,
-        /// Send one test message to this robot and report its answer.
+        /// Send one test message to this robot and report its answer. It bypasses a running
+        /// daemon's rate guard (the daemon does not count it); with `sluice serve` running, use
+        /// `POST /v1/robots/ROBOT/test` instead.
         #[arg(long, value_name = "ROBOT", conflicts_with = "route")]
         ping: Option<String>,
     },
@@ -388,6 +397,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Test { conn, robot } => {
+            let t = connect(&conn)?.test(&robot).await?;
+            let said = t
+                .said
+                .as_deref()
+                .map_or(String::new(), |s| format!(": {s}"));
+            match t.outcome.as_deref() {
+                Some("ok") => {
+                    println!(
+                        "robot {} accepted the test message ({}/{} sent in the last period)",
+                        t.robot, t.sends_in_period, t.rate_limit
+                    );
+                    Ok(())
+                }
+                other => bail!(
+                    "robot {} answered the test message as {}{said}",
+                    t.robot,
+                    other.unwrap_or("unknown")
+                ),
+            }
         }
         Command::Reload { conn } => {
             let r = connect(&conn)?.reload().await?;

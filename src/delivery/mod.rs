@@ -36,10 +36,12 @@ pub mod decide;
 mod lane;
 pub mod pool;
 pub mod status;
+mod test_message;
 
 pub use decide::backoff;
 pub use pool::{PoolMember, PoolTask};
 pub use status::{QuotaStatus, RobotStatus, State};
+pub use test_message::{TestRefused, TestSent};
 
 /// Finds a running lane's handle by name (the supervisor's current ones), for a robot that
 /// hands its queue to its `fallback`.
@@ -65,6 +67,8 @@ pub struct RobotHandle {
     /// Lines for this lane's next digest from robots it stood in for (`fallback`): which robot
     /// and why. Kept in memory only: after a restart the moved alerts go out unmarked.
     stand_in: Arc<Mutex<Vec<String>>>,
+    /// Test messages asked of this lane's task ([`RobotHandle::send_test`]).
+    tests: Arc<test_message::Door>,
 }
 
 impl RobotHandle {
@@ -75,6 +79,7 @@ impl RobotHandle {
             status: Arc::new(Mutex::new(status)),
             metrics,
             stand_in: Arc::default(),
+            tests: Arc::default(),
         }
     }
 

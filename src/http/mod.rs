@@ -14,7 +14,8 @@ mod ui;
 
 use digests::{get_dead, get_digest, list_digests, post_redeliver, post_replay};
 use ingest::{count_ingest, post_alertmanager, post_alerts};
-use ops::{get_healthz, get_metrics, get_status, post_move, post_reload};
+pub use ops::send_test;
+use ops::{get_healthz, get_metrics, get_status, post_move, post_reload, post_test};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -107,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dead", get(get_dead))
         .route("/v1/dead/replay", post(post_replay))
         .route("/v1/queue/move", post(post_move))
+        .route("/v1/robots/{name}/test", post(post_test))
         .route("/-/reload", post(post_reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     // The robot platforms' own webhook paths: each checks its own token, not the bearer token.
@@ -162,6 +164,8 @@ pub struct ApiError {
     status: StatusCode,
     pub(crate) message: String,
     headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// A body other than `{"error": message}` (it then carries `error` itself).
+    body: Option<Box<Value>>,
 }
 
 impl ApiError {
@@ -170,6 +174,7 @@ impl ApiError {
             status,
             message: message.into(),
             headers: Vec::new(),
+            body: None,
         }
     }
 
@@ -189,17 +194,40 @@ impl ApiError {
         self
     }
 
+    /// Answers `body` (which should carry an `error` field) instead of `{"error": message}`.
+    pub fn with_body(mut self, body: Value) -> ApiError {
+        self.body = Some(Box::new(body));
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The JSON body this error answers.
+    pub fn body(&self) -> Value {
+        match &self.body {
+            Some(b) => (**b).clone(),
+            None => json!({ "error": self.message }),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = crate::api::ErrorBody {
-            error: self.message,
+        let mut r = match self.body {
+            Some(body) => (self.status, Json(*body)).into_response(),
+            None => {
+                let body = crate::api::ErrorBody {
+                    error: self.message,
+                };
+                (self.status, Json(body)).into_response()
+            }
         };
-        let mut r = (self.status, Json(body)).into_response();
         for (name, value) in self.headers {
             r.headers_mut().insert(name, value);
         }

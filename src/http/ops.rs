@@ -296,3 +296,154 @@ pub(super) async fn post_move(
         digests: m.digests,
     }))
 }
+
+/// `POST /v1/robots/{name}/test` (the body may be empty; it is not read): [`send_test`].
+pub(super) async fn post_test(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<crate::api::TestSent>, ApiError> {
+    send_test(&app.live.get(), &name, None).await.map(Json)
+}
+
+/// Sends one test message to robot `robot` through the running daemon's own lane task, its
+/// rate guard, quota and send log (a pool member through its pool's lane), and waits at most
+/// `timeout` (default: twice the robot's `request_timeout` plus a second) for the outcome.
+/// The web console calls this too. `Ok`: a message left (its `outcome` may still be a
+/// refusal by the robot). `Err`: nothing was sent, or no answer came: 422 unknown robot, 429
+/// no permit now (`Retry-After`), 409 paused or not running on this node (`remote`), 503
+/// while its task is starting, 504 the task did not answer in time; each but the 422 with a
+/// [`crate::api::TestSent`] body.
+pub async fn send_test(
+    live: &crate::supervisor::Live,
+    robot: &str,
+    timeout: Option<std::time::Duration>,
+) -> Result<crate::api::TestSent, ApiError> {
+    use crate::api::TestSent;
+    use crate::delivery::{State as LaneState, TestRefused};
+    let unknown = || {
+        ApiError::unprocessable(format!(
+            "robot: unknown robot {robot:?}; configured robots: {}",
+            live.config.robot_names()
+        ))
+    };
+    let member = live
+        .robots
+        .get(robot)
+        .or_else(|| live.members.get(robot))
+        .ok_or_else(unknown)?;
+    let lane_name = live
+        .config
+        .pool_of(robot)
+        .map_or(robot, |p| p.name.as_str());
+    let t = &member.config.timing;
+    let timeout = timeout.unwrap_or(t.request_timeout * 2 + std::time::Duration::from_secs(1));
+    let base = TestSent {
+        robot: robot.to_string(),
+        rate_limit: t.rate_limit,
+        ..TestSent::default()
+    };
+    let owner = || {
+        live.cluster.as_ref().and_then(|v| {
+            v.read()
+                .expect("cluster view lock")
+                .lanes
+                .get(lane_name)
+                .map(|o| o.owner.clone())
+        })
+    };
+    let result = match live.robots.get(lane_name) {
+        Some(lane) => lane.send_test(robot, timeout).await,
+        None => Err(TestRefused::NotRunning {
+            robot: robot.to_string(),
+            state: member.status().state,
+        }),
+    };
+    let refused = match result {
+        Ok(sent) => {
+            return Ok(TestSent {
+                robot: sent.robot,
+                sent: true,
+                outcome: Some(sent.outcome.class().to_string()),
+                said: sent.outcome.reason().map(str::to_string),
+                sends_in_period: sent.sends_in_period,
+                rate_limit: sent.rate_limit,
+                ..base
+            });
+        }
+        Err(r) => r,
+    };
+    let error = refused.to_string();
+    let (status, answer) = match &refused {
+        TestRefused::NoPermit {
+            sends_in_period,
+            rate_limit,
+            next_permit_ms,
+            ..
+        } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            TestSent {
+                sends_in_period: *sends_in_period,
+                rate_limit: *rate_limit,
+                next_permit_ms: Some(*next_permit_ms),
+                ..base
+            },
+        ),
+        TestRefused::Paused {
+            state,
+            until_ms,
+            why,
+            ..
+        } => (
+            StatusCode::CONFLICT,
+            TestSent {
+                state: Some(state.as_str().to_string()),
+                until_ms: *until_ms,
+                said: (!why.is_empty()).then(|| why.clone()),
+                ..base
+            },
+        ),
+        TestRefused::NotRunning { state, .. } => {
+            let s = member.status();
+            let status = match state {
+                LaneState::Remote | LaneState::Blocked => StatusCode::CONFLICT,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            (
+                status,
+                TestSent {
+                    state: Some(state.as_str().to_string()),
+                    owner: owner().filter(|o| !o.is_empty()),
+                    said: s.last_error,
+                    ..base
+                },
+            )
+        }
+        TestRefused::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, base),
+        TestRefused::Stopped { .. } | TestRefused::Store { .. } | TestRefused::NotMember { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, base)
+        }
+    };
+    let error = match &answer.owner {
+        Some(o) => format!("{error}; node {o} sends for it"),
+        None => error,
+    };
+    let answer = TestSent {
+        error: Some(error.clone()),
+        ..answer
+    };
+    let mut e = ApiError::new(status, error)
+        .with_body(serde_json::to_value(&answer).expect("a TestSent serializes"));
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => {
+            let secs = (answer.next_permit_ms.unwrap_or(1000).max(1) + 999) / 1000;
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                e = e.with_header(header::RETRY_AFTER, v);
+            }
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            e = e.with_header(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        _ => {}
+    }
+    Err(e)
+}

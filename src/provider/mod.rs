@@ -655,7 +655,8 @@ impl Provider {
     }
 
     /// Sends one test message (`sluice check --ping`). It does not go through a daemon's rate
-    /// guard, so it counts against the robot's limit without the daemon knowing.
+    /// guard, so it counts against the robot's limit without the daemon knowing; a running
+    /// daemon sends one through its guard instead (`POST /v1/robots/{name}/test`).
     pub async fn ping(&self, robot: &Target<'_>) -> Outcome {
         let (title, text) = self.ping_text(robot);
         let message = self.prepare(0, title, text, &Mention::default());
