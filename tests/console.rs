@@ -528,3 +528,37 @@ async fn with_tokens_the_console_needs_a_login_and_a_removed_token_ends_its_sess
     assert_eq!(code, 303, "the old session no longer opens the console");
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_message_button_goes_through_the_robot_s_own_limit() {
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&config(&fake, ""), dir.path()).await;
+    let (_, _, html) = page(&d, "/ui/robots/ops").await;
+    assert!(html.contains("data-testid=\"test-message\""));
+
+    let r = form(&d, "/ui/robots/ops/test", &[], &[]).await;
+    assert_eq!(r.status().as_u16(), 303);
+    let (_, _, html) = page_with(&d, "/ui/robots/ops", &cookies(r.headers())).await;
+    assert!(
+        html.contains("test message sent: the robot answered ok (1&#x2f;20"),
+        "{html}"
+    );
+    let got = fake.accepted("ops-token");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].text.contains("告警") && got[0].text.to_lowercase().contains("test"));
+
+    // Pressed 30 more times at once: the robot's 20 per period hold, the rest are told why.
+    let mut refused = 0;
+    for _ in 0..30 {
+        let r = form(&d, "/ui/robots/ops/test", &[], &[]).await;
+        let (_, _, html) = page_with(&d, "/ui/robots/ops", &cookies(r.headers())).await;
+        if html.contains("not sent: ") && html.contains("permit") {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 11, "{refused} refused");
+    assert!(fake.max_in_window("ops-token", Duration::from_secs(2)) <= 20);
+    assert_eq!(fake.throttled("ops-token"), 0, "the robot never saw a 21st");
+    d.stop().await;
+}

@@ -42,6 +42,7 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/robots/{name}", get(robot_page))
+        .route("/ui/robots/{name}/test", post(test_form))
         .route("/ui/digests", get(digests_page))
         .route("/ui/digests/{id}", get(digest_page))
         .route("/ui/digests/{id}/redeliver", post(redeliver_form))
@@ -693,5 +694,32 @@ async fn reload_form(State(app): State<AppState>) -> Response {
             ),
             true,
         ),
+    }
+}
+
+/// The robot page's **Send test message**: through the running lane's own rate guard
+/// (`ops::send_test`), so at the limit nothing is sent and the page says when the next permit
+/// comes.
+async fn test_form(State(app): State<AppState>, Path(name): Path<String>) -> Response {
+    let back = format!("/ui/robots/{}", percent(&name));
+    match super::ops::send_test(&app.live.get(), &name, None).await {
+        Ok(t) if t.outcome.as_deref() == Some("ok") => see_other(
+            &back,
+            &format!(
+                "test message sent: the robot answered ok ({}/{} sends this period)",
+                t.sends_in_period, t.rate_limit
+            ),
+            false,
+        ),
+        Ok(t) => see_other(
+            &back,
+            &format!(
+                "test message sent, the robot refused it ({}): {}",
+                t.outcome.unwrap_or_default(),
+                t.said.unwrap_or_default()
+            ),
+            true,
+        ),
+        Err(e) => see_other(&back, &format!("not sent: {}", e.message), true),
     }
 }
