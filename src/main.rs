@@ -117,6 +117,10 @@ enum Command {
         /// nats-server on PATH, else target/pyenv/bin/nats-server.
         #[arg(long, value_name = "PATH", requires = "cluster")]
         nats_server: Option<PathBuf>,
+        /// After the summary, keep the web console (and the simulated robots) up this long,
+        /// e.g. 5m; 0s exits at once. Default: until Enter is pressed, when run in a terminal.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, conflicts_with = "cluster")]
+        linger: Option<std::time::Duration>,
     },
     /// Validate a config file and print the robots it defines (secrets redacted).
     Check {
@@ -275,6 +279,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             platforms,
             cluster,
             nats_server,
+            linger,
         } => {
             let options = sluice::demo::Options {
                 alerts,
@@ -283,6 +288,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 platforms,
                 cluster,
                 nats_server,
+                linger,
             };
             // What only the flags together can get wrong (fewer robots than platforms) is a
             // usage error as well, exit 2 like clap's own.

@@ -96,6 +96,9 @@ pub struct Options {
     pub cluster: bool,
     /// `--nats-server`: the binary for `--cluster` ([`nats::find_nats_server`]).
     pub nats_server: Option<PathBuf>,
+    /// How long the console stays up after the summary (single node): until Enter is pressed
+    /// (`None`, only when standard input is a terminal), or for this long.
+    pub linger: Option<Duration>,
 }
 
 impl Default for Options {
@@ -106,6 +109,7 @@ impl Default for Options {
             speed: 10.0,
             platforms: vec![Platform::DingTalk],
             cluster: false,
+            linger: Some(Duration::ZERO),
             nats_server: None,
         }
     }
@@ -312,6 +316,7 @@ fn config_text(
 /// sluice, serving in this process until stopped.
 struct Daemon {
     client: Arc<Client>,
+    addr: std::net::SocketAddr,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), crate::ServeError>>,
 }
@@ -348,7 +353,12 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(Daemon { client, stop, task })
+        Ok(Daemon {
+            client,
+            addr,
+            stop,
+            task,
+        })
     }
 
     /// Shuts down (flushing the store) and waits for it.
@@ -431,10 +441,6 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
     };
     let driven = drive(&options, &plan, &robots, &sim, &front, cluster.as_mut()).await;
     let final_status = front.status().await.ok();
-    let stopped = match daemon {
-        Some(d) => d.stop().await,
-        None => Ok(()),
-    };
     let story = cluster.map(cluster::Cluster::stop);
     let groups: Vec<Group> = robots
         .iter()
@@ -446,26 +452,69 @@ pub async fn run(options: Options) -> Result<(), DemoError> {
             refused: sim.refused(&r.token),
         })
         .collect();
+    let summary = match &driven {
+        Ok(elapsed) => {
+            report::print_digests(&options.platforms, &groups);
+            let dead: u64 = final_status
+                .as_ref()
+                .map_or(0, |s| s.robots.iter().map(|r| r.dead).sum());
+            let summary = Summary {
+                options: &options,
+                groups: &groups,
+                dead,
+                elapsed: *elapsed,
+                cluster: story.as_ref(),
+            };
+            summary.print();
+            if let Some(d) = &daemon {
+                linger(d.addr, options.linger).await;
+            }
+            Some(summary)
+        }
+        Err(_) => None,
+    };
+    let stopped = match daemon {
+        Some(d) => d.stop().await,
+        None => Ok(()),
+    };
     sim.stop().await;
     drop(dir);
-    let elapsed = driven?;
+    driven?;
     stopped?;
-
-    report::print_digests(&options.platforms, &groups);
-    let dead: u64 = final_status
-        .as_ref()
-        .map_or(0, |s| s.robots.iter().map(|r| r.dead).sum());
-    let summary = Summary {
-        options: &options,
-        groups: &groups,
-        dead,
-        elapsed,
-        cluster: story.as_ref(),
+    let Some(summary) = summary else {
+        unreachable!("a summary is made whenever the run succeeded")
     };
-    summary.print();
     match summary.problems() {
         problems if problems.is_empty() => Ok(()),
         problems => Err(DemoError::Failed(problems.join("; "))),
+    }
+}
+
+/// Keeps the demo's sluice (and its simulated robots) up so the person can look at the web
+/// console: until Enter (when standard input is a terminal), or for `--linger`.
+async fn linger(addr: std::net::SocketAddr, how: Option<Duration>) {
+    use std::io::IsTerminal;
+    let url = format!("http://{addr}/ui/");
+    match how {
+        Some(d) if d.is_zero() => {}
+        Some(d) => {
+            println!(
+                "\nThe web console is at {url} for {}.",
+                humantime::format_duration(d)
+            );
+            tokio::time::sleep(d).await;
+        }
+        None if std::io::stdin().is_terminal() => {
+            println!(
+                "\nThe web console is at {url}: open it to see the robots, digests and dead letters. Press Enter to stop."
+            );
+            let _ = tokio::task::spawn_blocking(|| {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)
+            })
+            .await;
+        }
+        None => {}
     }
 }
 
