@@ -124,7 +124,7 @@ fn assert_safe_page(html: &str, headers: &HeaderMap, what: &str) {
         "{what}: {csp}"
     );
     assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
-    assert_eq!(headers["referrer-policy"], "no-referrer", "{what}");
+    assert_eq!(headers["referrer-policy"], "same-origin", "{what}");
     assert_eq!(headers["cache-control"], "no-store", "{what}");
     let lower = html.to_ascii_lowercase();
     // The one script is the binary's own; no inline script, no style attribute.

@@ -2,8 +2,9 @@
 //! page, from the same figures the JSON API answers (`ops::status_of`, `digests::search`, ...).
 //!
 //! - **Headers.** Every `/ui` answer carries a strict Content-Security-Policy (only the
-//!   binary's own `app.css` and `app.js`), `nosniff`, `no-referrer`, `DENY` framing and
-//!   `no-store` (assets: `no-cache` with an ETag).
+//!   binary's own `app.css` and `app.js`), `nosniff`, `Referrer-Policy: same-origin` (not
+//!   `no-referrer`: under it Chromium posts forms with `Origin: null`, which the guard must
+//!   refuse), `DENY` framing and `no-store` (assets: `no-cache` with an ETag).
 //! - **Forms.** Every action is a form post answered with 303 back to a page (post/redirect/
 //!   get) and a one-time flash cookie. `guard::check_form` lets form bodies reach `/ui/` only,
 //!   and only from sluice's own pages (`Sec-Fetch-Site` same-origin or none, an own `Origin`).
@@ -66,7 +67,7 @@ async fn security_headers(mut r: Response) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.entry(header::CACHE_CONTROL)

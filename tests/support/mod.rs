@@ -28,3 +28,6 @@ pub mod door_load;
 
 #[allow(dead_code)]
 pub mod nats;
+
+#[allow(dead_code)]
+pub mod browser;
