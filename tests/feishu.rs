@@ -105,13 +105,14 @@ async fn burst_of_10000_alerts_is_fully_accounted_in_posts_and_cards_with_feishu
     fake.add_bot("card-bot", Some(SECRET), &["告警"]);
     let mentions = "mention_user_ids = [\"ou_lead\"]\nmention_all = true";
     let robots = robot(&fake, "fs", "post-bot", SECRET, mentions)
-        + &robot(
+        + robot(
             &fake,
             "card",
             "card-bot",
             SECRET,
             &format!("msgtype = \"interactive\"\n{mentions}"),
-        );
+        )
+        .as_str();
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(&config("500ms", &robots), dir.path()).await;
 
@@ -222,7 +223,7 @@ async fn both_rate_windows_hold_while_digests_are_wanted_faster_than_either_allo
     fast.add_bot("bot", Some(SECRET), &["告警"]);
     slow.add_bot("bot", Some(SECRET), &["告警"]);
     let robots = robot(&fast, "fs", "bot", SECRET, "")
-        + &robot(&slow, "slow", "bot", SECRET, "rate_limit = 30");
+        + robot(&slow, "slow", "bot", SECRET, "rate_limit = 30").as_str();
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(&config("5ms", &robots), dir.path()).await;
 
