@@ -327,17 +327,7 @@ async fn require_token(State(app): State<AppState>, request: Request, next: Next
     if tokens.is_empty() {
         return next.run(request).await;
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    // Compare against every token without stopping early, so timing tells nothing.
-    let ok = tokens.iter().fold(false, |acc, t| {
-        acc | constant_time_eq(t.as_bytes(), presented.as_bytes())
-    });
-    if ok {
+    if bearer_ok(request.headers(), tokens) {
         next.run(request).await
     } else {
         ApiError::new(
@@ -350,6 +340,24 @@ async fn require_token(State(app): State<AppState>, request: Request, next: Next
         )
         .into_response()
     }
+}
+
+/// Whether the request carries `Authorization: Bearer <one of tokens>`.
+fn bearer_ok(headers: &HeaderMap, tokens: &[String]) -> bool {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    is_token(tokens, presented)
+}
+
+/// Whether `presented` is one of `tokens`, compared against every token without stopping early,
+/// so timing tells nothing.
+fn is_token(tokens: &[String], presented: &str) -> bool {
+    tokens.iter().fold(false, |acc, t| {
+        acc | constant_time_eq(t.as_bytes(), presented.as_bytes())
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -127,17 +127,6 @@ fn valid_session(value: &str, tokens: &[String], now: i64) -> bool {
         })
 }
 
-fn bearer_ok(headers: &HeaderMap, tokens: &[String]) -> bool {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    tokens.iter().fold(false, |acc, t| {
-        acc | constant_time_eq(t.as_bytes(), presented.as_bytes())
-    })
-}
-
 /// With `auth_tokens` set, every page but the login and the assets needs a session (or a
 /// bearer token): a page is redirected to the login, a form post refused.
 async fn session(State(app): State<AppState>, request: Request, next: Next) -> Response {
@@ -193,9 +182,7 @@ async fn login(State(app): State<AppState>, Form(f): Form<LoginForm>) -> Respons
     let config = app.live.get().config;
     let tokens = &config.server.auth_tokens;
     let token = f.token.trim();
-    let ok = tokens.iter().fold(false, |acc, t| {
-        acc | constant_time_eq(t.as_bytes(), token.as_bytes())
-    });
+    let ok = is_token(tokens, token);
     if tokens.is_empty() {
         return see_other(
             "/ui/",
