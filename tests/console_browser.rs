@@ -177,6 +177,50 @@ async fn the_console_in_chromium() {
     assert_clean(&b, "robot after the test messages").await;
     b.screenshot("robot").await;
 
+    // Auto refresh: the overview's content changes in place (the page is not reloaded: a
+    // marker set on the window survives), and it pauses while a form control has the focus.
+    b.goto(&d.url("/ui/?refresh=1")).await;
+    b.execute("window.__marker = 42; return 0;").await;
+    let first = updated(&b).await;
+    let changed = wait_text_change(&b, &first, Duration::from_secs(4)).await;
+    assert!(changed.is_some(), "refresh did not update the page");
+    assert_eq!(
+        b.execute("return window.__marker;").await,
+        json!(42),
+        "a full reload happened"
+    );
+    b.execute("document.querySelector('[data-testid=reload]').focus(); return 0;")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let paused = updated(&b).await;
+    let after = wait_text_change(&b, &paused, Duration::from_millis(2500)).await;
+    assert_eq!(
+        after, None,
+        "refresh went on while a form control had the focus"
+    );
+    assert_clean(&b, "overview with refresh").await;
+
     b.quit().await;
     d.stop().await;
+}
+
+/// The `updated` line's text, read in the page (the element is replaced by each refresh).
+async fn updated(b: &Browser) -> String {
+    let v = b
+        .execute("return document.querySelector('[data-testid=updated]').textContent;")
+        .await;
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// The `updated` line's new text, once it differs from `old`, within `limit`.
+async fn wait_text_change(b: &Browser, old: &str, limit: Duration) -> Option<String> {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = updated(b).await;
+        if now != old {
+            return Some(now);
+        }
+    }
+    None
 }

@@ -160,6 +160,12 @@ impl Browser {
         }
     }
 
+    /// Runs `script` in the page and returns what it returned.
+    pub async fn execute(&self, script: &str) -> serde_json::Value {
+        let ret = self.d().execute(script, vec![]).await.expect("execute");
+        ret.json().clone()
+    }
+
     /// The page's HTML as the browser holds it now.
     pub async fn source(&self) -> String {
         self.d().source().await.expect("page source")
