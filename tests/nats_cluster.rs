@@ -217,7 +217,16 @@ async fn kv_update_race_on_r3_has_exactly_one_winner() {
             .await
             .expect("create R3 bucket")
         } else {
-            js.get_key_value("race").await.expect("bucket")
+            // Under load a server that has not yet caught up with the new bucket lets the
+            // lookup time out; retry it like the first puts below.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match js.get_key_value("race").await {
+                    Ok(store) => break store,
+                    Err(e) if Instant::now() >= deadline => panic!("bucket via n{}: {e}", i + 1),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
         };
         stores.push(store);
     }
