@@ -179,10 +179,29 @@ pub struct DigestAnswer {
     pub sealed_ms: i64,
     pub sent_ms: Option<i64>,
     pub last_error: Option<String>,
+    /// Its last [`TRIES_KEPT`](crate::store::TRIES_KEPT) tries, oldest first, with the
+    /// robot's answer to each (`attempts` counts them all).
+    pub tries: Vec<Attempt>,
     pub title: String,
     pub text: Option<String>,
     /// Each alert as it was accepted, with its `id` (`robot:seq`).
     pub alerts: Vec<serde_json::Value>,
+}
+
+/// One try at sending a digest, as the digest's attempt log keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Attempt {
+    /// When the request went out (Unix ms), and how long the answer took.
+    pub at_ms: i64,
+    pub took_ms: i64,
+    /// The robot it went to: the digest's own, or the pool member that carried it.
+    pub robot: String,
+    /// How the answer was taken: `ok`, `throttled`, `transient`, `robot`, `message` or `quota`.
+    pub outcome: String,
+    /// What the robot answered, or what went wrong on the way; `None` when it was delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub said: Option<String>,
 }
 
 /// `GET /v1/dead`.

@@ -563,3 +563,65 @@ async fn the_test_message_button_goes_through_the_robot_s_own_limit() {
     assert_eq!(fake.throttled("ops-token"), 0, "the robot never saw a 21st");
     d.stop().await;
 }
+
+/// The digest page's attempt log: each try with the robot that took it, how the answer was
+/// taken and what the robot said, as `/v1/digests/{id}` gives them (hostile answers escaped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_digest_page_logs_each_try_with_the_robot_s_answer() {
+    let fake = fake().await;
+    fake.push_fault(
+        "dq-token",
+        Fault::Errcode(-1, "系统繁忙 <script>alert(9)</script>"),
+    );
+    fake.push_fault("dq-token", Fault::Http(502));
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&config(&fake, ""), dir.path()).await;
+    d.post(&json!([{"robot": "dq", "title": "tried three times"}]))
+        .await;
+    fake.wait_for("dq-token", Duration::from_secs(10), |a| !a.is_empty())
+        .await;
+    d.wait_status("dq", Duration::from_secs(5), |s| {
+        num(s, "digests_sent") == 1
+    })
+    .await;
+    let (_, list) = d.get("/v1/digests?robot=dq").await;
+    let id = list["digests"][0]["id"].as_u64().unwrap();
+    let (_, dig) = d.get(&format!("/v1/digests/{id}")).await;
+    assert_eq!(dig["attempts"], 3, "{dig}");
+    let tries = dig["tries"].as_array().expect("tries");
+    let outcomes: Vec<&str> = tries
+        .iter()
+        .map(|t| t["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["transient", "transient", "ok"], "{dig}");
+    assert!(tries.iter().all(|t| t["robot"] == "dq"), "{dig}");
+    let said = |i: usize| tries[i]["said"].as_str().unwrap_or("").to_string();
+    assert!(
+        said(0).contains("-1") && said(0).contains("系统繁忙"),
+        "{}",
+        said(0)
+    );
+    assert!(said(1).contains("502"), "{}", said(1));
+    assert!(tries[2].get("said").is_none(), "delivered: nothing to say");
+    let at: Vec<i64> = tries.iter().map(|t| t["at_ms"].as_i64().unwrap()).collect();
+    assert!(at.windows(2).all(|w| w[0] <= w[1]), "oldest first: {at:?}");
+    assert!(at[0] >= dig["sealed_ms"].as_i64().unwrap());
+
+    let (status, headers, html) = page(&d, &format!("/ui/digests/{id}")).await;
+    assert_eq!(status, 200);
+    assert_safe_page(&html, &headers, "digest with a hostile answer");
+    let table = html
+        .split("data-testid=\"tries\"")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .expect("the attempt log");
+    assert_eq!(table.matches("<tr class=\"try-").count(), 3, "{table}");
+    assert_eq!(table.matches("try-transient").count(), 2, "{table}");
+    assert!(
+        table.contains("系统繁忙 &lt;script&gt;"),
+        "escaped: {table}"
+    );
+    assert!(table.contains("502"), "{table}");
+    assert!(table.contains("delivered"), "{table}");
+    d.stop().await;
+}

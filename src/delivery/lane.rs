@@ -41,6 +41,7 @@ use super::{
     SHUTDOWN_GRACE, Sealing, State, decide, load_guard, message_of, record_send,
     release_freed_memory,
 };
+use crate::api::Attempt;
 use crate::limit::{Clock, RateGuard};
 use crate::mention::Mention;
 use crate::message::Prepared;
@@ -403,6 +404,13 @@ impl Lane {
                 }
             };
             digest.attempts += 1;
+            digest.note_try(Attempt {
+                at_ms: now,
+                took_ms: (done - now).max(0),
+                robot: member.clone(),
+                outcome: outcome.class().to_string(),
+                said: outcome.reason().map(str::to_string),
+            });
 
             // 5. Act on the answer: the digest's fate is the lane's, the pause the member's.
             let lm = &self.handle.metrics;

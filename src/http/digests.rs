@@ -66,6 +66,7 @@ pub(super) async fn get_digest(
         sealed_ms: d.sealed_ms,
         sent_ms: d.sent_ms,
         last_error: d.last_error,
+        tries: d.tries,
         title: d.title,
         text: Some(d.text).filter(|t| !t.is_empty()),
         robot: d.robot,

@@ -508,7 +508,7 @@ async fn digest_page(
     let answer = context! {
         id => d.id, robot => d.robot, state => d.state.as_str(), title => d.title, text => d.text,
         sealed_ms => d.sealed_ms, sent_ms => d.sent_ms, alerts_count => count, listed => d.listed,
-        attempts => d.attempts, last_error => d.last_error,
+        attempts => d.attempts, last_error => d.last_error, tries => ser(&d.tries),
     };
     page(
         &app,

@@ -72,6 +72,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
+use crate::api::Attempt;
 use crate::digest::{Counts, Rendered};
 use crate::limit::StoredLog;
 use crate::message::Prepared;
@@ -482,6 +483,10 @@ impl DigestState {
     }
 }
 
+/// How many tries a digest's attempt log keeps (the last ones), and how much of each answer.
+pub const TRIES_KEPT: usize = 20;
+pub const SAID_MAX: usize = 300;
+
 /// A sealed digest. Its message is prepared once, at sealing, so every retry sends the same
 /// bytes (each try adds only its own timestamp and signature).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -502,6 +507,9 @@ pub struct DigestRecord {
     pub sent_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The last [`TRIES_KEPT`] tries with the robot's answers ([`DigestRecord::note_try`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tries: Vec<Attempt>,
     pub title: String,
     /// The text as people read it, kept until the digest's `retention` ends (the console
     /// shows a sent digest as the group saw it; re-rendering it later could differ).
@@ -554,6 +562,7 @@ impl DigestRecord {
             oldest_ms,
             sent_ms: None,
             last_error: None,
+            tries: Vec::new(),
             title: sealed.message.title,
             text: sealed.message.text,
             body: sealed.message.body,
@@ -563,6 +572,25 @@ impl DigestRecord {
             passthrough: sealed.passthrough,
             alerts: None,
         }
+    }
+
+    /// Logs a try: the oldest goes once [`TRIES_KEPT`] are kept, and what the robot said is
+    /// cut to [`SAID_MAX`] bytes, so a digest retried for days stays small on disk.
+    pub fn note_try(&mut self, mut attempt: Attempt) {
+        if let Some(said) = &mut attempt.said
+            && said.len() > SAID_MAX
+        {
+            let mut end = SAID_MAX;
+            while !said.is_char_boundary(end) {
+                end -= 1;
+            }
+            said.truncate(end);
+            said.push('…');
+        }
+        if self.tries.len() >= TRIES_KEPT {
+            self.tries.drain(..=self.tries.len() - TRIES_KEPT);
+        }
+        self.tries.push(attempt);
     }
 
     /// How many alerts the digest covers.

@@ -437,3 +437,36 @@ conformance!(
         a_seal_covers_what_the_renderer_says,
     ],
 );
+
+#[test]
+fn the_attempt_log_keeps_the_last_tries_and_cuts_long_answers() {
+    let sealed = Sealed {
+        message: Prepared::default(),
+        counts: Counts::default(),
+        listed: 0,
+        covers: None,
+        passthrough: false,
+    };
+    let mut d = DigestRecord::sealed(1, "ops", (0, 1), sealed, 1_000, 1_000);
+    for i in 0..TRIES_KEPT as i64 + 5 {
+        d.note_try(Attempt {
+            at_ms: i,
+            outcome: "transient".into(),
+            said: Some("系".repeat(200)),
+            ..Attempt::default()
+        });
+    }
+    assert_eq!(d.tries.len(), TRIES_KEPT);
+    assert_eq!(d.tries[0].at_ms, 5, "the oldest went first");
+    assert_eq!(d.tries[TRIES_KEPT - 1].at_ms, TRIES_KEPT as i64 + 4);
+    let said = d.tries[0].said.as_deref().unwrap();
+    assert!(said.len() <= SAID_MAX + '…'.len_utf8(), "{}", said.len());
+    assert!(said.ends_with('…') && said.starts_with('系'));
+    // On disk and back, and a record from before the log reads with an empty one.
+    let back: DigestRecord = serde_json::from_slice(&serde_json::to_vec(&d).unwrap()).unwrap();
+    assert_eq!(back, d);
+    let mut old = serde_json::to_value(&d).unwrap();
+    old.as_object_mut().unwrap().remove("tries");
+    let old: DigestRecord = serde_json::from_value(old).unwrap();
+    assert!(old.tries.is_empty());
+}
