@@ -121,7 +121,7 @@ impl Committer {
     }
 
     /// Starts a new log file, then, on a thread of its own so that commits go on meanwhile,
-    /// makes sled durable and deletes the older files. Every record in them was added after its
+    /// makes sled durable and retires the older files (one stays as the spare). Every record in them was added after its
     /// change went into sled or into a lane's tail (`SledStore::log`), and the tails go into sled
     /// here first, so sled's flush covers them all.
     pub(super) fn checkpoint(&mut self) -> Result<(), String> {
@@ -129,7 +129,7 @@ impl Committer {
         if self.checkpointing.load(SeqCst) {
             return Ok(());
         }
-        let old = self
+        let (old, used) = self
             .writer
             .rotate()
             .map_err(|e| format!("write-ahead log: cannot start a new file: {e}"))?;
@@ -148,8 +148,8 @@ impl Committer {
             .spawn(move || {
                 let done = durable_flush(&db, &meta, &blobs).map_err(|e| e.to_string());
                 let done = done.and_then(|_| {
-                    wal::remove_before(&dir, old + 1)
-                        .map_err(|e| format!("write-ahead log: cannot delete old files: {e}"))
+                    wal::retire_before(&dir, old + 1, used)
+                        .map_err(|e| format!("write-ahead log: cannot retire old files: {e}"))
                 });
                 if let Err(e) = done {
                     health.fail(&e);

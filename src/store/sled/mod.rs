@@ -159,8 +159,8 @@ impl SledStore {
         Ok(store)
     }
 
-    /// Applies what the write-ahead log holds beyond sled's last flush, flushes sled, and deletes
-    /// the log. Returns the generation for the next log file.
+    /// Applies what the write-ahead log holds beyond sled's last flush, flushes sled, and retires
+    /// the log's files. Returns the generation for the next log file.
     fn recover_wal(&self) -> Result<u64, StoreError> {
         let corrupt = |detail: String| StoreError::Corrupt {
             dir: self.dir.clone(),
@@ -228,7 +228,7 @@ impl SledStore {
             applied += 1;
         }
         self.flush()?;
-        wal::remove_before(&self.dir, next).map_err(|e| corrupt(e.to_string()))?;
+        wal::retire_before(&self.dir, next, 0).map_err(|e| corrupt(e.to_string()))?;
         // What nothing points to any more (after that flush) can go.
         self.sink
             .blobs
