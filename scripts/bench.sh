@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Reproduces the tables in BENCHMARKS.md, in under 10 minutes on the project's 2-core machine (9 min 22 s):
+# Reproduces the tables in BENCHMARKS.md, in under 15 minutes on the project's 2-core machine (sections 1
+# to 5 took 9 min 22 s with the old section 3 of about 2 min; the new section 3 took 5 min 42 s):
 #   1. criterion: digest rendering, the store's durable ingest, the rate guard
 #   2. durable ingest over HTTP with the load tool: 1, 16 and 64 clients × 100 and 1 alert per POST
-#   3. sluice against Prometheus Alertmanager 0.25 under the same wrk load (needs wrk and
-#      prometheus-alertmanager from Debian: apt-get install wrk prometheus-alertmanager)
+#   3. one wrk load (64 connections x 1 alert, 16 x 100) against nginx answering a bare 202 (the
+#      machine's HTTP ceiling), Prometheus Alertmanager 0.25 and sluice's /v1/alerts,
+#      /v1/alertmanager and DingTalk front door; then again while a bounded dd loop writes large
+#      files (needs wrk, nginx and prometheus-alertmanager from Debian:
+#      apt-get install wrk nginx-light prometheus-alertmanager)
 #   4. a 100 000-alert burst, memory and disk with a backlog, restart with a backlog, idle cost
 #      (examples/backlog.rs)
 #   5. drop-in ingest: DingTalk text messages to the front door (POST /robot/send?access_token=…,
@@ -95,28 +99,91 @@ if want 2; then
 fi
 
 if want 3; then
-  echo "== 3. sluice vs Alertmanager 0.25, same wrk load, same machine"
-  if ! command -v wrk > /dev/null || [ ! -x /usr/bin/prometheus-alertmanager ]; then
-    echo "skipped: needs wrk and prometheus-alertmanager (apt-get install wrk prometheus-alertmanager)"
+  echo "== 3. one wrk load, side by side: nginx's bare 202 (the ceiling), Alertmanager 0.25, sluice's"
+  echo "   /v1/alerts, /v1/alertmanager and DingTalk front door; then the same while dd writes large files"
+  if ! command -v wrk > /dev/null || [ ! -x /usr/bin/prometheus-alertmanager ] || [ ! -x /usr/sbin/nginx ]; then
+    echo "skipped: needs wrk, nginx and prometheus-alertmanager (apt-get install wrk nginx-light prometheus-alertmanager)"
   else
-    start_sluice wrk
-    am_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    ding='[robots.ding]
+webhook = "http://127.0.0.1:9/robot/send?access_token=bench-token"
+secret = "SECbench0123456789"'
+    start_sluice wrk "$ding"
+    am_port=$(free_port) nginx_port=$(free_port)
     printf 'route:\n  receiver: "null"\nreceivers:\n  - name: "null"\n' > "$work/am.yml"
     /usr/bin/prometheus-alertmanager --config.file="$work/am.yml" --storage.path="$work/am" \
       --web.listen-address="127.0.0.1:$am_port" --cluster.listen-address= > "$work/am.log" 2>&1 &
     pids+=($!)
+    mkdir -p "$work/nginx"
+    cat > "$work/nginx/nginx.conf" <<NGINX
+daemon off;
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / { default_type application/json; return 202 '{"accepted":1,"durable":false}'; }
+  }
+}
+NGINX
+    /usr/sbin/nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+    pids+=($!)
     sleep 2
-    rps() { wrk -t2 -c"$1" -d10s -s "scripts/wrk/$2" "$3" | awk '/Requests\/sec/ {print $2}'; }
+    # The signed front-door URL; a sign is good for an hour.
+    ding_url=$(python3 - "$addr" <<'PY'
+import base64, hashlib, hmac, sys, time, urllib.parse
+ts = str(int(time.time() * 1000)); secret = "SECbench0123456789"
+sign = base64.b64encode(hmac.new(secret.encode(), f"{ts}\n{secret}".encode(), hashlib.sha256).digest())
+print(f"http://{sys.argv[1]}/robot/send?access_token=bench-token&timestamp={ts}&sign={urllib.parse.quote(sign)}")
+PY
+)
+    results="$work/wrk.tsv"
+    one() { # phase name connections script url
+      wrk -t2 -c"$3" -d10s --latency -s "scripts/wrk/$4" "$5" | scripts/wrk/table.py parse "$1" "$2" "$run" >> "$results"
+    }
     for run in 1 2 3; do
-      s1=$(rps 64 sluice-one.lua "http://$addr/v1/alerts")
-      a1=$(rps 64 am-one.lua "http://127.0.0.1:$am_port/api/v2/alerts")
-      s2=$(rps 16 sluice-batch.lua "http://$addr/v1/alerts")
-      a2=$(rps 16 am-batch.lua "http://127.0.0.1:$am_port/api/v2/alerts")
-      python3 -c "
-s1, a1, s2, a2 = $s1, $a1, $s2 * 100, $a2 * 100
-print(f'run $run: 1 alert/POST, 64 conns: sluice {s1:,.0f}/s, alertmanager {a1:,.0f}/s, ratio {s1/a1:.2f}; '
-      f'100 alerts/POST, 16 conns: sluice {s2:,.0f} alerts/s, alertmanager {a2:,.0f} alerts/s, ratio {s2/a2:.2f}')"
+      one quiet nginx 64 nginx-one.lua "http://127.0.0.1:$nginx_port/"
+      one quiet alertmanager 64 am-one.lua "http://127.0.0.1:$am_port/api/v2/alerts"
+      one quiet "sluice /v1/alerts" 64 sluice-one.lua "http://$addr/v1/alerts"
+      one quiet "sluice /v1/alertmanager" 64 sluice-am.lua "http://$addr/v1/alertmanager?robot=console"
+      one quiet "sluice /robot/send" 64 sluice-dingtalk.lua "$ding_url"
+      one quiet "alertmanager batch" 16 am-batch.lua "http://127.0.0.1:$am_port/api/v2/alerts"
+      one quiet "sluice batch" 16 sluice-batch.lua "http://$addr/v1/alerts"
     done
+    # Another process writing large files on the same file system, bounded: at most 40 files of
+    # 1.5 GB, one at a time, stopped when the runs are done.
+    (for _ in $(seq 40); do dd if=/dev/zero of="$work/dd.out" bs=1M count=1500 status=none; done; rm -f "$work/dd.out") &
+    dd_loop=$!
+    sleep 3
+    # What the disk allows meanwhile: fdatasync of 32 KiB written over existing blocks, and appended.
+    python3 - "$work" <<'PY'
+import os, statistics, sys, time
+for mode in ("over existing blocks", "appended"):
+    path = os.path.join(sys.argv[1], "probe"); fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+    if mode != "appended":
+        os.write(fd, b"\0" * (8 << 20)); os.fsync(fd)
+    lat = []
+    for i in range(200):
+        t = time.perf_counter(); os.pwrite(fd, b"x" * 32768, i * 32768); os.fdatasync(fd)
+        lat.append((time.perf_counter() - t) * 1000)
+    os.close(fd); os.remove(path); lat.sort()
+    print(f"disk under dd: fdatasync of 32 KiB {mode}: median {statistics.median(lat):.2f} ms, p99 {lat[197]:.2f} ms")
+PY
+    for run in 1 2 3; do
+      one "dd loop" alertmanager 64 am-one.lua "http://127.0.0.1:$am_port/api/v2/alerts"
+      one "dd loop" "sluice /v1/alerts" 64 sluice-one.lua "http://$addr/v1/alerts"
+      one "dd loop" "sluice batch" 16 sluice-batch.lua "http://$addr/v1/alerts"
+      one "dd loop" "alertmanager batch" 16 am-batch.lua "http://127.0.0.1:$am_port/api/v2/alerts"
+    done
+    kill "$dd_loop" 2> /dev/null || true
+    pkill -f "of=$work/dd.out" 2> /dev/null || true
+    wait "$dd_loop" 2> /dev/null || true
+    rm -f "$work/dd.out"
+    scripts/wrk/table.py report "$results"
+    curl -s "http://$addr/metrics" | grep -E '^sluice_commit_' || true
   fi
 fi
 
