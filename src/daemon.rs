@@ -161,13 +161,13 @@ pub async fn serve_with_clock(
         tokio::spawn(reload_on_sighup(control.clone(), stop_rx.clone()));
     }
 
-    let state = http::AppState {
+    let state = http::AppState::new(http::Shared {
         live: live.clone(),
         clock,
         metrics,
         control,
         local: addr,
-    };
+    });
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);

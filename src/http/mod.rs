@@ -39,9 +39,28 @@ use crate::limit::Clock;
 use crate::store::{Claim, DigestRecord, DigestState, ReplayError, Store, StoreError};
 use crate::supervisor::{Control, Live, LiveCell, MoveError, ReloadError};
 
-/// Shared by every request.
+/// Shared by every request. axum clones the state for the handler and for each middleware, so it
+/// is one `Arc`: a profile of 64 clients posting single alerts spent 2.8 % of the daemon's
+/// samples dropping the clones of the plain struct.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     /// The running config, robots and store; replaced whole by reloads and store restarts.
     pub live: LiveCell,
     pub clock: Clock,
