@@ -9,13 +9,13 @@
 //! starts a new file, flushes sled, and retires the old file. At open, the store applies what
 //! the files hold before anything else (see `SledStore::open`).
 //!
-//! A file that grows makes every `fdatasync` commit the file system's journal too (the new
-//! size and blocks), and on ext4 that waits for whatever else the journal carries: with another
-//! process writing large files, a sync of 32 KiB appended to a file took 74 to 154 ms at p99,
-//! against 0.2 to 1 ms for the same bytes written over blocks the file already had. So a file
-//! is never deleted but kept as the spare ([`SPARE`]), grown with zeros in the background to
-//! twice what the last file needed, and the next file is the spare renamed: its writes land on
-//! blocks that exist, and a sync needs no metadata.
+//! A file that grows makes every sync commit the file's metadata too (the new size and blocks),
+//! and a buffered write can wait for a page the kernel's writeback holds. So a file is never
+//! deleted but kept as the spare ([`SPARE`]), grown with zeros in the background to twice what
+//! the last file needed, and the next file is the spare renamed: its writes land on blocks that
+//! exist. They are `O_DIRECT | O_DSYNC` writes of whole blocks, past the page cache. (On the
+//! project's virtual disk the end-to-end gain was within the noise: there every durable write
+//! ends with a cache flush, which the layout cannot avoid; BENCHMARKS.md, issue 17.)
 //!
 //! A file is a header and a sequence of records:
 //!
@@ -172,6 +172,16 @@ fn decode_one(b: &[u8], salt: u32) -> Option<Decoded> {
     Some(Decoded::Op(Op { tree, key, value }, 8 + len))
 }
 
+/// The record that closes a file, unsalted (as [`encode`] makes records).
+fn end_record() -> Vec<u8> {
+    let body = [END, 0, 0, 0, 0, 0];
+    let mut end = Vec::with_capacity(8 + body.len());
+    end.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    end.extend_from_slice(&crc32(&body).to_le_bytes());
+    end.extend_from_slice(&body);
+    end
+}
+
 /// XORs `salt` into the CRC of every record in `buf` (whole records, as [`encode`] made them).
 fn apply_salt(buf: &mut [u8], salt: u32) {
     let mut at = 0;
@@ -268,10 +278,7 @@ pub fn read_all(dir: &Path) -> Result<Vec<Op>, String> {
                 let (got, stop) = decode_salted(&rest[8..], salt(*generation));
                 (got, stop == Stop::EndRecord)
             }
-            None => {
-                let (got, whole) = decode(&bytes);
-                (got, whole)
-            }
+            None => decode(&bytes),
         };
         if !clean && !newest {
             return Err(format!(
@@ -340,7 +347,8 @@ pub struct Writer {
     tail: Vec<u8>,
     /// Where that block starts in the file (a multiple of [`BLOCK`]).
     tail_at: u64,
-    /// Scratch for a batch: salted, and for direct writes aligned and padded to whole blocks.
+    /// Scratch for a batch, kept between commits: salted, and for direct writes aligned and
+    /// padded to whole blocks.
     scratch: Vec<u8>,
 }
 
@@ -390,7 +398,7 @@ impl Writer {
             tail_at: 0,
             scratch: Vec::new(),
         };
-        writer.write_raw(&header)?;
+        writer.write_raw(&header, 0)?;
         writer.file.sync_all()?;
         Ok(writer)
     }
@@ -398,13 +406,8 @@ impl Writer {
     /// Writes whole records (as [`encode`] made them) after the last ones and waits until they
     /// are on disk.
     pub fn append(&mut self, records: &[u8]) -> std::io::Result<()> {
-        let mut salted = std::mem::take(&mut self.scratch);
-        salted.clear();
-        salted.extend_from_slice(records);
-        apply_salt(&mut salted, salt(self.generation));
-        let written = self.write_raw(&salted).and_then(|()| self.sync());
-        self.scratch = salted;
-        written?;
+        self.write_raw(records, salt(self.generation))?;
+        self.sync()?;
         self.size += records.len() as u64;
         Ok(())
     }
@@ -418,11 +421,24 @@ impl Writer {
         self.file.sync_data()
     }
 
-    /// Writes `bytes` after what the file holds (without syncing buffered writes).
-    fn write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    /// Writes `bytes` after what the file holds (without syncing buffered writes), with `salt`
+    /// XORed into their records' CRCs (0: written as they are, for the header).
+    fn write_raw(&mut self, bytes: &[u8], salt: u32) -> std::io::Result<()> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        let written = self.write_with(&mut buf, bytes, salt);
+        self.scratch = buf;
+        written
+    }
+
+    fn write_with(&mut self, buf: &mut Vec<u8>, bytes: &[u8], salt: u32) -> std::io::Result<()> {
+        buf.clear();
         if !self.direct {
+            buf.extend_from_slice(bytes);
+            if salt != 0 {
+                apply_salt(buf, salt);
+            }
             let at = self.tail_at + self.tail.len() as u64;
-            self.file.write_all_at(bytes, at)?;
+            self.file.write_all_at(buf, at)?;
             self.tail_at = at + bytes.len() as u64;
             return Ok(());
         }
@@ -431,11 +447,14 @@ impl Writer {
         // so a write torn by a crash cannot change what was acknowledged.
         let total = self.tail.len() + bytes.len();
         let padded = total.div_ceil(BLOCK) * BLOCK;
-        let mut buf = vec![0u8; padded + BLOCK];
+        buf.resize(padded + BLOCK, 0);
         let start = buf.as_ptr().align_offset(BLOCK);
         let block = &mut buf[start..start + padded];
         block[..self.tail.len()].copy_from_slice(&self.tail);
         block[self.tail.len()..total].copy_from_slice(bytes);
+        if salt != 0 {
+            apply_salt(&mut block[self.tail.len()..total], salt);
+        }
         match self.file.write_all_at(block, self.tail_at) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -445,7 +464,7 @@ impl Writer {
                 let tail = std::mem::take(&mut self.tail);
                 self.file.write_all_at(&tail, self.tail_at)?;
                 self.tail_at += tail.len() as u64;
-                return self.write_raw(bytes);
+                return self.write_with(buf, bytes, salt);
             }
             Err(e) => return Err(e),
         }
@@ -463,12 +482,7 @@ impl Writer {
     /// Closes this file with an end record and moves on to a new one; returns the generation
     /// that must stay until the data it holds is durable elsewhere, and its size.
     pub fn rotate(&mut self) -> std::io::Result<(u64, u64)> {
-        let mut end = Vec::with_capacity(8 + 6);
-        let body = [END, 0, 0, 0, 0, 0];
-        end.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        end.extend_from_slice(&crc32(&body).to_le_bytes());
-        end.extend_from_slice(&body);
-        self.append(&end)?;
+        self.append(&end_record())?;
         let next = Writer::create(&self.dir, self.generation + 1)?;
         let old = (self.generation, self.size);
         *self = next;
@@ -605,11 +619,8 @@ mod tests {
         closed.append(&records(&["b3"])).unwrap();
         let end_of_two = closed.size();
         drop(closed);
-        let mut end = Vec::new();
-        let body = [END, 0, 0, 0, 0, 0];
-        end.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        end.extend_from_slice(&(crc32(&body) ^ salt(2)).to_le_bytes());
-        end.extend_from_slice(&body);
+        let mut end = end_record();
+        apply_salt(&mut end, salt(2));
         f.write_all_at(&end, HEADER + end_of_two).unwrap();
         std::fs::rename(dir.path().join(SPARE), dir.path().join(file_name(3))).unwrap();
         assert_eq!(keys(dir.path()), ["b1", "b2", "b3"]);
