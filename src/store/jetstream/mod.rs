@@ -201,17 +201,23 @@ pub async fn connect(c: &Cluster) -> Result<Nats, ConnectError> {
         .await
         .map_err(|_| connect_err("no server answered in 30 s".into()))?
         .map_err(|e| connect_err(e.to_string()))?;
-    // With `retry_on_initial_connect`, `connect` returns before the connection is up; the
-    // first INFO arrives with it.
+    // With `retry_on_initial_connect`, `connect` returns before the connection is up, and
+    // async-nats reports the state `Connected` a moment before it publishes the server's first
+    // INFO: wait for that INFO itself (reading it too early gave an empty version, refused as
+    // too old).
     let up = async {
-        while client.connection_state() != async_nats::connection::State::Connected {
+        loop {
+            if client.connection_state() == async_nats::connection::State::Connected
+                && let Some(info) = client.try_server_info()
+            {
+                return info;
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), up)
+    let info = tokio::time::timeout(Duration::from_secs(30), up)
         .await
         .map_err(|_| connect_err("no server answered in 30 s".into()))?;
-    let info = client.server_info();
     match parse_version(&info.version) {
         Some(v) if v >= MIN_SERVER => {}
         _ => {
