@@ -325,7 +325,7 @@ fn parse_alert(
         ));
     }
 
-    let severity = map_severity(labels.get("severity").map(String::as_str), severity_map);
+    let severity = map_severity(labels.get("severity"), severity_map);
     let named = match annotation("summary")? {
         Some(s) => Some(s),
         None => labels

@@ -93,7 +93,7 @@ impl<'a> Subject<'a> {
         match key {
             "severity" => Some(self.severity),
             "source" => self.source,
-            _ => self.labels.get(key).map(String::as_str),
+            _ => self.labels.get(key),
         }
     }
 }
@@ -772,7 +772,7 @@ mod tests {
                 let got = if k == "severity" {
                     Some(severity)
                 } else {
-                    labels.get(k).map(String::as_str)
+                    labels.get(k)
                 };
                 got == Some(v.as_str())
             });

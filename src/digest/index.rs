@@ -69,6 +69,10 @@ pub(crate) fn group_of(a: &Alert) -> Option<&str> {
     a.group().filter(|g| !g.trim_matches(is_blank).is_empty())
 }
 
+/// How many alerts ahead of the one being indexed a pass asks for the next alerts' labels and
+/// fingerprints ([`crate::alert::prefetch`]): far enough for the loads to arrive in time.
+pub(crate) const PREFETCH_AHEAD: usize = 16;
+
 /// Alerts by section and group. Lines are not merged here: a digest lists a few hundred lines at
 /// most, so fingerprints are only merged for the groups that listing reaches (once each); the
 /// rest of a large batch costs a group lookup per alert.
@@ -118,6 +122,9 @@ impl<'a> Index<'a> {
         let mut resolved_by_severity = [0u64; 4];
         let mut group_ids: Vec<usize> = vec![0; alerts.len()];
         for (i, a) in alerts.iter().enumerate().rev() {
+            if let Some(ahead) = i.checked_sub(PREFETCH_AHEAD) {
+                crate::alert::prefetch(&alerts[ahead]);
+            }
             counts.add(a);
             let fired = fired_ms(a);
             let end = match a.status {

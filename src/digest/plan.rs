@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::clock::{Clock, short_time};
 use super::dialect::{Dialect, Size};
-use super::index::{Index, Line};
+use super::index::{Index, Line, PREFETCH_AHEAD};
 use super::rest::{Rest, RestStats};
 use super::text::{ELLIPSIS, push_clean, push_thousands};
 use super::{Counts, DigestSpec, Rendered};
@@ -398,7 +398,16 @@ impl<'a, D: Dialect> Plan<'a, D> {
             from += 1;
         }
         for (pos, &g) in groups.iter().enumerate().skip(from) {
-            for &i in self.index.group_members(g) {
+            let members = self.index.group_members(g);
+            for (k, &i) in members.iter().enumerate() {
+                // A group's alerts are spread over the batch: ask for an alert's struct early,
+                // then, once it has arrived, for what it points to.
+                if let Some(&far) = members.get(k + 2 * PREFETCH_AHEAD) {
+                    crate::alert::prefetch_struct(&alerts[far]);
+                }
+                if let Some(&near) = members.get(k + PREFETCH_AHEAD) {
+                    crate::alert::prefetch(&alerts[near]);
+                }
                 stats.add(&alerts[i], pos);
             }
         }

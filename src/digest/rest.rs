@@ -176,7 +176,6 @@ impl<'a> RestStats<'a> {
 fn counted(a: &Alert) -> impl Iterator<Item = (&str, &str)> {
     a.labels
         .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
         .filter(|(k, _)| !GROUPING_LABELS.contains(k))
 }
 

@@ -354,9 +354,7 @@ fn job_label(platform: Platform, query: &HashMap<String, String>, headers: &Head
 fn to_alert(platform: Platform, robot: &Robot, m: Message, job: String, now: i64) -> Alert {
     let title = truncate(m.title.trim(), MAX_TITLE_BYTES);
     let text = truncate(m.text.trim(), MAX_TEXT_BYTES);
-    let mut labels = Labels::new();
-    labels.insert("job".into(), job);
-    labels.insert("msgtype".into(), m.msgtype);
+    let labels = Labels::from_pairs([("job", job.as_str()), ("msgtype", m.msgtype.as_str())]);
     let (severity, status) = rules::judge(&robot.ingress, &title);
     // The robot's base severity, not the rule's, and the title without its status tokens: a
     // later "[RESOLVED] x" folds with its "[FIRING:1] x".

@@ -212,7 +212,7 @@ fn rest_line(alerts: &[Alert], groups: &[RefGroup], rest: &[(usize, usize)]) -> 
     let values_of = |k: &str| {
         let mut values: Vec<(String, u64)> = Vec::new();
         for &(_, i) in rest {
-            let v = alerts[i].labels[k].clone();
+            let v = alerts[i].labels[k].to_string();
             match values.iter_mut().find(|x| x.0 == v) {
                 Some(x) => x.1 += 1,
                 None => values.push((v, 1)),
@@ -223,7 +223,6 @@ fn rest_line(alerts: &[Alert], groups: &[RefGroup], rest: &[(usize, usize)]) -> 
     let best = alerts[rest[0].1]
         .labels
         .keys()
-        .map(String::as_str)
         .filter(|k| !["alertname", "job"].contains(k))
         .filter(|k| rest.iter().all(|&(_, i)| alerts[i].labels.contains_key(k)))
         .map(|k| (values_of(k).len(), k))

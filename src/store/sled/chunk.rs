@@ -139,12 +139,10 @@ struct Reader<'a> {
     at: usize,
 }
 
-impl Reader<'_> {
-    fn bytes(&mut self, n: usize) -> Result<&[u8], String> {
-        let s = self
-            .b
-            .get(self.at..self.at + n)
-            .ok_or("an alert ends early")?;
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let b: &'a [u8] = self.b;
+        let s = b.get(self.at..self.at + n).ok_or("an alert ends early")?;
         self.at += n;
         Ok(s)
     }
@@ -157,9 +155,13 @@ impl Reader<'_> {
         Ok(i64::from_le_bytes(self.bytes(8)?.try_into().expect("8")))
     }
 
-    fn string(&mut self) -> Result<String, String> {
+    fn str(&mut self) -> Result<&'a str, String> {
         let n = u32::from_le_bytes(self.bytes(4)?.try_into().expect("4")) as usize;
-        String::from_utf8(self.bytes(n)?.to_vec()).map_err(|e| e.to_string())
+        std::str::from_utf8(self.bytes(n)?).map_err(|e| e.to_string())
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.str().map(str::to_string)
     }
 }
 
@@ -190,11 +192,12 @@ fn decode(entry: &[u8]) -> Result<Alert, String> {
     let time_ms = if flags & 4 != 0 { Some(r.i64()?) } else { None };
     let ends_ms = if flags & 8 != 0 { Some(r.i64()?) } else { None };
     let n = u16::from_le_bytes(r.bytes(2)?.try_into().expect("2"));
-    let mut labels = Labels::with_capacity(n.into());
+    // Borrowed from the chunk, then copied once into the labels' one buffer.
+    let mut pairs = Vec::with_capacity(n.into());
     for _ in 0..n {
-        let k = r.string()?;
-        labels.insert(k, r.string()?);
+        pairs.push((r.str()?, r.str()?));
     }
+    let labels = Labels::from_pairs(pairs);
     let extra = if flags & 16 != 0 {
         let json = r.string()?;
         Some(Box::new(
