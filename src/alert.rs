@@ -158,28 +158,30 @@ impl Alert {
 /// A hint only: nothing is read, nothing changes if it is ignored; a no-op off x86-64.
 #[inline]
 pub(crate) fn prefetch(a: &Alert) {
-    #[cfg(target_arch = "x86_64")]
-    for p in [a.labels.bytes().as_ptr(), a.fingerprint.as_ptr()] {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: a prefetch never faults and changes no memory, whatever the address; both
-        // pointers come from live allocations (or are dangling-but-aligned for empty ones).
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) };
-    }
+    hint(a.labels.bytes().as_ptr());
+    hint(a.fingerprint.as_ptr());
 }
 
 /// Like [`prefetch`], for the struct's own fields that hold those pointers (a pass that visits
 /// alerts out of order, where the struct is not in the cache either).
 #[inline]
 pub(crate) fn prefetch_struct(a: &Alert) {
+    hint(std::ptr::from_ref(&a.labels).cast());
+    hint(std::ptr::from_ref(&a.fingerprint).cast());
+}
+
+/// Asks the CPU to start loading the cache line at `p`; does nothing off x86-64.
+#[inline]
+fn hint(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
-    for p in [
-        std::ptr::from_ref(&a.labels).cast::<u8>(),
-        std::ptr::from_ref(&a.fingerprint).cast::<u8>(),
-    ] {
+    {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: as in `prefetch`; the fields are live and borrowed.
+        // SAFETY: a prefetch never faults and changes no memory, whatever the address; callers
+        // pass pointers from live allocations (or dangling-but-aligned ones for empty buffers).
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) };
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// An alert parsed from a request, with the robot it names (if any) not yet resolved.
@@ -341,7 +343,7 @@ fn parse_one(value: Value, path: &str, received_ms: i64) -> Result<IncomingAlert
                     format!("{} labels, at most {MAX_LABELS}", l.len()),
                 ));
             }
-            let mut pairs: Vec<(&str, std::borrow::Cow<str>)> = Vec::with_capacity(l.len());
+            let mut pairs = Vec::with_capacity(l.len());
             for (k, v) in l {
                 let value: std::borrow::Cow<str> = match v {
                     Value::String(s) => s.as_str().into(),
@@ -362,7 +364,7 @@ fn parse_one(value: Value, path: &str, received_ms: i64) -> Result<IncomingAlert
                 }
                 pairs.push((k, value));
             }
-            labels = Labels::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_ref())));
+            labels = Labels::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_ref())));
         }
         Some(other) => {
             return Err(AlertError::invalid(

@@ -19,7 +19,9 @@ fn js_with_timeout(client: async_nats::Client, timeout: Duration) -> jetstream::
 }
 
 /// An R3 stream `name` on `name.>`: limits retention, discard new, a 2 min duplicate window.
-/// Returns once it has a leader (until then a publish gets "no responders").
+/// Returns once it has a leader (until then a publish gets "no responders"). A server may still
+/// answer "no responders" for a moment after that, until it learns the stream's subjects: a
+/// test's first publishes go through [`publish_id_once_routed`].
 async fn r3_stream(cluster: &NatsCluster, js: &jetstream::Context, name: &str) -> usize {
     js.create_stream(stream::Config {
         name: name.into(),

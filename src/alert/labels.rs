@@ -50,14 +50,15 @@ impl Labels {
         let mut pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
         // A stable sort keeps equal names in their order, so the last of each run is kept.
         pairs.sort_by(|a, b| a.0.cmp(b.0));
-        let mut unique: Vec<(&str, &str)> = Vec::with_capacity(pairs.len());
-        for p in pairs {
-            match unique.last_mut() {
-                Some(last) if last.0 == p.0 => *last = p,
-                _ => unique.push(p),
+        // `dedup_by` hands the later of two neighbours first; its value moves into the kept one.
+        pairs.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 = later.1;
             }
-        }
-        Labels::build(&unique)
+            same
+        });
+        Labels::build(&pairs)
     }
 
     /// From pairs already sorted by name, names unique.
@@ -130,16 +131,14 @@ impl Labels {
         let (mut pairs, old) = self.without(&name);
         let at = pairs.partition_point(|(k, _)| *k < name.as_str());
         pairs.insert(at, (&name, &value));
-        let labels = Labels::build(&pairs);
-        *self = labels;
+        *self = Labels::build(&pairs);
         old
     }
 
     pub fn remove(&mut self, name: &str) -> Option<String> {
         let (pairs, old) = self.without(name);
         if old.is_some() {
-            let labels = Labels::build(&pairs);
-            *self = labels;
+            *self = Labels::build(&pairs);
         }
         old
     }
@@ -156,8 +155,7 @@ impl Labels {
     pub fn truncate(&mut self, n: usize) {
         if n < self.len() {
             let pairs: Vec<(&str, &str)> = self.iter().take(n).collect();
-            let labels = Labels::build(&pairs);
-            *self = labels;
+            *self = Labels::build(&pairs);
         }
     }
 

@@ -16,6 +16,9 @@ use std::cmp::Reverse;
 
 use foldhash::{HashMap, HashMapExt};
 
+use super::dialect::Dialect;
+use super::index::PREFETCH_AHEAD;
+use super::plan::{Cut, OTHER_GROUP, Overflow, Plan};
 use crate::alert::Alert;
 
 /// Labels that name a group; the groups already tell those apart.
@@ -188,5 +191,74 @@ fn split<'a>(count: u64, by: Option<&'a str>, mut parts: Vec<(&'a str, u64)>) ->
         top: parts,
         others: rest.len() as u64,
         others_count: rest.iter().map(|p| p.1).sum(),
+    }
+}
+
+/// The rest line's part of a [`Plan`]: which alerts it summarizes and what it says of them.
+impl<'a, D: Dialect> Plan<'a, D> {
+    /// The alerts of section `s` at `level` from `cut` on: what its rest line summarizes.
+    pub(crate) fn rest_stats(&self, s: usize, level: u8, cut: &Cut) -> RestStats<'a> {
+        let (alerts, groups) = (self.alerts, &self.index.sections[s]);
+        let mut stats = RestStats::new(groups.len());
+        let mut from = cut.group;
+        if level < 2 && cut.line > 0 {
+            let g = groups[cut.group];
+            for j in cut.line..self.index.lines(g, self.alerts).len() {
+                for &i in self.index.line_members(g, j, alerts) {
+                    stats.add(&alerts[i], cut.group);
+                }
+            }
+            from += 1;
+        }
+        for (pos, &g) in groups.iter().enumerate().skip(from) {
+            let members = self.index.group_members(g);
+            for (k, &i) in members.iter().enumerate() {
+                // A group's alerts are spread over the batch: ask for an alert's struct early,
+                // then, once it has arrived, for what it points to.
+                if let Some(&far) = members.get(k + 2 * PREFETCH_AHEAD) {
+                    crate::alert::prefetch_struct(&alerts[far]);
+                }
+                if let Some(&near) = members.get(k + PREFETCH_AHEAD) {
+                    crate::alert::prefetch(&alerts[near]);
+                }
+                stats.add(&alerts[i], pos);
+            }
+        }
+        stats
+    }
+
+    /// The names of section `s`'s groups, by position.
+    pub(crate) fn group_names(&self, s: usize) -> Vec<&'a str> {
+        self.index.sections[s]
+            .iter()
+            .map(|&g| self.index.groups[g].name.unwrap_or(OTHER_GROUP))
+            .collect()
+    }
+
+    /// What the rest line of `stats` says: split by the label the rule picks, unless that line
+    /// would cost more than [`REST_LINE_BYTES`](super::rest::REST_LINE_BYTES); else by group.
+    pub(crate) fn rest_of(&self, s: usize, stats: &RestStats<'a>) -> Rest<'a> {
+        if let Some(rest) = stats.by_label() {
+            let mut line = String::new();
+            self.push_rest(&mut line, &rest);
+            if self.dialect.size(&line).get() <= super::rest::REST_LINE_BYTES {
+                return rest;
+            }
+        }
+        stats.by_group(&self.group_names(s))
+    }
+
+    /// Writes a rest line (without the break before it).
+    pub(crate) fn push_rest(&self, out: &mut String, rest: &Rest) {
+        self.dialect.write_overflow(
+            out,
+            &Overflow {
+                count: rest.count,
+                by: rest.by,
+                groups: &rest.top,
+                other_groups: rest.others,
+                other_count: rest.others_count,
+            },
+        );
     }
 }
