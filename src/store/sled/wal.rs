@@ -193,29 +193,10 @@ fn apply_salt(buf: &mut [u8], salt: u32) {
     }
 }
 
-/// CRC-32 (IEEE), bytewise with a table built on first use.
+/// CRC-32 (IEEE), as zlib and Ethernet compute it (`crc32fast`: SSE 4.2 / PCLMULQDQ where the
+/// CPU has them, a table otherwise).
 pub fn crc32(bytes: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (i, slot) in t.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-            *slot = c;
-        }
-        t
-    });
-    let mut c = !0u32;
-    for &b in bytes {
-        c = table[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
+    crc32fast::hash(bytes)
 }
 
 fn file_name(generation: u64) -> String {
