@@ -111,27 +111,3 @@ pub(super) async fn post_alertmanager(
     let accepted = state.ingest().accept(items, None).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
-
-/// Counts ingest requests by endpoint and answer. The endpoint is the route as written, so a
-/// Feishu door's token (a path segment) never becomes a label.
-pub(super) async fn count_ingest(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let endpoint = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or("other", |p| p.as_str())
-        .to_string();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    state
-        .metrics
-        .counter(
-            "sluice_ingest_requests_total",
-            &[("endpoint", endpoint.as_str()), ("status", status.as_str())],
-        )
-        .increment(1);
-    response
-}

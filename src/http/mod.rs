@@ -6,6 +6,7 @@
 //! message cannot drift apart between two routes that meet the same error.
 
 mod digests;
+mod gate;
 pub mod guard;
 mod ingest;
 pub mod listen;
@@ -13,7 +14,7 @@ mod ops;
 mod ui;
 
 use digests::{get_dead, get_digest, list_digests, post_redeliver, post_replay};
-use ingest::{count_ingest, post_alertmanager, post_alerts};
+use ingest::{post_alertmanager, post_alerts};
 pub use ops::send_test;
 use ops::{get_healthz, get_metrics, get_status, post_move, post_reload, post_test};
 
@@ -116,7 +117,7 @@ pub fn router(state: AppState) -> Router {
     let ingest = Router::new()
         .route("/v1/alerts", post(post_alerts))
         .route("/v1/alertmanager", post(post_alertmanager))
-        .route_layer(middleware::from_fn_with_state(state.clone(), count_ingest));
+        .route_layer(gate::Count::new(state.clone()));
     let api = Router::new()
         .merge(ingest)
         .route("/metrics", get(get_metrics))
@@ -129,13 +130,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/queue/move", post(post_move))
         .route("/v1/robots/{name}/test", post(post_test))
         .route("/-/reload", post(post_reload))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(gate::Token(state.clone()));
     // The robot platforms' own webhook paths: each checks its own token, not the bearer token.
     let doors = crate::frontdoor::router(crate::frontdoor::Door {
         live: state.live.clone(),
         clock: state.clock,
     })
-    .route_layer(middleware::from_fn_with_state(state.clone(), count_ingest));
+    .route_layer(gate::Count::new(state.clone()));
     Router::new()
         .merge(api)
         .merge(doors)
@@ -147,33 +148,8 @@ pub fn router(state: AppState) -> Router {
                 "no such route; see README for the API",
             )
         })
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            guard_requests,
-        ))
+        .layer(gate::Guard(state.clone()))
         .with_state(state)
-}
-
-/// Turns away what [`guard::check`] refuses, before any route (or token check) sees it.
-async fn guard_requests(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let config = app.live.get().config;
-    // The console's forms post form bodies, to its own routes only, under stricter rules.
-    let form =
-        request.method() == axum::http::Method::POST && request.uri().path().starts_with("/ui/");
-    let checked = if form {
-        guard::check_form(request.headers(), app.local, &config.server)
-    } else {
-        guard::check(
-            request.method(),
-            request.headers(),
-            app.local,
-            &config.server,
-        )
-    };
-    match checked {
-        Ok(()) => next.run(request).await,
-        Err(r) => error(r.status, r.message),
-    }
 }
 
 /// Every answer that is not a success: a status, the message for `{"error": ...}`, and the
@@ -338,27 +314,6 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(
     }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::unprocessable(format!("expected {shape}: {e}")))
-}
-
-async fn require_token(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let config = app.live.get().config;
-    let tokens = &config.server.auth_tokens;
-    if tokens.is_empty() {
-        return next.run(request).await;
-    }
-    if bearer_ok(request.headers(), tokens) {
-        next.run(request).await
-    } else {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token; send Authorization: Bearer <token> (one of server.auth_tokens)",
-        )
-        .with_header(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"sluice\""),
-        )
-        .into_response()
-    }
 }
 
 /// Whether the request carries `Authorization: Bearer <one of tokens>`.

@@ -144,6 +144,12 @@ impl LiveCell {
         self.0.read().expect("live lock").clone()
     }
 
+    /// The running config alone (what every request's checks read): one `Arc` cloned rather
+    /// than the whole snapshot.
+    pub fn config(&self) -> Arc<Config> {
+        self.0.read().expect("live lock").config.clone()
+    }
+
     fn update(&self, f: impl FnOnce(&mut Live)) {
         f(&mut self.0.write().expect("live lock"));
     }
