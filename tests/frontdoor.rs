@@ -545,3 +545,49 @@ robots = ["a", "b"]
     assert_eq!(footers_total(&delivered), 1);
     d.stop().await;
 }
+
+/// The doors work out each robot's token once per config: a reload that changes a robot's
+/// `ingress_token` (or drops it, or drops the robot) changes which token selects it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_which_token_selects_a_robot() {
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    let first = config(&fake);
+    let d = Daemon::start_file(&first, &dir.path().join("data"), &path).await;
+    let body = text("the token may change");
+    let code = |a: Answer| a.body["errcode"].as_i64();
+    let post = |token: String| {
+        let d = &d;
+        let body = &body;
+        async move { send(d, &format!("access_token={token}"), None, body).await }
+    };
+    assert_eq!(code(post(INGRESS.to_string()).await), Some(0));
+    assert_eq!(code(post(ALIASED.to_string()).await), Some(300005));
+
+    // ingress_token replaced: the new one selects the robot, the old one nothing.
+    let renamed = "sluice-door-2Kp8wQ4m";
+    d.rewrite(&first.replace(INGRESS, renamed), &path);
+    let (status, answer) = reload(&d).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(code(post(renamed.to_string()).await), Some(0));
+    assert_eq!(code(post(INGRESS.to_string()).await), Some(300005));
+
+    // ingress_token dropped: the webhook's own token selects the robot again.
+    let line = format!("ingress_token = \"{INGRESS}\"\n");
+    assert!(first.contains(&line));
+    d.rewrite(&first.replace(&line, ""), &path);
+    let (status, answer) = reload(&d).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(code(post(ALIASED.to_string()).await), Some(0));
+    assert_eq!(code(post(renamed.to_string()).await), Some(300005));
+}
+
+async fn reload(d: &Daemon) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(d.url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}

@@ -135,6 +135,7 @@ pub fn router(state: AppState) -> Router {
     let doors = crate::frontdoor::router(crate::frontdoor::Door {
         live: state.live.clone(),
         clock: state.clock,
+        tokens: Default::default(),
     })
     .route_layer(gate::Count::new(state.clone()));
     Router::new()
