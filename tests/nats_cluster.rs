@@ -21,18 +21,32 @@ fn js_with_timeout(client: async_nats::Client, timeout: Duration) -> jetstream::
 /// An R3 stream `name` on `name.>`: limits retention, discard new, a 2 min duplicate window.
 /// Returns once it has a leader (until then a publish gets "no responders"). A server may still
 /// answer "no responders" for a moment after that, until it learns the stream's subjects: a
-/// test's first publishes go through [`publish_id_once_routed`].
+/// test's first publishes go through [`publish_id_once_routed`]. Creating an R3 stream waits for
+/// the three servers to agree on it, which on a loaded machine can outlast the context's request
+/// timeout (a clean-clone `.ci/run` failed on "jetstream request timed out"); a timed-out request
+/// is asked again, as get-or-create (the first may have made the stream), for up to 30 s.
 async fn r3_stream(cluster: &NatsCluster, js: &jetstream::Context, name: &str) -> usize {
-    js.create_stream(stream::Config {
+    let config = stream::Config {
         name: name.into(),
         subjects: vec![format!("{name}.>")],
         num_replicas: 3,
         discard: stream::DiscardPolicy::New,
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
-    })
-    .await
-    .unwrap_or_else(|e| panic!("create stream {name}: {e}"));
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(_) => break,
+            Err(e)
+                if e.kind() == jetstream::context::CreateStreamErrorKind::TimedOut
+                    && Instant::now() < deadline =>
+            {
+                eprintln!("create stream {name}: {e}; asking again");
+            }
+            Err(e) => panic!("create stream {name}: {e}"),
+        }
+    }
     wait_leader(cluster, name).await
 }
 
