@@ -237,7 +237,23 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 /// Threads for the store's blocking calls (see `main`).
 const BLOCKING_THREADS: usize = 64;
 
+/// glibc serves a block of 128 KiB or more by `mmap` until the first such block is freed; from
+/// then on it raises that threshold to the freed block's size (up to 32 MiB). The buffers of a
+/// request of 1 000 alerts (its body, its alerts, its log record: 100–250 KiB each) then come
+/// from the heap arenas, between small allocations that live on, and what they free stays with
+/// the process: 1 000 000 alerts posted 4 × 1 000 at a time left VmRSS at 90 MiB (75 MiB of it
+/// free heap) where 22 MiB were in use. A fixed threshold keeps such blocks mapped, so freeing
+/// one gives it back at once (wrk at 16 × 100 and 64 × 1 alerts per POST: no difference).
+fn keep_large_blocks_mapped() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt sets one allocator parameter; it is called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 fn main() -> ExitCode {
+    keep_large_blocks_mapped();
     let cli = Cli::parse();
     // The store's blocking calls (seals, flushes, reads of digests) share a bounded pool: ten
     // thousand robots starting at once would otherwise spawn tokio's default of 512 threads.
