@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Reproduces the tables in BENCHMARKS.md, in under 15 minutes on the project's 2-core machine (sections 1
-# to 5 took 9 min 22 s with the old section 3 of about 2 min; the new section 3 took 5 min 42 s):
+# Reproduces the tables in BENCHMARKS.md on the project's 2-core machine; everything, sections 1
+# to 7, takes about TOTAL; `scripts/bench.sh 3 8`, every figure of issue 17, takes ISSUE17:
 #   1. criterion: digest rendering, the store's durable ingest, the rate guard
 #   2. durable ingest over HTTP with the load tool: 1, 16 and 64 clients × 100 and 1 alert per POST
 #   3. one wrk load (64 connections x 1 alert, 16 x 100) against nginx answering a bare 202 (the
-#      machine's HTTP ceiling), Prometheus Alertmanager 0.25 and sluice's /v1/alerts,
-#      /v1/alertmanager and DingTalk front door; then again while a bounded dd loop writes large
-#      files (needs wrk, nginx and prometheus-alertmanager from Debian:
-#      apt-get install wrk nginx-light prometheus-alertmanager)
+#      machine's HTTP ceiling), Prometheus Alertmanager 0.25, sluice's /v1/alerts,
+#      /v1/alertmanager and DingTalk front door, and three cluster nodes (one wrk per node at
+#      once); then again while a bounded dd loop writes large files (needs wrk, nginx and
+#      prometheus-alertmanager from Debian: apt-get install wrk nginx-light prometheus-alertmanager)
 #   4. a 100 000-alert burst, memory and disk with a backlog, restart with a backlog, idle cost
 #      (examples/backlog.rs)
 #   5. drop-in ingest: DingTalk text messages to the front door (POST /robot/send?access_token=…,
@@ -17,10 +17,12 @@
 #      the same load; and the raw JetStream publish rate on the same cluster (examples/js_publish.rs)
 #   7. cluster failover: kill -9 of a robot's owner to the next send (examples/failover.rs), for
 #      the default lease (20 s) and a short one (4 s)
-# Sections 6 and 7 need nats-server >= 2.11: $SLUICE_NATS_SERVER, else nats-server on PATH, else
-# $target/pyenv/bin/nats-server (.ci/run installs it); without one they are skipped, saying so.
-# Everything listens on 127.0.0.1 only and stops by itself. Pass section numbers to run only
-# some: scripts/bench.sh 2 3
+#   8. (not in the default set) the parts of 1 and 4 that issue 17 names: 100 000 alerts rendered
+#      in each dialect, peak memory with 1 000 000 pending, first send after kill -9 with 1 000 000
+# The cluster runs of 3, and sections 6 and 7, need nats-server >= 2.11: $SLUICE_NATS_SERVER,
+# else nats-server on PATH, else $target/pyenv/bin/nats-server (.ci/run installs it); without one
+# they are skipped, saying so. Everything listens on 127.0.0.1 only and stops by itself. Pass
+# section numbers to run only some: scripts/bench.sh 2 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
@@ -29,7 +31,7 @@ want() { [[ " $sections " == *" $1 "* ]]; }
 
 cargo build --release --locked --bin sluice --examples
 work="$(mktemp -d /tmp/sluice-bench.XXXXXX)"
-pids=() nats_pids=() node_pids=()
+pids=() nats_pids=() node_pids=() nodes_name=""
 cleanup() {
   for p in "${pids[@]}" "${nats_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -83,134 +85,6 @@ stop_last() {
 ding='[robots.ding]
 webhook = "http://127.0.0.1:9/robot/send?access_token=bench-token"
 secret = "SECbench0123456789"'
-
-if want 1; then
-  echo "== 1. criterion"
-  cargo bench --locked --bench digest -- --warm-up-time 1 --measurement-time 3 2>&1 | grep -E "^render|time:"
-  cargo bench --locked --bench ingest -- --warm-up-time 1 --measurement-time 3 2>&1 | grep -E "^ingest|time:|thrpt:"
-  cargo bench --locked --bench limit -- --warm-up-time 1 --measurement-time 2 2>&1 | grep -E "^rate_guard|time:"
-fi
-
-if want 2; then
-  echo "== 2. durable ingest over HTTP (examples/load.rs); every alert counted was acknowledged after fsync"
-  for shape in "100 1 100000" "100 16 300000" "100 64 300000" "1 1 20000" "1 16 60000" "1 64 200000"; do
-    read -r batch clients alerts <<< "$shape"
-    for run in 1 2 3; do
-      start_sluice "load-$batch-$clients-$run"
-      "$target/release/examples/load" --server "$addr" --robot console \
-        --alerts "$alerts" --clients "$clients" --batch "$batch" --seconds 60 | tail -1
-      stop_last
-    done
-  done
-fi
-
-if want 3; then
-  echo "== 3. one wrk load, side by side: nginx's bare 202 (the ceiling), Alertmanager 0.25, sluice's"
-  echo "   /v1/alerts, /v1/alertmanager and DingTalk front door; then the same while dd writes large files"
-  if ! command -v wrk > /dev/null || [ ! -x /usr/bin/prometheus-alertmanager ] || [ ! -x /usr/sbin/nginx ]; then
-    echo "skipped: needs wrk, nginx and prometheus-alertmanager (apt-get install wrk nginx-light prometheus-alertmanager)"
-  else
-    start_sluice wrk "$ding"
-    am_port=$(free_port) nginx_port=$(free_port)
-    printf 'route:\n  receiver: "null"\nreceivers:\n  - name: "null"\n' > "$work/am.yml"
-    /usr/bin/prometheus-alertmanager --config.file="$work/am.yml" --storage.path="$work/am" \
-      --web.listen-address="127.0.0.1:$am_port" --cluster.listen-address= > "$work/am.log" 2>&1 &
-    pids+=($!)
-    mkdir -p "$work/nginx"
-    cat > "$work/nginx/nginx.conf" <<NGINX
-daemon off;
-worker_processes auto;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx;
-  server {
-    listen 127.0.0.1:$nginx_port;
-    location / { default_type application/json; return 202 '{"accepted":1,"durable":false}'; }
-  }
-}
-NGINX
-    /usr/sbin/nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-    pids+=($!)
-    sleep 2
-    # The signed front-door URL; a sign is good for an hour.
-    ding_url=$(python3 - "$addr" <<'PY'
-import base64, hashlib, hmac, sys, time, urllib.parse
-ts = str(int(time.time() * 1000)); secret = "SECbench0123456789"
-sign = base64.b64encode(hmac.new(secret.encode(), f"{ts}\n{secret}".encode(), hashlib.sha256).digest())
-print(f"http://{sys.argv[1]}/robot/send?access_token=bench-token&timestamp={ts}&sign={urllib.parse.quote(sign)}")
-PY
-)
-    results="$work/wrk.tsv"
-    one() { # phase name connections script url
-      wrk -t2 -c"$3" -d10s --latency -s "scripts/wrk/$4" "$5" | scripts/wrk/table.py parse "$1" "$2" "$run" >> "$results"
-    }
-    for run in 1 2 3; do
-      one quiet nginx 64 nginx-one.lua "http://127.0.0.1:$nginx_port/"
-      one quiet alertmanager 64 am-one.lua "http://127.0.0.1:$am_port/api/v2/alerts"
-      one quiet "sluice /v1/alerts" 64 sluice-one.lua "http://$addr/v1/alerts"
-      one quiet "sluice /v1/alertmanager" 64 sluice-am.lua "http://$addr/v1/alertmanager?robot=console"
-      one quiet "sluice /robot/send" 64 sluice-dingtalk.lua "$ding_url"
-      one quiet "alertmanager batch" 16 am-batch.lua "http://127.0.0.1:$am_port/api/v2/alerts"
-      one quiet "sluice batch" 16 sluice-batch.lua "http://$addr/v1/alerts"
-    done
-    # Another process writing large files on the same file system, bounded: at most 40 files of
-    # 1.5 GB, one at a time, stopped when the runs are done.
-    (for _ in $(seq 40); do dd if=/dev/zero of="$work/dd.out" bs=1M count=1500 status=none; done; rm -f "$work/dd.out") &
-    dd_loop=$!
-    sleep 3
-    # What the disk allows meanwhile: fdatasync of 32 KiB written over existing blocks, and appended.
-    python3 - "$work" <<'PY'
-import os, statistics, sys, time
-for mode in ("over existing blocks", "appended"):
-    path = os.path.join(sys.argv[1], "probe"); fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
-    if mode != "appended":
-        os.write(fd, b"\0" * (8 << 20)); os.fsync(fd)
-    lat = []
-    for i in range(200):
-        t = time.perf_counter(); os.pwrite(fd, b"x" * 32768, i * 32768); os.fdatasync(fd)
-        lat.append((time.perf_counter() - t) * 1000)
-    os.close(fd); os.remove(path); lat.sort()
-    print(f"disk under dd: fdatasync of 32 KiB {mode}: median {statistics.median(lat):.2f} ms, p99 {lat[197]:.2f} ms")
-PY
-    for run in 1 2 3; do
-      one "dd loop" alertmanager 64 am-one.lua "http://127.0.0.1:$am_port/api/v2/alerts"
-      one "dd loop" "sluice /v1/alerts" 64 sluice-one.lua "http://$addr/v1/alerts"
-      one "dd loop" "sluice batch" 16 sluice-batch.lua "http://$addr/v1/alerts"
-      one "dd loop" "alertmanager batch" 16 am-batch.lua "http://127.0.0.1:$am_port/api/v2/alerts"
-    done
-    kill "$dd_loop" 2> /dev/null || true
-    pkill -f "of=$work/dd.out" 2> /dev/null || true
-    wait "$dd_loop" 2> /dev/null || true
-    rm -f "$work/dd.out"
-    scripts/wrk/table.py report "$results"
-    curl -s "http://$addr/metrics" | grep -E '^sluice_commit_' || true
-  fi
-fi
-
-if want 4; then
-  echo "== 4. burst, backlog, restart, idle (examples/backlog.rs)"
-  "$target/release/examples/backlog" burst
-  "$target/release/examples/backlog" backlog
-  "$target/release/examples/backlog" restart --stop all
-  "$target/release/examples/backlog" idle --seconds 30
-fi
-
-if want 5; then
-  echo "== 5. drop-in ingest: DingTalk text messages through /robot/send vs 1 alert per POST to /v1/alerts, 64 connections"
-  for run in 1 2 3; do
-    start_sluice "alerts-$run" "$ding"
-    "$target/release/examples/load" --server "$addr" --robot ding \
-      --alerts 200000 --clients 64 --batch 1 --seconds 60 | tail -1
-    stop_last
-    start_sluice "dropin-$run" "$ding"
-    "$target/release/examples/load" --server "$addr" --dingtalk bench-token:SECbench0123456789 \
-      --alerts 200000 --clients 64 --seconds 60 | tail -1
-    stop_last
-  done
-fi
 
 # The first nats-server >= 2.11 of $SLUICE_NATS_SERVER, PATH and $target/pyenv/bin/nats-server
 # (older servers have the R3 compare-and-swap and Msg-Id bugs CLUSTER.md §1 lists); empty if none.
@@ -278,9 +152,11 @@ stop_nats() {
 }
 
 # Three sluice nodes n1..n3 on the cluster at $nats_urls (replicas 3, the default lease); their
-# addresses go to $addrs (comma-separated). stop_nodes stops them and removes their stores.
+# addresses go to $addrs (comma-separated). stop_nodes stops them and removes their stores (only
+# theirs: section 3 keeps a single-node daemon running beside them).
 start_nodes() {
-  local i first=${#pids[@]} servers
+  local i first=${#pids[@]} servers single="${addr:-}"
+  nodes_name="$1"
   servers=$(sed 's/[^,]*/"&"/g; s/,/, /g' <<< "$nats_urls")
   addrs=""
   for i in 1 2 3; do
@@ -291,6 +167,7 @@ replicas = 3"
     addrs+="${addrs:+,}$addr"
   done
   node_pids=("${pids[@]:$first}")
+  addr="$single"
 }
 
 stop_nodes() {
@@ -299,13 +176,163 @@ stop_nodes() {
   local keep=()
   for p in "${pids[@]}"; do [[ " ${node_pids[*]} " == *" $p "* ]] || keep+=("$p"); done
   pids=("${keep[@]}") node_pids=()
-  rm -rf "$work"/data-*
+  rm -rf "$work/data-$nodes_name"-n*
 }
 
 nats=""
-if want 6 || want 7; then
+if want 3 || want 6 || want 7; then
   nats=$(find_nats)
-  [ -n "$nats" ] || echo "== 6, 7 skipped: no nats-server >= 2.11 (set SLUICE_NATS_SERVER, put one on PATH, or run .ci/run to install $target/pyenv/bin/nats-server)"
+  [ -n "$nats" ] || echo "== cluster runs (3, 6, 7) skipped: no nats-server >= 2.11 (set SLUICE_NATS_SERVER, put one on PATH, or run .ci/run to install $target/pyenv/bin/nats-server)"
+fi
+
+if want 1; then
+  echo "== 1. criterion"
+  cargo bench --locked --bench digest -- --warm-up-time 1 --measurement-time 3 2>&1 | grep -E "^render|time:"
+  cargo bench --locked --bench ingest -- --warm-up-time 1 --measurement-time 3 2>&1 | grep -E "^ingest|time:|thrpt:"
+  cargo bench --locked --bench limit -- --warm-up-time 1 --measurement-time 2 2>&1 | grep -E "^rate_guard|time:"
+fi
+
+if want 2; then
+  echo "== 2. durable ingest over HTTP (examples/load.rs); every alert counted was acknowledged after fsync"
+  for shape in "100 1 100000" "100 16 300000" "100 64 300000" "1 1 20000" "1 16 60000" "1 64 200000"; do
+    read -r batch clients alerts <<< "$shape"
+    for run in 1 2 3; do
+      start_sluice "load-$batch-$clients-$run"
+      "$target/release/examples/load" --server "$addr" --robot console \
+        --alerts "$alerts" --clients "$clients" --batch "$batch" --seconds 60 | tail -1
+      stop_last
+    done
+  done
+fi
+
+if want 3; then
+  echo "== 3. one wrk load, side by side: nginx's bare 202 (the ceiling), Alertmanager 0.25, sluice's"
+  echo "   /v1/alerts, /v1/alertmanager and DingTalk front door; then the same while dd writes large files"
+  if ! command -v wrk > /dev/null || [ ! -x /usr/bin/prometheus-alertmanager ] || [ ! -x /usr/sbin/nginx ]; then
+    echo "skipped: needs wrk, nginx and prometheus-alertmanager (apt-get install wrk nginx-light prometheus-alertmanager)"
+  else
+    start_sluice wrk "$ding"
+    am_port=$(free_port) nginx_port=$(free_port)
+    printf 'route:\n  receiver: "null"\nreceivers:\n  - name: "null"\n' > "$work/am.yml"
+    /usr/bin/prometheus-alertmanager --config.file="$work/am.yml" --storage.path="$work/am" \
+      --web.listen-address="127.0.0.1:$am_port" --cluster.listen-address= > "$work/am.log" 2>&1 &
+    pids+=($!)
+    mkdir -p "$work/nginx"
+    cat > "$work/nginx/nginx.conf" <<NGINX
+daemon off;
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / { default_type application/json; return 202 '{"accepted":1,"durable":false}'; }
+  }
+}
+NGINX
+    /usr/sbin/nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+    pids+=($!)
+    sleep 2
+    # The signed front-door URL; a sign is good for an hour.
+    ding_url=$(python3 - "$addr" <<'PY'
+import base64, hashlib, hmac, sys, time, urllib.parse
+ts = str(int(time.time() * 1000)); secret = "SECbench0123456789"
+sign = base64.b64encode(hmac.new(secret.encode(), f"{ts}\n{secret}".encode(), hashlib.sha256).digest())
+print(f"http://{sys.argv[1]}/robot/send?access_token=bench-token&timestamp={ts}&sign={urllib.parse.quote(sign)}")
+PY
+)
+    results="$work/wrk.tsv"
+    one() { # phase name connections script url
+      wrk -t2 -c"$3" -d10s --latency -s "scripts/wrk/$4" "$5" | scripts/wrk/table.py parse "$1" "$2" "$run" >> "$results"
+    }
+    # The same load spread over the three nodes of a cluster: one wrk per node at once, the
+    # connections split among them; the rates add up, the latencies are the slowest node's.
+    spread() { # phase name connections script path
+      local i=0 node wrks=() files=() nodes
+      IFS=, read -ra nodes <<< "$addrs"
+      for node in "${nodes[@]}"; do
+        wrk -t1 -c$(($3 / 3 + (i < $3 % 3 ? 1 : 0))) -d10s --latency -s "scripts/wrk/$4" \
+          "http://$node$5" > "$work/spread-$i.txt" &
+        wrks+=($!) files+=("$work/spread-$i.txt") i=$((i + 1))
+      done
+      for i in "${wrks[@]}"; do wait "$i"; done
+      scripts/wrk/table.py parse "$1" "$2" "$run" "${files[@]}" >> "$results"
+    }
+    for run in 1 2 3; do
+      one quiet nginx 64 nginx-one.lua "http://127.0.0.1:$nginx_port/"
+      one quiet alertmanager 64 am-one.lua "http://127.0.0.1:$am_port/api/v2/alerts"
+      one quiet "sluice /v1/alerts" 64 sluice-one.lua "http://$addr/v1/alerts"
+      one quiet "sluice /v1/alertmanager" 64 sluice-am.lua "http://$addr/v1/alertmanager?robot=console"
+      one quiet "sluice /robot/send" 64 sluice-dingtalk.lua "$ding_url"
+      one quiet "alertmanager batch" 16 am-batch.lua "http://127.0.0.1:$am_port/api/v2/alerts"
+      one quiet "sluice batch" 16 sluice-batch.lua "http://$addr/v1/alerts"
+      if [ -n "$nats" ]; then
+        # A fresh 3-server JetStream cluster (replicas 3) and three nodes for each round.
+        start_nats "w-$run"
+        start_nodes "w-$run"
+        spread quiet "cluster, 3 nodes /v1/alerts" 64 sluice-one.lua /v1/alerts
+        spread quiet "cluster, 3 nodes batch" 16 sluice-batch.lua /v1/alerts
+        stop_nodes
+        stop_nats
+      fi
+    done
+    # Another process writing large files on the same file system, bounded: at most 40 files of
+    # 1.5 GB, one at a time, stopped when the runs are done.
+    (for _ in $(seq 40); do dd if=/dev/zero of="$work/dd.out" bs=1M count=1500 status=none; done; rm -f "$work/dd.out") &
+    dd_loop=$!
+    sleep 3
+    # What the disk allows meanwhile: fdatasync of 32 KiB written over existing blocks, and appended.
+    python3 - "$work" <<'PY'
+import os, statistics, sys, time
+for mode in ("over existing blocks", "appended"):
+    path = os.path.join(sys.argv[1], "probe"); fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+    if mode != "appended":
+        os.write(fd, b"\0" * (8 << 20)); os.fsync(fd)
+    lat = []
+    for i in range(200):
+        t = time.perf_counter(); os.pwrite(fd, b"x" * 32768, i * 32768); os.fdatasync(fd)
+        lat.append((time.perf_counter() - t) * 1000)
+    os.close(fd); os.remove(path); lat.sort()
+    print(f"disk under dd: fdatasync of 32 KiB {mode}: median {statistics.median(lat):.2f} ms, p99 {lat[197]:.2f} ms")
+PY
+    for run in 1 2 3; do
+      one "dd loop" alertmanager 64 am-one.lua "http://127.0.0.1:$am_port/api/v2/alerts"
+      one "dd loop" "sluice /v1/alerts" 64 sluice-one.lua "http://$addr/v1/alerts"
+      one "dd loop" "sluice batch" 16 sluice-batch.lua "http://$addr/v1/alerts"
+      one "dd loop" "alertmanager batch" 16 am-batch.lua "http://127.0.0.1:$am_port/api/v2/alerts"
+    done
+    kill "$dd_loop" 2> /dev/null || true
+    pkill -f "of=$work/dd.out" 2> /dev/null || true
+    wait "$dd_loop" 2> /dev/null || true
+    rm -f "$work/dd.out"
+    scripts/wrk/table.py report "$results"
+    curl -s "http://$addr/metrics" | grep -E '^sluice_commit_' || true
+  fi
+fi
+
+if want 4; then
+  echo "== 4. burst, backlog, restart, idle (examples/backlog.rs)"
+  "$target/release/examples/backlog" burst
+  "$target/release/examples/backlog" backlog
+  "$target/release/examples/backlog" restart --stop all
+  "$target/release/examples/backlog" idle --seconds 30
+fi
+
+if want 5; then
+  echo "== 5. drop-in ingest: DingTalk text messages through /robot/send vs 1 alert per POST to /v1/alerts, 64 connections"
+  for run in 1 2 3; do
+    start_sluice "alerts-$run" "$ding"
+    "$target/release/examples/load" --server "$addr" --robot ding \
+      --alerts 200000 --clients 64 --batch 1 --seconds 60 | tail -1
+    stop_last
+    start_sluice "dropin-$run" "$ding"
+    "$target/release/examples/load" --server "$addr" --dingtalk bench-token:SECbench0123456789 \
+      --alerts 200000 --clients 64 --seconds 60 | tail -1
+    stop_last
+  done
 fi
 
 if want 6 && [ -n "$nats" ]; then
@@ -355,4 +382,13 @@ if want 7 && [ -n "$nats" ]; then
     --lease 4s --renew 500ms --clock-skew 200ms --request-timeout 1s --rounds 5 ||
     echo "failover with the 4 s lease failed (above, with the nodes' logs)"
   stop_nats
+fi
+
+if want 8; then
+  echo "== 8. issue 17's other figures: 100 000 alerts rendered in every dialect, peak memory with"
+  echo "   1 000 000 pending, the first send after a kill -9 with 1 000 000 pending"
+  cargo bench --locked --bench digest -- --warm-up-time 1 --measurement-time 3 \
+    '^render(_wecom|_feishu|_slack|_fill)?/100000$' 2>&1 | grep -E "^render|time:"
+  "$target/release/examples/backlog" backlog --sizes 1000000 --no-reuse
+  "$target/release/examples/backlog" restart --alerts 1000000 --stop kill
 fi

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Reads wrk --latency reports and prints medians and ratios (scripts/bench.sh section 3).
 
-`table.py parse PHASE NAME RUN < wrk-output >> results.tsv` appends one line: phase, name, run,
-requests/s, p50 ms, p99 ms. `table.py report results.tsv` prints, per phase, the median of each
-name's runs, its ratio to Alertmanager and to nginx, and the single runs.
+`table.py parse PHASE NAME RUN [FILE...] >> results.tsv` appends one line: phase, name, run,
+requests/s, p50 ms, p99 ms, errors, read from one wrk output on stdin, or from the outputs of
+several wrk run at once against different servers (the cluster's nodes): their rates and errors
+added up, their p50 and p99 the highest of them (percentiles of separate runs cannot be merged;
+the slowest server's is the honest bound). `table.py report results.tsv` prints, per phase, the
+median of each name's runs, its ratio to Alertmanager and to nginx, and the single runs.
 """
 import statistics
 import sys
@@ -19,10 +22,11 @@ def ms(text):
     raise ValueError(f"not a wrk latency: {text!r}")
 
 
-def parse(phase, name, run):
+def figures(lines, what):
+    """(requests/s, p50 ms, p99 ms, errors) of one wrk --latency report."""
     rps = p50 = p99 = None
     errors = 0
-    for line in sys.stdin:
+    for line in lines:
         words = line.split()
         if line.startswith("Requests/sec:"):
             rps = float(words[1])
@@ -35,7 +39,23 @@ def parse(phase, name, run):
         elif line.lstrip().startswith("Socket errors"):
             errors += sum(int(w.strip(",")) for w in words if w.strip(",").isdigit())
     if rps is None or p50 is None or p99 is None:
-        sys.exit(f"{phase} {name} run {run}: no figures in the wrk output")
+        sys.exit(f"{what}: no figures in the wrk output")
+    return rps, p50, p99, errors
+
+
+def parse(phase, name, run, *files):
+    what = f"{phase} {name} run {run}"
+    if files:
+        runs = []
+        for path in files:
+            with open(path) as f:
+                runs.append(figures(f, f"{what} ({path})"))
+    else:
+        runs = [figures(sys.stdin, what)]
+    rps = sum(r[0] for r in runs)
+    p50 = max(r[1] for r in runs)
+    p99 = max(r[2] for r in runs)
+    errors = sum(r[3] for r in runs)
     print(f"{phase}\t{name}\t{run}\t{rps:.0f}\t{p50:.3f}\t{p99:.3f}\t{errors}")
 
 
@@ -75,6 +95,6 @@ def report(path):
 
 if __name__ == "__main__":
     if sys.argv[1] == "parse":
-        parse(*sys.argv[2:5])
+        parse(*sys.argv[2:])
     else:
         report(sys.argv[2])
