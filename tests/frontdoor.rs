@@ -568,7 +568,7 @@ async fn a_reload_changes_which_token_selects_a_robot() {
     // ingress_token replaced: the new one selects the robot, the old one nothing.
     let renamed = "sluice-door-2Kp8wQ4m";
     d.rewrite(&first.replace(INGRESS, renamed), &path);
-    let (status, answer) = reload(&d).await;
+    let (status, answer) = d.reload().await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(code(post(renamed.to_string()).await), Some(0));
     assert_eq!(code(post(INGRESS.to_string()).await), Some(300005));
@@ -577,17 +577,8 @@ async fn a_reload_changes_which_token_selects_a_robot() {
     let line = format!("ingress_token = \"{INGRESS}\"\n");
     assert!(first.contains(&line));
     d.rewrite(&first.replace(&line, ""), &path);
-    let (status, answer) = reload(&d).await;
+    let (status, answer) = d.reload().await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(code(post(ALIASED.to_string()).await), Some(0));
     assert_eq!(code(post(renamed.to_string()).await), Some(300005));
-}
-
-async fn reload(d: &Daemon) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(d.url("/-/reload"))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }

@@ -65,15 +65,6 @@ fn alerts(robot: &str, prefix: &str, n: usize) -> Value {
     )
 }
 
-async fn reload(d: &Daemon) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(d.url("/-/reload"))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
 async fn wait_for_footers(fake: &FakeRobot, token: &str, total: u64, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
@@ -120,7 +111,7 @@ async fn reload_changes_robots_keeping_queues_and_rate_history() {
 
     // Change a, add b. The new task for a must remember the 4 sends it cannot repeat yet.
     d.rewrite(&config(&fake, Some("60ms"), true), &path);
-    let (status, r) = reload(&d).await;
+    let (status, r) = d.reload().await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(names(&r["added"]), ["b"]);
     assert_eq!(names(&r["changed"]), ["a"]);
@@ -139,10 +130,10 @@ async fn reload_changes_robots_keeping_queues_and_rate_history() {
 
     // Queue 3 alerts for a (long window), then remove it: they stay, visible.
     d.rewrite(&config(&fake, Some("1h"), true), &path);
-    assert_eq!(reload(&d).await.0, 200);
+    assert_eq!(d.reload().await.0, 200);
     assert_eq!(d.post(&alerts("a", "queued", 3)).await.0, 202);
     d.rewrite(&config(&fake, None, true), &path);
-    let (status, r) = reload(&d).await;
+    let (status, r) = d.reload().await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(names(&r["removed"]), ["a"]);
     assert_eq!(names(&r["unchanged"]), ["b"]);
@@ -160,7 +151,7 @@ async fn reload_changes_robots_keeping_queues_and_rate_history() {
 
     // a comes back: its queue goes out.
     d.rewrite(&config(&fake, Some("60ms"), true), &path);
-    let (status, r) = reload(&d).await;
+    let (status, r) = d.reload().await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(names(&r["added"]), ["a"]);
     wait_for_footers(&fake, "a-token", 8, Duration::from_secs(6)).await;
@@ -168,7 +159,7 @@ async fn reload_changes_robots_keeping_queues_and_rate_history() {
 
     // Queue 2 more, remove a again, and move its queue to b with the CLI.
     d.rewrite(&config(&fake, Some("1h"), true), &path);
-    assert_eq!(reload(&d).await.0, 200);
+    assert_eq!(d.reload().await.0, 200);
     assert_eq!(d.post(&alerts("a", "orphaned", 2)).await.0, 202);
     d.rewrite(&config(&fake, None, true), &path);
     let (code, out, err) = run_cli(&["reload", "--server", &d.url("")], None, &[]);
@@ -232,7 +223,7 @@ async fn an_invalid_config_is_refused_and_the_running_one_kept() {
         ),
     ] {
         d.rewrite(&bad, &path);
-        let (status, body) = reload(&d).await;
+        let (status, body) = d.reload().await;
         assert_eq!(status, 422, "{body}");
         let e = body["error"].as_str().unwrap();
         assert!(e.contains("the running one stays"), "{e}");
@@ -249,7 +240,7 @@ async fn an_invalid_config_is_refused_and_the_running_one_kept() {
         &good.replace("listen = \"{listen}\"", "listen = \"127.0.0.1:1\""),
         &path,
     );
-    let (status, r) = reload(&d).await;
+    let (status, r) = d.reload().await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(names(&r["needs_restart"]), ["server.listen"]);
     assert_eq!(d.get("/healthz").await.0, 200);
@@ -264,7 +255,7 @@ async fn without_a_config_file_there_is_nothing_to_reload() {
         dir.path(),
     )
     .await;
-    let (status, body) = reload(&d).await;
+    let (status, body) = d.reload().await;
     assert_eq!(status, 409, "{body}");
     assert!(body["error"].as_str().unwrap().contains("-c"), "{body}");
     d.stop().await;
@@ -352,7 +343,7 @@ async fn a_reload_with_a_runaway_template_is_refused_and_the_daemon_goes_on() {
     assert_eq!(d.post(&alerts("a", "still here", 1)).await.0, 202);
     wait_for_footers(&fake, "a-token", 1, Duration::from_secs(3)).await;
     d.rewrite(&config(&fake, Some("50ms"), true), &path);
-    let (status, r) = reload(&d).await;
+    let (status, r) = d.reload().await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(names(&r["added"]), ["b"]);
     assert_eq!(d.post(&alerts("b", "new robot", 1)).await.0, 202);

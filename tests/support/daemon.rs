@@ -130,6 +130,18 @@ impl Daemon {
         post_json(&self.http, &self.url("/v1/alerts"), body).await
     }
 
+    /// `POST /-/reload`: status and body (`Null` when the body is not JSON).
+    pub async fn reload(&self) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url("/-/reload"))
+            .send()
+            .await
+            .expect("POST /-/reload");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self.http.get(self.url(path)).send().await.expect("GET");
         let status = r.status().as_u16();
