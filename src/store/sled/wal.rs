@@ -12,8 +12,8 @@
 //! A file that grows makes every sync commit the file's metadata too (the new size and blocks),
 //! and a buffered write can wait for a page the kernel's writeback holds. So a file is never
 //! deleted but kept as the spare ([`SPARE`]), grown with zeros in the background to twice what
-//! the last file needed, and the next file is the spare renamed: its writes land on blocks that
-//! exist. They are `O_DIRECT | O_DSYNC` writes of whole blocks, past the page cache. (On the
+//! the last file needed (or cut back to that after a busy spell), and the next file is the spare
+//! renamed: its writes land on blocks that exist. They are `O_DIRECT | O_DSYNC` writes of whole blocks, past the page cache. (On the
 //! project's virtual disk the end-to-end gain was within the noise: there every durable write
 //! ends with a cache flush, which the layout cannot avoid; BENCHMARKS.md, issue 17.)
 //!
@@ -44,6 +44,11 @@ pub const SPARE: &str = "wal-spare.log";
 /// The spare is grown to at most this (a checkpoint starts once a file holds
 /// [`CHECKPOINT_BYTES`]; the last commit before it may go a little past).
 const SPARE_MAX: u64 = CHECKPOINT_BYTES + (4 << 20);
+
+/// A spare more than this larger than twice what the last file held is cut back to that: after
+/// a busy spell the two files are 36 MiB each, and a store whose backlog has drained should not
+/// keep 72 MiB of zeros. The next busy spell grows the file again until its first checkpoint.
+const SPARE_SLACK: u64 = 4 << 20;
 
 const MAGIC: &[u8; 8] = b"SLUICEW2";
 const HEADER: u64 = 16;
@@ -274,8 +279,11 @@ pub fn read_all(dir: &Path) -> Result<Vec<Op>, String> {
 }
 
 /// Retires every log file of a generation below `keep_from`: the first becomes the spare (unless
-/// there is one), grown with zeros to twice `used` (at most [`SPARE_MAX`]); the others are
-/// deleted. The directory is synced, so that a retired file cannot come back after a crash.
+/// there is one), grown with zeros to twice `used` (at most [`SPARE_MAX`]), or cut back to that
+/// when it is more than [`SPARE_SLACK`] larger; the others are deleted. The directory is synced,
+/// so that a retired file cannot come back after a crash. The spare holds no record anyone
+/// reads (its old records do not decode under the generation it is renamed to), so its length
+/// is free to change.
 pub fn retire_before(dir: &Path, keep_from: u64, used: u64) -> std::io::Result<()> {
     let spare = dir.join(SPARE);
     let mut changed = false;
@@ -307,6 +315,9 @@ pub fn retire_before(dir: &Path, keep_from: u64, used: u64) -> std::io::Result<(
             file.write_all_at(&zeros[..n], at)?;
             at += n as u64;
         }
+        file.sync_all()?;
+    } else if have > want + SPARE_SLACK {
+        file.set_len(want)?;
         file.sync_all()?;
     }
     Ok(())
@@ -524,6 +535,39 @@ mod tests {
             .into_iter()
             .map(|op| String::from_utf8(op.key).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_spare_left_large_by_a_busy_spell_is_cut_back() {
+        let dir = tempfile::tempdir().unwrap();
+        // A spare as a busy spell leaves it (sparse here; the store writes real zeros).
+        let big = 3 * SPARE_SLACK;
+        File::create(dir.path().join(SPARE))
+            .unwrap()
+            .set_len(big)
+            .unwrap();
+        // The next file is that spare renamed, and holds a few records only.
+        let mut w = Writer::create(dir.path(), 1).unwrap();
+        w.append(&records(&["a1", "a2"])).unwrap();
+        let (old, used) = w.rotate().unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.path().join(file_name(old)))
+                .unwrap()
+                .len(),
+            big,
+            "generation 1 reused the spare"
+        );
+        retire_before(dir.path(), old + 1, used).unwrap();
+        let spare = std::fs::metadata(dir.path().join(SPARE)).unwrap().len();
+        assert_eq!(spare, 2 * used, "cut back to twice what the file held");
+        // A small file retired is grown to twice what it held, as before.
+        w.append(&records(&["b1"])).unwrap();
+        let (old, used) = w.rotate().unwrap();
+        retire_before(dir.path(), old + 1, used).unwrap();
+        assert!(std::fs::metadata(dir.path().join(SPARE)).unwrap().len() >= 2 * used);
+        assert_eq!(keys(dir.path()), Vec::<String>::new());
+        w.append(&records(&["c1"])).unwrap();
+        assert_eq!(keys(dir.path()), ["c1"]);
     }
 
     #[test]
