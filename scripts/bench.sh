@@ -252,10 +252,11 @@ PY
     # The same load spread over the three nodes of a cluster: one wrk per node at once, the
     # connections split among them; the rates add up, the latencies are the slowest node's.
     spread() { # phase name connections script path
-      local i=0 node wrks=() files=() nodes
+      local i=0 node wrks=() files=() nodes n
       IFS=, read -ra nodes <<< "$addrs"
+      n=${#nodes[@]}
       for node in "${nodes[@]}"; do
-        wrk -t1 -c$(($3 / 3 + (i < $3 % 3 ? 1 : 0))) -d10s --latency -s "scripts/wrk/$4" \
+        wrk -t1 -c$(($3 / n + (i < $3 % n ? 1 : 0))) -d10s --latency -s "scripts/wrk/$4" \
           "http://$node$5" > "$work/spread-$i.txt" &
         wrks+=($!) files+=("$work/spread-$i.txt") i=$((i + 1))
       done
