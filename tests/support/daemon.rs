@@ -130,7 +130,7 @@ impl Daemon {
         post_json(&self.http, &self.url("/v1/alerts"), body).await
     }
 
-    /// `POST /-/reload`: status and body (`Null` when the body is not JSON).
+    /// `POST /-/reload`: status and body.
     pub async fn reload(&self) -> (u16, Value) {
         let r = self
             .http
@@ -138,14 +138,12 @@ impl Daemon {
             .send()
             .await
             .expect("POST /-/reload");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        answer(r).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self.http.get(self.url(path)).send().await.expect("GET");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        answer(r).await
     }
 
     /// The status entry of one robot.
@@ -197,6 +195,11 @@ impl Daemon {
 
 pub async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
     let r = http.post(url).json(body).send().await.expect("POST");
+    answer(r).await
+}
+
+/// An answer's status and JSON body (`Null` when the body is not JSON).
+async fn answer(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
