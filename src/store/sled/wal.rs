@@ -13,9 +13,10 @@
 //! and a buffered write can wait for a page the kernel's writeback holds. So a file is never
 //! deleted but kept as the spare ([`SPARE`]), grown with zeros in the background to twice what
 //! the last file needed (or cut back to that after a busy spell), and the next file is the spare
-//! renamed: its writes land on blocks that exist. They are `O_DIRECT | O_DSYNC` writes of whole blocks, past the page cache. (On the
-//! project's virtual disk the end-to-end gain was within the noise: there every durable write
-//! ends with a cache flush, which the layout cannot avoid; BENCHMARKS.md, issue 17.)
+//! renamed: its writes land on blocks that exist. They are `O_DIRECT | O_DSYNC` writes of whole
+//! blocks, past the page cache. (On the project's virtual disk the end-to-end gain was within
+//! the noise: there every durable write ends with a cache flush, which the layout cannot avoid;
+//! BENCHMARKS.md, issue 17.)
 //!
 //! A file is a header and a sequence of records:
 //!
